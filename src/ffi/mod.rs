@@ -1,0 +1,19 @@
+//! The C ABI. Each export validates its arguments, runs inside the boundary
+//! (no panic crosses it; failures set `mmpool_last_error`), calls the engine
+//! and writes its out-parameters only on success. No pool logic lives here.
+//!
+//! `include/mmpool.h` is generated from this module by cbindgen (see build.rs).
+
+#![allow(non_camel_case_types)]
+
+#[macro_use]
+pub mod boundary;
+pub mod handle;
+pub mod pool;
+pub mod process;
+pub mod status;
+pub mod types;
+
+pub use handle::mmpool;
+pub use status::mmpool_status;
+pub use types::{mmpool_lease, mmpool_stats, mmpool_ticket};

@@ -1,0 +1,101 @@
+//! Plain values passed through the ABI.
+
+use crate::pool::{Lease, Stats, Ticket};
+
+/// `timeout_ns` value that waits without limit.
+pub const MMPOOL_WAIT_FOREVER: u64 = u64::MAX;
+
+/// The largest total a pool accepts: 2^60 bytes.
+pub const MMPOOL_MAX_TOTAL: u64 = 0x1000_0000_0000_0000;
+const _: () = assert!(MMPOOL_MAX_TOTAL == crate::pool::MAX_TOTAL);
+
+/// A grant of bytes, a plain value. `id` 0 means "no lease".
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct mmpool_lease {
+    /// Unique across all pools of the process, never reused.
+    pub id: u64,
+    /// The bytes it holds (informational: the pool's own record decides what a
+    /// release returns).
+    pub nbytes: u64,
+}
+
+/// A place in line from `mmpool_enqueue`. `id` 0 means "none".
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct mmpool_ticket {
+    pub id: u64,
+}
+
+/// Figures of a pool. Set `size = sizeof(mmpool_stats)` before calling
+/// `mmpool_get_stats`; it writes the fields that fit in `size` bytes and sets
+/// `size` to the number of bytes it wrote, so the struct can grow at its end
+/// without breaking callers built against an older header.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct mmpool_stats {
+    /// In: the caller's `sizeof(mmpool_stats)`. Out: bytes written.
+    pub size: u64,
+    /// The pool's total budget.
+    pub total_bytes: u64,
+    /// Bytes grantable now (0 while the total is below what is in use).
+    pub available_bytes: u64,
+    /// Bytes granted and not yet returned.
+    pub in_use_bytes: u64,
+    /// The most bytes ever in use at once.
+    pub peak_in_use_bytes: u64,
+    /// Leases granted and not yet released.
+    pub outstanding_leases: u64,
+    /// Requests waiting in line now.
+    pub waiters: u64,
+    /// Leases granted since creation.
+    pub grants: u64,
+    /// Requests (acquires and lease growths) that waited before their grant.
+    pub waited_grants: u64,
+    /// Requests that gave up when their wait ran out.
+    pub timeouts: u64,
+    /// Try-once requests refused because the bytes were not free at once.
+    pub would_blocks: u64,
+    /// Requests refused because they exceed the total.
+    pub capacity_rejections: u64,
+    /// Requests refused or woken because the pool was closed.
+    pub closed_rejections: u64,
+    /// Sum of the waits of `waited_grants`, in nanoseconds.
+    pub wait_ns_total: u64,
+    /// Longest of those waits, in nanoseconds.
+    pub wait_ns_max: u64,
+}
+
+impl From<Lease> for mmpool_lease {
+    fn from(l: Lease) -> Self {
+        mmpool_lease { id: l.id, nbytes: l.nbytes }
+    }
+}
+
+impl From<Ticket> for mmpool_ticket {
+    fn from(t: Ticket) -> Self {
+        mmpool_ticket { id: t.id }
+    }
+}
+
+impl From<Stats> for mmpool_stats {
+    fn from(s: Stats) -> Self {
+        mmpool_stats {
+            size: std::mem::size_of::<mmpool_stats>() as u64,
+            total_bytes: s.total_bytes,
+            available_bytes: s.available_bytes,
+            in_use_bytes: s.in_use_bytes,
+            peak_in_use_bytes: s.peak_in_use_bytes,
+            outstanding_leases: s.outstanding_leases,
+            waiters: s.waiters,
+            grants: s.grants,
+            waited_grants: s.waited_grants,
+            timeouts: s.timeouts,
+            would_blocks: s.would_blocks,
+            capacity_rejections: s.capacity_rejections,
+            closed_rejections: s.closed_rejections,
+            wait_ns_total: s.wait_ns_total,
+            wait_ns_max: s.wait_ns_max,
+        }
+    }
+}

@@ -1,0 +1,437 @@
+//! The in-process pool: a byte-weighted semaphore that grants strictly in
+//! order of arrival.
+//!
+//! * Fast path: with nobody in line, an acquire is one compare-and-swap on the
+//!   state word plus recording the lease in a sharded table; a release is the
+//!   reverse. No thread sleeps while holding any lock of the pool.
+//! * Slow path: a request that cannot be granted at once joins the line under
+//!   the wait-list lock. Whoever returns bytes while someone waits grants from
+//!   the head of the line, in order, as far as the bytes reach, and wakes only
+//!   those it granted.
+//! * A request leaving the line (timeout, cancel, close) re-runs the grant from
+//!   the head, so the ones behind it never wait on a request that is gone.
+
+use std::time::{Duration, Instant};
+
+use super::error::Error;
+use super::lease::{IdSource, Lease, LeaseTable, Ticket};
+use super::state::{Snapshot, State, MAX_TOTAL};
+use super::stats::Stats;
+use super::sync::{Arc, AtomicU64, Mutex, MutexGuard, Ordering};
+use super::waitlist::{Fate, Waitlist};
+
+/// How long a request may wait for its grant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Wait {
+    /// Until granted or the pool is closed.
+    Forever,
+    /// Until this instant; an instant already past means "do not wait".
+    Until(Instant),
+}
+
+impl Wait {
+    /// A timeout in nanoseconds from now; `u64::MAX` means forever.
+    pub fn timeout_ns(ns: u64) -> Wait {
+        if ns == u64::MAX {
+            return Wait::Forever;
+        }
+        Instant::now().checked_add(Duration::from_nanos(ns)).map_or(Wait::Forever, Wait::Until)
+    }
+
+    fn deadline(self) -> Option<Instant> {
+        match self {
+            Wait::Forever => None,
+            Wait::Until(at) => Some(at),
+        }
+    }
+}
+
+/// What a waiting request does when its time runs out.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum OnTimeout {
+    /// Leave the line (the one-call acquire forms).
+    Leave,
+    /// Keep the place (a ticket waited on in slices).
+    Stay,
+}
+
+const LIVE: u64 = 0x6d6d_706f_6f6c_2121;
+
+/// A byte budget shared by threads. Cheap to share as `Arc<Pool>`; every method
+/// may be called from any thread at any time.
+pub struct Pool {
+    live: AtomicU64,
+    total: AtomicU64,
+    state: State,
+    ids: IdSource,
+    leases: LeaseTable<Arc<Pool>>,
+    waitlist: Mutex<Waitlist>,
+    peak: AtomicU64,
+    timeouts: AtomicU64,
+    would_blocks: AtomicU64,
+    capacity_rejections: AtomicU64,
+    closed_rejections: AtomicU64,
+}
+
+impl Drop for Pool {
+    fn drop(&mut self) {
+        self.live.store(0, Ordering::Release);
+    }
+}
+
+fn bump(counter: &AtomicU64) {
+    counter.fetch_add(1, Ordering::Relaxed);
+}
+
+impl Pool {
+    /// A pool of `total_bytes` (1 ..= 2^60).
+    pub fn new(total_bytes: u64) -> Result<Arc<Pool>, Error> {
+        check_total(total_bytes)?;
+        Ok(Arc::new(Pool {
+            live: AtomicU64::new(LIVE),
+            total: AtomicU64::new(total_bytes),
+            state: State::new(total_bytes),
+            ids: IdSource::new()?,
+            leases: LeaseTable::new(),
+            waitlist: Mutex::new(Waitlist::default()),
+            peak: AtomicU64::new(0),
+            timeouts: AtomicU64::new(0),
+            would_blocks: AtomicU64::new(0),
+            capacity_rejections: AtomicU64::new(0),
+            closed_rejections: AtomicU64::new(0),
+        }))
+    }
+
+    /// Whether this memory still holds a pool that has not been dropped. Only a
+    /// best-effort check against stale handles, never a guarantee.
+    pub fn is_live(&self) -> bool {
+        self.live.load(Ordering::Acquire) == LIVE
+    }
+
+    pub fn total_bytes(&self) -> u64 {
+        self.total.load(Ordering::Acquire)
+    }
+
+    pub fn available_bytes(&self) -> u64 {
+        self.state.load().available.max(0) as u64
+    }
+
+    /// Waits in line for `nbytes`, up to `wait`.
+    pub fn acquire(self: &Arc<Self>, nbytes: u64, wait: Wait) -> Result<Lease, Error> {
+        self.check_request(nbytes)?;
+        match self.take_now(nbytes) {
+            Ok(()) => return self.lease_for(nbytes),
+            Err(s) if s.closed => return Err(self.closed()),
+            Err(_) => {}
+        }
+        let _hold = Arc::clone(self);
+        let ticket = self.join_line(nbytes)?;
+        let nbytes = self.wait_for(ticket, nbytes, wait, OnTimeout::Leave)?;
+        Ok(self.record(ticket, nbytes))
+    }
+
+    /// Grants `nbytes` only if that is possible at once without jumping the line.
+    pub fn try_acquire(self: &Arc<Self>, nbytes: u64) -> Result<Lease, Error> {
+        self.check_request(nbytes)?;
+        match self.take_now(nbytes) {
+            Ok(()) => self.lease_for(nbytes),
+            Err(s) if s.closed => Err(self.closed()),
+            Err(s) => {
+                bump(&self.would_blocks);
+                Err(Error::WouldBlock {
+                    requested: nbytes,
+                    available: s.available.max(0) as u64,
+                    queued: s.queued,
+                })
+            }
+        }
+    }
+
+    /// Returns a lease's bytes. Releasing a lease twice is a no-op.
+    pub fn release(self: &Arc<Self>, id: u64) -> Result<(), Error> {
+        self.ids.check(id, "lease")?;
+        match self.leases.remove(id) {
+            Some((nbytes, keepalive)) => {
+                self.give_back(nbytes);
+                // Last use of the pool in this call: the reference the leases
+                // held may be the last one.
+                drop(keepalive);
+                Ok(())
+            }
+            None if matches!(self.waitlist.lock().fate(id), Some(_)) => Err(Error::InvalidLease(
+                format!("{id:#x} is a ticket, not a lease: redeem it with wait or leave with cancel"),
+            )),
+            None => Ok(()),
+        }
+    }
+
+    /// Joins the line for `nbytes` and returns at once with the place.
+    pub fn enqueue(self: &Arc<Self>, nbytes: u64) -> Result<Ticket, Error> {
+        self.check_request(nbytes)?;
+        Ok(Ticket { id: self.join_line(nbytes)? })
+    }
+
+    /// Waits up to `wait` for a ticket's grant. On timeout the ticket keeps its
+    /// place and may be waited on again.
+    pub fn wait_ticket(self: &Arc<Self>, ticket: Ticket, wait: Wait) -> Result<Lease, Error> {
+        self.ids.check(ticket.id, "ticket")?;
+        let _hold = Arc::clone(self);
+        let nbytes = self.wait_for(ticket.id, 0, wait, OnTimeout::Stay)?;
+        Ok(self.record(ticket.id, nbytes))
+    }
+
+    /// Leaves the line; if the grant already happened, its bytes go back.
+    /// Cancelling a finished ticket is a no-op.
+    pub fn cancel_ticket(&self, ticket: Ticket) -> Result<(), Error> {
+        self.ids.check(ticket.id, "ticket")?;
+        let mut wl = self.waitlist.lock();
+        match wl.take_fate(ticket.id) {
+            Some(Fate::Waiting { .. }) => self.grant_ready(&mut wl),
+            Some(Fate::Granted { nbytes }) => {
+                self.state.add(nbytes as i64);
+                self.grant_ready(&mut wl);
+            }
+            Some(Fate::Failed(_)) | None => {}
+        }
+        Ok(())
+    }
+
+    /// Changes what a lease holds. Shrinking returns bytes at once; growing
+    /// waits in line for the difference, like an acquire, up to `wait`.
+    pub fn resize_lease(self: &Arc<Self>, id: u64, new_nbytes: u64, wait: Wait) -> Result<Lease, Error> {
+        self.ids.check(id, "lease")?;
+        let released = || Error::InvalidLease(format!("lease {id:#x} was already released"));
+        let old = self.leases.get(id).ok_or_else(released)?;
+        if new_nbytes <= old {
+            let (before, after) = self.leases.update(id, |cur| cur.min(new_nbytes)).ok_or_else(released)?;
+            self.give_back(before - after);
+            return Ok(Lease { id, nbytes: after });
+        }
+        self.check_request(new_nbytes)?;
+        let delta = new_nbytes - old;
+        let _hold = Arc::clone(self);
+        match self.take_now(delta) {
+            Ok(()) => {}
+            Err(s) if s.closed => return Err(self.closed()),
+            Err(_) => {
+                let ticket = self.join_line(delta)?;
+                self.wait_for(ticket, delta, wait, OnTimeout::Leave)?;
+            }
+        }
+        match self.leases.update(id, |cur| cur + delta) {
+            Some((_, after)) => Ok(Lease { id, nbytes: after }),
+            None => {
+                self.give_back(delta);
+                Err(Error::InvalidLease(format!("lease {id:#x} was released while it grew")))
+            }
+        }
+    }
+
+    /// Changes the total. Growing grants waiters at once; shrinking never
+    /// revokes a lease, and waiters larger than the new total fail.
+    pub fn set_total(&self, new_total: u64) -> Result<(), Error> {
+        check_total(new_total)?;
+        let mut wl = self.waitlist.lock();
+        let old = self.total.swap(new_total, Ordering::AcqRel);
+        self.state.add(new_total as i64 - old as i64);
+        let before = wl.len();
+        wl.fail_where(|n| n > new_total, |n| Error::ExceedsCapacity { requested: n, total: new_total });
+        self.capacity_rejections.fetch_add((before - wl.len()) as u64, Ordering::Relaxed);
+        self.grant_ready(&mut wl);
+        Ok(())
+    }
+
+    /// Closes the pool: waiters wake with `Closed`, new requests fail with it,
+    /// releases still return bytes. Closing twice is a no-op.
+    pub fn close(&self) {
+        let mut wl = self.waitlist.lock();
+        self.state.set_closed();
+        self.closed_rejections.fetch_add(wl.len() as u64, Ordering::Relaxed);
+        wl.fail_where(|_| true, |_| Error::Closed);
+        self.state.clear_queued();
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.state.load().closed
+    }
+
+    pub fn stats(&self) -> Stats {
+        let (waiters, counters) = {
+            let wl = self.waitlist.lock();
+            (wl.len() as u64, wl.counters)
+        };
+        let (outstanding, _, grants) = self.leases.totals();
+        let total = self.total_bytes();
+        let s = self.state.load();
+        Stats {
+            total_bytes: total,
+            available_bytes: s.available.max(0) as u64,
+            in_use_bytes: (total as i64 - s.available).max(0) as u64,
+            peak_in_use_bytes: self.peak.load(Ordering::Relaxed),
+            outstanding_leases: outstanding,
+            waiters,
+            grants,
+            waited_grants: counters.waited_grants,
+            timeouts: self.timeouts.load(Ordering::Relaxed),
+            would_blocks: self.would_blocks.load(Ordering::Relaxed),
+            capacity_rejections: self.capacity_rejections.load(Ordering::Relaxed),
+            closed_rejections: self.closed_rejections.load(Ordering::Relaxed),
+            wait_ns_total: counters.wait_ns_total,
+            wait_ns_max: counters.wait_ns_max,
+        }
+    }
+
+    /// Bytes held by outstanding leases, from the pool's own records. With no
+    /// grant waiting to be collected, `available + leased == total`.
+    pub fn leased_bytes(&self) -> u64 {
+        self.leases.totals().1
+    }
+
+    /// Bytes and size of the lease `id` if it is outstanding.
+    pub fn lease(&self, id: u64) -> Option<Lease> {
+        self.leases.get(id).map(|nbytes| Lease { id, nbytes })
+    }
+
+    // ---- internals -------------------------------------------------------
+
+    fn check_request(&self, nbytes: u64) -> Result<(), Error> {
+        let total = self.total_bytes();
+        if nbytes > total {
+            bump(&self.capacity_rejections);
+            return Err(Error::ExceedsCapacity { requested: nbytes, total });
+        }
+        Ok(())
+    }
+
+    fn closed(&self) -> Error {
+        bump(&self.closed_rejections);
+        Error::Closed
+    }
+
+    /// The lock-free attempt. Zero bytes are granted at once, line or not.
+    fn take_now(&self, nbytes: u64) -> Result<(), Snapshot> {
+        if nbytes == 0 {
+            let s = self.state.load();
+            return if s.closed { Err(s) } else { Ok(()) };
+        }
+        let left = self.state.try_take(nbytes)?;
+        self.note_in_use(left);
+        Ok(())
+    }
+
+    fn note_in_use(&self, left: i64) {
+        let in_use = (self.total_bytes() as i64 - left).max(0) as u64;
+        if in_use > self.peak.load(Ordering::Relaxed) {
+            self.peak.fetch_max(in_use, Ordering::Relaxed);
+        }
+    }
+
+    fn record(self: &Arc<Self>, id: u64, nbytes: u64) -> Lease {
+        self.leases.insert(id, nbytes, self);
+        Lease { id, nbytes }
+    }
+
+    /// Records bytes already taken under a fresh id.
+    fn lease_for(self: &Arc<Self>, nbytes: u64) -> Result<Lease, Error> {
+        match self.ids.next() {
+            Ok(id) => Ok(self.record(id, nbytes)),
+            Err(e) => {
+                self.give_back(nbytes);
+                Err(e)
+            }
+        }
+    }
+
+    /// Returns bytes; with someone in line, grants from its head.
+    fn give_back(&self, nbytes: u64) {
+        if nbytes == 0 || self.state.try_give(nbytes) {
+            return;
+        }
+        let mut wl = self.waitlist.lock();
+        self.state.add(nbytes as i64);
+        self.grant_ready(&mut wl);
+    }
+
+    /// Under the lock: grants from the head of the line while the bytes reach.
+    fn grant_ready(&self, wl: &mut MutexGuard<'_, Waitlist>) {
+        while let Some(head) = wl.head() {
+            match self.state.take_locked(head.nbytes) {
+                Some(left) => {
+                    self.note_in_use(left);
+                    wl.grant_head();
+                }
+                None => return,
+            }
+        }
+        self.state.clear_queued();
+    }
+
+    /// Takes a ticket and either grants it at once or puts it in line.
+    fn join_line(&self, nbytes: u64) -> Result<u64, Error> {
+        let ticket = self.ids.next()?;
+        let mut wl = self.waitlist.lock();
+        if self.state.load().closed {
+            return Err(self.closed());
+        }
+        // Re-checked under the lock: the total may have shrunk meanwhile.
+        self.check_request(nbytes)?;
+        if nbytes == 0 {
+            wl.granted_at_once(ticket, 0);
+        } else if !wl.is_empty() {
+            wl.push(ticket, nbytes);
+        } else {
+            match self.state.take_or_queue(nbytes) {
+                Ok(left) => {
+                    self.note_in_use(left);
+                    wl.granted_at_once(ticket, nbytes);
+                }
+                Err(()) => wl.push(ticket, nbytes),
+            }
+        }
+        Ok(ticket)
+    }
+
+    /// Waits for a ticket's fate and collects it: its granted bytes, or why not.
+    fn wait_for(&self, ticket: u64, nbytes: u64, wait: Wait, on_timeout: OnTimeout) -> Result<u64, Error> {
+        let deadline = wait.deadline();
+        let mut wl = self.waitlist.lock();
+        loop {
+            let signal = match wl.fate(ticket) {
+                None => {
+                    return Err(Error::InvalidLease(format!(
+                        "ticket {ticket:#x} was already redeemed or cancelled"
+                    )))
+                }
+                Some(Fate::Waiting { signal, nbytes: queued, .. }) => {
+                    if deadline.is_some_and(|at| Instant::now() >= at) {
+                        let requested = (*queued).max(nbytes);
+                        if on_timeout == OnTimeout::Leave {
+                            wl.take_fate(ticket);
+                            self.grant_ready(&mut wl);
+                            bump(&self.timeouts);
+                        }
+                        return Err(Error::Timeout { requested });
+                    }
+                    Arc::clone(signal)
+                }
+                Some(Fate::Granted { .. } | Fate::Failed(_)) => {
+                    return match wl.take_fate(ticket) {
+                        Some(Fate::Granted { nbytes }) => Ok(nbytes),
+                        Some(Fate::Failed(e)) => Err(e),
+                        _ => Err(Error::Internal("a ticket's fate changed under the lock".into())),
+                    };
+                }
+            };
+            signal.wait(&mut wl, deadline);
+        }
+    }
+}
+
+fn check_total(total: u64) -> Result<(), Error> {
+    if total == 0 || total > MAX_TOTAL {
+        return Err(Error::InvalidArgument(format!(
+            "total_bytes must be between 1 and 2^60, got {total}"
+        )));
+    }
+    Ok(())
+}

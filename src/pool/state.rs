@@ -1,0 +1,163 @@
+//! The pool's lock-free state word: available bytes and two flags in one atomic.
+//!
+//! Layout of the `u64`: bits 2..64 hold the available bytes as a signed number
+//! (negative after the total was lowered below what is in use), bit 0 is
+//! `QUEUED` (someone waits in line) and bit 1 is `CLOSED`.
+//!
+//! The rule that makes the fast path safe: while `QUEUED` is set, only a thread
+//! holding the wait-list lock changes the available bytes. Fast acquires and
+//! fast releases only succeed on a word without `QUEUED`, and setting `QUEUED`
+//! is a compare-and-swap on the same word, so a byte released in parallel is
+//! never missed by a thread that is about to queue.
+
+use super::sync::{AtomicU64, Ordering};
+
+const QUEUED: u64 = 1;
+const CLOSED: u64 = 2;
+const FLAGS: u64 = QUEUED | CLOSED;
+const SHIFT: u32 = 2;
+
+/// Largest total a pool accepts (2^60 bytes, one exbibyte), so that available
+/// bytes plus or minus any total always fit the word's signed 62 bits.
+pub const MAX_TOTAL: u64 = 1 << 60;
+
+/// One reading of the state word.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Snapshot {
+    pub(crate) available: i64,
+    pub(crate) queued: bool,
+    pub(crate) closed: bool,
+}
+
+impl Snapshot {
+    fn decode(word: u64) -> Self {
+        Snapshot {
+            available: (word as i64) >> SHIFT,
+            queued: word & QUEUED != 0,
+            closed: word & CLOSED != 0,
+        }
+    }
+
+    /// Whether `nbytes` fit into what is available.
+    pub(crate) fn fits(&self, nbytes: u64) -> bool {
+        self.available >= 0 && nbytes <= self.available as u64
+    }
+}
+
+fn encode(word: u64, available: i64) -> u64 {
+    ((available << SHIFT) as u64) | (word & FLAGS)
+}
+
+pub(crate) struct State {
+    word: AtomicU64,
+}
+
+impl State {
+    pub(crate) fn new(total: u64) -> Self {
+        State { word: AtomicU64::new(encode(0, total as i64)) }
+    }
+
+    pub(crate) fn load(&self) -> Snapshot {
+        Snapshot::decode(self.word.load(Ordering::Acquire))
+    }
+
+    /// Fast path: takes `nbytes` if nobody is queued, the pool is open and
+    /// enough is available. On failure returns the reading that refused it.
+    pub(crate) fn try_take(&self, nbytes: u64) -> Result<i64, Snapshot> {
+        let mut word = self.word.load(Ordering::Acquire);
+        loop {
+            let s = Snapshot::decode(word);
+            if s.queued || s.closed || !s.fits(nbytes) {
+                return Err(s);
+            }
+            let left = s.available - nbytes as i64;
+            match self.word.compare_exchange_weak(
+                word,
+                encode(word, left),
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => return Ok(left),
+                Err(now) => word = now,
+            }
+        }
+    }
+
+    /// Fast path: gives back `nbytes` unless someone is queued, in which case
+    /// nothing changes and the caller must give them back under the lock.
+    pub(crate) fn try_give(&self, nbytes: u64) -> bool {
+        let mut word = self.word.load(Ordering::Acquire);
+        loop {
+            if word & QUEUED != 0 {
+                return false;
+            }
+            let s = Snapshot::decode(word);
+            match self.word.compare_exchange_weak(
+                word,
+                encode(word, s.available + nbytes as i64),
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => return true,
+                Err(now) => word = now,
+            }
+        }
+    }
+
+    /// Under the wait-list lock: takes `nbytes` if they fit (ignoring `QUEUED`,
+    /// which the lock holder owns), else sets `QUEUED` and returns `false`.
+    pub(crate) fn take_or_queue(&self, nbytes: u64) -> Result<i64, ()> {
+        let mut word = self.word.load(Ordering::Acquire);
+        loop {
+            let s = Snapshot::decode(word);
+            let new = if s.fits(nbytes) {
+                encode(word, s.available - nbytes as i64)
+            } else {
+                word | QUEUED
+            };
+            match self.word.compare_exchange_weak(word, new, Ordering::AcqRel, Ordering::Acquire)
+            {
+                Ok(_) if s.fits(nbytes) => return Ok(s.available - nbytes as i64),
+                Ok(_) => return Err(()),
+                Err(now) => word = now,
+            }
+        }
+    }
+
+    /// Under the wait-list lock: takes `nbytes` if they fit, for the head of
+    /// the line. Returns the bytes left on success.
+    pub(crate) fn take_locked(&self, nbytes: u64) -> Option<i64> {
+        let mut word = self.word.load(Ordering::Acquire);
+        loop {
+            let s = Snapshot::decode(word);
+            if !s.fits(nbytes) {
+                return None;
+            }
+            let left = s.available - nbytes as i64;
+            match self.word.compare_exchange_weak(
+                word,
+                encode(word, left),
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => return Some(left),
+                Err(now) => word = now,
+            }
+        }
+    }
+
+    /// Adds a signed amount to the available bytes (a release under the lock,
+    /// or a change of the total).
+    pub(crate) fn add(&self, delta: i64) {
+        self.word.fetch_add((delta << SHIFT) as u64, Ordering::AcqRel);
+    }
+
+    /// Under the wait-list lock, when the line has become empty.
+    pub(crate) fn clear_queued(&self) {
+        self.word.fetch_and(!QUEUED, Ordering::AcqRel);
+    }
+
+    pub(crate) fn set_closed(&self) {
+        self.word.fetch_or(CLOSED, Ordering::AcqRel);
+    }
+}

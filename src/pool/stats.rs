@@ -1,0 +1,34 @@
+//! A consistent-enough picture of a pool for operators and tests.
+
+/// Figures of one pool. Counters count since the pool was created.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// The pool's total budget.
+    pub total_bytes: u64,
+    /// Bytes that can be granted now (0 while the total is below what is in use).
+    pub available_bytes: u64,
+    /// Bytes granted and not yet returned.
+    pub in_use_bytes: u64,
+    /// The most bytes ever in use at once.
+    pub peak_in_use_bytes: u64,
+    /// Leases granted and not yet released.
+    pub outstanding_leases: u64,
+    /// Requests waiting in line now.
+    pub waiters: u64,
+    /// Leases granted.
+    pub grants: u64,
+    /// Requests (acquires and lease growths) that had to wait in line before their grant.
+    pub waited_grants: u64,
+    /// Requests that gave up when their wait ran out.
+    pub timeouts: u64,
+    /// Try-once requests refused because the bytes were not free at once.
+    pub would_blocks: u64,
+    /// Requests refused because they exceed the total.
+    pub capacity_rejections: u64,
+    /// Requests refused or woken because the pool was closed.
+    pub closed_rejections: u64,
+    /// Sum of the waits of `waited_grants`, in nanoseconds.
+    pub wait_ns_total: u64,
+    /// Longest of those waits, in nanoseconds.
+    pub wait_ns_max: u64,
+}
