@@ -21,6 +21,12 @@ fn main() {
     println!("cargo:rerun-if-changed=build.rs");
     println!("cargo:rerun-if-env-changed=MMPOOL_UPDATE_HEADER");
 
+    // The shared library's SONAME carries the major version, as C libraries do.
+    println!(
+        "cargo:rustc-cdylib-link-arg=-Wl,-soname,libmmpool.so.{}",
+        std::env::var("CARGO_PKG_VERSION_MAJOR").unwrap()
+    );
+
     let dir = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap());
     let mut config = cbindgen::Config::from_file(dir.join("cbindgen.toml")).expect("cbindgen.toml");
     let version = |key: &str| std::env::var(key).unwrap();

@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Runs every test of mmpool: the README's test command, and what CI runs.
+# Each area's script installs what it needs (apt packages, pip wheels) itself,
+# so this works on a fresh machine with only Rust, a C compiler and Python.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+section() { printf '\n==== %s ====\n' "$*"; }
+
+section "Rust: unit, integration and header-freshness tests"
+cargo test --all-targets
+
+section "Rust: loom model checking of the engine"
+RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR=target/loom LOOM_MAX_PREEMPTIONS=2 \
+    cargo test --release --test loom
+
+# Every other area (C/CMake, Python, shared pool, CUDA, ...) has its own script.
+for script in scripts/test-*.sh; do
+    [ -e "$script" ] || continue
+    section "$script"
+    bash "$script"
+done
+
+section "all tests passed"
