@@ -1,0 +1,31 @@
+//! The `mmpool` command: `demo` (the main job), and tools for operators.
+
+mod demo;
+
+const USAGE: &str = "\
+usage: mmpool <command> [options]
+
+commands:
+  demo      simulate a decoding front end on a GPU-memory budget (see `mmpool demo --help`)
+  help      print this text";
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let rest = args.get(1..).unwrap_or(&[]).to_vec();
+    let code = match args.first().map(String::as_str) {
+        Some("demo") => demo::main(&rest),
+        Some("help" | "--help" | "-h") => {
+            println!("{USAGE}");
+            0
+        }
+        Some(other) => {
+            eprintln!("mmpool: unknown command `{other}`\n{USAGE}");
+            2
+        }
+        None => {
+            eprintln!("{USAGE}");
+            2
+        }
+    };
+    std::process::exit(code);
+}
