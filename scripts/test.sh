@@ -11,8 +11,8 @@ section "Rust: unit, integration and header-freshness tests"
 cargo test --all-targets
 
 section "Rust: loom model checking of the engine"
-RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR=target/loom LOOM_MAX_PREEMPTIONS=2 \
-    cargo test --release --test loom
+RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR=target/loom LOOM_MAX_PREEMPTIONS=3 \
+    cargo test --release --test loom -- --test-threads=1 --nocapture
 
 # Every other area (C/CMake, Python, shared pool, CUDA, ...) has its own script.
 for script in scripts/test-*.sh; do

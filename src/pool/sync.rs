@@ -9,12 +9,11 @@ use std::time::Instant;
 
 #[cfg(loom)]
 pub(crate) use loom::sync::atomic::{AtomicU64, Ordering};
-#[cfg(loom)]
-pub use loom::sync::Arc;
-
 #[cfg(not(loom))]
 pub(crate) use std::sync::atomic::{AtomicU64, Ordering};
-#[cfg(not(loom))]
+
+/// Reference counts stay std's under loom too: they are not what the models
+/// check, and methods taking `self: &Arc<Self>` need std's `Arc`.
 pub use std::sync::Arc;
 
 /// A mutual-exclusion lock. It is never held while a thread sleeps in the pool.
