@@ -1,5 +1,6 @@
 //! The `mmpool` command: `demo` (the main job), and tools for operators.
 
+mod args;
 mod demo;
 
 const USAGE: &str = "\
