@@ -196,6 +196,10 @@ typedef struct mmpool_stats {
    * Longest of those waits, in nanoseconds.
    */
   uint64_t wait_ns_max;
+  /**
+   * Times a waiting thread woke and went back to sleep without a grant.
+   */
+  uint64_t futile_wakeups;
 } mmpool_stats;
 
 /**

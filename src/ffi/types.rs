@@ -64,6 +64,8 @@ pub struct mmpool_stats {
     pub wait_ns_total: u64,
     /// Longest of those waits, in nanoseconds.
     pub wait_ns_max: u64,
+    /// Times a waiting thread woke and went back to sleep without a grant.
+    pub futile_wakeups: u64,
 }
 
 impl From<Lease> for mmpool_lease {
@@ -96,6 +98,7 @@ impl From<Stats> for mmpool_stats {
             closed_rejections: s.closed_rejections,
             wait_ns_total: s.wait_ns_total,
             wait_ns_max: s.wait_ns_max,
+            futile_wakeups: s.futile_wakeups,
         }
     }
 }

@@ -278,6 +278,7 @@ impl Pool {
             closed_rejections: self.closed_rejections.load(Ordering::Relaxed),
             wait_ns_total: counters.wait_ns_total,
             wait_ns_max: counters.wait_ns_max,
+            futile_wakeups: counters.futile_wakeups,
         }
     }
 
@@ -423,6 +424,11 @@ impl Pool {
                 }
             };
             signal.wait(&mut wl, deadline);
+            if matches!(wl.fate(ticket), Some(Fate::Waiting { .. }))
+                && deadline.map_or(true, |at| Instant::now() < at)
+            {
+                wl.counters.futile_wakeups += 1;
+            }
         }
     }
 }

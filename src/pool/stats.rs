@@ -31,4 +31,8 @@ pub struct Stats {
     pub wait_ns_total: u64,
     /// Longest of those waits, in nanoseconds.
     pub wait_ns_max: u64,
+    /// Times a waiting thread woke and went back to sleep without a grant
+    /// (spurious wake-ups of the operating system; mmpool itself wakes only
+    /// the requests it granted or failed).
+    pub futile_wakeups: u64,
 }

@@ -33,6 +33,8 @@ pub(crate) struct WaitCounters {
     pub(crate) waited_grants: u64,
     pub(crate) wait_ns_total: u64,
     pub(crate) wait_ns_max: u64,
+    /// Times a sleeping thread woke and found its request still waiting.
+    pub(crate) futile_wakeups: u64,
 }
 
 #[derive(Default)]
