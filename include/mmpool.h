@@ -23,6 +23,16 @@
 
 
 /**
+ * `mmpool_torch_set_failure_mode`: abort the process (the default).
+ */
+#define MMPOOL_TORCH_ABORT 0
+
+/**
+ * `mmpool_torch_set_failure_mode`: return NULL.
+ */
+#define MMPOOL_TORCH_RETURN_NULL 1
+
+/**
  * `timeout_ns` value that waits without limit.
  */
 #define MMPOOL_WAIT_FOREVER UINT64_MAX
@@ -97,6 +107,14 @@ typedef enum mmpool_status {
    */
   MMPOOL_ERR_INTERNAL = 10,
 } mmpool_status;
+
+/**
+ * A CUDA stream: `cudaStream_t` is `struct CUstream_st *`, so the functions
+ * below take streams without mmpool.h including a CUDA header, and their
+ * addresses fit nvJPEG's, nvImageCodec's and PyTorch's allocator types with
+ * no cast, in C and in C++. NULL is the default stream.
+ */
+typedef struct CUstream_st CUstream_st;
 
 /**
  * A pool. Opaque, thread-safe (every function may be called on one pool from
@@ -212,6 +230,158 @@ typedef void (*mmpool_log_fn)(enum mmpool_log_level level, const char *message, 
 #ifdef __cplusplus
 extern "C" {
 #endif // __cplusplus
+
+/**
+ * Loads the CUDA runtime if that has not happened yet and counts the devices
+ * it sees, into `*out_device_count` unless that is NULL. The runtime is
+ * `MMPOOL_CUDART` if set (a file path), else `libcudart.so.13`, `.so.12`,
+ * `.so.11.0`, found by the dynamic loader; it is loaded once per process.
+ *
+ * Errors: `CUDA` (no runtime could be loaded, or it reports no usable driver
+ * or device: the message names the library and the CUDA error).
+ */
+enum mmpool_status mmpool_cuda_load(uint32_t *out_device_count);
+
+/**
+ * Allocates `size` bytes of device memory (`cudaMalloc`) paid for by `pool`:
+ * first acquires `size` bytes, waiting in line up to `timeout_ns`
+ * (`MMPOOL_WAIT_FOREVER`: no limit; 0: no wait), then allocates. On success
+ * `*ptr` is the memory; free it with `mmpool_cuda_free`. A `size` of 0
+ * allocates nothing and sets `*ptr` to NULL.
+ *
+ * `pool` NULL means the global pool (`mmpool_global`); when none is
+ * installed, gating is disabled and the memory is allocated uncharged.
+ *
+ * Errors: `NULL_ARGUMENT` (`ptr`), `INVALID_ARGUMENT` (not a live pool),
+ * `EXCEEDS_CAPACITY`, `TIMEOUT`, `CLOSED` (nothing reserved, nothing
+ * allocated); `CUDA` (no runtime, or `cudaMalloc` failed: the bytes went back
+ * to the pool and the message carries the CUDA error's name and text).
+ */
+enum mmpool_status mmpool_cuda_malloc(struct mmpool *pool,
+                                      void **ptr,
+                                      size_t size,
+                                      uint64_t timeout_ns);
+
+/**
+ * Frees device memory from `mmpool_cuda_malloc` (`cudaFree`, which waits for
+ * the device) and returns its bytes to the pool that paid for them. NULL is a
+ * no-op, as for `cudaFree`. `pool` may be NULL (whichever pool paid); if not,
+ * it must be the pool given at allocation.
+ *
+ * Errors: `INVALID_LEASE` (mmpool does not hold `ptr`: never allocated
+ * through mmpool, or already freed; nothing is done), `INVALID_ARGUMENT`
+ * (`ptr` came from another pool; nothing is done), `CUDA` (`cudaFree` failed;
+ * mmpool has forgotten `ptr` and returned its bytes all the same).
+ */
+enum mmpool_status mmpool_cuda_free(struct mmpool *pool, void *ptr);
+
+/**
+ * Stream-ordered `mmpool_cuda_malloc`: acquires as it does, then allocates
+ * with `cudaMallocAsync` on `stream` (NULL: the default stream). Free it
+ * with `mmpool_cuda_free_async` (or `mmpool_cuda_free`).
+ *
+ * Errors: as `mmpool_cuda_malloc`; `CUDA` also when the runtime has no
+ * `cudaMallocAsync` (before CUDA 11.2) or the device no memory pools.
+ */
+enum mmpool_status mmpool_cuda_malloc_async(struct mmpool *pool,
+                                            void **ptr,
+                                            size_t size,
+                                            struct CUstream_st *stream,
+                                            uint64_t timeout_ns);
+
+/**
+ * Stream-ordered `mmpool_cuda_free`: enqueues `cudaFreeAsync(ptr, stream)`
+ * and returns the bytes to the pool at once, when the free is *enqueued*,
+ * not when the stream reaches it. Until then the pool may grant bytes that
+ * the device has not freed yet, by at most the sizes of frees still in
+ * flight; use `mmpool_cuda_free` where that slack matters.
+ *
+ * Errors: as `mmpool_cuda_free`.
+ */
+enum mmpool_status mmpool_cuda_free_async(struct mmpool *pool,
+                                          void *ptr,
+                                          struct CUstream_st *stream);
+
+/**
+ * Device-memory allocator for nvJPEG (`nvjpegDevAllocatorV2_t.dev_malloc`)
+ * and nvImageCodec (`nvimgcodecDeviceAllocator_t.device_malloc`), with the
+ * pool as the context (`dev_ctx` / `device_ctx`): an `mmpool *`, or NULL for
+ * the global pool (uncharged if none is installed). Acquires `size` bytes,
+ * waiting in line up to the callback timeout (`mmpool_cuda_set_callback_timeout`),
+ * then `cudaMalloc`s them; `stream` is not used.
+ *
+ * ```c
+ * nvjpegDevAllocatorV2_t dev = { mmpool_cuda_dev_malloc, mmpool_cuda_dev_free, pool };
+ * nvjpegCreateExV2(NVJPEG_BACKEND_DEFAULT, &dev, NULL, 0, &handle);
+ * ```
+ *
+ * Returns 0 on success, else the `mmpool_status` of the failure (non-zero;
+ * the library reports an allocator failure); the reason is logged at warn
+ * level and left in `mmpool_last_error()` on the calling thread.
+ */
+int mmpool_cuda_dev_malloc(void *ctx, void **ptr, size_t size, struct CUstream_st *stream);
+
+/**
+ * The matching free for `mmpool_cuda_dev_malloc` (`dev_free` /
+ * `device_free`): `cudaFree`, then the bytes go back to the pool that paid
+ * for them (the pool's record decides how many, not `size`). NULL is a
+ * no-op. `stream` is not used.
+ *
+ * Returns 0 on success, else the `mmpool_status` of the failure, logged and
+ * left in `mmpool_last_error()` as for `mmpool_cuda_free`.
+ */
+int mmpool_cuda_dev_free(void *ctx, void *ptr, size_t size, struct CUstream_st *stream);
+
+/**
+ * Allocation function for PyTorch's `CUDAPluggableAllocator`, charging the
+ * global pool (uncharged if none is installed):
+ *
+ * ```python
+ * alloc = torch.cuda.memory.CUDAPluggableAllocator(
+ *     "libmmpool.so", "mmpool_torch_alloc", "mmpool_torch_free")
+ * torch.cuda.memory.change_current_allocator(alloc)
+ * ```
+ * (`mmpool.torch.install_allocator()` does this.) Acquires `size` bytes,
+ * waiting up to the callback timeout (`mmpool_cuda_set_callback_timeout`),
+ * then `cudaMalloc`s them on the current device (`device` and `stream` are
+ * not used). A `size` of 0 returns NULL, which PyTorch accepts for an empty
+ * tensor.
+ *
+ * Failure (timeout, closed pool, a size above the pool's total, a CUDA
+ * error): PyTorch does not check the returned pointer, so NULL would become
+ * a tensor without memory. The reason is logged at error level and then, by
+ * default, the process aborts with the reason on stderr. With
+ * `mmpool_torch_set_failure_mode(MMPOOL_TORCH_RETURN_NULL)` (or
+ * `MMPOOL_TORCH_ON_FAILURE=null`) it returns NULL instead.
+ */
+void *mmpool_torch_alloc(ptrdiff_t size, int device, struct CUstream_st *stream);
+
+/**
+ * Free function for PyTorch's `CUDAPluggableAllocator`: `cudaFree`, then the
+ * bytes go back to the pool that paid for them. NULL is a no-op; `size`,
+ * `device` and `stream` are not used. PyTorch cannot hear of a failure (a
+ * pointer mmpool does not hold, a CUDA error), so it is logged at error level.
+ */
+void mmpool_torch_free(void *ptr, ptrdiff_t size, int device, struct CUstream_st *stream);
+
+/**
+ * Sets how long the allocator callbacks (`mmpool_cuda_dev_malloc`,
+ * `mmpool_torch_alloc`), which cannot take a timeout argument, wait in line:
+ * `timeout_ns` nanoseconds, `MMPOOL_WAIT_FOREVER` for no limit, 0 for no
+ * wait. Process-wide. The initial value is `MMPOOL_CUDA_TIMEOUT_MS`
+ * (milliseconds or `forever`) if set, else 60 seconds.
+ */
+enum mmpool_status mmpool_cuda_set_callback_timeout(uint64_t timeout_ns);
+
+/**
+ * Sets what `mmpool_torch_alloc` does after logging a failure:
+ * `MMPOOL_TORCH_ABORT` (the default) aborts the process;
+ * `MMPOOL_TORCH_RETURN_NULL` returns NULL. Process-wide. The initial value is
+ * `MMPOOL_TORCH_ON_FAILURE` (`abort` or `null`) if set.
+ *
+ * Errors: `INVALID_ARGUMENT` (another value).
+ */
+enum mmpool_status mmpool_torch_set_failure_mode(int mode);
 
 /**
  * Creates a pool of `total_bytes` (1 to 2^60) and stores it, with one

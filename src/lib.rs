@@ -9,6 +9,8 @@ pub mod log;
 pub mod pool;
 
 #[cfg(not(loom))]
+pub mod cuda;
+#[cfg(not(loom))]
 pub mod ffi;
 
 pub use pool::{Error, Lease, Pool, Stats, Ticket, Wait};

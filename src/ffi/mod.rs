@@ -8,6 +8,7 @@
 
 #[macro_use]
 pub mod boundary;
+pub mod cuda;
 pub mod handle;
 pub mod pool;
 pub mod process;

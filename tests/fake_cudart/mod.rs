@@ -1,0 +1,88 @@
+//! The stand-in CUDA runtime for tests: `fake_cudart.c` beside this file,
+//! compiled with the system C compiler into the test's scratch directory and
+//! selected through `MMPOOL_CUDART` before mmpool first loads a runtime.
+
+#![allow(dead_code)]
+
+use std::ffi::{c_void, CString};
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::OnceLock;
+
+/// Entry points that control and observe the stand-in.
+pub struct Fake {
+    set_capacity: unsafe extern "C" fn(usize),
+    live_bytes: unsafe extern "C" fn() -> usize,
+    live_count: unsafe extern "C" fn() -> usize,
+    async_calls: unsafe extern "C" fn() -> std::ffi::c_ulong,
+}
+
+impl Fake {
+    /// Makes `cudaMalloc*` fail with cudaErrorMemoryAllocation beyond `bytes`.
+    pub fn set_capacity(&self, bytes: usize) {
+        // SAFETY: a plain function of the stand-in, no pointers involved.
+        unsafe { (self.set_capacity)(bytes) }
+    }
+    /// Bytes the stand-in has allocated and not freed.
+    pub fn live_bytes(&self) -> usize {
+        // SAFETY: as above.
+        unsafe { (self.live_bytes)() }
+    }
+    /// Allocations the stand-in holds.
+    pub fn live_count(&self) -> usize {
+        // SAFETY: as above.
+        unsafe { (self.live_count)() }
+    }
+    /// Calls of cudaMallocAsync and cudaFreeAsync so far.
+    pub fn async_calls(&self) -> u64 {
+        // SAFETY: as above.
+        unsafe { (self.async_calls)() as u64 }
+    }
+}
+
+/// Compiles `src` into a shared library `name` in the test scratch directory.
+pub fn compile(src: &str, name: &str) -> PathBuf {
+    let out = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("{name}-{}.so", std::process::id()));
+    let cc = std::env::var("CC").unwrap_or_else(|_| "cc".into());
+    let status = Command::new(&cc)
+        .args(["-Wall", "-Wextra", "-Werror", "-shared", "-fPIC", "-o"])
+        .arg(&out)
+        .arg(src)
+        .arg("-lpthread")
+        .status()
+        .unwrap_or_else(|e| panic!("could not run the C compiler `{cc}`: {e}"));
+    assert!(status.success(), "compiling {src} failed");
+    out
+}
+
+/// Builds the stand-in, points `MMPOOL_CUDART` at it (once per process,
+/// before any test loads a runtime) and returns its controls.
+pub fn fake() -> &'static Fake {
+    static FAKE: OnceLock<Fake> = OnceLock::new();
+    FAKE.get_or_init(|| {
+        let path = compile(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fake_cudart/fake_cudart.c"), "fake_cudart");
+        std::env::set_var("MMPOOL_CUDART", &path);
+        let c_path = CString::new(path.to_str().unwrap()).unwrap();
+        // SAFETY: a valid C string; the library is the stand-in just built.
+        // mmpool's own dlopen of the same file later returns this same copy.
+        let handle = unsafe { libc::dlopen(c_path.as_ptr(), libc::RTLD_NOW | libc::RTLD_LOCAL) };
+        assert!(!handle.is_null(), "could not load {}", path.display());
+        let sym = |name: &str| {
+            let c_name = CString::new(name).unwrap();
+            // SAFETY: a live handle and a valid C string.
+            let p = unsafe { libc::dlsym(handle, c_name.as_ptr()) };
+            assert!(!p.is_null(), "the stand-in lacks {name}");
+            p
+        };
+        // SAFETY: each symbol is the stand-in's function of that C signature
+        // (fake_cudart.c).
+        unsafe {
+            Fake {
+                set_capacity: std::mem::transmute::<*mut c_void, _>(sym("fake_cudart_set_capacity")),
+                live_bytes: std::mem::transmute::<*mut c_void, _>(sym("fake_cudart_live_bytes")),
+                live_count: std::mem::transmute::<*mut c_void, _>(sym("fake_cudart_live_count")),
+                async_calls: std::mem::transmute::<*mut c_void, _>(sym("fake_cudart_async_calls")),
+            }
+        }
+    })
+}
