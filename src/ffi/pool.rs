@@ -239,7 +239,7 @@ pub extern "C" fn mmpool_get_stats(pool: *const mmpool, out_stats: *mut mmpool_s
     boundary!("mmpool_get_stats", {
         // SAFETY: the C contract: `pool` is a held handle; `out_stats` is NULL
         // or points to at least `out_stats->size` writable bytes.
-        let (pool, size) = unsafe { (borrow(pool, "pool")?, arg(out_stats as *const u64, "out")?) };
+        let (pool, size) = unsafe { (borrow(pool, "pool")?, arg(out_stats as *const u64, "out_stats")?) };
         let size = *size;
         if size == 0 || size % 8 != 0 {
             return Err(Error::InvalidArgument(format!(
