@@ -1,7 +1,7 @@
 //! The process-wide pool that every language binding in the process shares.
 
 use super::error::Error;
-use super::local::Pool;
+use super::front::Pool;
 use super::sync::Arc;
 use crate::log::{self, Level};
 

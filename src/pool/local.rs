@@ -1,4 +1,4 @@
-//! The in-process pool: a byte-weighted semaphore that grants strictly in
+//! The in-process backend: a byte-weighted semaphore that grants strictly in
 //! order of arrival.
 //!
 //! * Fast path: with nobody in line, an acquire is one compare-and-swap on the
@@ -14,6 +14,7 @@
 use std::time::{Duration, Instant};
 
 use super::error::Error;
+use super::front::Pool;
 use super::lease::{IdSource, Lease, LeaseTable, Ticket};
 use super::state::{Snapshot, State, MAX_TOTAL};
 use super::stats::Stats;
@@ -38,7 +39,7 @@ impl Wait {
         Instant::now().checked_add(Duration::from_nanos(ns)).map_or(Wait::Forever, Wait::Until)
     }
 
-    fn deadline(self) -> Option<Instant> {
+    pub(crate) fn deadline(self) -> Option<Instant> {
         match self {
             Wait::Forever => None,
             Wait::Until(at) => Some(at),
@@ -55,12 +56,10 @@ enum OnTimeout {
     Stay,
 }
 
-const LIVE: u64 = 0x6d6d_706f_6f6c_2121;
-
-/// A byte budget shared by threads. Cheap to share as `Arc<Pool>`; every method
-/// may be called from any thread at any time.
-pub struct Pool {
-    live: AtomicU64,
+/// A byte budget shared by the threads of one process; the front `Pool`
+/// holds it. Methods that may create leases or sleep take the front's `Arc`
+/// (`owner`): leases and waiting threads keep it alive.
+pub(crate) struct LocalPool {
     total: AtomicU64,
     state: State,
     ids: IdSource,
@@ -73,22 +72,15 @@ pub struct Pool {
     closed_rejections: AtomicU64,
 }
 
-impl Drop for Pool {
-    fn drop(&mut self) {
-        self.live.store(0, Ordering::Release);
-    }
-}
-
 fn bump(counter: &AtomicU64) {
     counter.fetch_add(1, Ordering::Relaxed);
 }
 
-impl Pool {
+impl LocalPool {
     /// A pool of `total_bytes` (1 ..= 2^60).
-    pub fn new(total_bytes: u64) -> Result<Arc<Pool>, Error> {
+    pub(crate) fn new(total_bytes: u64) -> Result<LocalPool, Error> {
         check_total(total_bytes)?;
-        Ok(Arc::new(Pool {
-            live: AtomicU64::new(LIVE),
+        Ok(LocalPool {
             total: AtomicU64::new(total_bytes),
             state: State::new(total_bytes),
             ids: IdSource::new()?,
@@ -99,42 +91,36 @@ impl Pool {
             would_blocks: AtomicU64::new(0),
             capacity_rejections: AtomicU64::new(0),
             closed_rejections: AtomicU64::new(0),
-        }))
+        })
     }
 
-    /// Whether this memory still holds a pool that has not been dropped. Only a
-    /// best-effort check against stale handles, never a guarantee.
-    pub fn is_live(&self) -> bool {
-        self.live.load(Ordering::Acquire) == LIVE
-    }
-
-    pub fn total_bytes(&self) -> u64 {
+    pub(crate) fn total_bytes(&self) -> u64 {
         self.total.load(Ordering::Acquire)
     }
 
-    pub fn available_bytes(&self) -> u64 {
+    pub(crate) fn available_bytes(&self) -> u64 {
         self.state.load().available.max(0) as u64
     }
 
     /// Waits in line for `nbytes`, up to `wait`.
-    pub fn acquire(self: &Arc<Self>, nbytes: u64, wait: Wait) -> Result<Lease, Error> {
+    pub(crate) fn acquire(&self, owner: &Arc<Pool>, nbytes: u64, wait: Wait) -> Result<Lease, Error> {
         self.check_request(nbytes)?;
         match self.take_now(nbytes) {
-            Ok(()) => return self.lease_for(nbytes),
+            Ok(()) => return self.lease_for(owner, nbytes),
             Err(s) if s.closed => return Err(self.closed()),
             Err(_) => {}
         }
-        let _hold = Arc::clone(self);
+        let _hold = Arc::clone(owner);
         let ticket = self.join_line(nbytes)?;
         let nbytes = self.wait_for(ticket, nbytes, wait, OnTimeout::Leave)?;
-        Ok(self.record(ticket, nbytes))
+        Ok(self.record(owner, ticket, nbytes))
     }
 
     /// Grants `nbytes` only if that is possible at once without jumping the line.
-    pub fn try_acquire(self: &Arc<Self>, nbytes: u64) -> Result<Lease, Error> {
+    pub(crate) fn try_acquire(&self, owner: &Arc<Pool>, nbytes: u64) -> Result<Lease, Error> {
         self.check_request(nbytes)?;
         match self.take_now(nbytes) {
-            Ok(()) => self.lease_for(nbytes),
+            Ok(()) => self.lease_for(owner, nbytes),
             Err(s) if s.closed => Err(self.closed()),
             Err(s) => {
                 bump(&self.would_blocks);
@@ -148,7 +134,7 @@ impl Pool {
     }
 
     /// Returns a lease's bytes. Releasing a lease twice is a no-op.
-    pub fn release(self: &Arc<Self>, id: u64) -> Result<(), Error> {
+    pub(crate) fn release(&self, id: u64) -> Result<(), Error> {
         self.ids.check(id, "lease")?;
         match self.leases.remove(id) {
             Some((nbytes, keepalive)) => {
@@ -166,23 +152,23 @@ impl Pool {
     }
 
     /// Joins the line for `nbytes` and returns at once with the place.
-    pub fn enqueue(self: &Arc<Self>, nbytes: u64) -> Result<Ticket, Error> {
+    pub(crate) fn enqueue(&self, nbytes: u64) -> Result<Ticket, Error> {
         self.check_request(nbytes)?;
         Ok(Ticket { id: self.join_line(nbytes)? })
     }
 
     /// Waits up to `wait` for a ticket's grant. On timeout the ticket keeps its
     /// place and may be waited on again.
-    pub fn wait_ticket(self: &Arc<Self>, ticket: Ticket, wait: Wait) -> Result<Lease, Error> {
+    pub(crate) fn wait_ticket(&self, owner: &Arc<Pool>, ticket: Ticket, wait: Wait) -> Result<Lease, Error> {
         self.ids.check(ticket.id, "ticket")?;
-        let _hold = Arc::clone(self);
+        let _hold = Arc::clone(owner);
         let nbytes = self.wait_for(ticket.id, 0, wait, OnTimeout::Stay)?;
-        Ok(self.record(ticket.id, nbytes))
+        Ok(self.record(owner, ticket.id, nbytes))
     }
 
     /// Leaves the line; if the grant already happened, its bytes go back.
     /// Cancelling a finished ticket is a no-op.
-    pub fn cancel_ticket(&self, ticket: Ticket) -> Result<(), Error> {
+    pub(crate) fn cancel_ticket(&self, ticket: Ticket) -> Result<(), Error> {
         self.ids.check(ticket.id, "ticket")?;
         let mut wl = self.waitlist.lock();
         match wl.take_fate(ticket.id) {
@@ -198,7 +184,7 @@ impl Pool {
 
     /// Changes what a lease holds. Shrinking returns bytes at once; growing
     /// waits in line for the difference, like an acquire, up to `wait`.
-    pub fn resize_lease(self: &Arc<Self>, id: u64, new_nbytes: u64, wait: Wait) -> Result<Lease, Error> {
+    pub(crate) fn resize_lease(&self, owner: &Arc<Pool>, id: u64, new_nbytes: u64, wait: Wait) -> Result<Lease, Error> {
         self.ids.check(id, "lease")?;
         let released = || Error::InvalidLease(format!("lease {id:#x} was already released"));
         let old = self.leases.get(id).ok_or_else(released)?;
@@ -209,7 +195,7 @@ impl Pool {
         }
         self.check_request(new_nbytes)?;
         let delta = new_nbytes - old;
-        let _hold = Arc::clone(self);
+        let _hold = Arc::clone(owner);
         match self.take_now(delta) {
             Ok(()) => {}
             Err(s) if s.closed => return Err(self.closed()),
@@ -229,7 +215,7 @@ impl Pool {
 
     /// Changes the total. Growing grants waiters at once; shrinking never
     /// revokes a lease, and waiters larger than the new total fail.
-    pub fn set_total(&self, new_total: u64) -> Result<(), Error> {
+    pub(crate) fn set_total(&self, new_total: u64) -> Result<(), Error> {
         check_total(new_total)?;
         let mut wl = self.waitlist.lock();
         let old = self.total.swap(new_total, Ordering::AcqRel);
@@ -243,7 +229,7 @@ impl Pool {
 
     /// Closes the pool: waiters wake with `Closed`, new requests fail with it,
     /// releases still return bytes. Closing twice is a no-op.
-    pub fn close(&self) {
+    pub(crate) fn close(&self) {
         let mut wl = self.waitlist.lock();
         self.state.set_closed();
         self.closed_rejections.fetch_add(wl.len() as u64, Ordering::Relaxed);
@@ -251,11 +237,11 @@ impl Pool {
         self.state.clear_queued();
     }
 
-    pub fn is_closed(&self) -> bool {
+    pub(crate) fn is_closed(&self) -> bool {
         self.state.load().closed
     }
 
-    pub fn stats(&self) -> Stats {
+    pub(crate) fn stats(&self) -> Stats {
         let (waiters, counters) = {
             let wl = self.waitlist.lock();
             (wl.len() as u64, wl.counters)
@@ -284,12 +270,12 @@ impl Pool {
 
     /// Bytes held by outstanding leases, from the pool's own records. With no
     /// grant waiting to be collected, `available + leased == total`.
-    pub fn leased_bytes(&self) -> u64 {
+    pub(crate) fn leased_bytes(&self) -> u64 {
         self.leases.totals().1
     }
 
     /// Bytes and size of the lease `id` if it is outstanding.
-    pub fn lease(&self, id: u64) -> Option<Lease> {
+    pub(crate) fn lease(&self, id: u64) -> Option<Lease> {
         self.leases.get(id).map(|nbytes| Lease { id, nbytes })
     }
 
@@ -327,15 +313,15 @@ impl Pool {
         }
     }
 
-    fn record(self: &Arc<Self>, id: u64, nbytes: u64) -> Lease {
-        self.leases.insert(id, nbytes, self);
+    fn record(&self, owner: &Arc<Pool>, id: u64, nbytes: u64) -> Lease {
+        self.leases.insert(id, nbytes, owner);
         Lease { id, nbytes }
     }
 
     /// Records bytes already taken under a fresh id.
-    fn lease_for(self: &Arc<Self>, nbytes: u64) -> Result<Lease, Error> {
+    fn lease_for(&self, owner: &Arc<Pool>, nbytes: u64) -> Result<Lease, Error> {
         match self.ids.next() {
-            Ok(id) => Ok(self.record(id, nbytes)),
+            Ok(id) => Ok(self.record(owner, id, nbytes)),
             Err(e) => {
                 self.give_back(nbytes);
                 Err(e)
@@ -433,7 +419,7 @@ impl Pool {
     }
 }
 
-fn check_total(total: u64) -> Result<(), Error> {
+pub(crate) fn check_total(total: u64) -> Result<(), Error> {
     if total == 0 || total > MAX_TOTAL {
         return Err(Error::InvalidArgument(format!(
             "total_bytes must be between 1 and 2^60, got {total}"

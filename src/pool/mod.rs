@@ -1,9 +1,11 @@
 //! The engine: a byte budget that grants strictly first come, first served.
 //!
-//! Nothing here knows about C; `crate::ffi` translates. See `local` for the
-//! algorithm and `state` for the lock-free word behind the fast path.
+//! Nothing here knows about C; `crate::ffi` translates. [`Pool`] is a front
+//! over the backend: `local` (threads of one process; see it for the
+//! algorithm and `state` for the lock-free word behind the fast path).
 
 mod error;
+mod front;
 #[cfg(not(loom))]
 mod global;
 mod lease;
@@ -14,9 +16,10 @@ pub mod sync;
 mod waitlist;
 
 pub use error::Error;
+pub use front::Pool;
 #[cfg(not(loom))]
 pub use global::{global, init_global, set_global, split_budget};
 pub use lease::{Lease, Ticket};
-pub use local::{Pool, Wait};
+pub use local::Wait;
 pub use state::MAX_TOTAL;
 pub use stats::Stats;

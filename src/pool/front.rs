@@ -1,0 +1,130 @@
+//! `Pool`, the one type callers hold: a front over the backend that keeps the
+//! bytes. Each method is one match, so that other backends can join.
+
+use super::error::Error;
+use super::lease::{Lease, Ticket};
+use super::local::{LocalPool, Wait};
+use super::stats::Stats;
+use super::sync::{Arc, AtomicU64, Ordering};
+
+const LIVE: u64 = 0x6d6d_706f_6f6c_2121;
+
+enum Backend {
+    Local(LocalPool),
+}
+
+/// A byte budget. Cheap to share as `Arc<Pool>`; every method may be called
+/// from any thread at any time.
+pub struct Pool {
+    live: AtomicU64,
+    backend: Backend,
+}
+
+impl Drop for Pool {
+    fn drop(&mut self) {
+        self.live.store(0, Ordering::Release);
+    }
+}
+
+/// Calls the same method on whichever backend the pool has.
+macro_rules! dispatch {
+    ($self:expr, $b:ident => $call:expr) => {
+        match &$self.backend {
+            Backend::Local($b) => $call,
+        }
+    };
+}
+
+impl Pool {
+    /// A pool of `total_bytes` (1 ..= 2^60) in this process.
+    pub fn new(total_bytes: u64) -> Result<Arc<Pool>, Error> {
+        Ok(Self::with(Backend::Local(LocalPool::new(total_bytes)?)))
+    }
+
+    fn with(backend: Backend) -> Arc<Pool> {
+        Arc::new(Pool { live: AtomicU64::new(LIVE), backend })
+    }
+
+    /// Whether this memory still holds a pool that has not been dropped. Only a
+    /// best-effort check against stale handles, never a guarantee.
+    pub fn is_live(&self) -> bool {
+        self.live.load(Ordering::Acquire) == LIVE
+    }
+
+    pub fn total_bytes(&self) -> u64 {
+        dispatch!(self, b => b.total_bytes())
+    }
+
+    pub fn available_bytes(&self) -> u64 {
+        dispatch!(self, b => b.available_bytes())
+    }
+
+    /// Waits in line for `nbytes`, up to `wait`.
+    pub fn acquire(self: &Arc<Self>, nbytes: u64, wait: Wait) -> Result<Lease, Error> {
+        dispatch!(self, b => b.acquire(self, nbytes, wait))
+    }
+
+    /// Grants `nbytes` only if that is possible at once without jumping the line.
+    pub fn try_acquire(self: &Arc<Self>, nbytes: u64) -> Result<Lease, Error> {
+        dispatch!(self, b => b.try_acquire(self, nbytes))
+    }
+
+    /// Returns a lease's bytes. Releasing a lease twice is a no-op.
+    pub fn release(self: &Arc<Self>, id: u64) -> Result<(), Error> {
+        dispatch!(self, b => b.release(id))
+    }
+
+    /// Joins the line for `nbytes` and returns at once with the place.
+    pub fn enqueue(self: &Arc<Self>, nbytes: u64) -> Result<Ticket, Error> {
+        dispatch!(self, b => b.enqueue(nbytes))
+    }
+
+    /// Waits up to `wait` for a ticket's grant. On timeout the ticket keeps its
+    /// place and may be waited on again.
+    pub fn wait_ticket(self: &Arc<Self>, ticket: Ticket, wait: Wait) -> Result<Lease, Error> {
+        dispatch!(self, b => b.wait_ticket(self, ticket, wait))
+    }
+
+    /// Leaves the line; if the grant already happened, its bytes go back.
+    /// Cancelling a finished ticket is a no-op.
+    pub fn cancel_ticket(&self, ticket: Ticket) -> Result<(), Error> {
+        dispatch!(self, b => b.cancel_ticket(ticket))
+    }
+
+    /// Changes what a lease holds. Shrinking returns bytes at once; growing
+    /// waits in line for the difference, like an acquire, up to `wait`.
+    pub fn resize_lease(self: &Arc<Self>, id: u64, new_nbytes: u64, wait: Wait) -> Result<Lease, Error> {
+        dispatch!(self, b => b.resize_lease(self, id, new_nbytes, wait))
+    }
+
+    /// Changes the total. Growing grants waiters at once; shrinking never
+    /// revokes a lease, and waiters larger than the new total fail.
+    pub fn set_total(&self, new_total: u64) -> Result<(), Error> {
+        dispatch!(self, b => b.set_total(new_total))
+    }
+
+    /// Closes the pool: waiters wake with `Closed`, new requests fail with it,
+    /// releases still return bytes. Closing twice is a no-op.
+    pub fn close(&self) {
+        dispatch!(self, b => b.close())
+    }
+
+    pub fn is_closed(&self) -> bool {
+        dispatch!(self, b => b.is_closed())
+    }
+
+    pub fn stats(&self) -> Stats {
+        dispatch!(self, b => b.stats())
+    }
+
+    /// Bytes held by outstanding leases, from the pool's own records. With no grant waiting to be collected,
+    /// `available + leased == total`.
+    pub fn leased_bytes(&self) -> u64 {
+        dispatch!(self, b => b.leased_bytes())
+    }
+
+    /// Bytes and size of the lease `id` if it is outstanding.
+    pub fn lease(&self, id: u64) -> Option<Lease> {
+        dispatch!(self, b => b.lease(id))
+    }
+}
