@@ -1,0 +1,237 @@
+"""The native side: the header works with cffi and matches the ctypes
+declarations, C extensions built against the package share its global pool,
+and the installed package carries what it should."""
+
+from __future__ import annotations
+
+import ctypes
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+import mmpool
+from mmpool import _lib
+from conftest import REPO
+
+cffi = pytest.importorskip("cffi")
+
+EXTENSION = r"""
+#include <mmpool.h>
+
+static mmpool_lease held;
+
+/* Acquires nbytes from the process's global pool; returns an mmpool_status. */
+int ext_acquire(uint64_t nbytes) {
+    mmpool *pool = mmpool_global();
+    if (pool == NULL) return -1;
+    mmpool_status status = mmpool_acquire(pool, nbytes, &held);
+    mmpool_unref(pool);
+    return (int)status;
+}
+
+int ext_release(void) {
+    mmpool *pool = mmpool_global();
+    if (pool == NULL) return -1;
+    mmpool_status status = mmpool_release(pool, held);
+    mmpool_unref(pool);
+    return (int)status;
+}
+
+/* Installs a new global pool of total bytes from C. */
+int ext_install(uint64_t total) {
+    mmpool *pool = NULL;
+    mmpool_status status = mmpool_init(total, &pool);
+    if (status != MMPOOL_OK) return (int)status;
+    status = mmpool_set_global(pool);
+    mmpool_unref(pool);
+    return (int)status;
+}
+"""
+
+
+def cdef_text() -> str:
+    """include/mmpool.h as cffi reads it: #include lines dropped (cffi knows
+    the stdint types), then preprocessed so that no directive is left."""
+    header = (Path(mmpool.get_include()) / "mmpool.h").read_text()
+    body = "\n".join(line for line in header.splitlines() if not line.lstrip().startswith("#include"))
+    return subprocess.run(["gcc", "-E", "-P", "-x", "c", "-"], input=body, capture_output=True, text=True, check=True).stdout
+
+
+@pytest.fixture(scope="module")
+def header_ffi():
+    ffi = cffi.FFI()
+    ffi.cdef(cdef_text())
+    return ffi
+
+
+def load_extension(tmp_path: Path, name: str, build) -> ctypes.CDLL:
+    path = build(tmp_path)
+    ext = ctypes.CDLL(str(path))
+    ext.ext_acquire.argtypes = [ctypes.c_uint64]
+    ext.ext_install.argtypes = [ctypes.c_uint64]
+    return ext
+
+
+def build_with_gcc(tmp_path: Path) -> Path:
+    source = tmp_path / "ext.c"
+    source.write_text(EXTENSION)
+    out = tmp_path / "libext_gcc.so"
+    subprocess.run(
+        ["gcc", "-shared", "-fPIC", "-Wall", "-Wextra", "-Werror", "-I", mmpool.get_include(),
+         str(source), mmpool.get_library_path(), "-o", str(out)],
+        check=True,
+    )
+    return out
+
+
+def build_with_cmake(tmp_path: Path) -> Path:
+    cmake = shutil.which("cmake")
+    if cmake is None:
+        pytest.skip("cmake is not installed (scripts/test-python.sh installs it)")
+    (tmp_path / "ext.c").write_text(EXTENSION)
+    (tmp_path / "CMakeLists.txt").write_text(
+        "cmake_minimum_required(VERSION 3.16)\n"
+        "project(ext C)\n"
+        "find_package(mmpool 0.1 CONFIG REQUIRED)\n"
+        "add_library(ext_cmake SHARED ext.c)\n"
+        "target_link_libraries(ext_cmake PRIVATE mmpool::mmpool)\n"
+    )
+    build = tmp_path / "build"
+    subprocess.run([cmake, "-S", str(tmp_path), "-B", str(build), f"-Dmmpool_DIR={mmpool.get_cmake_dir()}"],
+                   check=True, capture_output=True)
+    subprocess.run([cmake, "--build", str(build)], check=True, capture_output=True)
+    return build / "libext_cmake.so"
+
+
+def mapped_mmpool_files() -> set[str]:
+    maps = Path("/proc/self/maps").read_text().splitlines()
+    return {line.split()[-1] for line in maps if re.search(r"/libmmpool[^/]*\.so", line)}
+
+
+@pytest.mark.parametrize("build", [build_with_gcc, build_with_cmake], ids=["gcc", "cmake"])
+def test_a_c_extension_shares_the_global_pool_with_python(tmp_path, build):
+    ext = load_extension(tmp_path, build.__name__, build)
+    # One copy of the library in the process: the one Python loaded.
+    assert mapped_mmpool_files() == {str(Path(mmpool.get_library_path()).resolve())}
+
+    pool = mmpool.init_global_pool(1.0)
+    assert ext.ext_acquire(1000) == _lib.OK
+    assert pool.available_bytes == (1 << 30) - 1000  # Python sees C's lease
+    assert ext.ext_release() == _lib.OK
+    assert pool.available_bytes == 1 << 30
+
+    # and the other way round: a global installed by C is Python's global
+    assert ext.ext_install(4242) == _lib.OK
+    seen = mmpool.global_pool()
+    assert seen is not None and seen.total_bytes == 4242
+    mmpool.set_global_pool(None)
+    assert ext.ext_acquire(1) == -1  # C sees gating disabled
+
+
+def test_the_header_is_consumable_by_cffi(header_ffi):
+    lib = header_ffi.dlopen(mmpool.get_library_path())
+    assert header_ffi.string(lib.mmpool_version()).decode() == mmpool.__version__
+    out = header_ffi.new("mmpool **")
+    assert lib.mmpool_init(100, out) == lib.MMPOOL_OK
+    lease = header_ffi.new("mmpool_lease *")
+    assert lib.mmpool_acquire(out[0], 60, lease) == lib.MMPOOL_OK
+    assert lib.mmpool_available_bytes(out[0]) == 40
+    assert lib.mmpool_try_acquire(out[0], 50, lease) == lib.MMPOOL_ERR_WOULD_BLOCK
+    lib.mmpool_unref(out[0])
+
+
+def ctypes_kind(t) -> tuple:
+    """A ctypes type as (kind, size) for comparing with the header."""
+    if t is None:
+        return ("void", 0)
+    if isinstance(t, type) and issubclass(t, ctypes.Structure):
+        return ("struct", ctypes.sizeof(t))
+    if t in (ctypes.c_void_p, ctypes.c_char_p) or (
+        isinstance(t, type) and issubclass(t, (ctypes._Pointer, ctypes._CFuncPtr))  # type: ignore[attr-defined]
+    ):
+        return ("pointer", ctypes.sizeof(ctypes.c_void_p))
+    if t is ctypes.c_double:
+        return ("float", 8)
+    return ("int", ctypes.sizeof(t))
+
+
+def cffi_kind(ffi, t) -> tuple:
+    if t.kind == "primitive" and t.cname == "void":
+        return ("void", 0)
+    if t.kind == "primitive":
+        return ("float" if t.cname in ("double", "float") else "int", ffi.sizeof(t))
+    if t.kind == "enum":
+        return ("int", ffi.sizeof(t))
+    if t.kind == "struct":
+        return ("struct", ffi.sizeof(t))
+    if t.kind in ("pointer", "function"):
+        return ("pointer", ffi.sizeof("void *"))
+    if t.kind == "void":
+        return ("void", 0)
+    raise AssertionError(f"unexpected type {t}")
+
+
+@pytest.mark.parametrize("name", sorted(_lib.PROTOTYPES))
+def test_ctypes_prototypes_match_the_header(header_ffi, name):
+    restype, argtypes = _lib.PROTOTYPES[name]
+    fn = header_ffi.typeof(getattr(header_ffi.dlopen(mmpool.get_library_path()), name))
+    assert cffi_kind(header_ffi, fn.result) == ctypes_kind(restype)
+    assert [cffi_kind(header_ffi, a) for a in fn.args] == [ctypes_kind(a) for a in argtypes]
+
+
+@pytest.mark.parametrize(
+    "cname, struct",
+    [("mmpool_lease", _lib.LeaseStruct), ("mmpool_ticket", _lib.TicketStruct), ("mmpool_stats", _lib.StatsStruct)],
+)
+def test_ctypes_structs_match_the_header(header_ffi, cname, struct):
+    fields = header_ffi.typeof(cname).fields
+    assert [name for name, _ in fields] == [name for name, *_ in struct._fields_]
+    assert [f.offset for _, f in fields] == [getattr(struct, name).offset for name, *_ in struct._fields_]
+    assert header_ffi.sizeof(cname) == ctypes.sizeof(struct)
+
+
+def test_status_codes_match_the_header(header_ffi):
+    lib = header_ffi.dlopen(mmpool.get_library_path())
+    for name in dir(_lib):
+        if name == "OK" or name.startswith("ERR_"):
+            assert getattr(lib, "MMPOOL_" + name) == getattr(_lib, name), name
+
+
+@pytest.mark.parametrize(
+    "status, exception",
+    [
+        (_lib.ERR_INVALID_ARGUMENT, ValueError),
+        (_lib.ERR_EXCEEDS_CAPACITY, ValueError),
+        (_lib.ERR_INVALID_LEASE, ValueError),
+        (_lib.ERR_TIMEOUT, TimeoutError),
+        (_lib.ERR_CLOSED, mmpool.PoolClosedError),
+        (_lib.ERR_SYSTEM, OSError),
+        (_lib.ERR_CUDA, mmpool.CudaError),
+        (_lib.ERR_INTERNAL, mmpool.InternalError),
+    ],
+)
+def test_status_codes_map_to_python_exceptions(status, exception):
+    assert type(_lib.error_for(status)) is exception
+
+
+def test_the_installed_package_carries_library_headers_and_cmake_config():
+    package = Path(mmpool.__file__).parent
+    native = package / "_native"
+    assert Path(mmpool.get_library_path()) == native / "lib" / "libmmpool.so"
+    assert Path(mmpool.get_include()) == native / "include"
+    assert Path(mmpool.get_cmake_dir()) == native / "cmake"
+    assert (native / "include" / "mmpool.h").read_bytes() == (REPO / "include" / "mmpool.h").read_bytes()
+    assert (native / "cmake" / "mmpoolConfig.cmake").is_file()
+    assert (native / "cmake" / "mmpoolConfigVersion.cmake").is_file()
+    assert (package / "py.typed").is_file()
+
+
+def test_package_crate_and_library_versions_agree():
+    cargo = re.search(r'^version\s*=\s*"([^"]+)"', (REPO / "Cargo.toml").read_text(), re.M).group(1)
+    pyproject = re.search(r'^version\s*=\s*"([^"]+)"', (REPO / "pyproject.toml").read_text(), re.M).group(1)
+    from importlib.metadata import version
+
+    assert cargo == pyproject == mmpool.__version__ == version("mmpool")
