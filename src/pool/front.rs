@@ -1,9 +1,12 @@
 //! `Pool`, the one type callers hold: a front over the backend that keeps the
-//! bytes. Each method is one match, so that other backends can join.
+//! bytes, either in this process (`LocalPool`) or in a named segment shared by
+//! every process on the host (`SharedPool`). Each method is one match.
 
 use super::error::Error;
 use super::lease::{Lease, Ticket};
 use super::local::{LocalPool, Wait};
+#[cfg(not(loom))]
+use super::shared::{OpenFlags, SharedPool, SharedSnapshot};
 use super::stats::Stats;
 use super::sync::{Arc, AtomicU64, Ordering};
 
@@ -11,6 +14,8 @@ const LIVE: u64 = 0x6d6d_706f_6f6c_2121;
 
 enum Backend {
     Local(LocalPool),
+    #[cfg(not(loom))]
+    Shared(SharedPool),
 }
 
 /// A byte budget. Cheap to share as `Arc<Pool>`; every method may be called
@@ -31,6 +36,8 @@ macro_rules! dispatch {
     ($self:expr, $b:ident => $call:expr) => {
         match &$self.backend {
             Backend::Local($b) => $call,
+            #[cfg(not(loom))]
+            Backend::Shared($b) => $call,
         }
     };
 }
@@ -41,6 +48,14 @@ impl Pool {
         Ok(Self::with(Backend::Local(LocalPool::new(total_bytes)?)))
     }
 
+    /// Creates or attaches to the pool named `name` that all processes on the
+    /// host share (see [`super::shared`]). `total_bytes` 0 accepts the existing
+    /// pool's total; otherwise it must equal it.
+    #[cfg(not(loom))]
+    pub fn open_shared(name: &str, total_bytes: u64, flags: OpenFlags) -> Result<Arc<Pool>, Error> {
+        Ok(Self::with(Backend::Shared(SharedPool::open(name, total_bytes, flags)?)))
+    }
+
     fn with(backend: Backend) -> Arc<Pool> {
         Arc::new(Pool { live: AtomicU64::new(LIVE), backend })
     }
@@ -49,6 +64,32 @@ impl Pool {
     /// best-effort check against stale handles, never a guarantee.
     pub fn is_live(&self) -> bool {
         self.live.load(Ordering::Acquire) == LIVE
+    }
+
+    /// Whether the bytes live in a segment shared by processes.
+    pub fn is_shared(&self) -> bool {
+        !matches!(self.backend, Backend::Local(_))
+    }
+
+    /// A shared pool's figures with its table of attached processes; `None`
+    /// for an in-process pool.
+    #[cfg(not(loom))]
+    pub fn shared_snapshot(&self) -> Option<Result<SharedSnapshot, Error>> {
+        match &self.backend {
+            Backend::Shared(s) => Some(s.snapshot()),
+            Backend::Local(_) => None,
+        }
+    }
+
+    /// The shared backend, for tests and operator tools; `None` for an
+    /// in-process pool.
+    #[cfg(not(loom))]
+    #[doc(hidden)]
+    pub fn shared_backend(&self) -> Option<&SharedPool> {
+        match &self.backend {
+            Backend::Shared(s) => Some(s),
+            Backend::Local(_) => None,
+        }
     }
 
     pub fn total_bytes(&self) -> u64 {
@@ -71,7 +112,11 @@ impl Pool {
 
     /// Returns a lease's bytes. Releasing a lease twice is a no-op.
     pub fn release(self: &Arc<Self>, id: u64) -> Result<(), Error> {
-        dispatch!(self, b => b.release(id))
+        match &self.backend {
+            Backend::Local(b) => b.release(id),
+            #[cfg(not(loom))]
+            Backend::Shared(b) => b.release(self, id),
+        }
     }
 
     /// Joins the line for `nbytes` and returns at once with the place.
@@ -104,7 +149,8 @@ impl Pool {
     }
 
     /// Closes the pool: waiters wake with `Closed`, new requests fail with it,
-    /// releases still return bytes. Closing twice is a no-op.
+    /// releases still return bytes. Closing twice is a no-op. A shared pool is
+    /// closed for every process attached to it.
     pub fn close(&self) {
         dispatch!(self, b => b.close())
     }
@@ -117,7 +163,8 @@ impl Pool {
         dispatch!(self, b => b.stats())
     }
 
-    /// Bytes held by outstanding leases, from the pool's own records. With no grant waiting to be collected,
+    /// Bytes held by outstanding leases, from the pool's own records (of every
+    /// process, for a shared pool). With no grant waiting to be collected,
     /// `available + leased == total`.
     pub fn leased_bytes(&self) -> u64 {
         dispatch!(self, b => b.leased_bytes())

@@ -1,8 +1,9 @@
 //! The engine: a byte budget that grants strictly first come, first served.
 //!
 //! Nothing here knows about C; `crate::ffi` translates. [`Pool`] is a front
-//! over the backend: `local` (threads of one process; see it for the
-//! algorithm and `state` for the lock-free word behind the fast path).
+//! over two backends: `local` (threads of one process; see it for the
+//! algorithm and `state` for the lock-free word behind the fast path) and
+//! [`shared`] (one named pool for every process on the host).
 
 mod error;
 mod front;
@@ -10,6 +11,8 @@ mod front;
 mod global;
 mod lease;
 mod local;
+#[cfg(not(loom))]
+pub mod shared;
 mod state;
 mod stats;
 pub mod sync;

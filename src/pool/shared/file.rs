@@ -1,0 +1,393 @@
+//! Finding, creating and mapping a shared pool's segment file.
+//!
+//! The segment of pool `NAME` is the file `/dev/shm/mmpool.NAME` (what
+//! `shm_open("/mmpool.NAME")` opens). A creator builds a new segment under a
+//! private temporary name, holding its `INIT_LOCK` byte, writes the header
+//! (`init_state = READY` last) and only then publishes it with `link(2)`,
+//! which fails if the name exists: so a segment under the name is complete,
+//! and of two racing creators exactly one wins. A segment found under the
+//! name that is not `READY` (left by a creator that died while making it in
+//! place, or by another tool) is rebuilt when no process holds its
+//! `INIT_LOCK`, else waited for.
+
+use std::ffi::CString;
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::ptr::NonNull;
+use std::sync::atomic::Ordering::{Relaxed, Release};
+use std::time::{Duration, Instant};
+
+use super::futex::now_ns;
+use super::liveness::{self, INIT_LOCK};
+use super::segment::*;
+use super::OpenFlags;
+use crate::pool::Error;
+
+/// Where segments live.
+pub(crate) const SHM_DIR: &str = "/dev/shm";
+/// Prefix of every segment's file name.
+pub(crate) const FILE_PREFIX: &str = "mmpool.";
+/// Longest pool name accepted.
+pub const MAX_NAME_LEN: usize = 64;
+/// How long an opener waits for another process to finish creating the segment.
+const CREATION_WAIT: Duration = Duration::from_secs(2);
+
+/// Checks a pool name: 1 to 64 of `A-Z a-z 0-9 . _ -`, not `.` or `..`.
+pub fn validate_name(name: &str) -> Result<(), Error> {
+    let ok_char = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-');
+    if name.is_empty() || name.len() > MAX_NAME_LEN || !name.chars().all(ok_char) || name == "." || name == ".." {
+        return Err(Error::InvalidArgument(format!(
+            "shared pool name {name:?} must be 1 to {MAX_NAME_LEN} characters of A-Z, a-z, 0-9, '.', '_' or '-'"
+        )));
+    }
+    Ok(())
+}
+
+/// The segment file's path for a (validated) name.
+pub fn path_of(name: &str) -> String {
+    format!("{SHM_DIR}/{FILE_PREFIX}{name}")
+}
+
+fn cpath(path: &str) -> CString {
+    // Validated names never contain NUL.
+    CString::new(path).unwrap_or_default()
+}
+
+fn sys(what: &str, path: &str, err: io::Error) -> Error {
+    Error::System(format!("{what} {path}: {err}"))
+}
+
+/// A segment mapped into this process. Unmapped on drop.
+pub(crate) struct Mapping {
+    ptr: NonNull<Segment>,
+}
+
+// SAFETY: the mapping is plain shared memory whose every field is an atomic;
+// any thread may use it.
+unsafe impl Send for Mapping {}
+// SAFETY: as above.
+unsafe impl Sync for Mapping {}
+
+impl Mapping {
+    fn new(fd: RawFd, path: &str) -> Result<Mapping, Error> {
+        // SAFETY: a fresh shared mapping of a file the caller checked to be at
+        // least SEGMENT_SIZE bytes long; no existing memory is affected.
+        let ptr = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                SEGMENT_SIZE,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED,
+                fd,
+                0,
+            )
+        };
+        if ptr == libc::MAP_FAILED {
+            return Err(sys("mmap", path, io::Error::last_os_error()));
+        }
+        let ptr = NonNull::new(ptr.cast::<Segment>()).ok_or_else(|| Error::System("mmap returned NULL".into()))?;
+        Ok(Mapping { ptr })
+    }
+
+    pub(crate) fn segment(&self) -> &Segment {
+        // SAFETY: the mapping is SEGMENT_SIZE bytes, page-aligned (so aligned
+        // for Segment), lives as long as `self`, and Segment consists only of
+        // atomics, for which every bit pattern is valid and shared mutation
+        // through `&` is sound.
+        unsafe { self.ptr.as_ref() }
+    }
+}
+
+impl Drop for Mapping {
+    fn drop(&mut self) {
+        // SAFETY: unmaps exactly the region mmap returned; no reference into it
+        // outlives `self` (they all borrow from it).
+        unsafe { libc::munmap(self.ptr.as_ptr().cast(), SEGMENT_SIZE) };
+    }
+}
+
+/// An open, checked and mapped segment.
+pub(crate) struct Opened {
+    pub(crate) fd: OwnedFd,
+    pub(crate) map: Mapping,
+    /// (st_dev, st_ino) of the file, to recognise it when reopening by name.
+    pub(crate) identity: (u64, u64),
+}
+
+fn open_fd(path: &str, extra: libc::c_int, mode: libc::mode_t) -> io::Result<OwnedFd> {
+    let c = cpath(path);
+    // SAFETY: a NUL-terminated path; the flags ask for a new descriptor.
+    let fd = unsafe { libc::open(c.as_ptr(), libc::O_RDWR | libc::O_NOFOLLOW | libc::O_CLOEXEC | extra, mode as libc::c_uint) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `fd` is a new descriptor that nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+fn fstat(fd: RawFd, path: &str) -> Result<libc::stat, Error> {
+    // SAFETY: stat is a plain C struct; all-zero is valid.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: a valid descriptor and out-pointer.
+    if unsafe { libc::fstat(fd, &mut st) } != 0 {
+        return Err(sys("fstat", path, io::Error::last_os_error()));
+    }
+    Ok(st)
+}
+
+/// Identity of whatever the path names now, if anything.
+fn identity_of_path(path: &str) -> Option<(u64, u64)> {
+    let c = cpath(path);
+    // SAFETY: as in fstat.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: a NUL-terminated path and a valid out-pointer.
+    (unsafe { libc::lstat(c.as_ptr(), &mut st) } == 0).then_some((st.st_dev, st.st_ino))
+}
+
+/// Who may open a segment: its owner must be this user (or, with
+/// `OpenFlags::group`, the file must be group read-write), and no one else
+/// may have any access.
+fn check_owner_and_mode(st: &libc::stat, path: &str, flags: OpenFlags) -> Result<(), Error> {
+    if st.st_mode & libc::S_IFMT != libc::S_IFREG {
+        return Err(Error::InvalidArgument(format!("{path} is not a regular file")));
+    }
+    let mode = st.st_mode & 0o7777;
+    if mode & 0o007 != 0 || mode & 0o7000 != 0 {
+        return Err(Error::InvalidArgument(format!(
+            "{path} has mode {mode:04o}: a segment others may access is refused (expected 0600 or 0660)"
+        )));
+    }
+    // SAFETY: geteuid cannot fail.
+    let euid = unsafe { libc::geteuid() };
+    if st.st_uid != euid {
+        if !flags.group {
+            return Err(Error::InvalidArgument(format!(
+                "{path} belongs to uid {}, not to this process's uid {euid}; pass MMPOOL_SHARED_GROUP to \
+                 share a pool between users of one group",
+                st.st_uid
+            )));
+        }
+        if mode & 0o060 != 0o060 {
+            return Err(Error::InvalidArgument(format!(
+                "{path} belongs to uid {} and is not group read-write (mode {mode:04o})",
+                st.st_uid
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Writes a fresh header and empty tables into a zero-filled segment.
+pub(crate) fn initialise(seg: &Segment, total: u64) {
+    let h = &seg.header;
+    h.init_state.store(0, Relaxed);
+    h.magic.store(MAGIC, Relaxed);
+    h.layout_version.store(LAYOUT_VERSION, Relaxed);
+    h.header_size.store(HEADER_SIZE as u32, Relaxed);
+    h.segment_size.store(SEGMENT_SIZE as u64, Relaxed);
+    h.max_procs.store(MAX_PROCS as u32, Relaxed);
+    h.max_entries.store(MAX_ENTRIES as u32, Relaxed);
+    h.max_waiters.store(MAX_WAITERS as u32, Relaxed);
+    h.lock.store(0, Relaxed);
+    let nonce = (now_ns() ^ u64::from(std::process::id()).rotate_left(17)) as u32;
+    h.nonce.store(nonce.wrapping_mul(0x9e37_79b9) >> 21 & NONCE_MASK, Relaxed);
+    h.total.store(total, Relaxed);
+    h.available.store(total as i64, Relaxed);
+    h.created_ns.store(now_ns(), Relaxed);
+    h.creator_pid.store(std::process::id(), Relaxed);
+    h.init_state.store(INIT_READY, Release);
+}
+
+/// Builds a complete segment under a temporary name; returns its descriptor,
+/// mapping and temporary path. The caller publishes it.
+fn build(path: &str, total: u64, flags: OpenFlags) -> Result<(Opened, String), Error> {
+    let tmp = format!("{path}.{}.{}.tmp", std::process::id(), now_ns());
+    let mode: libc::mode_t = if flags.group { 0o660 } else { 0o600 };
+    let fd = open_fd(&tmp, libc::O_CREAT | libc::O_EXCL, mode).map_err(|e| sys("create", &tmp, e))?;
+    let remove = |e: Error| {
+        let c = cpath(&tmp);
+        // SAFETY: removes the temporary file this call created.
+        unsafe { libc::unlink(c.as_ptr()) };
+        e
+    };
+    // Exact mode whatever the umask; then size and lock it while it is built.
+    // SAFETY: a valid descriptor this call owns.
+    if unsafe { libc::fchmod(fd.as_raw_fd(), mode) } != 0 {
+        return Err(remove(sys("fchmod", &tmp, io::Error::last_os_error())));
+    }
+    // SAFETY: as above.
+    if unsafe { libc::ftruncate(fd.as_raw_fd(), SEGMENT_SIZE as libc::off_t) } != 0 {
+        return Err(remove(sys("ftruncate", &tmp, io::Error::last_os_error())));
+    }
+    liveness::try_lock(fd.as_raw_fd(), INIT_LOCK).map_err(|e| remove(sys("lock", &tmp, e)))?;
+    let map = Mapping::new(fd.as_raw_fd(), &tmp).map_err(remove)?;
+    initialise(map.segment(), total);
+    liveness::unlock(fd.as_raw_fd(), INIT_LOCK);
+    let st = fstat(fd.as_raw_fd(), &tmp).map_err(remove)?;
+    Ok((Opened { fd, map, identity: (st.st_dev, st.st_ino) }, tmp))
+}
+
+fn unlink_path(path: &str) {
+    let c = cpath(path);
+    // SAFETY: a NUL-terminated path; failure is harmless here.
+    unsafe { libc::unlink(c.as_ptr()) };
+}
+
+/// Creates the segment if it does not exist: `Ok(None)` when another process
+/// published one first.
+fn create(path: &str, total: u64, flags: OpenFlags) -> Result<Option<Opened>, Error> {
+    let (opened, tmp) = build(path, total, flags)?;
+    let (ct, cp) = (cpath(&tmp), cpath(path));
+    // SAFETY: two NUL-terminated paths.
+    let rc = unsafe { libc::link(ct.as_ptr(), cp.as_ptr()) };
+    let err = io::Error::last_os_error();
+    unlink_path(&tmp);
+    match rc {
+        0 => Ok(Some(opened)),
+        _ if err.raw_os_error() == Some(libc::EEXIST) => Ok(None),
+        _ => Err(sys("publish", path, err)),
+    }
+}
+
+/// Replaces a segment left unfinished under the name, if it is still the one
+/// the name refers to and nobody else is replacing it.
+fn replace_unfinished(path: &str, old: &OwnedFd, old_identity: (u64, u64), total: u64, flags: OpenFlags) -> Result<(), Error> {
+    if total == 0 {
+        return Err(Error::InvalidArgument(format!(
+            "{path} was left unfinished by a creator that died; give a total to rebuild it, or remove it with \
+             `mmpool unlink`"
+        )));
+    }
+    if !liveness::try_lock(old.as_raw_fd(), INIT_LOCK).map_err(|e| sys("lock", path, e))? {
+        return Ok(()); // another process is on it; the caller retries
+    }
+    if identity_of_path(path) != Some(old_identity) {
+        return Ok(()); // already replaced or removed
+    }
+    let (_opened, tmp) = build(path, total, flags)?;
+    let (ct, cp) = (cpath(&tmp), cpath(path));
+    // SAFETY: two NUL-terminated paths.
+    if unsafe { libc::rename(ct.as_ptr(), cp.as_ptr()) } != 0 {
+        let err = io::Error::last_os_error();
+        unlink_path(&tmp);
+        return Err(sys("rename over", path, err));
+    }
+    crate::log::log(crate::log::Level::Warn, &format!("rebuilt {path}: its creator died before finishing it"));
+    Ok(())
+}
+
+/// Opens (and with `flags.create`, creates) the segment of `name`, checks its
+/// owner, mode, size and header, and maps it. `created` tells whether this
+/// call made it.
+pub(crate) fn open(name: &str, total: u64, flags: OpenFlags) -> Result<(Opened, bool), Error> {
+    let path = path_of(name);
+    let give_up_at = Instant::now() + CREATION_WAIT;
+    loop {
+        let fd = match open_fd(&path, 0, 0) {
+            Ok(fd) => fd,
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) && flags.create => {
+                if total == 0 {
+                    return Err(Error::InvalidArgument(format!(
+                        "no shared pool named {name:?} exists, and total_bytes 0 cannot create one"
+                    )));
+                }
+                match create(&path, total, flags)? {
+                    Some(opened) => return Ok((opened, true)),
+                    None if flags.exclusive => return Err(exists(name, &path)),
+                    None => continue,
+                }
+            }
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {
+                return Err(Error::System(format!(
+                    "no shared pool named {name:?} ({path} does not exist); create it with MMPOOL_SHARED_CREATE"
+                )))
+            }
+            Err(e) => return Err(sys("open", &path, e)),
+        };
+        if flags.exclusive {
+            return Err(exists(name, &path));
+        }
+        let st = fstat(fd.as_raw_fd(), &path)?;
+        check_owner_and_mode(&st, &path, flags)?;
+        let size = st.st_size.max(0) as u64;
+        let identity = (st.st_dev, st.st_ino);
+        let unfinished = if size < SEGMENT_SIZE as u64 {
+            if size != 0 && size != SEGMENT_SIZE as u64 {
+                return Err(Error::System(format!(
+                    "{path} is {size} bytes, a segment of this layout is {SEGMENT_SIZE}: truncated or not an \
+                     mmpool segment (remove it with `mmpool unlink {name}`)"
+                )));
+            }
+            true
+        } else {
+            let map = Mapping::new(fd.as_raw_fd(), &path)?;
+            let seg = map.segment();
+            if seg.header.init_state.load(std::sync::atomic::Ordering::Acquire) == INIT_READY {
+                check_header(&seg.header).map_err(|why| Error::System(format!("{path}: {why}")))?;
+                return Ok((Opened { fd, map, identity }, false));
+            }
+            true
+        };
+        if unfinished {
+            let creator_alive = liveness::held_by_other(fd.as_raw_fd(), INIT_LOCK).map_err(|e| sys("probe", &path, e))?;
+            if !creator_alive {
+                replace_unfinished(&path, &fd, identity, total, flags)?;
+            }
+            if Instant::now() >= give_up_at {
+                return Err(Error::System(format!(
+                    "{path} is still being created by another process after {CREATION_WAIT:?}"
+                )));
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+}
+
+fn exists(name: &str, path: &str) -> Error {
+    Error::InvalidArgument(format!(
+        "a shared pool named {name:?} already exists ({path}) and MMPOOL_SHARED_EXCLUSIVE was given"
+    ))
+}
+
+/// Opens the same file again (a new open file description), for a process
+/// that must attach afresh after fork. Fails if the name now refers to
+/// another file.
+pub(crate) fn reopen(name: &str, identity: (u64, u64)) -> Result<OwnedFd, Error> {
+    let path = path_of(name);
+    let fd = open_fd(&path, 0, 0).map_err(|e| sys("reopen", &path, e))?;
+    let st = fstat(fd.as_raw_fd(), &path)?;
+    if (st.st_dev, st.st_ino) != identity {
+        return Err(Error::System(format!(
+            "{path} was removed or replaced since this handle was opened; open the pool again"
+        )));
+    }
+    Ok(fd)
+}
+
+/// Removes a pool's name. Processes attached keep using it; the next open
+/// with MMPOOL_SHARED_CREATE makes a new pool.
+pub fn unlink(name: &str) -> Result<(), Error> {
+    validate_name(name)?;
+    let path = path_of(name);
+    let c = cpath(&path);
+    // SAFETY: a NUL-terminated path.
+    if unsafe { libc::unlink(c.as_ptr()) } != 0 {
+        return Err(sys("unlink", &path, io::Error::last_os_error()));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_short_and_plain() {
+        for good in ["a", "decode-0", "Team_A.pool", &"x".repeat(MAX_NAME_LEN)] {
+            assert!(validate_name(good).is_ok(), "{good}");
+        }
+        for bad in ["", ".", "..", "a/b", "../etc", "sp ace", "nul\0", "é", &"x".repeat(MAX_NAME_LEN + 1)] {
+            assert!(matches!(validate_name(bad), Err(Error::InvalidArgument(_))), "{bad:?}");
+        }
+    }
+}

@@ -1,0 +1,387 @@
+//! What a process does to the segment while it holds the segment's lock: the
+//! line, grants, entries, reaping dead processes and repair.
+//!
+//! Invariant (restored by `repair` after a holder died inside the lock):
+//! `available == total - (bytes of LEASE and GRANTED entries)`, `waiting` and
+//! `leases` count their entries, and the ring holds every WAITING entry's id
+//! in order of arrival (plus holes: ids whose entry moved on, skipped).
+
+use std::os::fd::RawFd;
+use std::sync::atomic::Ordering::Relaxed;
+
+use super::futex::{self, now_ns};
+use super::liveness::{self, PROC_LOCK_BASE};
+use super::lock;
+use super::segment::*;
+use crate::pool::MAX_TOTAL;
+use crate::pool::Error;
+
+/// The segment while this process holds its lock. Unlocks on drop, then wakes
+/// the tickets whose fate it changed.
+pub(crate) struct Locked<'a> {
+    pub(crate) seg: &'a Segment,
+    /// This process's slot.
+    pub(crate) me: usize,
+    /// This process's descriptor of the segment file (for liveness probes).
+    pub(crate) fd: RawFd,
+    woken: Vec<usize>,
+}
+
+impl Drop for Locked<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            // A bug interrupted an update: leave the segment consistent.
+            let _ = self.repair();
+        }
+        lock::unlock(&self.seg.header.lock);
+        for &i in &self.woken {
+            if let Some(e) = self.seg.entries.get(i) {
+                futex::wake(&e.futex, i32::MAX);
+            }
+        }
+    }
+}
+
+fn sat(v: i128) -> i64 {
+    v.clamp(-(MAX_TOTAL as i128) * 4, MAX_TOTAL as i128 * 4) as i64
+}
+
+impl<'a> Locked<'a> {
+    /// Wraps a lock the caller has just taken.
+    pub(crate) fn new(seg: &'a Segment, me: usize, fd: RawFd) -> Self {
+        Locked { seg, me, fd, woken: Vec::new() }
+    }
+
+    pub(crate) fn entry(&self, i: usize) -> &'a Entry {
+        &self.seg.entries[i % MAX_ENTRIES]
+    }
+
+    pub(crate) fn total(&self) -> u64 {
+        self.seg.header.total.load(Relaxed)
+    }
+
+    pub(crate) fn available(&self) -> i64 {
+        self.seg.header.available.load(Relaxed)
+    }
+
+    pub(crate) fn closed(&self) -> bool {
+        self.seg.header.closed.load(Relaxed) != 0
+    }
+
+    pub(crate) fn waiting(&self) -> u64 {
+        self.seg.header.waiting.load(Relaxed)
+    }
+
+    pub(crate) fn add_available(&self, delta: i128) {
+        let h = &self.seg.header;
+        h.available.store(sat(i128::from(h.available.load(Relaxed)) + delta), Relaxed);
+    }
+
+    fn note_peak(&self) {
+        let h = &self.seg.header;
+        let in_use = (i128::from(self.total()) - i128::from(self.available())).max(0) as u64;
+        if in_use > h.peak.load(Relaxed) {
+            h.peak.store(in_use, Relaxed);
+        }
+    }
+
+    /// Whether `nbytes` can be granted now without jumping the line.
+    pub(crate) fn grantable_now(&self, nbytes: u64) -> bool {
+        self.waiting() == 0 && self.available() >= 0 && nbytes <= self.available() as u64
+    }
+
+    /// Takes `nbytes` from what is available (the caller checked they fit).
+    pub(crate) fn take(&self, nbytes: u64) {
+        self.add_available(-i128::from(nbytes));
+        self.note_peak();
+    }
+
+    pub(crate) fn give(&mut self, nbytes: u64) {
+        self.add_available(i128::from(nbytes));
+        if self.waiting() > 0 {
+            self.grant_ready();
+        }
+    }
+
+    /// The entry holding `id`, if it still does.
+    pub(crate) fn find(&self, id: u64) -> Option<usize> {
+        let parts = parse_id(id, self.seg.header.nonce.load(Relaxed))?;
+        let e = self.seg.entries.get(parts.entry)?;
+        (e.id.load(Relaxed) == id && e.state.load(Relaxed) != FREE).then_some(parts.entry)
+    }
+
+    /// Records a new entry owned by this process; `state` is stored last.
+    pub(crate) fn alloc(&self, state: u32, nbytes: u64) -> Result<(usize, u64), Error> {
+        let h = &self.seg.header;
+        let start = h.alloc_hint.load(Relaxed) as usize;
+        for k in 0..MAX_ENTRIES {
+            let i = (start + k) % MAX_ENTRIES;
+            let e = &self.seg.entries[i];
+            let gen = e.gen.load(Relaxed);
+            if e.state.load(Relaxed) != FREE || gen >= GEN_MAX {
+                continue;
+            }
+            let id = make_id(h.nonce.load(Relaxed), gen + 1, i);
+            e.gen.store(gen + 1, Relaxed);
+            e.id.store(id, Relaxed);
+            e.nbytes.store(nbytes, Relaxed);
+            e.owner.store(self.me as u32, Relaxed);
+            e.pos.store(h.next_pos.load(Relaxed), Relaxed);
+            h.next_pos.store(h.next_pos.load(Relaxed).wrapping_add(1), Relaxed);
+            e.since_ns.store(now_ns(), Relaxed);
+            e.state.store(state, Relaxed);
+            h.alloc_hint.store(((i + 1) % MAX_ENTRIES) as u32, Relaxed);
+            match state {
+                LEASE => {
+                    h.leases.fetch_add(1, Relaxed);
+                    h.grants.fetch_add(1, Relaxed);
+                }
+                WAITING => {
+                    h.waiting.fetch_add(1, Relaxed);
+                }
+                _ => {}
+            }
+            return Ok((i, id));
+        }
+        Err(Error::System(format!(
+            "all {MAX_ENTRIES} lease and ticket records of the shared pool are in use (its fixed limit); \
+             release leases or cancel tickets"
+        )))
+    }
+
+    /// Puts a new WAITING entry at the end of the line.
+    pub(crate) fn join_line(&mut self, nbytes: u64) -> Result<(usize, u64), Error> {
+        let h = &self.seg.header;
+        let len = |h: &Header| h.ring_tail.load(Relaxed).wrapping_sub(h.ring_head.load(Relaxed));
+        if len(h) >= MAX_WAITERS as u64 {
+            self.rebuild_ring();
+            if len(h) >= MAX_WAITERS as u64 {
+                return Err(Error::System(format!(
+                    "{MAX_WAITERS} requests already wait in the shared pool's line (its fixed limit)"
+                )));
+            }
+        }
+        let (i, id) = self.alloc(WAITING, nbytes)?;
+        let tail = h.ring_tail.load(Relaxed);
+        self.seg.ring[(tail % MAX_WAITERS as u64) as usize].store(id, Relaxed);
+        h.ring_tail.store(tail.wrapping_add(1), Relaxed);
+        Ok((i, id))
+    }
+
+    /// Sets an entry's state and wakes whoever waits on it.
+    fn set_fate(&mut self, i: usize, state: u32) {
+        let e = self.entry(i);
+        e.state.store(state, Relaxed);
+        e.futex.fetch_add(1, Relaxed);
+        self.woken.push(i);
+    }
+
+    /// Frees an entry, returning its bytes if it held any, and fixing counts.
+    pub(crate) fn free(&mut self, i: usize) {
+        let e = self.entry(i);
+        let h = &self.seg.header;
+        let state = e.state.load(Relaxed);
+        e.state.store(FREE, Relaxed);
+        match state {
+            LEASE => {
+                h.leases.store(h.leases.load(Relaxed).saturating_sub(1), Relaxed);
+                self.give(e.nbytes.load(Relaxed).min(MAX_TOTAL));
+            }
+            GRANTED => self.give(e.nbytes.load(Relaxed).min(MAX_TOTAL)),
+            WAITING => {
+                h.waiting.store(h.waiting.load(Relaxed).saturating_sub(1), Relaxed);
+                // Those behind it may fit now.
+                self.grant_ready();
+            }
+            _ => {}
+        }
+    }
+
+    /// Turns a collected GRANTED entry into a lease.
+    pub(crate) fn make_lease(&self, i: usize) {
+        let h = &self.seg.header;
+        self.entry(i).state.store(LEASE, Relaxed);
+        h.leases.fetch_add(1, Relaxed);
+        h.grants.fetch_add(1, Relaxed);
+    }
+
+    /// The id at the head of the line, skipping holes.
+    fn head(&mut self) -> Option<usize> {
+        let h = &self.seg.header;
+        loop {
+            let (head, tail) = (h.ring_head.load(Relaxed), h.ring_tail.load(Relaxed));
+            let len = tail.wrapping_sub(head);
+            if len == 0 {
+                return None;
+            }
+            if len > MAX_WAITERS as u64 {
+                self.rebuild_ring();
+                continue;
+            }
+            let id = self.seg.ring[(head % MAX_WAITERS as u64) as usize].load(Relaxed);
+            match self.find(id) {
+                Some(i) if self.entry(i).state.load(Relaxed) == WAITING => return Some(i),
+                _ => h.ring_head.store(head.wrapping_add(1), Relaxed),
+            }
+        }
+    }
+
+    /// Grants from the head of the line, in order, as far as the bytes reach.
+    pub(crate) fn grant_ready(&mut self) {
+        let h = &self.seg.header;
+        while let Some(i) = self.head() {
+            let e = self.entry(i);
+            let nbytes = e.nbytes.load(Relaxed);
+            if self.available() < 0 || nbytes > self.available() as u64 {
+                return;
+            }
+            self.take(nbytes);
+            h.ring_head.store(h.ring_head.load(Relaxed).wrapping_add(1), Relaxed);
+            h.waiting.store(h.waiting.load(Relaxed).saturating_sub(1), Relaxed);
+            let waited = now_ns().saturating_sub(e.since_ns.load(Relaxed));
+            h.waited_grants.fetch_add(1, Relaxed);
+            h.wait_ns_total.store(h.wait_ns_total.load(Relaxed).saturating_add(waited), Relaxed);
+            h.wait_ns_max.fetch_max(waited, Relaxed);
+            self.set_fate(i, GRANTED);
+        }
+    }
+
+    /// Fails every WAITING entry for which `doomed(nbytes)` holds; returns how many.
+    pub(crate) fn fail_where(&mut self, state: u32, doomed: impl Fn(u64) -> bool) -> u64 {
+        let h = &self.seg.header;
+        let mut failed = 0;
+        for i in 0..MAX_ENTRIES {
+            let e = &self.seg.entries[i];
+            if e.state.load(Relaxed) == WAITING && doomed(e.nbytes.load(Relaxed)) {
+                h.waiting.store(h.waiting.load(Relaxed).saturating_sub(1), Relaxed);
+                self.set_fate(i, state);
+                failed += 1;
+            }
+        }
+        failed
+    }
+
+    /// Rewrites the line from the WAITING entries, in order of arrival.
+    fn rebuild_ring(&mut self) {
+        let h = &self.seg.header;
+        let mut line: Vec<(u64, usize)> = (0..MAX_ENTRIES)
+            .filter(|&i| self.seg.entries[i].state.load(Relaxed) == WAITING)
+            .map(|i| (self.seg.entries[i].pos.load(Relaxed), i))
+            .collect();
+        line.sort_unstable();
+        for &(_, i) in line.iter().skip(MAX_WAITERS) {
+            // More waiting than the line holds: only a corrupt segment does this.
+            self.set_fate(i, FAILED_CAPACITY);
+        }
+        line.truncate(MAX_WAITERS);
+        for (k, &(_, i)) in line.iter().enumerate() {
+            self.seg.ring[k].store(self.seg.entries[i].id.load(Relaxed), Relaxed);
+        }
+        h.ring_head.store(0, Relaxed);
+        h.ring_tail.store(line.len() as u64, Relaxed);
+        h.waiting.store(line.len() as u64, Relaxed);
+        if let Some(&(pos, _)) = line.last() {
+            if h.next_pos.load(Relaxed) <= pos {
+                h.next_pos.store(pos.wrapping_add(1), Relaxed);
+            }
+        }
+    }
+
+    /// Whether the process in `slot` is gone (its byte lock is free), asked
+    /// through `fd`, which must not be the slot's own descriptor. A failed
+    /// probe counts as alive: reclaiming a live process's bytes would break
+    /// the budget; waiting longer only delays.
+    pub(crate) fn is_dead(fd: RawFd, slot: usize) -> bool {
+        if slot >= MAX_PROCS {
+            return true;
+        }
+        !liveness::held_by_other(fd, PROC_LOCK_BASE + slot as i64).unwrap_or(true)
+    }
+
+    /// Frees every entry of the process in `slot` (bytes come back).
+    pub(crate) fn release_owner(&mut self, slot: usize) {
+        for i in 0..MAX_ENTRIES {
+            let e = &self.seg.entries[i];
+            if e.state.load(Relaxed) != FREE && e.owner.load(Relaxed) as usize == slot {
+                self.free(i);
+            }
+        }
+    }
+
+    /// Finds processes that died and gives back everything they held.
+    /// Returns how many were found.
+    pub(crate) fn reap_dead(&mut self) -> u64 {
+        let h = &self.seg.header;
+        let mut reaped = 0;
+        for slot in 0..MAX_PROCS {
+            let p = &self.seg.procs[slot];
+            if slot == self.me || p.state.load(Relaxed) != PROC_ATTACHED || !Self::is_dead(self.fd, slot) {
+                continue;
+            }
+            self.release_owner(slot);
+            p.state.store(PROC_FREE, Relaxed);
+            reaped += 1;
+        }
+        h.last_reap_ns.store(now_ns(), Relaxed);
+        if reaped > 0 {
+            h.reaped_procs.fetch_add(reaped, Relaxed);
+            self.grant_ready();
+        }
+        reaped
+    }
+
+    /// Reaps if nobody has for a while (cheap paths call this before refusing).
+    pub(crate) fn maybe_reap(&mut self) -> u64 {
+        let last = self.seg.header.last_reap_ns.load(Relaxed);
+        if now_ns().saturating_sub(last) >= lock::RECLAIM_SLICE.as_nanos() as u64 / 2 {
+            self.reap_dead()
+        } else {
+            0
+        }
+    }
+
+    /// Makes the derivable parts whole again from the entries, and drops
+    /// entries that cannot be right. Used after taking the lock over from a
+    /// dead holder, on attaching, and after a caught panic. Fails only if the
+    /// total itself is out of range (a corrupt segment that no entry can fix).
+    pub(crate) fn repair(&mut self) -> Result<(), Error> {
+        let h = &self.seg.header;
+        let total = h.total.load(Relaxed);
+        if total == 0 || total > MAX_TOTAL {
+            return Err(Error::System(format!("the shared pool's total ({total}) is out of range: the segment is corrupt")));
+        }
+        for p in &self.seg.procs {
+            if !matches!(p.state.load(Relaxed), PROC_FREE | PROC_ATTACHED) {
+                p.state.store(PROC_FREE, Relaxed);
+            }
+        }
+        let nonce = h.nonce.load(Relaxed);
+        let (mut held, mut leases) = (0i128, 0u64);
+        for (i, e) in self.seg.entries.iter().enumerate() {
+            let state = e.state.load(Relaxed);
+            if state == FREE {
+                continue;
+            }
+            let owner = e.owner.load(Relaxed) as usize;
+            let sound = (WAITING..=FAILED_CAPACITY).contains(&state)
+                && self.seg.procs.get(owner).is_some_and(|p| p.state.load(Relaxed) == PROC_ATTACHED || owner == self.me)
+                && parse_id(e.id.load(Relaxed), nonce) == Some(IdParts { entry: i, gen: e.gen.load(Relaxed) })
+                && e.nbytes.load(Relaxed) <= MAX_TOTAL;
+            if !sound {
+                e.state.store(FREE, Relaxed);
+                continue;
+            }
+            if matches!(state, LEASE | GRANTED) {
+                held += i128::from(e.nbytes.load(Relaxed));
+            }
+            leases += u64::from(state == LEASE);
+        }
+        h.available.store(sat(i128::from(total) - held), Relaxed);
+        h.leases.store(leases, Relaxed);
+        h.alloc_hint.store(h.alloc_hint.load(Relaxed) % MAX_ENTRIES as u32, Relaxed);
+        self.rebuild_ring();
+        self.note_peak();
+        self.grant_ready();
+        Ok(())
+    }
+}

@@ -1,0 +1,207 @@
+//! The shared backend follows the same rules as the in-process pool, checked
+//! here within one process (the tests with several processes are in
+//! shared_processes.rs). Each test uses its own pool name and removes it.
+
+use mmpool::pool::shared::{self, OpenFlags};
+use mmpool::pool::sync::Arc;
+use mmpool::{Error, Pool, Ticket, Wait};
+
+const CREATE: OpenFlags = OpenFlags { create: true, exclusive: false, group: false };
+
+/// A pool name unique to this process and test; the file is removed on drop.
+struct Name(String);
+
+impl Name {
+    fn new(test: &str) -> Name {
+        let name = format!("test-{}-{test}", std::process::id());
+        let _ = shared::unlink(&name);
+        Name(name)
+    }
+}
+
+impl Drop for Name {
+    fn drop(&mut self) {
+        let _ = shared::unlink(&self.0);
+    }
+}
+
+fn open(name: &Name, total: u64) -> Arc<Pool> {
+    Pool::open_shared(&name.0, total, CREATE).unwrap()
+}
+
+fn soon() -> Wait {
+    Wait::timeout_ns(20_000_000)
+}
+
+fn assert_whole(pool: &Pool) {
+    assert_eq!(pool.available_bytes() + pool.leased_bytes(), pool.total_bytes(), "{:?}", pool.stats());
+}
+
+#[test]
+fn acquire_release_and_double_release() {
+    let name = Name::new("basic");
+    let pool = open(&name, 100);
+    assert!(pool.is_shared());
+    let a = pool.acquire(60, Wait::Forever).unwrap();
+    assert_eq!(a.nbytes, 60);
+    assert_eq!(pool.available_bytes(), 40);
+    assert_eq!(pool.lease(a.id).map(|l| l.nbytes), Some(60));
+    assert!(matches!(pool.try_acquire(41), Err(Error::WouldBlock { requested: 41, available: 40, queued: false })));
+    pool.release(a.id).unwrap();
+    pool.release(a.id).unwrap(); // a no-op
+    assert_eq!(pool.available_bytes(), 100);
+    assert!(matches!(pool.release(0), Err(Error::InvalidLease(_))));
+    let other = Pool::new(10).unwrap();
+    let foreign = other.acquire(1, Wait::Forever).unwrap();
+    assert!(matches!(pool.release(foreign.id), Err(Error::InvalidLease(_))), "an in-process pool's lease");
+    assert!(matches!(pool.acquire(101, Wait::Forever), Err(Error::ExceedsCapacity { requested: 101, total: 100 })));
+    let s = pool.stats();
+    assert_eq!((s.grants, s.would_blocks, s.capacity_rejections, s.outstanding_leases), (1, 1, 1, 0));
+    assert_eq!(s.peak_in_use_bytes, 60);
+}
+
+#[test]
+fn fifo_a_small_request_waits_behind_a_large_one() {
+    let name = Name::new("fifo");
+    let pool = open(&name, 10);
+    let held = pool.acquire(8, Wait::Forever).unwrap();
+    let big = pool.enqueue(5).unwrap();
+    // 2 bytes are free, but the 5-byte request came first.
+    assert!(matches!(pool.try_acquire(1), Err(Error::WouldBlock { queued: true, .. })));
+    assert!(matches!(pool.acquire(1, soon()), Err(Error::Timeout { requested: 1 })));
+    let small = pool.enqueue(1).unwrap();
+    assert!(matches!(pool.wait_ticket(small, Wait::timeout_ns(0)), Err(Error::Timeout { .. })));
+    pool.release(held.id).unwrap();
+    let big = pool.wait_ticket(big, Wait::timeout_ns(0)).unwrap();
+    let small = pool.wait_ticket(small, Wait::timeout_ns(0)).unwrap();
+    assert_eq!((big.nbytes, small.nbytes, pool.available_bytes()), (5, 1, 4));
+    assert!(matches!(pool.wait_ticket(Ticket { id: small.id }, Wait::timeout_ns(0)), Err(Error::InvalidLease(_))));
+    assert!(matches!(pool.release(Ticket { id: small.id }.id), Ok(())));
+    pool.release(big.id).unwrap();
+    assert_whole(&pool);
+}
+
+#[test]
+fn a_waiter_in_another_thread_is_woken_by_the_release_that_grants_it() {
+    let name = Name::new("wake");
+    let pool = open(&name, 4);
+    let held = pool.acquire(4, Wait::Forever).unwrap();
+    let p = pool.clone();
+    let waiter = std::thread::spawn(move || p.acquire(3, Wait::Forever));
+    while pool.stats().waiters == 0 {
+        std::thread::yield_now();
+    }
+    pool.release(held.id).unwrap();
+    let lease = waiter.join().unwrap().unwrap();
+    assert_eq!(lease.nbytes, 3);
+    assert_eq!(pool.stats().waited_grants, 1);
+    pool.release(lease.id).unwrap();
+    assert_whole(&pool);
+}
+
+#[test]
+fn tickets_cancel_and_resize() {
+    let name = Name::new("tickets");
+    let pool = open(&name, 10);
+    let a = pool.acquire(6, Wait::Forever).unwrap();
+    let t = pool.enqueue(6).unwrap();
+    pool.cancel_ticket(t).unwrap();
+    pool.cancel_ticket(t).unwrap(); // finished: a no-op
+    assert_eq!(pool.stats().waiters, 0);
+    // Grow by 4 (fits), then by 1 more (does not: times out, keeps its size).
+    let a = pool.resize_lease(a.id, 10, Wait::Forever).unwrap();
+    assert_eq!((a.nbytes, pool.available_bytes()), (10, 0));
+    assert!(matches!(pool.resize_lease(a.id, 11, Wait::Forever), Err(Error::ExceedsCapacity { .. })));
+    let a = pool.resize_lease(a.id, 3, Wait::Forever).unwrap();
+    assert_eq!(pool.available_bytes(), 7);
+    // A growth that must wait is granted by a release.
+    let b = pool.acquire(7, Wait::Forever).unwrap();
+    let p = pool.clone();
+    let grow = std::thread::spawn(move || p.resize_lease(a.id, 5, Wait::Forever));
+    while pool.stats().waiters == 0 {
+        std::thread::yield_now();
+    }
+    pool.resize_lease(b.id, 5, Wait::Forever).unwrap();
+    assert_eq!(grow.join().unwrap().unwrap().nbytes, 5);
+    assert_eq!(pool.lease(a.id).unwrap().nbytes, 5);
+    pool.release(a.id).unwrap();
+    pool.release(b.id).unwrap();
+    assert!(matches!(pool.resize_lease(a.id, 1, Wait::Forever), Err(Error::InvalidLease(_))));
+    assert_whole(&pool);
+}
+
+#[test]
+fn set_total_and_close_reach_waiters() {
+    let name = Name::new("close");
+    let pool = open(&name, 10);
+    let a = pool.acquire(10, Wait::Forever).unwrap();
+    let big = pool.enqueue(9).unwrap();
+    let small = pool.enqueue(2).unwrap();
+    pool.set_total(5).unwrap();
+    assert!(matches!(pool.wait_ticket(big, Wait::timeout_ns(0)), Err(Error::ExceedsCapacity { requested: 9, total: 5 })));
+    pool.set_total(12).unwrap(); // 2 free now: the small one is granted
+    assert_eq!(pool.wait_ticket(small, Wait::timeout_ns(0)).unwrap().nbytes, 2);
+    let late = pool.enqueue(5).unwrap();
+    pool.close();
+    assert!(pool.is_closed());
+    assert!(matches!(pool.wait_ticket(late, Wait::Forever), Err(Error::Closed)));
+    assert!(matches!(pool.acquire(1, Wait::Forever), Err(Error::Closed)));
+    pool.release(a.id).unwrap(); // releases still work
+    pool.release(small.id).unwrap();
+    assert_eq!(pool.available_bytes(), 12);
+}
+
+#[test]
+fn attaching_checks_the_total_and_the_flags() {
+    let name = Name::new("attach");
+    let first = open(&name, 1000);
+    let err = Pool::open_shared(&name.0, 999, CREATE).err().unwrap();
+    let Error::InvalidArgument(text) = err else { panic!("{err:?}") };
+    assert!(text.contains("1000") && text.contains("999"), "{text}");
+    let second = Pool::open_shared(&name.0, 0, OpenFlags::default()).unwrap();
+    assert_eq!(second.total_bytes(), 1000);
+    let lease = second.acquire(600, Wait::Forever).unwrap();
+    assert_eq!(first.available_bytes(), 400, "one budget for both handles");
+    let exclusive = OpenFlags { exclusive: true, ..CREATE };
+    assert!(matches!(Pool::open_shared(&name.0, 1000, exclusive), Err(Error::InvalidArgument(_))));
+    // Only the process that holds a lease may release it (handles of one
+    // process count as separate attachments).
+    assert!(matches!(first.release(lease.id), Err(Error::InvalidLease(_))));
+    second.release(lease.id).unwrap();
+    assert!(matches!(Pool::open_shared("no/slash", 1, CREATE), Err(Error::InvalidArgument(_))));
+    assert!(matches!(Pool::open_shared(&format!("{}-missing", name.0), 0, OpenFlags::default()), Err(Error::System(_))));
+    assert!(matches!(OpenFlags::from_bits(8), Err(Error::InvalidArgument(_))));
+}
+
+#[test]
+fn dropping_the_last_handle_detaches_and_gives_back_tickets() {
+    let name = Name::new("detach");
+    let keeper = open(&name, 10);
+    let other = Pool::open_shared(&name.0, 0, OpenFlags::default()).unwrap();
+    let lease = keeper.acquire(10, Wait::Forever).unwrap();
+    let _ticket = other.enqueue(4).unwrap();
+    assert_eq!(keeper.stats().waiters, 1);
+    drop(other);
+    assert_eq!(keeper.stats().waiters, 0, "the detached process's ticket left the line");
+    let snap = keeper.shared_snapshot().unwrap().unwrap();
+    assert_eq!(snap.procs.len(), 1);
+    assert_eq!((snap.procs[0].leases, snap.procs[0].bytes_held), (1, 10));
+    keeper.release(lease.id).unwrap();
+    assert_whole(&keeper);
+}
+
+#[test]
+fn a_lease_keeps_its_handle_attached() {
+    let name = Name::new("keep");
+    let watcher = open(&name, 10);
+    let pool = Pool::open_shared(&name.0, 0, OpenFlags::default()).unwrap();
+    let lease = pool.acquire(3, Wait::Forever).unwrap();
+    let weak = Arc::downgrade(&pool);
+    drop(pool);
+    assert_eq!(watcher.available_bytes(), 7, "the lease still holds its bytes");
+    let pool = weak.upgrade().expect("the lease keeps the handle alive");
+    pool.release(lease.id).unwrap();
+    drop(pool);
+    assert!(weak.upgrade().is_none());
+    assert_eq!(watcher.available_bytes(), 10);
+}
