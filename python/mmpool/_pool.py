@@ -32,8 +32,10 @@ _release = lib.mmpool_release
 _enqueue = lib.mmpool_enqueue
 _ticket_wait = lib.mmpool_ticket_wait
 _ticket_cancel = lib.mmpool_ticket_cancel
+_lease_resize = lib.mmpool_lease_resize
 
 P = TypeVar("P", bound="Pool")
+L = TypeVar("L", bound="Lease")
 
 
 @dataclass(frozen=True)
@@ -74,7 +76,11 @@ class PoolStats:
     """Times a waiting thread woke and slept again without a grant."""
 
 
-class Lease:
+_ID_FIELD = LeaseStruct.id
+_NBYTES_FIELD = LeaseStruct.nbytes
+
+
+class Lease(LeaseStruct):
     """Bytes granted by a :class:`Pool`, held until :meth:`release`.
 
     Use it as a context manager so the bytes go back even when the body
@@ -85,24 +91,21 @@ class Lease:
 
     A lease that is dropped without being released keeps its bytes: release
     it explicitly or with ``with``. Safe to use from several threads.
+    (It is the ``mmpool_lease`` struct itself, so no copy is made per call.)
     """
 
-    __slots__ = ("_pool", "_raw", "_released")
-
-    def __init__(self, pool: Pool, raw: LeaseStruct) -> None:
-        self._pool = pool
-        self._raw = raw
-        self._released = False
+    _pool: Pool
+    _released: bool
 
     @property
     def id(self) -> int:
         """The lease's id: unique in the process, never reused."""
-        return self._raw.id
+        return _ID_FIELD.__get__(self, Lease)
 
     @property
     def nbytes(self) -> int:
         """The bytes this lease holds (what it held, once released)."""
-        return self._raw.nbytes
+        return _NBYTES_FIELD.__get__(self, Lease)
 
     @property
     def pool(self) -> Pool:
@@ -117,7 +120,7 @@ class Lease:
         """Returns the bytes to the pool. Releasing again does nothing."""
         if self._released:
             return
-        status = _release(self._pool._handle, self._raw)
+        status = _release(self._pool._handle, self)
         if status:
             raise error_for(status)
         self._released = True
@@ -132,9 +135,9 @@ class Lease:
         ``PoolClosedError``.
         """
         n = as_u64(nbytes, "nbytes")
-        check(lib.mmpool_lease_resize(self._pool._handle, byref(self._raw), n, timeout_ns(timeout)))
+        check(_lease_resize(self._pool._handle, self, n, timeout_ns(timeout)))
 
-    def __enter__(self: Any) -> Any:
+    def __enter__(self: L) -> L:
         return self
 
     def __exit__(self, *exc_info: object) -> None:
@@ -223,10 +226,12 @@ class Pool:
         """
         n = nbytes if type(nbytes) is int and 0 <= nbytes <= _lib.U64_MAX else as_u64(nbytes, "nbytes")
         wait_ns = _lib.WAIT_FOREVER if timeout is None else timeout_ns(timeout)
-        raw = LeaseStruct()
-        status = _try_acquire(self._handle, n, byref(raw))
+        lease = self._lease_class()
+        status = _try_acquire(self._handle, n, lease)
         if not status:
-            return self._lease_class(self, raw)
+            lease._pool = self
+            lease._released = False
+            return lease
         if status != ERR_WOULD_BLOCK:
             raise error_for(status)
         if wait_ns == 0:
@@ -242,17 +247,17 @@ class Pool:
         handle = self._handle
         ticket = TicketStruct()
         check(_enqueue(handle, n, byref(ticket)))
-        raw = LeaseStruct()
-        lease = None
+        lease = self._lease_class()
         deadline = None if wait_ns == _lib.WAIT_FOREVER else time.monotonic_ns() + wait_ns
         try:
             while True:
                 slice_ns = WAIT_SLICE_NS
                 if deadline is not None:
                     slice_ns = max(0, min(slice_ns, deadline - time.monotonic_ns()))
-                status = _ticket_wait(handle, ticket, slice_ns, byref(raw))
+                status = _ticket_wait(handle, ticket, slice_ns, lease)
                 if not status:
-                    lease = self._lease_class(self, raw)
+                    lease._pool = self
+                    lease._released = False
                     return lease
                 if status != ERR_TIMEOUT:
                     raise error_for(status)  # the ticket has left the line
@@ -262,10 +267,8 @@ class Pool:
                         "(wait longer, or free bytes sooner)"
                     )
         except BaseException:
-            if lease is not None:
-                lease.release()
-            elif raw.id:
-                _release(handle, raw)
+            if lease.id:
+                _release(handle, lease)  # granted and collected, not yet handed over
             else:
                 _ticket_cancel(handle, ticket)  # gives back a grant not yet collected
             raise
@@ -275,10 +278,12 @@ class Pool:
         the line; ``None`` otherwise. Raises ``ValueError`` (negative, above
         the total) and ``PoolClosedError``."""
         n = as_u64(nbytes, "nbytes")
-        raw = LeaseStruct()
-        status = _try_acquire(self._handle, n, byref(raw))
+        lease = self._lease_class()
+        status = _try_acquire(self._handle, n, lease)
         if not status:
-            return self._lease_class(self, raw)
+            lease._pool = self
+            lease._released = False
+            return lease
         if status == ERR_WOULD_BLOCK:
             return None
         raise error_for(status)
