@@ -40,11 +40,10 @@ fn main() {
         version("CARGO_PKG_VERSION"),
     ));
 
-    let generated = cbindgen::Builder::new()
-        .with_crate(&dir)
-        .with_config(config)
-        .generate()
-        .expect("cbindgen could not generate the header");
+    // Only the C boundary (src/ffi and the modules it declares) is parsed,
+    // so that nothing the engine declares `pub` for Rust leaks into C.
+    let builder = cbindgen::Builder::new().with_config(config).with_src(dir.join("src/ffi/mod.rs"));
+    let generated = builder.generate().expect("cbindgen could not generate the header");
     let out = PathBuf::from(std::env::var("OUT_DIR").unwrap()).join("mmpool.h");
     generated.write_to_file(&out);
     if std::env::var("MMPOOL_UPDATE_HEADER").is_ok_and(|v| v == "1") {

@@ -40,7 +40,7 @@ fn null_pointers_are_refused_with_a_message() {
     expect_fail(mmpool_acquire_timeout(p, 1, 0, ptr::null_mut()), MMPOOL_ERR_NULL_ARGUMENT, "`out_lease`");
     expect_fail(mmpool_enqueue(p, 1, ptr::null_mut()), MMPOOL_ERR_NULL_ARGUMENT, "`out_ticket`");
     expect_fail(mmpool_lease_resize(p, ptr::null_mut(), 1, 0), MMPOOL_ERR_NULL_ARGUMENT, "`lease`");
-    expect_fail(mmpool_get_stats(p, ptr::null_mut()), MMPOOL_ERR_NULL_ARGUMENT, "`out`");
+    expect_fail(mmpool_get_stats(p, ptr::null_mut()), MMPOOL_ERR_NULL_ARGUMENT, "`out_stats`");
     expect_fail(mmpool_release(ptr::null_mut(), lease), MMPOOL_ERR_NULL_ARGUMENT, "`pool`");
     expect_fail(mmpool_close(ptr::null_mut()), MMPOOL_ERR_NULL_ARGUMENT, "`pool`");
     expect_fail(mmpool_set_total(ptr::null_mut(), 5), MMPOOL_ERR_NULL_ARGUMENT, "`pool`");
@@ -100,7 +100,7 @@ fn tickets_and_resize_through_the_abi() {
     assert_eq!(mmpool_lease_resize(p, &mut hold, 6, 0), MMPOOL_OK);
     assert_eq!(hold.nbytes, 6);
     assert_eq!(mmpool_ticket_wait(p, t, MMPOOL_WAIT_FOREVER, &mut got), MMPOOL_OK);
-    assert_eq!((got.id, got.nbytes), (t.id, 4));
+    assert_eq!((got.id, got.nbytes), (t.id, 4), "a redeemed ticket's lease keeps its id");
     expect_fail(mmpool_ticket_wait(p, t, 0, &mut got), MMPOOL_ERR_INVALID_LEASE, "already redeemed");
     assert_eq!(mmpool_ticket_cancel(p, t), MMPOOL_OK);
     assert_eq!(mmpool_release(p, got), MMPOOL_OK);

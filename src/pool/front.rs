@@ -113,7 +113,17 @@ impl Pool {
     /// Returns a lease's bytes. Releasing a lease twice is a no-op.
     pub fn release(self: &Arc<Self>, id: u64) -> Result<(), Error> {
         match &self.backend {
-            Backend::Local(b) => b.release(id),
+            Backend::Local(b) => {
+                if b.release(id)? {
+                    // SAFETY: the lease held one strong reference, leaked with
+                    // `mem::forget` when it was recorded; it is dropped exactly
+                    // once, here, after the backend's last use of the pool.
+                    // The caller's `Arc` stays valid as a value even if this
+                    // frees the pool.
+                    unsafe { Arc::decrement_strong_count(Arc::as_ptr(self)) };
+                }
+                Ok(())
+            }
             #[cfg(not(loom))]
             Backend::Shared(b) => b.release(self, id),
         }

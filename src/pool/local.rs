@@ -2,8 +2,8 @@
 //! order of arrival.
 //!
 //! * Fast path: with nobody in line, an acquire is one compare-and-swap on the
-//!   state word plus recording the lease in a sharded table; a release is the
-//!   reverse. No thread sleeps while holding any lock of the pool.
+//!   state word plus one on a slot of the lease table (`slots`); a release is
+//!   the reverse. No lock is taken and no thread sleeps holding anything.
 //! * Slow path: a request that cannot be granted at once joins the line under
 //!   the wait-list lock. Whoever returns bytes while someone waits grants from
 //!   the head of the line, in order, as far as the bytes reach, and wakes only
@@ -15,7 +15,8 @@ use std::time::{Duration, Instant};
 
 use super::error::Error;
 use super::front::Pool;
-use super::lease::{IdSource, Lease, LeaseTable, Ticket};
+use super::lease::{Lease, Ticket};
+use super::slots::{IdKind, LeaseSlots, Removed};
 use super::state::{Snapshot, State, MAX_TOTAL};
 use super::stats::Stats;
 use super::sync::{Arc, AtomicU64, Mutex, MutexGuard, Ordering};
@@ -62,8 +63,7 @@ enum OnTimeout {
 pub(crate) struct LocalPool {
     total: AtomicU64,
     state: State,
-    ids: IdSource,
-    leases: LeaseTable<Arc<Pool>>,
+    leases: LeaseSlots,
     waitlist: Mutex<Waitlist>,
     peak: AtomicU64,
     timeouts: AtomicU64,
@@ -83,8 +83,7 @@ impl LocalPool {
         Ok(LocalPool {
             total: AtomicU64::new(total_bytes),
             state: State::new(total_bytes),
-            ids: IdSource::new()?,
-            leases: LeaseTable::new(),
+            leases: LeaseSlots::new()?,
             waitlist: Mutex::new(Waitlist::default()),
             peak: AtomicU64::new(0),
             timeouts: AtomicU64::new(0),
@@ -106,21 +105,21 @@ impl LocalPool {
     pub(crate) fn acquire(&self, owner: &Arc<Pool>, nbytes: u64, wait: Wait) -> Result<Lease, Error> {
         self.check_request(nbytes)?;
         match self.take_now(nbytes) {
-            Ok(()) => return self.lease_for(owner, nbytes),
+            Ok(()) => return self.record(owner, nbytes),
             Err(s) if s.closed => return Err(self.closed()),
             Err(_) => {}
         }
         let _hold = Arc::clone(owner);
         let ticket = self.join_line(nbytes)?;
         let nbytes = self.wait_for(ticket, nbytes, wait, OnTimeout::Leave)?;
-        Ok(self.record(owner, ticket, nbytes))
+        Ok(self.record_ticket(owner, ticket, nbytes))
     }
 
     /// Grants `nbytes` only if that is possible at once without jumping the line.
     pub(crate) fn try_acquire(&self, owner: &Arc<Pool>, nbytes: u64) -> Result<Lease, Error> {
         self.check_request(nbytes)?;
         match self.take_now(nbytes) {
-            Ok(()) => self.lease_for(owner, nbytes),
+            Ok(()) => self.record(owner, nbytes),
             Err(s) if s.closed => Err(self.closed()),
             Err(s) => {
                 bump(&self.would_blocks);
@@ -133,21 +132,27 @@ impl LocalPool {
         }
     }
 
-    /// Returns a lease's bytes. Releasing a lease twice is a no-op.
-    pub(crate) fn release(&self, id: u64) -> Result<(), Error> {
-        self.ids.check(id, "lease")?;
-        match self.leases.remove(id) {
-            Some((nbytes, keepalive)) => {
+    /// Returns a lease's bytes. Releasing a lease twice is a no-op. `Ok(true)`
+    /// when a lease was outstanding: the caller then drops the reference the
+    /// lease held on the pool (`record`), as its very last use of the pool.
+    pub(crate) fn release(&self, id: u64) -> Result<bool, Error> {
+        match self.leases.remove(id)? {
+            Removed::Now(nbytes) => {
                 self.give_back(nbytes);
-                // Last use of the pool in this call: the reference the leases
-                // held may be the last one.
-                drop(keepalive);
-                Ok(())
+                Ok(true)
             }
-            None if matches!(self.waitlist.lock().fate(id), Some(_)) => Err(Error::InvalidLease(
-                format!("{id:#x} is a ticket, not a lease: redeem it with wait or leave with cancel"),
-            )),
-            None => Ok(()),
+            Removed::Already => {
+                if let IdKind::Ticket { .. } = self.leases.kind(id) {
+                    let wl = self.waitlist.lock();
+                    if wl.fate(id).is_some() {
+                        return Err(Error::InvalidLease(format!(
+                            "{id:#x} is a ticket not yet redeemed: redeem it with wait or leave with cancel"
+                        )));
+                    }
+                    self.check_ticket(&wl, id)?;
+                }
+                Ok(false)
+            }
         }
     }
 
@@ -160,16 +165,14 @@ impl LocalPool {
     /// Waits up to `wait` for a ticket's grant. On timeout the ticket keeps its
     /// place and may be waited on again.
     pub(crate) fn wait_ticket(&self, owner: &Arc<Pool>, ticket: Ticket, wait: Wait) -> Result<Lease, Error> {
-        self.ids.check(ticket.id, "ticket")?;
         let _hold = Arc::clone(owner);
         let nbytes = self.wait_for(ticket.id, 0, wait, OnTimeout::Stay)?;
-        Ok(self.record(owner, ticket.id, nbytes))
+        Ok(self.record_ticket(owner, ticket.id, nbytes))
     }
 
     /// Leaves the line; if the grant already happened, its bytes go back.
     /// Cancelling a finished ticket is a no-op.
     pub(crate) fn cancel_ticket(&self, ticket: Ticket) -> Result<(), Error> {
-        self.ids.check(ticket.id, "ticket")?;
         let mut wl = self.waitlist.lock();
         match wl.take_fate(ticket.id) {
             Some(Fate::Waiting { .. }) => self.grant_ready(&mut wl),
@@ -177,7 +180,8 @@ impl LocalPool {
                 self.state.add(nbytes as i64);
                 self.grant_ready(&mut wl);
             }
-            Some(Fate::Failed(_)) | None => {}
+            Some(Fate::Failed(_)) => {}
+            None => self.check_ticket(&wl, ticket.id)?,
         }
         Ok(())
     }
@@ -185,11 +189,9 @@ impl LocalPool {
     /// Changes what a lease holds. Shrinking returns bytes at once; growing
     /// waits in line for the difference, like an acquire, up to `wait`.
     pub(crate) fn resize_lease(&self, owner: &Arc<Pool>, id: u64, new_nbytes: u64, wait: Wait) -> Result<Lease, Error> {
-        self.ids.check(id, "lease")?;
-        let released = || Error::InvalidLease(format!("lease {id:#x} was already released"));
-        let old = self.leases.get(id).ok_or_else(released)?;
+        let old = self.leases.get(id)?;
         if new_nbytes <= old {
-            let (before, after) = self.leases.update(id, |cur| cur.min(new_nbytes)).ok_or_else(released)?;
+            let (before, after) = self.leases.update(id, |cur| cur.min(new_nbytes))?;
             self.give_back(before - after);
             return Ok(Lease { id, nbytes: after });
         }
@@ -205,8 +207,8 @@ impl LocalPool {
             }
         }
         match self.leases.update(id, |cur| cur + delta) {
-            Some((_, after)) => Ok(Lease { id, nbytes: after }),
-            None => {
+            Ok((_, after)) => Ok(Lease { id, nbytes: after }),
+            Err(_) => {
                 self.give_back(delta);
                 Err(Error::InvalidLease(format!("lease {id:#x} was released while it grew")))
             }
@@ -276,7 +278,7 @@ impl LocalPool {
 
     /// Bytes and size of the lease `id` if it is outstanding.
     pub(crate) fn lease(&self, id: u64) -> Option<Lease> {
-        self.leases.get(id).map(|nbytes| Lease { id, nbytes })
+        self.leases.get(id).ok().map(|nbytes| Lease { id, nbytes })
     }
 
     // ---- internals -------------------------------------------------------
@@ -313,19 +315,34 @@ impl LocalPool {
         }
     }
 
-    fn record(&self, owner: &Arc<Pool>, id: u64, nbytes: u64) -> Lease {
-        self.leases.insert(id, nbytes, owner);
-        Lease { id, nbytes }
-    }
-
-    /// Records bytes already taken under a fresh id.
-    fn lease_for(&self, owner: &Arc<Pool>, nbytes: u64) -> Result<Lease, Error> {
-        match self.ids.next() {
-            Ok(id) => Ok(self.record(owner, id, nbytes)),
+    /// Records bytes already taken as a new lease. The lease holds a
+    /// reference on the pool until it is released (see `release`).
+    fn record(&self, owner: &Arc<Pool>, nbytes: u64) -> Result<Lease, Error> {
+        match self.leases.insert(nbytes) {
+            Ok(id) => {
+                std::mem::forget(Arc::clone(owner));
+                Ok(Lease { id, nbytes })
+            }
             Err(e) => {
                 self.give_back(nbytes);
                 Err(e)
             }
+        }
+    }
+
+    /// Records the lease of a granted ticket; it keeps the ticket's id.
+    fn record_ticket(&self, owner: &Arc<Pool>, ticket: u64, nbytes: u64) -> Lease {
+        self.leases.insert_ticket(ticket, nbytes);
+        std::mem::forget(Arc::clone(owner));
+        Lease { id: ticket, nbytes }
+    }
+
+    /// Refuses a ticket id that has no fate: never issued, or already finished.
+    fn check_ticket(&self, wl: &Waitlist, id: u64) -> Result<(), Error> {
+        match self.leases.kind(id) {
+            IdKind::Ticket { seq } if wl.ticket_issued(seq) => Ok(()),
+            _ if id == 0 => Err(Error::InvalidLease("ticket id 0 means \"none\"".into())),
+            _ => Err(Error::InvalidLease(format!("ticket {id:#x} was not issued by this pool"))),
         }
     }
 
@@ -355,8 +372,8 @@ impl LocalPool {
 
     /// Takes a ticket and either grants it at once or puts it in line.
     fn join_line(&self, nbytes: u64) -> Result<u64, Error> {
-        let ticket = self.ids.next()?;
         let mut wl = self.waitlist.lock();
+        let ticket = self.leases.ticket_id(wl.next_ticket_seq())?;
         if self.state.load().closed {
             return Err(self.closed());
         }
@@ -385,9 +402,10 @@ impl LocalPool {
         loop {
             let signal = match wl.fate(ticket) {
                 None => {
+                    self.check_ticket(&wl, ticket)?;
                     return Err(Error::InvalidLease(format!(
                         "ticket {ticket:#x} was already redeemed or cancelled"
-                    )))
+                    )));
                 }
                 Some(Fate::Waiting { signal, nbytes: queued, .. }) => {
                     if deadline.is_some_and(|at| Instant::now() >= at) {

@@ -13,6 +13,7 @@ mod lease;
 mod local;
 #[cfg(not(loom))]
 pub mod shared;
+mod slots;
 mod state;
 mod stats;
 pub mod sync;

@@ -120,3 +120,12 @@ impl Condvar {
         self.inner.notify_all();
     }
 }
+
+/// One round of waiting for another thread to leave a short critical state
+/// (a lease slot being updated): yields the processor.
+pub(crate) fn spin_wait() {
+    #[cfg(loom)]
+    loom::thread::yield_now();
+    #[cfg(not(loom))]
+    std::thread::yield_now();
+}

@@ -39,6 +39,7 @@ pub(crate) struct WaitCounters {
 
 #[derive(Default)]
 pub(crate) struct Waitlist {
+    tickets_issued: u64,
     next_pos: u64,
     line: BTreeMap<u64, Waiter>,
     fates: IdMap<Fate>,
@@ -46,6 +47,16 @@ pub(crate) struct Waitlist {
 }
 
 impl Waitlist {
+    /// Numbers the next ticket (from 1).
+    pub(crate) fn next_ticket_seq(&mut self) -> u64 {
+        self.tickets_issued += 1;
+        self.tickets_issued
+    }
+
+    pub(crate) fn ticket_issued(&self, seq: u64) -> bool {
+        seq != 0 && seq <= self.tickets_issued
+    }
+
     /// Puts a request at the end of the line.
     pub(crate) fn push(&mut self, ticket: u64, nbytes: u64) {
         let pos = self.next_pos;

@@ -310,6 +310,8 @@ struct Model {
     fates: HashMap<u64, Fate>,
     /// Every lease and ticket id this pool handed out.
     issued: HashSet<u64>,
+    /// The ticket ids among them (a lease id is no ticket).
+    tickets: HashSet<u64>,
     c: Counters,
 }
 
@@ -331,6 +333,7 @@ impl Model {
             line: VecDeque::new(),
             fates: HashMap::new(),
             issued: HashSet::new(),
+            tickets: HashSet::new(),
             c: Counters::default(),
         }
     }
@@ -643,6 +646,7 @@ impl Harness {
         }
         self.fresh(slot, out.id);
         let m = &mut self.slots[slot].model;
+        m.tickets.insert(out.id);
         let fate = if n == 0 {
             Fate::Granted(0)
         } else if m.line.is_empty() && m.fits(n) {
@@ -660,7 +664,7 @@ impl Harness {
         let timeout = if forever { MMPOOL_WAIT_FOREVER } else { 0 };
         let st = mmpool_ticket_wait(self.slots[slot].handle, mmpool_ticket { id }, timeout, &mut out);
         let m = &mut self.slots[slot].model;
-        let want = if !m.issued.contains(&id) {
+        let want = if !m.tickets.contains(&id) {
             MMPOOL_ERR_INVALID_LEASE
         } else {
             match m.fates.get(&id).copied() {
@@ -688,7 +692,7 @@ impl Harness {
     fn ticket_cancel(&mut self, slot: usize, id: u64) {
         let st = mmpool_ticket_cancel(self.slots[slot].handle, mmpool_ticket { id });
         let m = &mut self.slots[slot].model;
-        let want = if !m.issued.contains(&id) {
+        let want = if !m.tickets.contains(&id) {
             MMPOOL_ERR_INVALID_LEASE
         } else {
             match m.fates.remove(&id) {
