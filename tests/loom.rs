@@ -3,29 +3,44 @@
 //! below is run, and each must end with every byte accounted for, no request
 //! granted twice, and no thread left waiting (loom reports a deadlock).
 //!
+//! Every party to a race runs on a thread the model spawns; the model's own
+//! thread only sets the scene before the spawns and checks after the joins.
+//! loom 0.7 can leave a race unexplored when the model's thread itself takes
+//! part right after a spawn (a try-acquire racing a release was run in one
+//! interleaving only; see loom issue 392). `loom_explores_both_outcomes_of_a_race`
+//! fails if that ever happens to the pattern used here.
+//!
 //! Run: RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR=target/loom \
-//!      LOOM_MAX_PREEMPTIONS=3 cargo test --release --test loom -- --test-threads=1
+//!      LOOM_MAX_PREEMPTIONS=3 cargo test --release --test loom -- --test-threads=1 --nocapture
 #![cfg(loom)]
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
-use loom::thread;
+use loom::thread::{self, JoinHandle};
 use mmpool::pool::sync::Arc;
 use mmpool::{Error, Pool, Wait};
 
 static EXPLORED: AtomicUsize = AtomicUsize::new(0);
 
-/// Runs `f` under loom and prints how many interleavings were explored.
-fn model(name: &str, f: impl Fn() + Sync + Send + 'static) {
+/// Runs `f` under loom and prints how many interleavings were explored, and
+/// how many so far in this run (with --test-threads=1 the last line's
+/// figure is the run's total).
+fn model(name: &str, f: impl Fn() + Sync + Send + 'static) -> usize {
     let before = EXPLORED.load(Ordering::Relaxed);
     loom::model(move || {
         EXPLORED.fetch_add(1, Ordering::Relaxed);
         f();
     });
-    // Tests run on parallel threads, so the count is approximate per test but
-    // the sum over the run is exact.
-    println!("loom: {name}: {} interleavings", EXPLORED.load(Ordering::Relaxed) - before);
+    let total = EXPLORED.load(Ordering::Relaxed);
+    println!("loom: {name}: {} interleavings ({total} in this run so far)", total - before);
+    total - before
+}
+
+/// Runs `f` on a new thread of the model, with its own reference to `pool`.
+fn on_thread<T: Send + 'static>(pool: &Arc<Pool>, f: impl FnOnce(Arc<Pool>) -> T + Send + 'static) -> JoinHandle<T> {
+    let p = pool.clone();
+    thread::spawn(move || f(p))
 }
 
 /// Conservation: nothing waits, and free plus leased is the total.
@@ -40,18 +55,47 @@ fn expired() -> Wait {
 }
 
 #[test]
+fn loom_explores_both_outcomes_of_a_race() {
+    static GRANTED: AtomicUsize = AtomicUsize::new(0);
+    static REFUSED: AtomicUsize = AtomicUsize::new(0);
+    model("loom_explores_both_outcomes_of_a_race", || {
+        let pool = Pool::new(2).unwrap();
+        let hold = pool.acquire(2, Wait::Forever).unwrap();
+        let releaser = on_thread(&pool, move |p| p.release(hold.id).unwrap());
+        let trier = on_thread(&pool, |p| p.try_acquire(1));
+        releaser.join().unwrap();
+        match trier.join().unwrap() {
+            Ok(l) => {
+                GRANTED.fetch_add(1, Ordering::Relaxed);
+                pool.release(l.id).unwrap();
+            }
+            Err(Error::WouldBlock { .. }) => {
+                REFUSED.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(e) => panic!("unexpected {e:?}"),
+        }
+        assert_whole(&pool);
+    });
+    // A try that runs before the release is refused, one after it granted:
+    // a checker that saw only one of them did not explore the race.
+    assert!(GRANTED.load(Ordering::Relaxed) > 0 && REFUSED.load(Ordering::Relaxed) > 0);
+}
+
+#[test]
 fn acquire_and_release_race() {
     model("acquire_and_release_race", || {
         let pool = Pool::new(2).unwrap();
-        let p = pool.clone();
-        let t = thread::spawn(move || {
+        let big = on_thread(&pool, |p| {
             let l = p.acquire(2, Wait::Forever).unwrap();
             assert_eq!(p.available_bytes(), 0, "a 2-byte lease of 2 leaves nothing");
             p.release(l.id).unwrap();
         });
-        let l = pool.acquire(1, Wait::Forever).unwrap();
-        pool.release(l.id).unwrap();
-        t.join().unwrap();
+        let small = on_thread(&pool, |p| {
+            let l = p.acquire(1, Wait::Forever).unwrap();
+            p.release(l.id).unwrap();
+        });
+        big.join().unwrap();
+        small.join().unwrap();
         assert_whole(&pool);
         assert_eq!(pool.available_bytes(), 2);
     });
@@ -64,15 +108,15 @@ fn one_release_hands_off_to_several_waiters_in_order() {
         let hold = pool.acquire(2, Wait::Forever).unwrap();
         let waiters: Vec<_> = (0..2)
             .map(|_| {
-                let p = pool.clone();
-                thread::spawn(move || {
+                on_thread(&pool, |p| {
                     let l = p.acquire(1, Wait::Forever).unwrap();
                     p.release(l.id).unwrap();
                     l.id
                 })
             })
             .collect();
-        pool.release(hold.id).unwrap();
+        let releaser = on_thread(&pool, move |p| p.release(hold.id).unwrap());
+        releaser.join().unwrap();
         let ids: Vec<u64> = waiters.into_iter().map(|w| w.join().unwrap()).collect();
         assert_ne!(ids[0], ids[1], "one grant, one lease");
         assert_whole(&pool);
@@ -85,10 +129,9 @@ fn timeout_races_a_grant() {
     model("timeout_races_a_grant", || {
         let pool = Pool::new(1).unwrap();
         let hold = pool.acquire(1, Wait::Forever).unwrap();
-        let p = pool.clone();
         // A deadline already past: the waiter gives up at its first look,
         // racing the release that would grant it.
-        let t = thread::spawn(move || match p.acquire(1, expired()) {
+        let waiter = on_thread(&pool, |p| match p.acquire(1, expired()) {
             Ok(l) => {
                 p.release(l.id).unwrap();
                 true
@@ -96,8 +139,9 @@ fn timeout_races_a_grant() {
             Err(Error::Timeout { .. }) => false,
             Err(e) => panic!("unexpected {e:?}"),
         });
-        pool.release(hold.id).unwrap();
-        t.join().unwrap();
+        let releaser = on_thread(&pool, move |p| p.release(hold.id).unwrap());
+        releaser.join().unwrap();
+        waiter.join().unwrap();
         assert_whole(&pool);
         assert_eq!(pool.available_bytes(), 1);
     });
@@ -108,13 +152,12 @@ fn head_timeout_hands_off_to_the_next_in_line() {
     model("head_timeout_hands_off_to_the_next_in_line", || {
         let pool = Pool::new(2).unwrap();
         let hold = pool.acquire(1, Wait::Forever).unwrap();
-        let p = pool.clone();
         // The head wants 2 (only 1 free) and gives up; the 1-byte request
         // behind it must then be granted without any release.
-        let head = thread::spawn(move || p.acquire(2, expired()).is_ok());
-        let second = pool.acquire(1, Wait::Forever).unwrap();
-        let head_got_it = head.join().unwrap();
-        assert!(!head_got_it, "2 bytes were never free");
+        let head = on_thread(&pool, |p| p.acquire(2, expired()).is_ok());
+        let second = on_thread(&pool, |p| p.acquire(1, Wait::Forever).unwrap());
+        assert!(!head.join().unwrap(), "2 bytes were never free");
+        let second = second.join().unwrap();
         pool.release(second.id).unwrap();
         pool.release(hold.id).unwrap();
         assert_whole(&pool);
@@ -127,10 +170,10 @@ fn cancel_races_a_grant() {
         let pool = Pool::new(1).unwrap();
         let hold = pool.acquire(1, Wait::Forever).unwrap();
         let ticket = pool.enqueue(1).unwrap();
-        let p = pool.clone();
-        let t = thread::spawn(move || p.cancel_ticket(ticket).unwrap());
-        pool.release(hold.id).unwrap();
-        t.join().unwrap();
+        let canceller = on_thread(&pool, move |p| p.cancel_ticket(ticket).unwrap());
+        let releaser = on_thread(&pool, move |p| p.release(hold.id).unwrap());
+        canceller.join().unwrap();
+        releaser.join().unwrap();
         // Granted or not, the cancel returned everything.
         assert_whole(&pool);
         assert_eq!(pool.available_bytes(), 1);
@@ -142,13 +185,12 @@ fn close_races_a_wait() {
     model("close_races_a_wait", || {
         let pool = Pool::new(1).unwrap();
         let hold = pool.acquire(1, Wait::Forever).unwrap();
-        let p = pool.clone();
-        let t = thread::spawn(move || p.acquire(1, Wait::Forever));
-        let p2 = pool.clone();
-        let closer = thread::spawn(move || p2.close());
-        pool.release(hold.id).unwrap();
+        let waiter = on_thread(&pool, |p| p.acquire(1, Wait::Forever));
+        let closer = on_thread(&pool, |p| p.close());
+        let releaser = on_thread(&pool, move |p| p.release(hold.id).unwrap());
         closer.join().unwrap();
-        match t.join().unwrap() {
+        releaser.join().unwrap();
+        match waiter.join().unwrap() {
             Ok(l) => pool.release(l.id).unwrap(),
             Err(e) => assert_eq!(e, Error::Closed),
         }
@@ -162,9 +204,9 @@ fn lease_growth_races_its_release() {
     model("lease_growth_races_its_release", || {
         let pool = Pool::new(4).unwrap();
         let lease = pool.acquire(2, Wait::Forever).unwrap();
-        let p = pool.clone();
-        let grower = thread::spawn(move || p.resize_lease(lease.id, 4, Wait::Forever));
-        pool.release(lease.id).unwrap();
+        let grower = on_thread(&pool, move |p| p.resize_lease(lease.id, 4, Wait::Forever));
+        let releaser = on_thread(&pool, move |p| p.release(lease.id).unwrap());
+        releaser.join().unwrap();
         match grower.join().unwrap() {
             // Grown before the release: the release returned all 4.
             Ok(l) => assert_eq!(l.nbytes, 4),
@@ -180,10 +222,11 @@ fn pool_resize_races_a_waiter() {
     model("pool_resize_races_a_waiter", || {
         let pool = Pool::new(2).unwrap();
         let hold = pool.acquire(2, Wait::Forever).unwrap();
-        let p = pool.clone();
-        let t = thread::spawn(move || p.acquire(2, Wait::Forever));
-        pool.set_total(4).unwrap(); // 2 more: the waiter fits without a release
-        let l = t.join().unwrap().unwrap();
+        let waiter = on_thread(&pool, |p| p.acquire(2, Wait::Forever));
+        // 2 more: the waiter fits without a release.
+        let resizer = on_thread(&pool, |p| p.set_total(4).unwrap());
+        resizer.join().unwrap();
+        let l = waiter.join().unwrap().unwrap();
         pool.release(l.id).unwrap();
         pool.release(hold.id).unwrap();
         assert_whole(&pool);
@@ -196,11 +239,13 @@ fn shrinking_the_pool_fails_a_waiter_that_no_longer_fits() {
     model("shrinking_the_pool_fails_a_waiter_that_no_longer_fits", || {
         let pool = Pool::new(2).unwrap();
         let hold = pool.acquire(2, Wait::Forever).unwrap();
-        let p = pool.clone();
-        let t = thread::spawn(move || p.acquire(2, Wait::Forever));
-        pool.set_total(1).unwrap();
-        pool.release(hold.id).unwrap();
-        assert!(matches!(t.join().unwrap(), Err(Error::ExceedsCapacity { requested: 2, total: 1 })));
+        let waiter = on_thread(&pool, |p| p.acquire(2, Wait::Forever));
+        let shrinker = on_thread(&pool, move |p| {
+            p.set_total(1).unwrap();
+            p.release(hold.id).unwrap();
+        });
+        shrinker.join().unwrap();
+        assert!(matches!(waiter.join().unwrap(), Err(Error::ExceedsCapacity { requested: 2, total: 1 })));
         assert_whole(&pool);
         assert_eq!(pool.available_bytes(), 1);
     });
@@ -211,11 +256,153 @@ fn concurrent_releases_of_one_lease_return_it_once() {
     model("concurrent_releases_of_one_lease_return_it_once", || {
         let pool = Pool::new(3).unwrap();
         let lease = pool.acquire(2, Wait::Forever).unwrap();
-        let p = pool.clone();
-        let t = thread::spawn(move || p.release(lease.id).unwrap());
-        pool.release(lease.id).unwrap();
-        t.join().unwrap();
+        let a = on_thread(&pool, move |p| p.release(lease.id).unwrap());
+        let b = on_thread(&pool, move |p| p.release(lease.id).unwrap());
+        a.join().unwrap();
+        b.join().unwrap();
+        assert_whole(&pool);
         assert_eq!(pool.available_bytes(), 3);
-        let _keep: Arc<Pool> = pool;
+    });
+}
+
+#[test]
+fn two_waiters_for_the_whole_pool_never_hold_it_at_once() {
+    model("two_waiters_for_the_whole_pool_never_hold_it_at_once", || {
+        let pool = Pool::new(2).unwrap();
+        let hold = pool.acquire(2, Wait::Forever).unwrap();
+        let holders = Arc::new(loom::sync::atomic::AtomicUsize::new(0));
+        let waiters: Vec<_> = (0..2)
+            .map(|_| {
+                let holders = holders.clone();
+                on_thread(&pool, move |p| {
+                    let l = p.acquire(2, Wait::Forever).unwrap();
+                    assert_eq!(holders.fetch_add(1, Ordering::SeqCst), 0, "the whole pool granted twice");
+                    assert_eq!(p.available_bytes(), 0);
+                    holders.fetch_sub(1, Ordering::SeqCst);
+                    p.release(l.id).unwrap();
+                })
+            })
+            .collect();
+        let releaser = on_thread(&pool, move |p| p.release(hold.id).unwrap());
+        releaser.join().unwrap();
+        for w in waiters {
+            w.join().unwrap();
+        }
+        assert_whole(&pool);
+        assert_eq!(pool.stats().grants, 3);
+    });
+}
+
+#[test]
+fn a_lease_shrink_hands_its_bytes_to_a_waiter() {
+    model("a_lease_shrink_hands_its_bytes_to_a_waiter", || {
+        let pool = Pool::new(2).unwrap();
+        let lease = pool.acquire(2, Wait::Forever).unwrap();
+        // Waits for the byte the shrink gives back; a lost wake-up would
+        // leave it waiting forever, which loom reports as a deadlock.
+        let waiter = on_thread(&pool, |p| p.acquire(1, Wait::Forever).unwrap());
+        let shrinker = on_thread(&pool, move |p| p.resize_lease(lease.id, 1, Wait::Forever).unwrap());
+        assert_eq!(shrinker.join().unwrap().nbytes, 1);
+        let got = waiter.join().unwrap();
+        assert_eq!(pool.available_bytes(), 0);
+        pool.release(got.id).unwrap();
+        pool.release(lease.id).unwrap();
+        assert_whole(&pool);
+        assert_eq!(pool.available_bytes(), 2);
+    });
+}
+
+#[test]
+fn queued_tickets_are_granted_in_order() {
+    model("queued_tickets_are_granted_in_order", || {
+        let pool = Pool::new(1).unwrap();
+        let hold = pool.acquire(1, Wait::Forever).unwrap();
+        let first = pool.enqueue(1).unwrap();
+        let second = pool.enqueue(1).unwrap();
+        let order = Arc::new(loom::sync::Mutex::new(Vec::new()));
+        let waiters: Vec<_> = [(1, first), (2, second)]
+            .into_iter()
+            .map(|(n, ticket)| {
+                let order = order.clone();
+                on_thread(&pool, move |p| {
+                    let l = p.wait_ticket(ticket, Wait::Forever).unwrap();
+                    order.lock().unwrap().push(n);
+                    p.release(l.id).unwrap();
+                })
+            })
+            .collect();
+        let releaser = on_thread(&pool, move |p| p.release(hold.id).unwrap());
+        releaser.join().unwrap();
+        for w in waiters {
+            w.join().unwrap();
+        }
+        assert_eq!(*order.lock().unwrap(), [1, 2], "the second ticket was granted first");
+        assert_whole(&pool);
+        assert_eq!(pool.available_bytes(), 1);
+    });
+}
+
+#[test]
+fn a_release_does_not_let_a_later_request_jump_the_line() {
+    model("a_release_does_not_let_a_later_request_jump_the_line", || {
+        let pool = Pool::new(2).unwrap();
+        let hold = pool.acquire(2, Wait::Forever).unwrap();
+        let big = pool.enqueue(2).unwrap();
+        let releaser = on_thread(&pool, move |p| p.release(hold.id).unwrap());
+        // Whatever the release has done so far, the 2-byte ticket is ahead:
+        // a 1-byte try must never slip in before it.
+        let trier = on_thread(&pool, |p| p.try_acquire(1));
+        releaser.join().unwrap();
+        let small = trier.join().unwrap();
+        assert!(matches!(small, Err(Error::WouldBlock { .. })), "{small:?}");
+        let l = pool.wait_ticket(big, Wait::Forever).unwrap();
+        assert_eq!(l.nbytes, 2);
+        pool.release(l.id).unwrap();
+        assert_whole(&pool);
+        assert_eq!(pool.available_bytes(), 2);
+    });
+}
+
+#[test]
+fn a_ticket_wait_that_gives_up_racing_its_grant_keeps_the_grant() {
+    model("a_ticket_wait_that_gives_up_racing_its_grant_keeps_the_grant", || {
+        let pool = Pool::new(1).unwrap();
+        let hold = pool.acquire(1, Wait::Forever).unwrap();
+        let ticket = pool.enqueue(1).unwrap();
+        let waiter = on_thread(&pool, move |p| {
+            // A look that may come before or after the grant; a timeout keeps
+            // the place, so the second, unlimited wait must get the bytes.
+            let l = match p.wait_ticket(ticket, expired()) {
+                Ok(l) => l,
+                Err(Error::Timeout { .. }) => p.wait_ticket(ticket, Wait::Forever).unwrap(),
+                Err(e) => panic!("unexpected {e:?}"),
+            };
+            assert_eq!((l.id, l.nbytes), (ticket.id, 1));
+            p.release(l.id).unwrap();
+        });
+        let releaser = on_thread(&pool, move |p| p.release(hold.id).unwrap());
+        releaser.join().unwrap();
+        waiter.join().unwrap();
+        assert_whole(&pool);
+        assert_eq!(pool.available_bytes(), 1);
+    });
+}
+
+#[test]
+fn a_lease_growth_waits_for_another_lease_release() {
+    model("a_lease_growth_waits_for_another_lease_release", || {
+        let pool = Pool::new(3).unwrap();
+        let grows = pool.acquire(2, Wait::Forever).unwrap();
+        let other = pool.acquire(1, Wait::Forever).unwrap();
+        let grower = on_thread(&pool, move |p| p.resize_lease(grows.id, 3, Wait::Forever).unwrap());
+        let releaser = on_thread(&pool, move |p| p.release(other.id).unwrap());
+        releaser.join().unwrap();
+        let grown = grower.join().unwrap();
+        assert_eq!((grown.id, grown.nbytes), (grows.id, 3));
+        assert_eq!(pool.lease(grows.id).map(|l| l.nbytes), Some(3));
+        assert_eq!(pool.available_bytes(), 0);
+        pool.release(grows.id).unwrap();
+        assert_whole(&pool);
+        assert_eq!(pool.available_bytes(), 3);
     });
 }
