@@ -33,6 +33,23 @@
 #define MMPOOL_TORCH_RETURN_NULL 1
 
 /**
+ * `mmpool_open_shared` flag: create the pool if no pool of that name exists.
+ */
+#define MMPOOL_SHARED_CREATE 1
+
+/**
+ * `mmpool_open_shared` flag: fail if a pool of that name exists (implies
+ * `MMPOOL_SHARED_CREATE`).
+ */
+#define MMPOOL_SHARED_EXCLUSIVE 2
+
+/**
+ * `mmpool_open_shared` flag: create the segment with mode 0660 instead of
+ * 0600, and accept a pool that another user of the group created.
+ */
+#define MMPOOL_SHARED_GROUP 4
+
+/**
  * `timeout_ns` value that waits without limit.
  */
 #define MMPOOL_WAIT_FOREVER UINT64_MAX
@@ -527,6 +544,18 @@ enum mmpool_status mmpool_get_stats(const struct mmpool *pool, struct mmpool_sta
 /**
  * The global pool with a NEW reference (drop it with `mmpool_unref`), or NULL
  * when gating is disabled.
+ *
+ * Unless `mmpool_set_global` or `mmpool_init_global` ran first, the first call
+ * reads the environment, so that processes share one budget without code:
+ * - `MMPOOL_SHARED_NAME`: attach this process to the shared pool of that
+ *   name (see `mmpool_open_shared`);
+ * - `MMPOOL_SHARED_TOTAL_BYTES` (bytes) or `MMPOOL_SHARED_GIB` (GiB,
+ *   `floor(gib * 2^30)` bytes): its total; with one set, the pool is created
+ *   if missing, and an existing pool must have this total; with neither, the
+ *   pool must exist and its total is accepted;
+ * - `MMPOOL_SHARED_GROUP=1`: create it with mode 0660 for the group.
+ *
+ * If the pool cannot be opened, an error is logged and NULL returned.
  */
 struct mmpool *mmpool_global(void);
 
@@ -578,6 +607,54 @@ const char *mmpool_version(void);
  * callback).
  */
 enum mmpool_status mmpool_set_log_callback(mmpool_log_fn callback, void *user_data);
+
+/**
+ * Creates or attaches to the pool named `name`, one budget for every process
+ * on the host that opens the same name, and stores a handle with one
+ * reference in `*out_pool`. The handle works with every function that takes
+ * an `mmpool *` (acquire, release, tickets, resize, stats, set_total, close,
+ * set_global); grants are first come, first served across all processes.
+ *
+ * - `name`: 1 to 64 characters of `A-Z a-z 0-9 . _ -`. The pool lives in the
+ *   file `/dev/shm/mmpool.<name>`, mode 0600 (0660 with `MMPOOL_SHARED_GROUP`).
+ *   Attaching checks the file's owner, mode, size and header.
+ * - `total_bytes`: the budget (1 to 2^60). An existing pool must have this
+ *   total, or the call fails naming both numbers; 0 accepts whatever it is
+ *   (and cannot create).
+ * - `flags`: `MMPOOL_SHARED_CREATE`, `MMPOOL_SHARED_EXCLUSIVE`,
+ *   `MMPOOL_SHARED_GROUP`, or 0 to attach to an existing pool only.
+ *
+ * Crash safety: when a process dies (even by SIGKILL, while holding leases,
+ * waiting, or inside the pool's lock), the others take back what it held
+ * within about 50 ms. A pool that no live process is attached to is reset
+ * (counters, closed state, and the total when one is given) by the next open
+ * with `MMPOOL_SHARED_CREATE`. A child created by fork() does not inherit
+ * its parent's attachment or leases: on first use of the handle it attaches
+ * as a process of its own. Leases are owned by the process that acquired
+ * them; another process cannot release them. `mmpool_close` closes the pool
+ * for every process. Limits: 128 attached processes, 4096 outstanding leases
+ * plus tickets, 1024 waiters; beyond them calls fail with `SYSTEM` saying so.
+ *
+ * Errors: `NULL_ARGUMENT`, `INVALID_ARGUMENT` (bad name, unknown flags, a
+ * total out of range or different from the pool's, an existing pool with
+ * `EXCLUSIVE`, a file of another owner or with a mode others can use),
+ * `SYSTEM` (no such pool without `CREATE`, a truncated or corrupt segment,
+ * a full process table, or a failed OS call; the message says which).
+ */
+enum mmpool_status mmpool_open_shared(const char *name,
+                                      uint64_t total_bytes,
+                                      uint32_t flags,
+                                      struct mmpool **out_pool);
+
+/**
+ * Removes the name of the shared pool `name` (its file in /dev/shm).
+ * Processes attached keep using the pool; the next open with
+ * `MMPOOL_SHARED_CREATE` makes a new one. Operators: `mmpool unlink NAME`.
+ *
+ * Errors: `NULL_ARGUMENT`, `INVALID_ARGUMENT` (bad name), `SYSTEM` (no such
+ * pool, or the OS refused).
+ */
+enum mmpool_status mmpool_unlink_shared(const char *name);
 
 #ifdef __cplusplus
 }  // extern "C"

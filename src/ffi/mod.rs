@@ -12,6 +12,7 @@ pub mod cuda;
 pub mod handle;
 pub mod pool;
 pub mod process;
+pub mod shared;
 pub mod status;
 pub mod types;
 

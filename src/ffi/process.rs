@@ -10,6 +10,18 @@ use crate::pool;
 
 /// The global pool with a NEW reference (drop it with `mmpool_unref`), or NULL
 /// when gating is disabled.
+///
+/// Unless `mmpool_set_global` or `mmpool_init_global` ran first, the first call
+/// reads the environment, so that processes share one budget without code:
+/// - `MMPOOL_SHARED_NAME`: attach this process to the shared pool of that
+///   name (see `mmpool_open_shared`);
+/// - `MMPOOL_SHARED_TOTAL_BYTES` (bytes) or `MMPOOL_SHARED_GIB` (GiB,
+///   `floor(gib * 2^30)` bytes): its total; with one set, the pool is created
+///   if missing, and an existing pool must have this total; with neither, the
+///   pool must exist and its total is accepted;
+/// - `MMPOOL_SHARED_GROUP=1`: create it with mode 0660 for the group.
+///
+/// If the pool cannot be opened, an error is logged and NULL returned.
 #[no_mangle]
 pub extern "C" fn mmpool_global() -> *mut mmpool {
     boundary!("mmpool_global", std::ptr::null_mut() => {

@@ -1,22 +1,87 @@
 //! The process-wide pool that every language binding in the process shares.
+//!
+//! Unless the program installs one first, the first use of the global pool
+//! reads the environment: `MMPOOL_SHARED_NAME` attaches the process to that
+//! shared pool (see [`ENV_NAME`] and the variables after it).
+
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use super::error::Error;
 use super::front::Pool;
+use super::shared::OpenFlags;
 use super::sync::Arc;
 use crate::log::{self, Level};
 
 static GLOBAL: parking_lot::Mutex<Option<Arc<Pool>>> = parking_lot::Mutex::new(None);
+/// Whether the environment was consulted (or an explicit choice made it moot).
+static ENV_DONE: AtomicBool = AtomicBool::new(false);
 
-/// The global pool, if one is installed (a new reference).
+/// Name of the shared pool the global pool attaches to.
+pub(crate) const ENV_NAME: &str = "MMPOOL_SHARED_NAME";
+/// Its total in bytes; given (or `ENV_GIB`), the pool is created if missing.
+pub(crate) const ENV_TOTAL_BYTES: &str = "MMPOOL_SHARED_TOTAL_BYTES";
+/// Its total in GiB (`floor(gib * 2^30)` bytes), when `ENV_TOTAL_BYTES` is unset.
+pub(crate) const ENV_GIB: &str = "MMPOOL_SHARED_GIB";
+/// `1` creates the segment with mode 0660 and accepts one of the group's.
+pub(crate) const ENV_GROUP: &str = "MMPOOL_SHARED_GROUP";
+
+/// The global pool, if one is installed (a new reference). The first call,
+/// when nothing was installed before, attaches to the shared pool the
+/// environment names, if any.
 pub fn global() -> Option<Arc<Pool>> {
-    GLOBAL.lock().clone()
+    let mut slot = GLOBAL.lock();
+    if !ENV_DONE.swap(true, Ordering::AcqRel) && slot.is_none() {
+        *slot = from_env();
+    }
+    slot.clone()
 }
 
 /// Installs `pool` as the global pool (`None` disables gating). The slot keeps
-/// its own reference; the one it replaces is dropped outside the lock.
+/// its own reference; the one it replaces is dropped outside the lock. An
+/// explicit choice overrides the environment.
 pub fn set_global(pool: Option<Arc<Pool>>) {
+    ENV_DONE.store(true, Ordering::Release);
     let old = std::mem::replace(&mut *GLOBAL.lock(), pool);
     drop(old);
+}
+
+/// The total the environment asks for: `Ok(0)` when it names none.
+fn env_total() -> Result<u64, String> {
+    if let Ok(v) = std::env::var(ENV_TOTAL_BYTES) {
+        return v.trim().parse::<u64>().map_err(|e| format!("{ENV_TOTAL_BYTES}={v:?}: {e}"));
+    }
+    if let Ok(v) = std::env::var(ENV_GIB) {
+        let gib: f64 = v.trim().parse().map_err(|e| format!("{ENV_GIB}={v:?}: {e}"))?;
+        if !gib.is_finite() || gib <= 0.0 || gib * (1u64 << 30) as f64 > super::state::MAX_TOTAL as f64 {
+            return Err(format!("{ENV_GIB}={v:?} must be a positive number of GiB up to 2^30"));
+        }
+        return Ok((gib * (1u64 << 30) as f64).floor() as u64);
+    }
+    Ok(0)
+}
+
+/// The shared pool `MMPOOL_SHARED_NAME` names, attached; `None` (with an
+/// error logged) when it is unset or cannot be opened.
+fn from_env() -> Option<Arc<Pool>> {
+    let name = std::env::var(ENV_NAME).ok().filter(|n| !n.is_empty())?;
+    let opened = env_total().map_err(Error::InvalidArgument).and_then(|total| {
+        let group = std::env::var(ENV_GROUP).is_ok_and(|v| matches!(v.trim(), "1" | "true" | "yes"));
+        let flags = OpenFlags { create: total != 0, exclusive: false, group };
+        Pool::open_shared(&name, total, flags)
+    });
+    match opened {
+        Ok(pool) => {
+            log::log(
+                Level::Info,
+                &format!("global pool: shared pool {name:?} of {} bytes ({ENV_NAME})", pool.total_bytes()),
+            );
+            Some(pool)
+        }
+        Err(e) => {
+            log::log(Level::Error, &format!("global pool disabled: {ENV_NAME}={name:?}: {e}"));
+            None
+        }
+    }
 }
 
 /// This process's share of a budget of `gib` GiB split over `processes`

@@ -28,7 +28,7 @@ pub(crate) const SHM_DIR: &str = "/dev/shm";
 /// Prefix of every segment's file name.
 pub(crate) const FILE_PREFIX: &str = "mmpool.";
 /// Longest pool name accepted.
-pub const MAX_NAME_LEN: usize = 64;
+pub(crate) const MAX_NAME_LEN: usize = 64;
 /// How long an opener waits for another process to finish creating the segment.
 const CREATION_WAIT: Duration = Duration::from_secs(2);
 

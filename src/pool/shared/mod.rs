@@ -35,8 +35,7 @@ use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-pub use file::{path_of, unlink, validate_name, MAX_NAME_LEN};
-pub use segment::{MAX_ENTRIES, MAX_PROCS, MAX_WAITERS};
+pub use file::{path_of, unlink, validate_name};
 
 use super::error::Error;
 use super::front::Pool;
@@ -49,6 +48,17 @@ use file::Mapping;
 use liveness::PROC_LOCK_BASE;
 use lock::Acquired;
 use segment::*;
+
+/// The fixed capacities of a shared pool: attached processes, outstanding
+/// leases plus tickets, waiting requests, and the longest name.
+pub fn limits() -> [(&'static str, usize); 4] {
+    [
+        ("attached processes", MAX_PROCS),
+        ("leases and tickets", MAX_ENTRIES),
+        ("waiting requests", MAX_WAITERS),
+        ("name length", file::MAX_NAME_LEN),
+    ]
+}
 use table::Locked;
 
 /// The longest a survivor waits before it notices that a process died (while
@@ -69,9 +79,9 @@ pub struct OpenFlags {
 }
 
 impl OpenFlags {
-    pub const CREATE: u32 = 1;
-    pub const EXCLUSIVE: u32 = 2;
-    pub const GROUP: u32 = 4;
+    pub(crate) const CREATE: u32 = 1;
+    pub(crate) const EXCLUSIVE: u32 = 2;
+    pub(crate) const GROUP: u32 = 4;
 
     /// From the C flag bits; unknown bits are refused.
     pub fn from_bits(bits: u32) -> Result<OpenFlags, Error> {

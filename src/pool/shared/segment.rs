@@ -16,12 +16,12 @@ pub(crate) const MAGIC: u64 = u64::from_le_bytes(*b"MMPOOLSH");
 pub(crate) const LAYOUT_VERSION: u32 = 1;
 
 /// Processes that can be attached at once.
-pub const MAX_PROCS: usize = 128;
+pub(crate) const MAX_PROCS: usize = 128;
 /// Leases plus tickets (waiting, granted or failed) outstanding at once, over
 /// all processes.
-pub const MAX_ENTRIES: usize = 4096;
+pub(crate) const MAX_ENTRIES: usize = 4096;
 /// Requests that can wait in line at once.
-pub const MAX_WAITERS: usize = 1024;
+pub(crate) const MAX_WAITERS: usize = 1024;
 
 /// `Header::init_state`: the creator writes `READY` last.
 pub(crate) const INIT_READY: u32 = 0x5245_4459;
