@@ -10,6 +10,8 @@ fn main() {}
 #[cfg(not(loom))]
 mod args;
 #[cfg(not(loom))]
+mod bench;
+#[cfg(not(loom))]
 mod demo;
 
 const USAGE: &str = "\
@@ -17,6 +19,7 @@ usage: mmpool <command> [options]
 
 commands:
   demo      simulate a decoding front end on a GPU-memory budget (see `mmpool demo --help`)
+  bench     measure mmpool against the usual alternatives (see `mmpool bench --help`)
   help      print this text";
 
 #[cfg(not(loom))]
@@ -25,6 +28,7 @@ fn main() {
     let rest = args.get(1..).unwrap_or(&[]).to_vec();
     let code = match args.first().map(String::as_str) {
         Some("demo") => demo::main(&rest),
+        Some("bench") => bench::main(&rest),
         Some("help" | "--help" | "-h") => {
             println!("{USAGE}");
             0

@@ -1,0 +1,270 @@
+//! `mmpool bench`: mmpool (through its C functions) against the admission
+//! controllers people use today, over the same scenarios in one process, as
+//! one table and a JSON file of the figures.
+//!
+//! Scenario code is shared and generic over [`subject::Subject`]; each
+//! implementation is one adapter. The figures are measured, never judged
+//! here beyond printing each goal's ratio.
+
+mod baselines;
+mod block_on;
+mod heap;
+mod mmpool_c;
+mod report;
+mod scenarios;
+mod subject;
+
+use std::time::Duration;
+
+use crate::args::Args;
+use baselines::{Floor, RefParkingLot, RefStd, Tokio};
+use mmpool_c::MmpoolC;
+use report::Report;
+use scenarios::{Contended, Memory, Starvation, Wakeups};
+use subject::Subject;
+
+/// The `mmpool` command's allocator: the system's, counting while the memory
+/// scenario measures (and costing one relaxed load per call otherwise).
+#[global_allocator]
+static ALLOCATOR: heap::Counting = heap::Counting;
+
+const HELP: &str = "\
+usage: mmpool bench [--quick] [--json PATH]
+       mmpool bench --callgrind-pair NAME [--pairs N]
+
+Runs floor, mmpool (through its C functions), the reference algorithm on std
+and on parking_lot, and tokio's Semaphore over six scenarios and prints one
+table; the figures also go to a JSON file. Build with --release.
+
+  --quick                a short run with small counts (smoke tests, ~5 s)
+  --json PATH            where the figures go (default target/bench.json)
+  --callgrind-pair NAME  only run N uncontended acquire+release pairs of NAME
+                         (floor, mmpool, ref-std, ref-parking_lot, tokio), for
+                         counting instructions under valgrind --tool=callgrind
+  --pairs N              pairs for --callgrind-pair (default 100000)";
+
+/// How long and how often each scenario runs.
+pub struct Plan {
+    pub quick: bool,
+    /// Scenario 1: pairs per timed batch, and batches per implementation
+    /// (interleaved across implementations, median reported).
+    pub pairs: u64,
+    pub pair_rounds: usize,
+    /// Scenario 2: thread counts, run time per cell, rounds (median reported).
+    pub threads: &'static [usize],
+    pub contended_for: Duration,
+    pub contended_rounds: usize,
+    /// Scenarios 2 and 5: busy time a lease is held.
+    pub hold: Duration,
+    /// Scenario 3: parked waiters, and each one's hold once granted.
+    pub waiters: usize,
+    pub wake_hold: Duration,
+    /// Scenario 4: the small leases' hold, the big request's limit, trials.
+    pub stream_hold: Duration,
+    pub starve_limit: Duration,
+    pub starve_trials: usize,
+    /// Scenario 5: thread count and run time.
+    pub latency_threads: usize,
+    pub latency_for: Duration,
+    /// Scenario 6: outstanding leases and waiters measured.
+    pub leases: usize,
+}
+
+impl Plan {
+    fn new(quick: bool) -> Plan {
+        let ms = Duration::from_millis;
+        Plan {
+            quick,
+            pairs: if quick { 20_000 } else { 200_000 },
+            pair_rounds: if quick { 3 } else { 9 },
+            threads: &[2, 4, 8, 16],
+            contended_for: if quick { ms(40) } else { ms(250) },
+            contended_rounds: if quick { 1 } else { 3 },
+            hold: Duration::from_micros(2),
+            waiters: 16,
+            wake_hold: ms(1),
+            stream_hold: ms(1),
+            starve_limit: if quick { ms(300) } else { ms(2000) },
+            starve_trials: if quick { 1 } else { 5 },
+            latency_threads: 8,
+            latency_for: if quick { ms(60) } else { ms(600) },
+            leases: 4096,
+        }
+    }
+}
+
+/// One implementation: its scenarios, monomorphised.
+pub struct Entry {
+    pub name: &'static str,
+    pub blocks: bool,
+    uncontended: fn(u64) -> f64,
+    contended: fn(usize, Duration, Duration, bool) -> Contended,
+    wakeups: fn(usize, Duration) -> Result<Wakeups, String>,
+    starvation: fn(Duration, Duration, usize) -> Starvation,
+    memory: fn(usize, usize) -> Result<Memory, String>,
+    pairs: fn(u64),
+}
+
+fn entry<S: Subject>() -> Entry {
+    Entry {
+        name: S::NAME,
+        blocks: S::BLOCKS,
+        uncontended: scenarios::uncontended::<S>,
+        contended: scenarios::contended::<S>,
+        wakeups: scenarios::wakeups::<S>,
+        starvation: scenarios::starvation::<S>,
+        memory: scenarios::memory::<S>,
+        pairs: |n| {
+            let s = S::new(3 * scenarios::UNIT);
+            for _ in 0..1000 + n {
+                scenarios::pair(&s);
+            }
+        },
+    }
+}
+
+fn entries() -> Vec<Entry> {
+    vec![entry::<Floor>(), entry::<MmpoolC>(), entry::<RefStd>(), entry::<RefParkingLot>(), entry::<Tokio>()]
+}
+
+pub fn main(args: &[String]) -> i32 {
+    let mut quick = false;
+    let mut json = String::from("target/bench.json");
+    let mut callgrind: Option<String> = None;
+    let mut pairs: u64 = 100_000;
+    let mut help = false;
+    let mut a = Args::new(args);
+    let parsed: Result<(), String> = (|| {
+        while let Some(flag) = a.next_flag() {
+            match flag.as_str() {
+                "--quick" => quick = true,
+                "--json" => json = a.value("--json")?,
+                "--callgrind-pair" => callgrind = Some(a.value("--callgrind-pair")?),
+                "--pairs" => pairs = a.number("--pairs")?,
+                "--help" | "-h" => help = true,
+                other => return Err(format!("unknown option `{other}`")),
+            }
+        }
+        Ok(())
+    })();
+    if let Err(e) = parsed {
+        eprintln!("mmpool bench: {e}\n{HELP}");
+        return 2;
+    }
+    if help {
+        println!("{HELP}");
+        return 0;
+    }
+    if let Some(name) = callgrind {
+        return match entries().into_iter().find(|e| e.name == name) {
+            Some(e) => {
+                (e.pairs)(pairs);
+                println!("{name}: {pairs} pairs (+1000 warm-up)");
+                0
+            }
+            None => {
+                eprintln!("mmpool bench: no implementation named `{name}`\n{HELP}");
+                2
+            }
+        };
+    }
+    match run(&Plan::new(quick), &json) {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("mmpool bench: {e}");
+            1
+        }
+    }
+}
+
+fn progress(step: &str) {
+    eprintln!("mmpool bench: {step}");
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+fn run(plan: &Plan, json_path: &str) -> Result<(), String> {
+    if cfg!(debug_assertions) && !plan.quick {
+        eprintln!("mmpool bench: this is a debug build; figures need `cargo run --release`");
+    }
+    let all = entries();
+    let mut report = Report::new(&all, plan);
+
+    progress("1/6 uncontended acquire+release");
+    let mut samples: Vec<Vec<f64>> = vec![Vec::new(); all.len()];
+    for _ in 0..plan.pair_rounds {
+        for (e, s) in all.iter().zip(&mut samples) {
+            s.push((e.uncontended)(plan.pairs));
+        }
+    }
+    for (e, s) in all.iter().zip(samples) {
+        report.add("uncontended", e.name, None, "ns_per_pair", Some(median(s)));
+    }
+
+    let blocking: Vec<&Entry> = all.iter().filter(|e| e.blocks).collect();
+    progress("2/6 contended throughput");
+    for &t in plan.threads {
+        let mut samples: Vec<Vec<f64>> = vec![Vec::new(); blocking.len()];
+        for _ in 0..plan.contended_rounds {
+            for (e, s) in blocking.iter().zip(&mut samples) {
+                s.push((e.contended)(t, plan.contended_for, plan.hold, false).ops_per_s);
+            }
+        }
+        for (e, s) in blocking.iter().zip(samples) {
+            report.add("contended", e.name, Some(t), "ops_per_s", Some(median(s)));
+        }
+    }
+
+    progress("3/6 wake-ups per release");
+    for e in &blocking {
+        let w = (e.wakeups)(plan.waiters, plan.wake_hold)?;
+        report.add("wakeups", e.name, Some(plan.waiters), "futile_per_release", Some(w.futile as f64 / w.releases as f64));
+        report.add("wakeups", e.name, Some(plan.waiters), "futile", Some(w.futile as f64));
+        report.add("wakeups", e.name, Some(plan.waiters), "granted", Some(w.granted as f64));
+    }
+
+    progress("4/6 starvation of a large request");
+    for e in &blocking {
+        let s = (e.starvation)(plan.stream_hold, plan.starve_limit, plan.starve_trials);
+        let granted: Vec<f64> = s.grants.iter().flatten().map(|d| d.as_secs_f64() * 1e3).collect();
+        let all_granted = granted.len() == s.grants.len();
+        let (med, max) = if all_granted {
+            (Some(median(granted.clone())), granted.iter().copied().reduce(f64::max))
+        } else {
+            (None, None)
+        };
+        report.add("starvation", e.name, Some(4), "hold_ms", Some(s.hold.as_secs_f64() * 1e3));
+        report.add("starvation", e.name, Some(4), "granted", Some(all_granted as u8 as f64));
+        report.add("starvation", e.name, Some(4), "limit_ms", Some(plan.starve_limit.as_secs_f64() * 1e3));
+        report.add("starvation", e.name, Some(4), "grant_ms_median", med);
+        report.add("starvation", e.name, Some(4), "grant_ms_max", max);
+    }
+
+    progress("5/6 wait times");
+    for e in &blocking {
+        let c = (e.contended)(plan.latency_threads, plan.latency_for, plan.hold, true);
+        let t = Some(plan.latency_threads);
+        for (metric, q) in [("p50_us", 0.5), ("p99_us", 0.99), ("max_us", 1.0)] {
+            report.add("wait_time", e.name, t, metric, Some(scenarios::quantile(&c.waits_ns, q) as f64 / 1e3));
+        }
+    }
+
+    progress("6/6 memory");
+    for e in &all {
+        let m = (e.memory)(plan.leases, plan.waiters)?;
+        report.add("memory", e.name, None, "bytes_per_pool", Some(m.per_pool));
+        report.add("memory", e.name, Some(plan.leases), "bytes_per_lease", Some(m.per_lease));
+        report.add("memory", e.name, Some(plan.waiters), "bytes_per_waiter", m.per_waiter);
+    }
+
+    print!("{}", report.table());
+    if let Some(dir) = std::path::Path::new(json_path).parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    }
+    std::fs::write(json_path, report.json()).map_err(|e| format!("cannot write {json_path}: {e}"))?;
+    println!("figures written to {json_path}");
+    Ok(())
+}

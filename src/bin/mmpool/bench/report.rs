@@ -1,0 +1,236 @@
+//! The figures of one run: kept as flat rows, printed as one table with the
+//! goals' ratios beneath it, and written as JSON.
+
+use std::fmt::Write;
+
+use super::{Entry, Plan};
+
+/// One figure.
+pub struct Row {
+    pub scenario: &'static str,
+    pub implementation: &'static str,
+    /// Threads (or leases, waiters) the figure was measured at, where it matters.
+    pub count: Option<usize>,
+    pub metric: &'static str,
+    /// `None` where the implementation cannot take part, or did not finish
+    /// (a request not granted within its limit).
+    pub value: Option<f64>,
+}
+
+pub struct Report {
+    names: Vec<&'static str>,
+    rows: Vec<Row>,
+    quick: bool,
+    threads: Vec<usize>,
+    waiters: usize,
+    leases: usize,
+    latency_threads: usize,
+    starve_trials: usize,
+    starve_limit_s: f64,
+}
+
+pub const SCENARIOS: [&str; 6] = ["uncontended", "contended", "wakeups", "starvation", "wait_time", "memory"];
+
+impl Report {
+    pub fn new(entries: &[Entry], plan: &Plan) -> Report {
+        Report {
+            names: entries.iter().map(|e| e.name).collect(),
+            rows: Vec::new(),
+            quick: plan.quick,
+            threads: plan.threads.to_vec(),
+            waiters: plan.waiters,
+            leases: plan.leases,
+            latency_threads: plan.latency_threads,
+            starve_trials: plan.starve_trials,
+            starve_limit_s: plan.starve_limit.as_secs_f64(),
+        }
+    }
+
+    pub fn add(&mut self, scenario: &'static str, implementation: &'static str, count: Option<usize>, metric: &'static str, value: Option<f64>) {
+        self.rows.push(Row { scenario, implementation, count, metric, value });
+    }
+
+    fn get(&self, scenario: &str, implementation: &str, metric: &str) -> Option<f64> {
+        self.get_at(scenario, implementation, None, metric)
+    }
+
+    fn get_at(&self, scenario: &str, implementation: &str, count: Option<usize>, metric: &str) -> Option<f64> {
+        self.rows
+            .iter()
+            .find(|r| {
+                r.scenario == scenario
+                    && r.implementation == implementation
+                    && r.metric == metric
+                    && (count.is_none() || r.count == count)
+            })
+            .and_then(|r| r.value)
+    }
+
+    fn took_part(&self, scenario: &str, implementation: &str) -> bool {
+        self.rows.iter().any(|r| r.scenario == scenario && r.implementation == implementation)
+    }
+
+    /// One line: a label, then one cell per implementation.
+    fn line(&self, out: &mut String, label: &str, cell: impl Fn(&'static str) -> String) {
+        let _ = write!(out, "{label:<46}");
+        for &n in &self.names {
+            let _ = write!(out, "{:>16}", cell(n));
+        }
+        out.push('\n');
+    }
+
+    /// A line of one metric, formatted with `digits` decimals ("-" where the
+    /// implementation does not take part).
+    fn metric_line(&self, out: &mut String, label: &str, scenario: &str, count: Option<usize>, metric: &str, scale: f64, digits: usize) {
+        self.line(out, label, |n| match self.get_at(scenario, n, count, metric) {
+            Some(v) => format!("{:.*}", digits, v * scale),
+            None if self.took_part(scenario, n) => "n/a".into(),
+            None => "-".into(),
+        });
+    }
+
+    pub fn table(&self) -> String {
+        let mut out = String::new();
+        let cpu = cpu_model();
+        let _ = writeln!(
+            out,
+            "\nmmpool bench: {} CPUs ({cpu}), {} build, {} run\n",
+            cpus(),
+            if cfg!(debug_assertions) { "debug" } else { "release" },
+            if self.quick { "quick" } else { "full" }
+        );
+        self.line(&mut out, "", |n| n.to_string());
+        self.metric_line(&mut out, "1 uncontended acquire+release, ns", "uncontended", None, "ns_per_pair", 1.0, 1);
+        let floor = self.get("uncontended", "floor", "ns_per_pair");
+        self.line(&mut out, "    x floor", |n| match (self.get("uncontended", n, "ns_per_pair"), floor) {
+            (Some(v), Some(f)) => format!("{:.2}", v / f),
+            _ => "-".into(),
+        });
+        for (i, &t) in self.threads.iter().enumerate() {
+            let label = if i == 0 {
+                format!("2 contended, 3 leases fit, kops/s: {t:>2} thr")
+            } else {
+                format!("{:>37}{t:>2} thr", "")
+            };
+            self.metric_line(&mut out, &label, "contended", Some(t), "ops_per_s", 1e-3, 0);
+        }
+        self.metric_line(
+            &mut out,
+            &format!("3 futile wake-ups per release, {} waiting", self.waiters),
+            "wakeups",
+            None,
+            "futile_per_release",
+            1.0,
+            2,
+        );
+        let limit = format!("not in {}s", self.starve_limit_s);
+        self.line(&mut out, &format!("4 90% amid 30% stream, ms to grant (max of {})", self.starve_trials), |n| {
+            match (self.get("starvation", n, "granted"), self.get("starvation", n, "grant_ms_max")) {
+                (Some(g), Some(v)) if g > 0.0 => format!("{v:.2}"),
+                (Some(_), _) => limit.clone(),
+                (None, _) => "-".into(),
+            }
+        });
+        self.metric_line(&mut out, "    the small leases' hold, ms", "starvation", None, "hold_ms", 1.0, 2);
+        let t = Some(self.latency_threads);
+        let label = format!("5 wait for a grant, {} threads, us: p50", self.latency_threads);
+        self.metric_line(&mut out, &label, "wait_time", t, "p50_us", 1.0, 1);
+        self.metric_line(&mut out, &format!("{:>42}p99", ""), "wait_time", t, "p99_us", 1.0, 1);
+        self.metric_line(&mut out, &format!("{:>42}max", ""), "wait_time", t, "max_us", 1.0, 0);
+        self.metric_line(&mut out, "6 heap bytes: per pool", "memory", None, "bytes_per_pool", 1.0, 0);
+        self.metric_line(&mut out, &format!("{:>14}per lease ({} outstanding)", "", self.leases), "memory", None, "bytes_per_lease", 1.0, 1);
+        self.metric_line(&mut out, &format!("{:>14}per waiting thread ({})", "", self.waiters), "memory", None, "bytes_per_waiter", 1.0, 1);
+        out.push('\n');
+        out.push_str(&self.goals());
+        out
+    }
+
+    /// Each goal of mmpool with its measured ratio; never a pass/fail of the run.
+    fn goals(&self) -> String {
+        let mut out = String::from("goals (measured, not asserted):\n");
+        let verdict = |ok: bool| if ok { "met" } else { "MISSED" };
+        let pair = |n| self.get("uncontended", n, "ns_per_pair");
+        if let (Some(m), Some(f), Some(pl)) = (pair("mmpool"), pair("floor"), pair("ref-parking_lot")) {
+            let _ = writeln!(out, "  uncontended pair through the C ABI <= 2x floor:      {:>6.2}x  {}", m / f, verdict(m <= 2.0 * f));
+            let _ = writeln!(out, "  ... and >= 1.5x faster than ref-parking_lot:         {:>6.2}x  {}", pl / m, verdict(pl >= 1.5 * m));
+        }
+        for &t in &self.threads {
+            let best = self
+                .names
+                .iter()
+                .filter(|&&n| n != "mmpool")
+                .filter_map(|&n| self.get_at("contended", n, Some(t), "ops_per_s").map(|v| (n, v)))
+                .max_by(|a, b| a.1.total_cmp(&b.1));
+            if let (Some(m), Some((n, b))) = (self.get_at("contended", "mmpool", Some(t), "ops_per_s"), best) {
+                let _ = writeln!(out, "  contended, {t:>2} threads, >= best baseline ({n:<15}) {:>6.2}x  {}", m / b, verdict(m >= b));
+            }
+        }
+        if let Some(w) = self.get("wakeups", "mmpool", "futile_per_release") {
+            let _ = writeln!(out, "  futile wake-ups per release = 0:                      {w:>6.2}   {}", verdict(w == 0.0));
+        }
+        if let (Some(g), Some(h)) = (self.get("starvation", "mmpool", "grant_ms_max"), self.get("starvation", "mmpool", "hold_ms")) {
+            let _ = writeln!(out, "  90% request granted within 2x the small hold:         {:>6.2}x  {}", g / h, verdict(g <= 2.0 * h));
+        } else if self.took_part("starvation", "mmpool") {
+            let _ = writeln!(out, "  90% request granted within 2x the small hold:         not granted  MISSED");
+        }
+        out
+    }
+
+    pub fn json(&self) -> String {
+        let mut out = String::from("{\n");
+        let _ = writeln!(out, "  \"machine\": {{\"cpus\": {}, \"cpu\": {}}},", cpus(), quote(&cpu_model()));
+        let _ = writeln!(out, "  \"build\": {},", quote(if cfg!(debug_assertions) { "debug" } else { "release" }));
+        let _ = writeln!(out, "  \"mode\": {},", quote(if self.quick { "quick" } else { "full" }));
+        let list = |items: &[&str]| items.iter().map(|s| quote(s)).collect::<Vec<_>>().join(", ");
+        let _ = writeln!(out, "  \"implementations\": [{}],", list(&self.names));
+        let _ = writeln!(out, "  \"scenarios\": [{}],", list(&SCENARIOS));
+        out.push_str("  \"rows\": [\n");
+        for (i, r) in self.rows.iter().enumerate() {
+            let count = r.count.map_or("null".to_string(), |c| c.to_string());
+            let value = r.value.filter(|v| v.is_finite()).map_or("null".to_string(), |v| format!("{v}"));
+            let _ = write!(
+                out,
+                "    {{\"scenario\": {}, \"implementation\": {}, \"count\": {count}, \"metric\": {}, \"value\": {value}}}",
+                quote(r.scenario),
+                quote(r.implementation),
+                quote(r.metric)
+            );
+            out.push_str(if i + 1 < self.rows.len() { ",\n" } else { "\n" });
+        }
+        out.push_str("  ]\n}\n");
+        out
+    }
+}
+
+/// A JSON string literal.
+fn quote(s: &str) -> String {
+    let mut q = String::from("\"");
+    for c in s.chars() {
+        match c {
+            '"' => q.push_str("\\\""),
+            '\\' => q.push_str("\\\\"),
+            c if (c as u32) < 0x20 => {
+                let _ = write!(q, "\\u{:04x}", c as u32);
+            }
+            c => q.push(c),
+        }
+    }
+    q.push('"');
+    q
+}
+
+fn cpus() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+fn cpu_model() -> String {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|text| {
+            text.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|m| m.trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown CPU".into())
+}

@@ -1,0 +1,78 @@
+//! `mmpool bench --quick` measures every implementation in every scenario it
+//! can take part in, writes that as JSON, and mmpool's waiters never wake
+//! without a grant. (Figures are never judged here: they are a benchmark's.)
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use serde_json::Value;
+
+const IMPLEMENTATIONS: [&str; 5] = ["floor", "mmpool", "ref-std", "ref-parking_lot", "tokio"];
+const SCENARIOS: [&str; 6] = ["uncontended", "contended", "wakeups", "starvation", "wait_time", "memory"];
+
+fn bench(args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_mmpool")).arg("bench").args(args).output().unwrap();
+    (out.status.success(), String::from_utf8_lossy(&out.stdout).into(), String::from_utf8_lossy(&out.stderr).into())
+}
+
+fn rows<'a>(doc: &'a Value, scenario: &'a str, implementation: &'a str) -> impl Iterator<Item = &'a Value> + 'a {
+    doc["rows"]
+        .as_array()
+        .expect("a rows array")
+        .iter()
+        .filter(move |r| r["scenario"] == scenario && r["implementation"] == implementation)
+}
+
+fn value(doc: &Value, scenario: &str, implementation: &str, metric: &str) -> Option<f64> {
+    rows(doc, scenario, implementation).find(|r| r["metric"] == metric).and_then(|r| r["value"].as_f64())
+}
+
+#[test]
+fn quick_run_covers_every_implementation_and_scenario() {
+    let json = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("bench-smoke/figures.json");
+    let _ = std::fs::remove_file(&json);
+    let (ok, stdout, stderr) = bench(&["--quick", "--json", json.to_str().unwrap()]);
+    assert!(ok, "{stdout}\n{stderr}");
+    let doc: Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+
+    assert_eq!(doc["implementations"], serde_json::json!(IMPLEMENTATIONS));
+    assert_eq!(doc["scenarios"], serde_json::json!(SCENARIOS));
+    for name in IMPLEMENTATIONS {
+        assert!(stdout.contains(name), "the table lacks {name}:\n{stdout}");
+        // The floor cannot make a thread wait: it takes part where no one waits.
+        let takes_part: &[&str] = if name == "floor" { &["uncontended", "memory"] } else { &SCENARIOS };
+        for scenario in SCENARIOS {
+            let n = rows(&doc, scenario, name).count();
+            assert_eq!(n > 0, takes_part.contains(&scenario), "{name} in {scenario}: {n} rows");
+        }
+        let ns = value(&doc, "uncontended", name, "ns_per_pair").expect("a time per pair");
+        assert!(ns > 0.0, "{name}: {ns} ns per pair");
+    }
+    for name in &IMPLEMENTATIONS[1..] {
+        for threads in [2, 4, 8, 16] {
+            let ops = rows(&doc, "contended", name)
+                .find(|r| r["count"] == threads)
+                .and_then(|r| r["value"].as_f64())
+                .unwrap_or_else(|| panic!("{name}: no throughput at {threads} threads"));
+            assert!(ops > 0.0, "{name}: {ops} ops/s at {threads} threads");
+        }
+        assert_eq!(value(&doc, "wakeups", name, "granted"), Some(16.0), "{name}: every waiter is granted");
+    }
+    // mmpool wakes only the request it granted: no wake-up is futile.
+    assert_eq!(value(&doc, "wakeups", "mmpool", "futile"), Some(0.0));
+    // The floor and tokio keep no record per lease; the others do.
+    assert_eq!(value(&doc, "memory", "floor", "bytes_per_lease"), Some(0.0));
+    assert!(value(&doc, "memory", "mmpool", "bytes_per_pool").unwrap() > 0.0);
+}
+
+#[test]
+fn callgrind_mode_runs_the_pairs_it_is_asked_for_and_refuses_unknown_names() {
+    let (ok, stdout, stderr) = bench(&["--callgrind-pair", "mmpool", "--pairs", "10"]);
+    assert!(ok, "{stderr}");
+    assert_eq!(stdout.trim(), "mmpool: 10 pairs (+1000 warm-up)");
+    let (ok, _, stderr) = bench(&["--callgrind-pair", "nothing-by-this-name"]);
+    assert!(!ok);
+    assert!(stderr.contains("nothing-by-this-name"), "{stderr}");
+    let (ok, _, stderr) = bench(&["--frobnicate"]);
+    assert!(!ok && stderr.contains("unknown option"), "{stderr}");
+}
