@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# Benchmarks of mmpool against the usual alternatives (not part of the tests):
+#   1. `mmpool bench` from a release build: one table, figures in target/bench.json;
+#   2. instructions per uncontended acquire+release under callgrind, if valgrind
+#      is installed (stable on noisy machines, unlike nanoseconds);
+#   3. the Python rows (python/bench/bench_with.py), if the package imports.
+#
+#   scripts/bench.sh [--quick]        # --quick: short runs, for a smoke check
+#
+# Release builds go to target/bench (override with CARGO_TARGET_DIR) so that
+# they do not disturb the debug build in target/debug.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+QUICK=""
+case "${1:-}" in
+    "") ;;
+    --quick) QUICK=--quick ;;
+    *) echo "usage: scripts/bench.sh [--quick]" >&2; exit 2 ;;
+esac
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-target/bench}
+JSON=${BENCH_JSON:-target/bench.json}
+
+section() { printf '\n==== %s ====\n' "$*"; }
+
+section "build (release)"
+cargo build --release --lib --bin mmpool
+BIN=$CARGO_TARGET_DIR/release/mmpool
+LIB=$CARGO_TARGET_DIR/release/libmmpool.so
+
+section "mmpool bench"
+"$BIN" bench $QUICK --json "$JSON"
+
+section "instructions per uncontended acquire+release (callgrind)"
+if command -v valgrind >/dev/null; then
+    PAIRS=100000
+    [ -n "$QUICK" ] && PAIRS=10000
+    tmp=$(mktemp -d)
+    trap 'rm -rf "$tmp"' EXIT
+    # Instructions of a whole run of N pairs; two runs differ only by the pairs.
+    instructions() {
+        local out="$tmp/$1.$2.out"
+        valgrind --tool=callgrind --callgrind-out-file="$out" \
+            "$BIN" bench --callgrind-pair "$1" --pairs "$2" >/dev/null 2>"$tmp/log"
+        awk '/^(summary|totals):/ { print $2; exit }' "$out"
+    }
+    printf '%-16s %12s %10s\n' implementation "instr/pair" "x floor"
+    floor=""
+    for impl in floor mmpool ref-std ref-parking_lot tokio; do
+        base=$(instructions "$impl" 0)
+        full=$(instructions "$impl" "$PAIRS")
+        per=$(awk -v a="$base" -v b="$full" -v n="$PAIRS" 'BEGIN { printf "%.1f", (b - a) / n }')
+        [ -z "$floor" ] && floor=$per
+        printf '%-16s %12s %10s\n' "$impl" "$per" "$(awk -v p="$per" -v f="$floor" 'BEGIN { printf "%.2f", p / f }')"
+    done
+    echo "(valgrind --tool=callgrind; (Ir of $PAIRS pairs - Ir of 0 pairs) / $PAIRS, same binary)"
+else
+    echo "valgrind is not installed: skipped (apt-get install valgrind)"
+fi
+
+section "Python: acquire+release through \`with\`"
+if [ -f python/bench/bench_with.py ] &&
+    PYTHONPATH=python MMPOOL_LIBRARY=$LIB python3 -c 'import mmpool' 2>/dev/null; then
+    PYTHONPATH=python MMPOOL_LIBRARY=$LIB python3 python/bench/bench_with.py \
+        ${QUICK:+--seconds 0.2}
+else
+    echo "skipped: python/bench/bench_with.py is missing or the mmpool package does not import"
+fi
