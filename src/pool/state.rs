@@ -61,89 +61,56 @@ impl State {
         Snapshot::decode(self.word.load(Ordering::Acquire))
     }
 
+    /// Applies `change` to the word atomically: `change` sees the current
+    /// reading and returns the new available bytes and flags, or `None` to
+    /// leave the word as it is. Returns the reading it acted on, and whether
+    /// it changed the word.
+    fn update(&self, change: impl Fn(Snapshot, u64) -> Option<u64>) -> (Snapshot, bool) {
+        match self.word.fetch_update(Ordering::AcqRel, Ordering::Acquire, |w| change(Snapshot::decode(w), w)) {
+            Ok(w) => (Snapshot::decode(w), true),
+            Err(w) => (Snapshot::decode(w), false),
+        }
+    }
+
     /// Fast path: takes `nbytes` if nobody is queued, the pool is open and
-    /// enough is available. On failure returns the reading that refused it.
+    /// enough is available; returns the bytes left. On failure returns the
+    /// reading that refused it.
     pub(crate) fn try_take(&self, nbytes: u64) -> Result<i64, Snapshot> {
-        let mut word = self.word.load(Ordering::Acquire);
-        loop {
-            let s = Snapshot::decode(word);
-            if s.queued || s.closed || !s.fits(nbytes) {
-                return Err(s);
-            }
-            let left = s.available - nbytes as i64;
-            match self.word.compare_exchange_weak(
-                word,
-                encode(word, left),
-                Ordering::AcqRel,
-                Ordering::Acquire,
-            ) {
-                Ok(_) => return Ok(left),
-                Err(now) => word = now,
-            }
+        let (s, taken) = self.update(|s, w| {
+            (!s.queued && !s.closed && s.fits(nbytes)).then(|| encode(w, s.available - nbytes as i64))
+        });
+        if taken {
+            Ok(s.available - nbytes as i64)
+        } else {
+            Err(s)
         }
     }
 
     /// Fast path: gives back `nbytes` unless someone is queued, in which case
     /// nothing changes and the caller must give them back under the lock.
     pub(crate) fn try_give(&self, nbytes: u64) -> bool {
-        let mut word = self.word.load(Ordering::Acquire);
-        loop {
-            if word & QUEUED != 0 {
-                return false;
-            }
-            let s = Snapshot::decode(word);
-            match self.word.compare_exchange_weak(
-                word,
-                encode(word, s.available + nbytes as i64),
-                Ordering::AcqRel,
-                Ordering::Acquire,
-            ) {
-                Ok(_) => return true,
-                Err(now) => word = now,
-            }
-        }
+        self.update(|s, w| (!s.queued).then(|| encode(w, s.available + nbytes as i64))).1
     }
 
     /// Under the wait-list lock: takes `nbytes` if they fit (ignoring `QUEUED`,
-    /// which the lock holder owns), else sets `QUEUED` and returns `false`.
+    /// which the lock holder owns) and returns the bytes left, else sets
+    /// `QUEUED` and returns `Err`.
     pub(crate) fn take_or_queue(&self, nbytes: u64) -> Result<i64, ()> {
-        let mut word = self.word.load(Ordering::Acquire);
-        loop {
-            let s = Snapshot::decode(word);
-            let new = if s.fits(nbytes) {
-                encode(word, s.available - nbytes as i64)
-            } else {
-                word | QUEUED
-            };
-            match self.word.compare_exchange_weak(word, new, Ordering::AcqRel, Ordering::Acquire)
-            {
-                Ok(_) if s.fits(nbytes) => return Ok(s.available - nbytes as i64),
-                Ok(_) => return Err(()),
-                Err(now) => word = now,
-            }
+        let (s, _) = self.update(|s, w| {
+            Some(if s.fits(nbytes) { encode(w, s.available - nbytes as i64) } else { w | QUEUED })
+        });
+        if s.fits(nbytes) {
+            Ok(s.available - nbytes as i64)
+        } else {
+            Err(())
         }
     }
 
     /// Under the wait-list lock: takes `nbytes` if they fit, for the head of
     /// the line. Returns the bytes left on success.
     pub(crate) fn take_locked(&self, nbytes: u64) -> Option<i64> {
-        let mut word = self.word.load(Ordering::Acquire);
-        loop {
-            let s = Snapshot::decode(word);
-            if !s.fits(nbytes) {
-                return None;
-            }
-            let left = s.available - nbytes as i64;
-            match self.word.compare_exchange_weak(
-                word,
-                encode(word, left),
-                Ordering::AcqRel,
-                Ordering::Acquire,
-            ) {
-                Ok(_) => return Some(left),
-                Err(now) => word = now,
-            }
-        }
+        let (s, taken) = self.update(|s, w| s.fits(nbytes).then(|| encode(w, s.available - nbytes as i64)));
+        taken.then(|| s.available - nbytes as i64)
     }
 
     /// Adds a signed amount to the available bytes (a release under the lock,
