@@ -533,9 +533,9 @@ uint64_t mmpool_total_bytes(const struct mmpool *pool);
 uint64_t mmpool_available_bytes(const struct mmpool *pool);
 
 /**
- * Fills `*out` with the pool's figures. Set `out->size = sizeof(mmpool_stats)`
+ * Fills `*out_stats` with the pool's figures. Set `out_stats->size = sizeof(mmpool_stats)`
  * first (any multiple of 8 from 8 up is accepted: the fields that fit are
- * written and `out->size` becomes the bytes written).
+ * written and `out_stats->size` becomes the bytes written).
  *
  * Errors: `NULL_ARGUMENT`, `INVALID_ARGUMENT` (size not a multiple of 8, or 0).
  */

@@ -229,9 +229,9 @@ pub extern "C" fn mmpool_available_bytes(pool: *const mmpool) -> u64 {
     })
 }
 
-/// Fills `*out` with the pool's figures. Set `out->size = sizeof(mmpool_stats)`
+/// Fills `*out_stats` with the pool's figures. Set `out_stats->size = sizeof(mmpool_stats)`
 /// first (any multiple of 8 from 8 up is accepted: the fields that fit are
-/// written and `out->size` becomes the bytes written).
+/// written and `out_stats->size` becomes the bytes written).
 ///
 /// Errors: `NULL_ARGUMENT`, `INVALID_ARGUMENT` (size not a multiple of 8, or 0).
 #[no_mangle]
@@ -243,7 +243,7 @@ pub extern "C" fn mmpool_get_stats(pool: *const mmpool, out_stats: *mut mmpool_s
         let size = *size;
         if size == 0 || size % 8 != 0 {
             return Err(Error::InvalidArgument(format!(
-                "out->size must be set to sizeof(mmpool_stats) ({}), got {size}",
+                "out_stats->size must be set to sizeof(mmpool_stats) ({}), got {size}",
                 std::mem::size_of::<mmpool_stats>()
             ))
             .into());
