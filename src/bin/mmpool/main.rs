@@ -12,7 +12,11 @@ mod args;
 #[cfg(not(loom))]
 mod bench;
 #[cfg(not(loom))]
+mod bench_shared;
+#[cfg(not(loom))]
 mod demo;
+#[cfg(not(loom))]
+mod status;
 
 const USAGE: &str = "\
 usage: mmpool <command> [options]
@@ -20,6 +24,9 @@ usage: mmpool <command> [options]
 commands:
   demo      simulate a decoding front end on a GPU-memory budget (see `mmpool demo --help`)
   bench     measure mmpool against the usual alternatives (see `mmpool bench --help`)
+  status    show a pool shared by processes: `mmpool status NAME [--json]`
+  unlink    remove a shared pool's name: `mmpool unlink NAME`
+  bench-shared  cost of the shared pool against the in-process one; kill-to-grant time
   help      print this text";
 
 #[cfg(not(loom))]
@@ -28,6 +35,9 @@ fn main() {
     let rest = args.get(1..).unwrap_or(&[]).to_vec();
     let code = match args.first().map(String::as_str) {
         Some("demo") => demo::main(&rest),
+        Some("status") => status::status_main(&rest),
+        Some("unlink") => status::unlink_main(&rest),
+        Some("bench-shared") => bench_shared::bench_shared_main(&rest),
         Some("bench") => bench::main(&rest),
         Some("help" | "--help" | "-h") => {
             println!("{USAGE}");

@@ -1,0 +1,213 @@
+//! `mmpool status NAME [--json]` and `mmpool unlink NAME`: operators' view of a
+//! pool shared by the processes of a host.
+
+use mmpool::pool::shared::{self, OpenFlags, SharedSnapshot};
+use mmpool::Pool;
+
+const STATUS_USAGE: &str = "\
+usage: mmpool status NAME [--json]
+
+Prints the shared pool NAME (/dev/shm/mmpool.NAME): total, in use, peak,
+waiters, counters, and a table of the attached processes (pid, leases, bytes
+held, requests waiting). Processes that died are reclaimed first. --json
+prints one JSON object instead.";
+
+const UNLINK_USAGE: &str = "\
+usage: mmpool unlink NAME
+
+Removes the name of the shared pool NAME. Processes attached keep using it;
+the next open with MMPOOL_SHARED_CREATE makes a new pool.";
+
+fn gib(bytes: u64) -> String {
+    format!("{:.2} GiB", bytes as f64 / (1u64 << 30) as f64)
+}
+
+fn text(s: &SharedSnapshot) -> String {
+    let st = &s.stats;
+    let mut out = format!("shared pool {:?} ({})\n", s.name, s.path);
+    let rows = [
+        ("total", format!("{} bytes ({})", st.total_bytes, gib(st.total_bytes))),
+        ("in use", format!("{} bytes ({})", st.in_use_bytes, gib(st.in_use_bytes))),
+        ("available", format!("{} bytes", st.available_bytes)),
+        ("peak in use", format!("{} bytes ({})", st.peak_in_use_bytes, gib(st.peak_in_use_bytes))),
+        ("leases", st.outstanding_leases.to_string()),
+        ("waiters", st.waiters.to_string()),
+        ("closed", if s.closed { "yes" } else { "no" }.to_string()),
+        (
+            "grants",
+            format!(
+                "{} ({} waited; longest wait {:.1} ms)",
+                st.grants,
+                st.waited_grants,
+                st.wait_ns_max as f64 / 1e6
+            ),
+        ),
+        (
+            "refusals",
+            format!(
+                "{} timeouts, {} would-block, {} over capacity, {} closed",
+                st.timeouts, st.would_blocks, st.capacity_rejections, st.closed_rejections
+            ),
+        ),
+        ("recoveries", format!("{} dead processes reclaimed, {} locks taken over", s.reaped_procs, s.lock_recoveries)),
+    ];
+    for (k, v) in rows {
+        out += &format!("  {k:<12}{v}\n");
+    }
+    let others: Vec<_> = s.procs.iter().filter(|p| !p.is_self).collect();
+    out += &format!("processes attached: {}\n", others.len());
+    if !others.is_empty() {
+        out += &format!("  {:>8}  {:>6}  {:>20}  {:>7}\n", "PID", "LEASES", "BYTES HELD", "WAITING");
+        for p in others {
+            out += &format!("  {:>8}  {:>6}  {:>20}  {:>7}\n", p.pid, p.leases, p.bytes_held, p.waiting);
+        }
+    }
+    out
+}
+
+fn json_string(s: &str) -> String {
+    let mut out = String::from("\"");
+    for c in s.chars() {
+        match c {
+            '"' => out += "\\\"",
+            '\\' => out += "\\\\",
+            c if (c as u32) < 0x20 => out += &format!("\\u{:04x}", c as u32),
+            c => out.push(c),
+        }
+    }
+    out + "\""
+}
+
+fn json(s: &SharedSnapshot) -> String {
+    let st = &s.stats;
+    let procs: Vec<String> = s
+        .procs
+        .iter()
+        .filter(|p| !p.is_self)
+        .map(|p| {
+            format!(
+                "{{\"pid\":{},\"leases\":{},\"bytes_held\":{},\"waiting\":{}}}",
+                p.pid, p.leases, p.bytes_held, p.waiting
+            )
+        })
+        .collect();
+    let numbers = [
+        ("total_bytes", st.total_bytes),
+        ("in_use_bytes", st.in_use_bytes),
+        ("available_bytes", st.available_bytes),
+        ("peak_in_use_bytes", st.peak_in_use_bytes),
+        ("outstanding_leases", st.outstanding_leases),
+        ("waiters", st.waiters),
+        ("grants", st.grants),
+        ("waited_grants", st.waited_grants),
+        ("wait_ns_total", st.wait_ns_total),
+        ("wait_ns_max", st.wait_ns_max),
+        ("timeouts", st.timeouts),
+        ("would_blocks", st.would_blocks),
+        ("capacity_rejections", st.capacity_rejections),
+        ("closed_rejections", st.closed_rejections),
+        ("reaped_processes", s.reaped_procs),
+        ("lock_recoveries", s.lock_recoveries),
+    ];
+    let mut fields = vec![
+        format!("\"name\":{}", json_string(&s.name)),
+        format!("\"path\":{}", json_string(&s.path)),
+        format!("\"closed\":{}", s.closed),
+    ];
+    fields.extend(numbers.iter().map(|(k, v)| format!("\"{k}\":{v}")));
+    fields.push(format!("\"processes\":[{}]", procs.join(",")));
+    format!("{{{}}}", fields.join(","))
+}
+
+/// `mmpool status NAME [--json]`.
+pub fn status_main(args: &[String]) -> i32 {
+    let (mut name, mut as_json) = (None, false);
+    for a in args {
+        match a.as_str() {
+            "--json" => as_json = true,
+            "-h" | "--help" => {
+                println!("{STATUS_USAGE}");
+                return 0;
+            }
+            other if name.is_none() && !other.starts_with('-') => name = Some(other.to_string()),
+            other => {
+                eprintln!("mmpool status: unexpected argument `{other}`\n{STATUS_USAGE}");
+                return 2;
+            }
+        }
+    }
+    let Some(name) = name else {
+        eprintln!("{STATUS_USAGE}");
+        return 2;
+    };
+    let snapshot = Pool::open_shared(&name, 0, OpenFlags::default()).and_then(|pool| match pool.shared_snapshot() {
+        Some(snap) => snap,
+        None => unreachable!("open_shared returns a shared pool"),
+    });
+    match snapshot {
+        Ok(s) => {
+            if as_json {
+                println!("{}", json(&s));
+            } else {
+                print!("{}", text(&s));
+            }
+            0
+        }
+        Err(e) => {
+            eprintln!("mmpool status: {e}");
+            1
+        }
+    }
+}
+
+/// `mmpool unlink NAME`.
+pub fn unlink_main(args: &[String]) -> i32 {
+    match args {
+        [flag] if flag == "-h" || flag == "--help" => {
+            println!("{UNLINK_USAGE}");
+            0
+        }
+        [name] => match shared::unlink(name) {
+            Ok(()) => {
+                println!("removed {}", shared::path_of(name));
+                0
+            }
+            Err(e) => {
+                eprintln!("mmpool unlink: {e}");
+                1
+            }
+        },
+        _ => {
+            eprintln!("{UNLINK_USAGE}");
+            2
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mmpool::pool::shared::ProcInfo;
+    use mmpool::Stats;
+
+    #[test]
+    fn json_escapes_and_lists_other_processes_only() {
+        let s = SharedSnapshot {
+            name: "a\"b".into(),
+            path: "/dev/shm/mmpool.a\"b".into(),
+            closed: false,
+            stats: Stats { total_bytes: 10, in_use_bytes: 4, ..Stats::default() },
+            procs: vec![
+                ProcInfo { slot: 0, pid: 7, leases: 1, bytes_held: 4, waiting: 0, is_self: false },
+                ProcInfo { slot: 1, pid: 8, leases: 0, bytes_held: 0, waiting: 0, is_self: true },
+            ],
+            lock_recoveries: 0,
+            reaped_procs: 2,
+        };
+        let j = json(&s);
+        assert!(j.starts_with("{\"name\":\"a\\\"b\""), "{j}");
+        assert!(j.contains("\"processes\":[{\"pid\":7,\"leases\":1,\"bytes_held\":4,\"waiting\":0}]"), "{j}");
+        assert!(j.contains("\"total_bytes\":10,\"in_use_bytes\":4"), "{j}");
+        assert!(text(&s).contains("processes attached: 1"));
+    }
+}
