@@ -38,6 +38,9 @@ table; the figures also go to a JSON file. Build with --release.
 
   --quick                a short run with small counts (smoke tests, ~5 s)
   --json PATH            where the figures go (default target/bench.json)
+  --hold-us N            busy time a lease is held in scenarios 2 and 5
+                         (default 2; longer holds show the cost of handing
+                         bytes to a sleeping thread fade)
   --callgrind-pair NAME  only run N uncontended acquire+release pairs of NAME
                          (floor, mmpool, ref-std, ref-parking_lot, tokio), for
                          counting instructions under valgrind --tool=callgrind
@@ -133,6 +136,7 @@ pub fn main(args: &[String]) -> i32 {
     let mut callgrind: Option<String> = None;
     let mut pairs: u64 = 100_000;
     let mut help = false;
+    let mut hold_us: Option<u64> = None;
     let mut a = Args::new(args);
     let parsed: Result<(), String> = (|| {
         while let Some(flag) = a.next_flag() {
@@ -141,6 +145,7 @@ pub fn main(args: &[String]) -> i32 {
                 "--json" => json = a.value("--json")?,
                 "--callgrind-pair" => callgrind = Some(a.value("--callgrind-pair")?),
                 "--pairs" => pairs = a.number("--pairs")?,
+                "--hold-us" => hold_us = Some(a.number("--hold-us")?),
                 "--help" | "-h" => help = true,
                 other => return Err(format!("unknown option `{other}`")),
             }
@@ -168,7 +173,11 @@ pub fn main(args: &[String]) -> i32 {
             }
         };
     }
-    match run(&Plan::new(quick), &json) {
+    let mut plan = Plan::new(quick);
+    if let Some(us) = hold_us {
+        plan.hold = Duration::from_micros(us);
+    }
+    match run(&plan, &json) {
         Ok(()) => 0,
         Err(e) => {
             eprintln!("mmpool bench: {e}");

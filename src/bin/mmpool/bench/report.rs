@@ -27,6 +27,7 @@ pub struct Report {
     latency_threads: usize,
     starve_trials: usize,
     starve_limit_s: f64,
+    hold_us: u128,
 }
 
 pub const SCENARIOS: [&str; 6] = ["uncontended", "contended", "wakeups", "starvation", "wait_time", "memory"];
@@ -43,6 +44,7 @@ impl Report {
             latency_threads: plan.latency_threads,
             starve_trials: plan.starve_trials,
             starve_limit_s: plan.starve_limit.as_secs_f64(),
+            hold_us: plan.hold.as_micros(),
         }
     }
 
@@ -108,7 +110,7 @@ impl Report {
         });
         for (i, &t) in self.threads.iter().enumerate() {
             let label = if i == 0 {
-                format!("2 contended, 3 leases fit, kops/s: {t:>2} thr")
+                format!("{:<37}{t:>2} thr", format!("2 contended, 3 fit, hold {}us, kops/s:", self.hold_us))
             } else {
                 format!("{:>37}{t:>2} thr", "")
             };
@@ -124,13 +126,17 @@ impl Report {
             2,
         );
         let limit = format!("not in {}s", self.starve_limit_s);
-        self.line(&mut out, &format!("4 90% amid 30% stream, ms to grant (max of {})", self.starve_trials), |n| {
-            match (self.get("starvation", n, "granted"), self.get("starvation", n, "grant_ms_max")) {
+        let grant = |metric: &'static str| {
+            let limit = limit.clone();
+            move |n: &'static str| match (self.get("starvation", n, "granted"), self.get("starvation", n, metric)) {
                 (Some(g), Some(v)) if g > 0.0 => format!("{v:.2}"),
                 (Some(_), _) => limit.clone(),
                 (None, _) => "-".into(),
             }
-        });
+        };
+        let trials = self.starve_trials;
+        self.line(&mut out, &format!("4 90% amid 30% stream, grant ms: median of {trials}"), grant("grant_ms_median"));
+        self.line(&mut out, &format!("{:>33}max of {trials}", ""), grant("grant_ms_max"));
         self.metric_line(&mut out, "    the small leases' hold, ms", "starvation", None, "hold_ms", 1.0, 2);
         let t = Some(self.latency_threads);
         let label = format!("5 wait for a grant, {} threads, us: p50", self.latency_threads);
@@ -181,6 +187,7 @@ impl Report {
         let _ = writeln!(out, "  \"machine\": {{\"cpus\": {}, \"cpu\": {}}},", cpus(), quote(&cpu_model()));
         let _ = writeln!(out, "  \"build\": {},", quote(if cfg!(debug_assertions) { "debug" } else { "release" }));
         let _ = writeln!(out, "  \"mode\": {},", quote(if self.quick { "quick" } else { "full" }));
+        let _ = writeln!(out, "  \"hold_us\": {},", self.hold_us);
         let list = |items: &[&str]| items.iter().map(|s| quote(s)).collect::<Vec<_>>().join(", ");
         let _ = writeln!(out, "  \"implementations\": [{}],", list(&self.names));
         let _ = writeln!(out, "  \"scenarios\": [{}],", list(&SCENARIOS));
