@@ -205,3 +205,80 @@ fn a_lease_keeps_its_handle_attached() {
     assert!(weak.upgrade().is_none());
     assert_eq!(watcher.available_bytes(), 10);
 }
+
+#[test]
+fn a_pool_nobody_is_attached_to_starts_over_on_create_and_not_otherwise() {
+    let name = Name::new("abandoned");
+    let pool = open(&name, 10);
+    let lease = pool.acquire(4, Wait::Forever).unwrap();
+    pool.release(lease.id).unwrap();
+    pool.close();
+    drop(pool); // the last process detaches; the file stays
+    let attached = Pool::open_shared(&name.0, 0, OpenFlags::default()).unwrap();
+    assert!(attached.is_closed(), "attaching alone changes nothing");
+    drop(attached);
+    let reopened = Pool::open_shared(&name.0, 20, CREATE).unwrap();
+    assert!(!reopened.is_closed());
+    assert_eq!((reopened.total_bytes(), reopened.available_bytes(), reopened.stats().grants), (20, 20, 0));
+}
+
+/// Writes a file where a segment belongs, as a creator that died (or is
+/// still busy) before finishing would leave it.
+fn unfinished(name: &Name, bytes: &[u8]) -> std::fs::File {
+    use std::os::unix::fs::OpenOptionsExt;
+    let path = shared::path_of(&name.0);
+    let mut f = std::fs::OpenOptions::new().read(true).write(true).create_new(true).mode(0o600).open(path).unwrap();
+    std::io::Write::write_all(&mut f, bytes).unwrap();
+    f
+}
+
+#[test]
+fn a_segment_its_creator_left_unfinished_is_rebuilt() {
+    let name = Name::new("unfinished");
+    unfinished(&name, b"");
+    let err = Pool::open_shared(&name.0, 0, OpenFlags::default()).err().unwrap();
+    assert!(matches!(&err, Error::InvalidArgument(t) if t.contains("unfinished")), "{err:?}");
+    let pool = open(&name, 77);
+    assert_eq!(pool.total_bytes(), 77);
+    let lease = pool.acquire(77, Wait::Forever).unwrap();
+    pool.release(lease.id).unwrap();
+    assert_whole(&pool);
+}
+
+#[test]
+fn a_segment_whose_creator_is_still_at_work_is_waited_for_not_rebuilt() {
+    use std::os::fd::AsRawFd;
+    let name = Name::new("creating");
+    let file = unfinished(&name, b"");
+    // Play a live creator: hold the file's init byte lock (an OFD lock of
+    // this descriptor, which the library's own descriptor conflicts with).
+    // SAFETY: a zeroed flock is valid; fcntl with a valid descriptor and flock.
+    let mut fl: libc::flock = unsafe { std::mem::zeroed() };
+    fl.l_type = libc::F_WRLCK as libc::c_short;
+    fl.l_whence = libc::SEEK_SET as libc::c_short;
+    fl.l_start = shared::SharedPool::debug_init_lock_offset();
+    fl.l_len = 1;
+    // SAFETY: as above.
+    assert_eq!(unsafe { libc::fcntl(file.as_raw_fd(), libc::F_OFD_SETLK, &mut fl) }, 0);
+    let err = Pool::open_shared(&name.0, 77, CREATE).err().unwrap();
+    assert!(matches!(&err, Error::System(t) if t.contains("still being created")), "{err:?}");
+    assert_eq!(std::fs::metadata(shared::path_of(&name.0)).unwrap().len(), 0, "left alone");
+    drop(file); // the creator dies
+    assert_eq!(open(&name, 77).total_bytes(), 77);
+}
+
+#[test]
+fn a_file_others_may_read_or_of_another_size_is_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    let name = Name::new("mode");
+    drop(open(&name, 10));
+    let path = shared::path_of(&name.0);
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let err = Pool::open_shared(&name.0, 0, OpenFlags::default()).err().unwrap();
+    assert!(matches!(&err, Error::InvalidArgument(t) if t.contains("0644")), "{err:?}");
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+    f.set_len(4096).unwrap();
+    let err = Pool::open_shared(&name.0, 0, OpenFlags::default()).err().unwrap();
+    assert!(matches!(&err, Error::System(t) if t.contains("truncated")), "{err:?}");
+}

@@ -228,10 +228,9 @@ fn attach(seg: &Segment, fd: RawFd, name: &str, total: u64, flags: OpenFlags, cr
     let registered = (|| {
         let mut g = lock_segment(seg, me, fd, true)?;
         g.repair()?;
-        if seg.procs[me].state.load(Relaxed) == PROC_ATTACHED {
-            // Its previous process died (this one holds its byte now).
-            g.release_owner(me);
-        }
+        // Whatever the slot still records is a dead predecessor's: this
+        // process holds the slot's byte lock now.
+        g.release_owner(me);
         g.reap_dead();
         let others = (0..MAX_PROCS).filter(|&s| s != me && seg.procs[s].state.load(Relaxed) == PROC_ATTACHED).count();
         let existing = g.total();
@@ -410,11 +409,11 @@ impl SharedPool {
     }
 
     fn check_request(&self, g: &Locked<'_>, nbytes: u64) -> Result<(), Error> {
-        if g.closed() {
-            return Err(self.closed_error());
-        }
         if nbytes > g.total() {
             return Err(self.capacity_error(nbytes, g.total()));
+        }
+        if g.closed() {
+            return Err(self.closed_error());
         }
         Ok(())
     }
@@ -714,6 +713,13 @@ impl SharedPool {
     }
 
     // ---- for tests and operator tools --------------------------------------
+
+    /// The byte of a segment's file that a creator locks while it builds the
+    /// segment (for tests that play a creator).
+    #[doc(hidden)]
+    pub fn debug_init_lock_offset() -> i64 {
+        liveness::INIT_LOCK
+    }
 
     /// Whether a thread of some process sleeps waiting for the segment's lock.
     #[doc(hidden)]
