@@ -170,7 +170,8 @@ fn helper() {
             say("attached");
             let lease = pool.acquire(n(2), Wait::Forever).unwrap();
             let mut log = std::fs::OpenOptions::new().append(true).open(args[4]).unwrap();
-            writeln!(log, "{}", args[3]).unwrap();
+            // One write(2) per line: appends of concurrent helpers never interleave.
+            log.write_all(format!("{}\n", args[3]).as_bytes()).unwrap();
             drop(log);
             if args[5] == "later" {
                 park();
@@ -190,9 +191,9 @@ fn helper() {
         }
         // Hold a lease, fork; the child must be a process of its own.
         "fork" => fork_role(args[1]),
-        // Attach to each of `count` corrupted segments and use what opens.
+        // Attach to corrupted segments `first..first+count` and use what opens.
         "attach-corrupt" => {
-            for k in 0..n(2) {
+            for k in n(2)..n(2) + n(3) {
                 let name = format!("{}-{k}", args[1]);
                 let outcome = match Pool::open_shared(&name, 0, OpenFlags::default()) {
                     Ok(pool) => exercise(&pool),
@@ -534,30 +535,35 @@ fn corrupted_segments_are_refused_or_usable_never_a_crash() {
     };
     let prefix = format!("{}-case", name.0);
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15 ^ u64::from(std::process::id()));
-    let mut names = Vec::new();
-    for k in 0..cases {
-        let case = Name(format!("{prefix}-{k}"));
-        let path = shared::path_of(&case.0);
-        std::fs::write(&path, mutate(&valid, &mut rng)).unwrap();
-        std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
-        names.push(case);
-    }
-    let count = cases.to_string();
-    let mut h = Helper::spawn("attach-corrupt", &[&prefix, &count], &[]);
     let (mut opened, mut refused) = (0, 0);
-    for k in 0..cases {
-        let line = h.report();
-        let (index, outcome) = line.split_once(' ').unwrap();
-        assert_eq!(index, k.to_string());
-        if outcome.starts_with("opened") {
-            opened += 1;
-        } else {
-            assert!(outcome.starts_with("refused: "), "{outcome}");
-            refused += 1;
+    // In batches, so that /dev/shm (64 MiB in a default container) never
+    // holds more than a few megabytes of cases at once.
+    const BATCH: usize = 16;
+    for first in (0..cases).step_by(BATCH) {
+        let count = BATCH.min(cases - first);
+        let mut names = Vec::new();
+        for k in first..first + count {
+            let case = Name(format!("{prefix}-{k}"));
+            let path = shared::path_of(&case.0);
+            std::fs::write(&path, mutate(&valid, &mut rng)).unwrap();
+            std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+            names.push(case);
         }
+        let mut h = Helper::spawn("attach-corrupt", &[&prefix, &first.to_string(), &count.to_string()], &[]);
+        for k in first..first + count {
+            let line = h.report();
+            let (index, outcome) = line.split_once(' ').unwrap();
+            assert_eq!(index, k.to_string());
+            if outcome.starts_with("opened") {
+                opened += 1;
+            } else {
+                assert!(outcome.starts_with("refused: "), "{outcome}");
+                refused += 1;
+            }
+        }
+        let status = h.finish();
+        assert!(status.success(), "the process attaching cases {first}.. failed: {status:?}");
     }
-    let status = h.finish();
-    assert!(status.success(), "the attaching process failed: {status:?}");
     println!("corrupted segments: {cases} cases, {opened} opened and usable, {refused} refused with an error");
     assert!(refused > 0 && opened > 0, "the mutations should produce both outcomes");
 }
