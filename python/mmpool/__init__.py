@@ -26,7 +26,7 @@ from ._lib import LIBRARY_PATH as _LIBRARY_PATH
 from ._lib import lib as _c
 from ._paths import cmake_dir as _cmake_dir
 from ._paths import include_dir as _include_dir
-from ._pool import Lease, Pool, PoolStats
+from ._pool import Lease, Pool, PoolStats, SharedPool
 
 __all__ = [
     "CudaError",
@@ -35,6 +35,7 @@ __all__ = [
     "Pool",
     "PoolClosedError",
     "PoolStats",
+    "SharedPool",
     "get_cmake_dir",
     "get_include",
     "get_library_path",

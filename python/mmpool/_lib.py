@@ -102,6 +102,8 @@ PROTOTYPES: dict[str, tuple[Any, list[Any]]] = {
     "mmpool_last_error": (c_char_p, []),
     "mmpool_version": (c_char_p, []),
     "mmpool_set_log_callback": (c_int, [LOG_FN, c_void_p]),
+    "mmpool_open_shared": (c_int, [c_char_p, c_uint64, c_uint32, POINTER(c_void_p)]),
+    "mmpool_unlink_shared": (c_int, [c_char_p]),
 }
 
 LIBRARY_PATH = str(find_library())

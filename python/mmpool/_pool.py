@@ -322,6 +322,68 @@ class Pool:
         return f"<{type(self).__name__} total_bytes={self.total_bytes} available_bytes={self.available_bytes}>"
 
 
+SHARED_CREATE = 1
+SHARED_EXCLUSIVE = 2
+SHARED_GROUP = 4
+
+
+class SharedPool(Pool):
+    """One budget for every process on the host that opens the same ``name``.
+
+    ``SharedPool(name, total_bytes)`` creates the pool if it does not exist
+    (``create=False``: attach only; ``exclusive=True``: fail if it exists) or
+    attaches to it; ``total_bytes`` 0 accepts the existing pool's total, any
+    other value must equal it. Grants are first come, first served across all
+    processes, and the bytes of a process that dies (even by SIGKILL) come back
+    to the others within about 50 ms. Everything else is as for :class:`Pool`;
+    note that :meth:`close` closes the pool for every process.
+
+    The pool lives in ``/dev/shm/mmpool.<name>``, mode 0600 (0660 with
+    ``group=True``); :meth:`unlink` removes the name.
+    """
+
+    __slots__ = ("_name",)
+
+    def __init__(
+        self,
+        name: str,
+        total_bytes: int = 0,
+        *,
+        create: bool = True,
+        exclusive: bool = False,
+        group: bool = False,
+    ) -> None:
+        total = as_u64(total_bytes, "total_bytes")
+        flags = (SHARED_CREATE if create else 0) | (SHARED_EXCLUSIVE if exclusive else 0)
+        flags |= SHARED_GROUP if group else 0
+        handle = c_void_p()
+        check(lib.mmpool_open_shared(_shared_name(name), total, flags, byref(handle)))
+        self._handle = handle
+        self._as_parameter_ = handle
+        self._name = name
+        _remember(self)
+
+    @property
+    def name(self) -> str:
+        """The name every process opens the pool by."""
+        return self._name
+
+    @staticmethod
+    def unlink(name: str) -> None:
+        """Removes the pool's name; attached processes keep using the pool, and
+        the next create makes a new one. Raises ``OSError`` if there is none."""
+        check(lib.mmpool_unlink_shared(_shared_name(name)))
+
+    def __repr__(self) -> str:
+        return f"<SharedPool {self._name!r} total_bytes={self.total_bytes} available_bytes={self.available_bytes}>"
+
+
+def _shared_name(name: str) -> bytes:
+    if not isinstance(name, str):
+        raise TypeError(f"a shared pool's name is a str, got {type(name).__name__}")
+    return name.encode("utf-8")
+
+
 def _remember(pool: Pool) -> None:
     with _wrappers_lock:
         _wrappers[(pool.handle, type(pool))] = pool

@@ -578,9 +578,14 @@ impl SharedPool {
         h.closed_rejections.fetch_add(failed, Relaxed);
     }
 
+    /// The pool's figures. Dead processes are reaped first (at most once per
+    /// half reclaim slice), so an observer sees their bytes back.
     pub(crate) fn stats(&self) -> Stats {
         let h = &self.seg().header;
-        let _g = self.lock();
+        let mut g = self.lock();
+        if let Ok(g) = g.as_mut() {
+            g.maybe_reap();
+        }
         let total = h.total.load(Relaxed);
         let available = h.available.load(Relaxed);
         Stats {

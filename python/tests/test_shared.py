@@ -1,0 +1,125 @@
+"""mmpool.SharedPool: one budget shared by processes, through the C library."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import uuid
+
+import pytest
+
+import mmpool
+from conftest import wait_until
+
+
+@pytest.fixture
+def name():
+    n = f"pytest-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    yield n
+    try:
+        mmpool.SharedPool.unlink(n)
+    except OSError:
+        pass
+
+
+def child(code: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def test_two_processes_share_one_budget(name):
+    pool = mmpool.SharedPool(name, 1000)
+    assert (pool.name, pool.total_bytes, pool.available_bytes) == (name, 1000, 1000)
+    proc = child(
+        f"""
+        import sys, mmpool
+        pool = mmpool.SharedPool({name!r}, 0, create=False)
+        lease = pool.acquire(600)
+        print(pool.total_bytes, flush=True)
+        sys.stdin.readline() if sys.stdin else None
+        """
+    )
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline().strip() == "1000", proc.stderr.read() if proc.stderr else ""
+        # The child's 600 bytes are gone from this process's view of the pool.
+        assert pool.available_bytes == 400
+        assert pool.try_acquire(401) is None
+        with pool.acquire(400):
+            assert pool.available_bytes == 0
+    finally:
+        proc.kill()
+        proc.wait()
+    # The dead child's bytes come back to the survivors: to an acquire that
+    # needs them, and to an observer looking at the figures.
+    with pool.acquire(1000, timeout=10):
+        pass
+    wait_until(lambda: pool.stats().available_bytes == 1000, "the figures to show the bytes back")
+    assert pool.stats().outstanding_leases == 0
+
+
+def test_a_waiter_in_another_process_is_granted_when_bytes_come_back(name):
+    pool = mmpool.SharedPool(name, 100)
+    held = pool.acquire(100)
+    proc = child(
+        f"""
+        import mmpool
+        pool = mmpool.SharedPool({name!r})
+        with pool.acquire(70, timeout=30) as lease:
+            print("granted", lease.nbytes, flush=True)
+        """
+    )
+    wait_until(lambda: pool.stats().waiters == 1, "the child to wait in line")
+    held.release()
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    assert out.split() == ["granted", "70"]
+    wait_until(lambda: pool.available_bytes == 100, "the child's release")
+
+
+def test_ctrl_c_in_a_shared_wait_loses_no_bytes(name):
+    pool = mmpool.SharedPool(name, 10)
+    held = pool.acquire(10)
+    proc = child(
+        f"""
+        import mmpool
+        pool = mmpool.SharedPool({name!r})
+        try:
+            pool.acquire(5)
+        except KeyboardInterrupt:
+            print("interrupted", pool.stats().waiters, flush=True)
+        """
+    )
+    wait_until(lambda: pool.stats().waiters == 1, "the child to wait in line")
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=30)
+    assert out.split() == ["interrupted", "0"], err
+    held.release()
+    assert pool.available_bytes == 10
+
+
+def test_attach_rules_and_errors(name):
+    with pytest.raises(OSError):
+        mmpool.SharedPool(name, 0, create=False)  # no such pool
+    pool = mmpool.SharedPool(name, 64)
+    with pytest.raises(ValueError, match="64"):
+        mmpool.SharedPool(name, 65)  # a different total names both numbers
+    with pytest.raises(ValueError):
+        mmpool.SharedPool(name, 64, exclusive=True)
+    assert mmpool.SharedPool(name).total_bytes == 64
+    for bad in ["", "a/b", "x" * 65]:
+        with pytest.raises(ValueError):
+            mmpool.SharedPool(bad, 1)
+    with pytest.raises(TypeError):
+        mmpool.SharedPool(b"bytes", 1)  # type: ignore[arg-type]
+    mmpool.SharedPool.unlink(name)
+    with pytest.raises(OSError):
+        mmpool.SharedPool.unlink(name)
+    assert pool.available_bytes == 64  # attached handles keep working
