@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# The reliability suite's part of the test command, beyond `cargo test
+# --all-targets` (which already runs the property tests, a short stress run
+# and the replay of the fuzz corpus in a debug build):
+#   * the stress test in a release build: 16 threads x 10^5 operations;
+#   * the property tests in a release build with 20,000 cases.
+# Both print their counts. `--long` runs 10^7 stress operations and 200,000
+# property cases instead.
+#
+# A separate target dir keeps these builds from thrashing target/debug; LTO
+# is switched off here because it only lengthens the build of a test.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+stress_ops=1600000
+cases=20000
+if [ "${1:-}" = "--long" ]; then
+    stress_ops=10000000
+    cases=200000
+fi
+
+export CARGO_TARGET_DIR=target/reliability
+export CARGO_PROFILE_RELEASE_LTO=false
+export CARGO_PROFILE_RELEASE_CODEGEN_UNITS=16
+
+echo "-- stress: $stress_ops operations on one pool, release build"
+MMPOOL_STRESS_OPS=$stress_ops cargo test --release --test stress -- --nocapture
+
+echo "-- property tests of the C ABI: $cases sequences, release build"
+PROPTEST_CASES=$cases cargo test --release --test proptest_abi -- --nocapture

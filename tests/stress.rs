@@ -1,0 +1,313 @@
+//! Stress: many threads run random operations on one pool at once (acquire in
+//! every form, release, double release, foreign ids, tickets, lease resizes,
+//! total changes), checking what each thread can know while it runs, and at
+//! quiescence that every byte came back and every counter matches what the
+//! threads saw.
+//!
+//! `MMPOOL_STRESS_OPS` sets the operations in all (default 1,600,000 in a
+//! release build, 160,000 in a debug one), `MMPOOL_STRESS_THREADS` the threads
+//! (16), `MMPOOL_STRESS_SEED` the first thread's seed. The long mode is
+//! `MMPOOL_STRESS_OPS=10000000` (scripts/test-reliability.sh --long).
+//! Run: cargo test --release --test stress -- --nocapture
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use mmpool::{Error, Lease, Pool, Wait};
+
+/// The two totals the pool switches between. Every ordinary request fits in
+/// the smaller, so a change of total never fails a waiter and the counters
+/// stay exactly predictable.
+const TOTAL_HIGH: u64 = 1024;
+const TOTAL_LOW: u64 = 640;
+const MAX_REQUEST: u64 = 256;
+const MAX_HELD: usize = 4;
+
+/// A small deterministic generator (xorshift64*), so a failing run can be
+/// repeated from its printed seed.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+/// What one thread saw; summed, it must equal the pool's counters.
+#[derive(Default, Debug, Clone, Copy)]
+struct Seen {
+    ops: u64,
+    grants: u64,
+    timeouts: u64,
+    ticket_timeouts: u64,
+    would_blocks: u64,
+    capacity_rejections: u64,
+    double_releases: u64,
+    foreign_refusals: u64,
+    resizes: u64,
+    total_changes: u64,
+}
+
+impl Seen {
+    fn add(&mut self, o: &Seen) {
+        self.ops += o.ops;
+        self.grants += o.grants;
+        self.timeouts += o.timeouts;
+        self.ticket_timeouts += o.ticket_timeouts;
+        self.would_blocks += o.would_blocks;
+        self.capacity_rejections += o.capacity_rejections;
+        self.double_releases += o.double_releases;
+        self.foreign_refusals += o.foreign_refusals;
+        self.resizes += o.resizes;
+        self.total_changes += o.total_changes;
+    }
+}
+
+fn env_u64(name: &str, default: u64) -> u64 {
+    std::env::var(name).ok().and_then(|v| v.replace('_', "").parse().ok()).unwrap_or(default)
+}
+
+fn short_wait(rng: &mut Rng) -> Wait {
+    Wait::timeout_ns(rng.below(200_000))
+}
+
+struct Worker {
+    pool: Arc<Pool>,
+    /// Bytes the threads hold by their own count, raised after a grant and
+    /// lowered before a release: it can never exceed the largest total.
+    held_bytes: Arc<AtomicU64>,
+    rng: Rng,
+    held: Vec<Lease>,
+    released: Vec<u64>,
+    granted_ids: Vec<u64>,
+    seen: Seen,
+}
+
+impl Worker {
+    fn granted(&mut self, lease: Lease) {
+        assert_eq!(self.pool.lease(lease.id), Some(lease), "the pool's record of a fresh lease");
+        let held = self.held_bytes.fetch_add(lease.nbytes, Ordering::SeqCst) + lease.nbytes;
+        assert!(held <= TOTAL_HIGH, "{held} bytes held at once in a pool of at most {TOTAL_HIGH}");
+        self.seen.grants += 1;
+        self.granted_ids.push(lease.id);
+        self.held.push(lease);
+    }
+
+    fn release_one(&mut self) {
+        if self.held.is_empty() {
+            return;
+        }
+        let lease = self.held.swap_remove(self.rng.below(self.held.len() as u64) as usize);
+        self.held_bytes.fetch_sub(lease.nbytes, Ordering::SeqCst);
+        self.pool.release(lease.id).unwrap();
+        assert_eq!(self.pool.lease(lease.id), None, "a released lease is gone");
+        if self.released.len() == 8 {
+            self.released.remove(0);
+        }
+        self.released.push(lease.id);
+    }
+
+    fn request(&mut self) -> u64 {
+        1 + self.rng.below(MAX_REQUEST)
+    }
+
+    fn step(&mut self) {
+        self.seen.ops += 1;
+        let full = self.held.len() >= MAX_HELD;
+        match self.rng.below(100) {
+            // Acquire with a short timeout.
+            0..=19 if !full => {
+                let n = self.request();
+                let wait = short_wait(&mut self.rng);
+                match self.pool.acquire(n, wait) {
+                    Ok(l) => self.granted(l),
+                    Err(Error::Timeout { .. }) => self.seen.timeouts += 1,
+                    Err(e) => panic!("acquire({n}): {e:?}"),
+                }
+            }
+            // Wait as long as it takes, only while holding nothing, so no
+            // thread holds bytes while waiting without limit.
+            20..=22 if self.held.is_empty() => {
+                let n = self.request();
+                let l = self.pool.acquire(n, Wait::Forever).unwrap();
+                self.granted(l);
+            }
+            23..=37 if !full => {
+                let n = self.request();
+                match self.pool.try_acquire(n) {
+                    Ok(l) => self.granted(l),
+                    Err(Error::WouldBlock { .. }) => self.seen.would_blocks += 1,
+                    Err(e) => panic!("try_acquire({n}): {e:?}"),
+                }
+            }
+            // A ticket: wait for it in slices, then give up and cancel.
+            38..=45 if !full => {
+                let n = self.request();
+                let ticket = self.pool.enqueue(n).unwrap();
+                for _ in 0..2 {
+                    let wait = short_wait(&mut self.rng);
+                    match self.pool.wait_ticket(ticket, wait) {
+                        Ok(l) => {
+                            assert_eq!((l.id, l.nbytes), (ticket.id, n));
+                            return self.granted(l);
+                        }
+                        Err(Error::Timeout { .. }) => self.seen.ticket_timeouts += 1,
+                        Err(e) => panic!("wait_ticket: {e:?}"),
+                    }
+                }
+                self.pool.cancel_ticket(ticket).unwrap();
+                // Cancelled: the id is finished and no lease.
+                assert!(matches!(self.pool.wait_ticket(ticket, Wait::timeout_ns(0)), Err(Error::InvalidLease(_))));
+            }
+            46..=79 => self.release_one(),
+            // Release again a lease this thread already released: a no-op.
+            80..=84 if !self.released.is_empty() => {
+                let id = self.released[self.rng.below(self.released.len() as u64) as usize];
+                self.pool.release(id).unwrap();
+                assert_eq!(self.pool.lease(id), None);
+                self.seen.double_releases += 1;
+            }
+            // Shrink or grow one of this thread's leases.
+            85..=92 if !self.held.is_empty() => {
+                let i = self.rng.below(self.held.len() as u64) as usize;
+                let old = self.held[i];
+                let new = self.request();
+                let wait = short_wait(&mut self.rng);
+                // A shrink hands bytes to others at once: uncount them first.
+                if new < old.nbytes {
+                    self.held_bytes.fetch_sub(old.nbytes - new, Ordering::SeqCst);
+                }
+                match self.pool.resize_lease(old.id, new, wait) {
+                    Ok(l) => {
+                        assert_eq!((l.id, l.nbytes), (old.id, new));
+                        if new > old.nbytes {
+                            let held = self.held_bytes.fetch_add(new - old.nbytes, Ordering::SeqCst);
+                            assert!(held + new - old.nbytes <= TOTAL_HIGH);
+                        }
+                        self.held[i] = l;
+                        self.seen.resizes += 1;
+                    }
+                    Err(Error::Timeout { .. }) => self.seen.timeouts += 1,
+                    Err(e) => panic!("resize_lease({new}): {e:?}"),
+                }
+                assert_eq!(self.pool.lease(old.id), Some(self.held[i]));
+            }
+            // Requests no pool of this size can grant, and ids it never issued.
+            93..=94 => {
+                let n = TOTAL_HIGH + 1 + self.rng.below(1 << 20);
+                assert!(matches!(self.pool.try_acquire(n), Err(Error::ExceedsCapacity { .. })));
+                self.seen.capacity_rejections += 1;
+            }
+            95..=96 => {
+                let garbage = self.rng.next() | 1 << 63;
+                assert!(matches!(self.pool.release(garbage), Err(Error::InvalidLease(_))));
+                self.seen.foreign_refusals += 1;
+            }
+            97 => {
+                let to = if self.rng.below(2) == 0 { TOTAL_LOW } else { TOTAL_HIGH };
+                self.pool.set_total(to).unwrap();
+                self.seen.total_changes += 1;
+            }
+            _ => {
+                let s = self.pool.stats();
+                assert!(s.total_bytes == TOTAL_LOW || s.total_bytes == TOTAL_HIGH);
+                assert!(s.peak_in_use_bytes <= TOTAL_HIGH);
+                assert!(s.in_use_bytes <= TOTAL_HIGH);
+            }
+        }
+    }
+}
+
+#[test]
+fn many_threads_of_random_operations_lose_and_double_grant_nothing() {
+    let default_ops = if cfg!(debug_assertions) { 160_000 } else { 1_600_000 };
+    let total_ops = env_u64("MMPOOL_STRESS_OPS", default_ops);
+    let threads = env_u64("MMPOOL_STRESS_THREADS", 16).max(1);
+    let seed = env_u64("MMPOOL_STRESS_SEED", 0x6d6d_706f_6f6c);
+    let per_thread = total_ops.div_ceil(threads);
+
+    let pool = Pool::new(TOTAL_HIGH).unwrap();
+    let held_bytes = Arc::new(AtomicU64::new(0));
+    let started = Instant::now();
+    let workers: Vec<_> = (0..threads)
+        .map(|t| {
+            let mut w = Worker {
+                pool: pool.clone(),
+                held_bytes: held_bytes.clone(),
+                rng: Rng(seed.wrapping_add(t).wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1),
+                held: Vec::new(),
+                released: Vec::new(),
+                granted_ids: Vec::new(),
+                seen: Seen::default(),
+            };
+            std::thread::spawn(move || {
+                for _ in 0..per_thread {
+                    w.step();
+                }
+                while !w.held.is_empty() {
+                    w.release_one();
+                }
+                (w.seen, w.granted_ids)
+            })
+        })
+        .collect();
+    let mut seen = Seen::default();
+    let mut ids = Vec::new();
+    for w in workers {
+        let (s, granted) = w.join().expect("a worker failed; see its message above");
+        seen.add(&s);
+        ids.extend(granted);
+    }
+    let elapsed = started.elapsed();
+
+    // Quiescence: everything came back, nobody waits, and the pool's
+    // counters are exactly what the threads saw.
+    let s = pool.stats();
+    assert_eq!(held_bytes.load(Ordering::SeqCst), 0);
+    assert_eq!((s.available_bytes, s.in_use_bytes, pool.leased_bytes()), (s.total_bytes, 0, 0), "{s:?}");
+    assert_eq!((s.outstanding_leases, s.waiters), (0, 0), "{s:?}");
+    assert_eq!(s.grants, seen.grants, "grants");
+    assert_eq!(s.timeouts, seen.timeouts, "timeouts (ticket waits keep their place and are not counted)");
+    assert_eq!(s.would_blocks, seen.would_blocks, "would_blocks");
+    assert_eq!(s.capacity_rejections, seen.capacity_rejections, "capacity_rejections");
+    assert_eq!(s.closed_rejections, 0);
+    assert!(s.peak_in_use_bytes <= TOTAL_HIGH && s.peak_in_use_bytes > 0);
+    assert!(s.wait_ns_max <= s.wait_ns_total);
+    let granted = ids.len();
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len(), granted, "a lease id was handed out twice");
+
+    // The pool still works as new: the whole total in one grant.
+    let all = pool.try_acquire(s.total_bytes).unwrap();
+    pool.release(all.id).unwrap();
+
+    println!(
+        "stress: {} threads x {per_thread} = {} operations in {:.2?} ({:.0} ops/s), seed {seed:#x}: \
+         {} grants ({} after waiting), {} timeouts, {} ticket timeouts, {} would-blocks, {} resizes, \
+         {} double releases, {} foreign ids refused, {} capacity refusals, {} total changes, \
+         {} futile wake-ups; zero failures",
+        threads,
+        seen.ops,
+        elapsed,
+        seen.ops as f64 / elapsed.as_secs_f64().max(1e-9),
+        s.grants,
+        s.waited_grants,
+        seen.timeouts,
+        seen.ticket_timeouts,
+        seen.would_blocks,
+        seen.resizes,
+        seen.double_releases,
+        seen.foreign_refusals,
+        seen.capacity_rejections,
+        seen.total_changes,
+        s.futile_wakeups,
+    );
+}
