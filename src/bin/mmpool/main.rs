@@ -9,7 +9,7 @@ fn main() {}
 
 #[cfg(not(loom))]
 mod args;
-#[cfg(not(loom))]
+#[cfg(all(not(loom), feature = "bench"))]
 mod bench;
 #[cfg(not(loom))]
 mod bench_shared;
@@ -38,6 +38,7 @@ fn main() {
         Some("status") => status::status_main(&rest),
         Some("unlink") => status::unlink_main(&rest),
         Some("bench-shared") => bench_shared::bench_shared_main(&rest),
+        #[cfg(feature = "bench")]
         Some("bench") => bench::main(&rest),
         Some("help" | "--help" | "-h") => {
             println!("{USAGE}");
