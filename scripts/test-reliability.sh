@@ -2,7 +2,8 @@
 # The reliability suite's part of the test command, beyond `cargo test
 # --all-targets` (which already runs the property tests, a short stress run
 # and the replay of the fuzz corpus in a debug build):
-#   * the stress test in a release build: 16 threads x 10^5 operations;
+#   * the stress test in a release build: 16 threads x 10^5 operations on an
+#     in-process pool, and the same on a shared pool;
 #   * the property tests in a release build with 20,000 cases.
 # Both print their counts. `--long` runs 10^7 stress operations and 200,000
 # property cases instead.
@@ -23,7 +24,7 @@ export CARGO_TARGET_DIR=target/reliability
 export CARGO_PROFILE_RELEASE_LTO=false
 export CARGO_PROFILE_RELEASE_CODEGEN_UNITS=16
 
-echo "-- stress: $stress_ops operations on one pool, release build"
+echo "-- stress: $stress_ops operations on an in-process pool, and as many on a shared one, release build"
 MMPOOL_STRESS_OPS=$stress_ops cargo test --release --test stress -- --nocapture
 
 echo "-- property tests of the C ABI: $cases sequences, release build"

@@ -1,4 +1,5 @@
-//! Stress: many threads run random operations on one pool at once (acquire in
+//! Stress: many threads run random operations on one pool at once, an
+//! in-process pool and a shared one in turn (acquire in
 //! every form, release, double release, foreign ids, tickets, lease resizes,
 //! total changes), checking what each thread can know while it runs, and at
 //! quiescence that every byte came back and every counter matches what the
@@ -230,11 +231,33 @@ impl Worker {
 fn many_threads_of_random_operations_lose_and_double_grant_nothing() {
     let default_ops = if cfg!(debug_assertions) { 160_000 } else { 1_600_000 };
     let total_ops = env_u64("MMPOOL_STRESS_OPS", default_ops);
+    stress("in-process pool", Pool::new(TOTAL_HIGH).unwrap(), total_ops);
+}
+
+/// The same on a pool shared between processes (here, the threads of one),
+/// where every operation goes through the segment's lock.
+#[test]
+fn the_shared_pool_under_the_same_load_loses_and_double_grants_nothing() {
+    let default_ops = if cfg!(debug_assertions) { 160_000 } else { 1_600_000 };
+    let total_ops = env_u64("MMPOOL_STRESS_OPS", default_ops);
+    /// Removes the pool's name however the test ends.
+    struct Unlink(String);
+    impl Drop for Unlink {
+        fn drop(&mut self) {
+            let _ = mmpool::pool::shared::unlink(&self.0);
+        }
+    }
+    let name = Unlink(format!("stress-{}", std::process::id()));
+    let _ = mmpool::pool::shared::unlink(&name.0);
+    let flags = mmpool::pool::shared::OpenFlags { create: true, exclusive: true, group: false };
+    stress("shared pool", Pool::open_shared(&name.0, TOTAL_HIGH, flags).unwrap(), total_ops);
+}
+
+fn stress(label: &str, pool: Arc<Pool>, total_ops: u64) {
     let threads = env_u64("MMPOOL_STRESS_THREADS", 16).max(1);
     let seed = env_u64("MMPOOL_STRESS_SEED", 0x6d6d_706f_6f6c);
     let per_thread = total_ops.div_ceil(threads);
 
-    let pool = Pool::new(TOTAL_HIGH).unwrap();
     let held_bytes = Arc::new(AtomicU64::new(0));
     let started = Instant::now();
     let workers: Vec<_> = (0..threads)
@@ -291,7 +314,7 @@ fn many_threads_of_random_operations_lose_and_double_grant_nothing() {
     pool.release(all.id).unwrap();
 
     println!(
-        "stress: {} threads x {per_thread} = {} operations in {:.2?} ({:.0} ops/s), seed {seed:#x}: \
+        "stress, {label}: {} threads x {per_thread} = {} operations in {:.2?} ({:.0} ops/s), seed {seed:#x}: \
          {} grants ({} after waiting), {} timeouts, {} ticket timeouts, {} would-blocks, {} resizes, \
          {} double releases, {} foreign ids refused, {} capacity refusals, {} total changes, \
          {} futile wake-ups; zero failures",
