@@ -244,13 +244,13 @@ impl LocalPool {
     }
 
     pub(crate) fn stats(&self) -> Stats {
-        let (waiters, counters) = {
+        // The total and the free bytes are read together under the wait-list
+        // lock, which `set_total` holds while it changes both.
+        let (waiters, counters, total, s) = {
             let wl = self.waitlist.lock();
-            (wl.len() as u64, wl.counters)
+            (wl.len() as u64, wl.counters, self.total_bytes(), self.state.load())
         };
         let (outstanding, _, grants) = self.leases.totals();
-        let total = self.total_bytes();
-        let s = self.state.load();
         Stats {
             total_bytes: total,
             available_bytes: s.available.max(0) as u64,
