@@ -281,4 +281,8 @@ fn a_file_others_may_read_or_of_another_size_is_refused() {
     f.set_len(4096).unwrap();
     let err = Pool::open_shared(&name.0, 0, OpenFlags::default()).err().unwrap();
     assert!(matches!(&err, Error::System(t) if t.contains("truncated")), "{err:?}");
+    // Longer than a segment of this layout: refused as well, not half-mapped.
+    f.set_len(16 << 20).unwrap();
+    let err = Pool::open_shared(&name.0, 0, OpenFlags::default()).err().unwrap();
+    assert!(matches!(&err, Error::System(t) if t.contains("not an mmpool segment")), "{err:?}");
 }

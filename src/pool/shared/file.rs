@@ -311,6 +311,12 @@ pub(crate) fn open(name: &str, total: u64, flags: OpenFlags) -> Result<(Opened, 
         check_owner_and_mode(&st, &path, flags)?;
         let size = st.st_size.max(0) as u64;
         let identity = (st.st_dev, st.st_ino);
+        if size > SEGMENT_SIZE as u64 {
+            return Err(Error::System(format!(
+                "{path} is {size} bytes, a segment of this layout is {SEGMENT_SIZE}: not an mmpool segment \
+                 of this version (remove it with `mmpool unlink {name}`)"
+            )));
+        }
         let unfinished = if size < SEGMENT_SIZE as u64 {
             if size != 0 && size != SEGMENT_SIZE as u64 {
                 return Err(Error::System(format!(
