@@ -150,6 +150,13 @@ fn helper() {
             say("held");
             park();
         }
+        // Acquire, tell the lease's id, and hold until killed.
+        "hold-id" => {
+            let pool = attach(args[1]);
+            let lease = pool.acquire(n(2), Wait::Forever).unwrap();
+            say(&format!("held {}", lease.id));
+            park();
+        }
         // Join the line and wait until granted (or killed).
         "wait" => {
             let pool = attach(args[1]);
@@ -308,6 +315,24 @@ fn kill_9_of_a_holder_gives_its_bytes_to_the_waiter() {
         assert_whole(&pool, round);
     }
     report_waits("holder killed", &mut waits);
+}
+
+#[test]
+fn a_lease_of_another_process_cannot_be_released_here() {
+    let name = Name::new("foreign");
+    let pool = Pool::open_shared(&name.0, 100, CREATE).unwrap();
+    let mut holder = Helper::spawn("hold-id", &[&name.0, "60"], &[]);
+    let report = holder.report();
+    let id: u64 = report.strip_prefix("held ").expect("held <id>").parse().unwrap();
+    let err = pool.release(id).unwrap_err();
+    assert!(matches!(&err, Error::InvalidLease(t) if t.contains("another process")), "{err:?}");
+    assert!(matches!(pool.resize_lease(id, 1, Wait::Forever), Err(Error::InvalidLease(_))));
+    assert_eq!(pool.available_bytes(), 40, "the refused calls changed nothing");
+    holder.kill();
+    // Once its owner is gone, the lease's bytes come back to the living.
+    let lease = pool.acquire(100, Wait::timeout_ns(5_000_000_000)).unwrap();
+    pool.release(lease.id).unwrap();
+    assert_whole(&pool, 0);
 }
 
 #[test]
