@@ -18,6 +18,10 @@ use mmpool::pool::shared::{self, OpenFlags};
 use mmpool::pool::sync::Arc;
 use mmpool::{Error, Pool, Wait};
 
+#[path = "support/rng.rs"]
+mod rng;
+use rng::Rng;
+
 const ROLE: &str = "MMPOOL_TEST_ROLE";
 const CREATE: OpenFlags = OpenFlags { create: true, exclusive: false, group: false };
 /// The bound no survivor may wait past after a kill.
@@ -492,50 +496,35 @@ fn the_environment_attaches_the_global_pool() {
 
 // ---- corrupted segments --------------------------------------------------------
 
-/// xorshift64*: reproducible mutations without a dependency.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-}
-
 /// A mutated copy of `valid`: flipped bytes (mostly in the header and the
 /// first tables), extreme words, or a truncation.
 fn mutate(valid: &[u8], rng: &mut Rng) -> Vec<u8> {
     let mut bytes = valid.to_vec();
-    match rng.below(5) {
-        0 => bytes.truncate(rng.below(valid.len())),
+    match rng.index(5) {
+        0 => bytes.truncate(rng.index(valid.len())),
         1 => {
-            for _ in 0..1 + rng.below(8) {
-                let i = rng.below(512);
-                bytes[i] ^= 1 << rng.below(8);
+            for _ in 0..1 + rng.index(8) {
+                let i = rng.index(512);
+                bytes[i] ^= 1 << rng.index(8);
             }
         }
         2 => {
-            for _ in 0..1 + rng.below(4) {
-                let i = rng.below(512 / 8) * 8;
-                let word: u64 = [0, u64::MAX, 1 << 63, 1 << 60, rng.next(), 0xff][rng.below(6)];
+            for _ in 0..1 + rng.index(4) {
+                let i = rng.index(512 / 8) * 8;
+                let word: u64 = [0, u64::MAX, 1 << 63, 1 << 60, rng.next(), 0xff][rng.index(6)];
                 bytes[i..i + 8].copy_from_slice(&word.to_le_bytes());
             }
         }
         3 => {
             // Tables: processes, entries, the line.
-            for _ in 0..1 + rng.below(64) {
-                let i = 512 + rng.below(valid.len() - 512);
+            for _ in 0..1 + rng.index(64) {
+                let i = 512 + rng.index(valid.len() - 512);
                 bytes[i] = rng.next() as u8;
             }
         }
         _ => {
-            for _ in 0..1 + rng.below(16) {
-                let i = rng.below(valid.len());
+            for _ in 0..1 + rng.index(16) {
+                let i = rng.index(valid.len());
                 bytes[i] = rng.next() as u8;
             }
         }

@@ -25,21 +25,9 @@ const TOTAL_LOW: u64 = 640;
 const MAX_REQUEST: u64 = 256;
 const MAX_HELD: usize = 4;
 
-/// A small deterministic generator (xorshift64*), so a failing run can be
-/// repeated from its printed seed.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
+#[path = "support/rng.rs"]
+mod rng;
+use rng::Rng;
 
 /// What one thread saw; summed, it must equal the pool's counters.
 #[derive(Default, Debug, Clone, Copy)]
