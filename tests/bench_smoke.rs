@@ -1,6 +1,7 @@
 //! `mmpool bench --quick` measures every implementation in every scenario it
 //! can take part in, writes that as JSON, and mmpool's waiters never wake
 //! without a grant. (Figures are never judged here: they are a benchmark's.)
+#![cfg(not(loom))] // these tests use the C boundary and real threads; loom runs tests/loom.rs
 #![cfg(feature = "bench")]
 
 use std::path::PathBuf;

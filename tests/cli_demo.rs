@@ -1,4 +1,5 @@
 //! The `mmpool demo` command runs, stays within its budget and loses nothing.
+#![cfg(not(loom))] // these tests use the C boundary and real threads; loom runs tests/loom.rs
 
 use std::process::Command;
 

@@ -3,6 +3,7 @@
 //!
 //! The stand-in's counters and mmpool's global pool are process-wide, so each
 //! test holds `serial()` for its whole run.
+#![cfg(not(loom))] // these tests use the C boundary and real threads; loom runs tests/loom.rs
 
 mod fake_cudart;
 

@@ -2,6 +2,7 @@
 //! `MMPOOL_ERR_CUDA`, says why, and leaves the pool whole. The runtime is
 //! loaded once per process, so this binary points `MMPOOL_CUDART` at a file
 //! that does not exist before anything loads it.
+#![cfg(not(loom))] // these tests use the C boundary and real threads; loom runs tests/loom.rs
 
 use std::ffi::{c_void, CStr};
 use std::ptr;

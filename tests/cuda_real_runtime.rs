@@ -2,6 +2,7 @@
 //! `mmpool_cuda_malloc` fails with `MMPOOL_ERR_CUDA`, the message names the
 //! CUDA error, and the pool is whole. `scripts/test-cuda.sh` runs it with
 //! `MMPOOL_CUDART` set to the library from the `nvidia-cuda-runtime-cu12` wheel.
+#![cfg(not(loom))] // these tests use the C boundary and real threads; loom runs tests/loom.rs
 
 use std::ffi::{c_void, CStr};
 use std::ptr;

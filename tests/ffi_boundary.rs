@@ -1,5 +1,6 @@
 //! The C ABI's boundary, called as C calls it: status codes, out-parameters
 //! written only on success, messages for every failure, reference counts.
+#![cfg(not(loom))] // these tests use the C boundary and real threads; loom runs tests/loom.rs
 
 use std::ffi::CStr;
 use std::ptr;

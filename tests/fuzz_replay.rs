@@ -3,6 +3,7 @@
 //! checked by the ordinary test run without a nightly toolchain.
 //!
 //! The fuzzers themselves: fuzz/ (`cargo +nightly fuzz run abi`).
+#![cfg(not(loom))] // these tests use the C boundary and real threads; loom runs tests/loom.rs
 
 #[path = "support/abi_model.rs"]
 mod abi_model;

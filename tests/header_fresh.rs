@@ -1,5 +1,6 @@
 //! The checked-in include/mmpool.h must be exactly what cbindgen generates
 //! from src/ffi now. Regenerate with `MMPOOL_UPDATE_HEADER=1 cargo build`.
+#![cfg(not(loom))] // these tests use the C boundary and real threads; loom runs tests/loom.rs
 
 #[test]
 fn checked_in_header_matches_the_generated_one() {

@@ -1,6 +1,7 @@
 //! Library log lines go to stderr, filtered by `MMPOOL_LOG`, when no callback
 //! is installed. Each case runs in a child process (this test binary again),
 //! because the filter is read once per process.
+#![cfg(not(loom))] // these tests use the C boundary and real threads; loom runs tests/loom.rs
 
 use std::process::Command;
 

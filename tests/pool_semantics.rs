@@ -1,5 +1,6 @@
 //! The engine's rules, one test each: accounting, strict FIFO, tickets,
 //! timeouts, close, resizes, stats and the lifetime of a pool.
+#![cfg(not(loom))] // these tests use the C boundary and real threads; loom runs tests/loom.rs
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};

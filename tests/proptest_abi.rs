@@ -5,6 +5,7 @@
 //!
 //! `PROPTEST_CASES` raises the number of sequences (default 1000); the number
 //! run is printed (`cargo test --test proptest_abi -- --nocapture`).
+#![cfg(not(loom))] // these tests use the C boundary and real threads; loom runs tests/loom.rs
 
 #[path = "support/abi_model.rs"]
 mod abi_model;

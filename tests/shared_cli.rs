@@ -1,5 +1,6 @@
 //! `mmpool status NAME [--json]` and `mmpool unlink NAME` against a live
 //! shared pool, and the C exports that open and unlink one.
+#![cfg(not(loom))] // these tests use the C boundary and real threads; loom runs tests/loom.rs
 
 use std::ffi::CString;
 use std::process::Command;

@@ -9,6 +9,7 @@
 //! (`available + bytes held by live leases == total`, nobody waiting), and
 //! the survivor's wait, measured from the kill, is below one second: a bound
 //! on how long a dead process can keep bytes from the living.
+#![cfg(not(loom))] // these tests use the C boundary and real threads; loom runs tests/loom.rs
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::process::{Child, ChildStdout, Command, Stdio};

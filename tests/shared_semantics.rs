@@ -1,6 +1,7 @@
 //! The shared backend follows the same rules as the in-process pool, checked
 //! here within one process (the tests with several processes are in
 //! shared_processes.rs). Each test uses its own pool name and removes it.
+#![cfg(not(loom))] // these tests use the C boundary and real threads; loom runs tests/loom.rs
 
 use mmpool::pool::shared::{self, OpenFlags};
 use mmpool::pool::sync::Arc;

@@ -10,6 +10,7 @@
 //! (16), `MMPOOL_STRESS_SEED` the first thread's seed. The long mode is
 //! `MMPOOL_STRESS_OPS=10000000` (scripts/test-reliability.sh --long).
 //! Run: cargo test --release --test stress -- --nocapture
+#![cfg(not(loom))] // these tests use the C boundary and real threads; loom runs tests/loom.rs
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
