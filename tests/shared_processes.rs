@@ -291,6 +291,23 @@ fn waiter(pool: &Arc<Pool>, nbytes: u64) -> std::thread::JoinHandle<(mmpool::Lea
     })
 }
 
+/// Collects the waiter's grant after a kill: the wait from the kill must stay
+/// under the reclaim bound, and once the lease is back every byte is whole.
+/// Returns that wait.
+fn granted_after_kill(
+    pool: &Arc<Pool>,
+    w: std::thread::JoinHandle<(mmpool::Lease, Instant)>,
+    killed: Instant,
+    round: usize,
+) -> Duration {
+    let (lease, granted) = w.join().unwrap();
+    let waited = granted - killed;
+    assert!(waited < RECLAIM_BOUND, "round {round}: waited {waited:?} after the kill");
+    pool.release(lease.id).unwrap();
+    assert_whole(pool, round);
+    waited
+}
+
 fn report_waits(what: &str, waits: &mut [Duration]) {
     waits.sort();
     let n = waits.len();
@@ -312,12 +329,7 @@ fn kill_9_of_a_holder_gives_its_bytes_to_the_waiter() {
         let w = waiter(&pool, 1000);
         until("the waiter is in line", || pool.stats().waiters == 1);
         let killed = holder.kill();
-        let (lease, granted) = w.join().unwrap();
-        let waited = granted - killed;
-        assert!(waited < RECLAIM_BOUND, "round {round}: waited {waited:?} after the kill");
-        waits.push(waited);
-        pool.release(lease.id).unwrap();
-        assert_whole(&pool, round);
+        waits.push(granted_after_kill(&pool, w, killed, round));
     }
     report_waits("holder killed", &mut waits);
 }
@@ -354,12 +366,7 @@ fn kill_9_of_the_head_waiter_lets_the_next_one_through() {
         until("the second waiter is in line", || pool.stats().waiters == 2);
         let killed = head.kill();
         pool.release(held.id).unwrap();
-        let (lease, granted) = w.join().unwrap();
-        let waited = granted - killed;
-        assert!(waited < RECLAIM_BOUND, "round {round}: waited {waited:?} after the kill");
-        waits.push(waited);
-        pool.release(lease.id).unwrap();
-        assert_whole(&pool, round);
+        waits.push(granted_after_kill(&pool, w, killed, round));
     }
     report_waits("head waiter killed", &mut waits);
 }
@@ -378,12 +385,7 @@ fn kill_9_of_a_process_stopped_inside_the_lock() {
         let w = waiter(&pool, 1000);
         until("the waiter sleeps on the lock", || backend.debug_lock_contended());
         let killed = stopped.kill();
-        let (lease, granted) = w.join().unwrap();
-        let waited = granted - killed;
-        assert!(waited < RECLAIM_BOUND, "round {round}: waited {waited:?} after the kill");
-        waits.push(waited);
-        pool.release(lease.id).unwrap();
-        assert_whole(&pool, round);
+        waits.push(granted_after_kill(&pool, w, killed, round));
         assert_eq!(pool.available_bytes(), 1000, "round {round}: the half-made grant was undone");
     }
     let snap = pool.shared_snapshot().unwrap().unwrap();
