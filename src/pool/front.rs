@@ -10,6 +10,23 @@ use super::shared::{OpenFlags, SharedPool, SharedSnapshot};
 use super::stats::Stats;
 use super::sync::{Arc, AtomicU64, Ordering};
 
+/// Holds one reference of the pool for a lease just granted: a pool lives as
+/// long as any lease can still be released into it.
+pub(crate) fn keep(owner: &Arc<Pool>) {
+    std::mem::forget(Arc::clone(owner));
+}
+
+/// Drops the reference a released lease held (see `keep`). It may be the last
+/// one, freeing the pool; `owner` itself stays valid as a value.
+///
+/// # Safety
+/// The caller removed a lease whose grant called `keep`, drops its reference
+/// exactly once, and does not use the pool after this call.
+pub(crate) unsafe fn unkeep(owner: &Arc<Pool>) {
+    // SAFETY: the count dropped here was added by `keep` for this lease.
+    unsafe { Arc::decrement_strong_count(Arc::as_ptr(owner)) };
+}
+
 const LIVE: u64 = 0x6d6d_706f_6f6c_2121;
 
 enum Backend {
@@ -115,12 +132,9 @@ impl Pool {
         match &self.backend {
             Backend::Local(b) => {
                 if b.release(id)? {
-                    // SAFETY: the lease held one strong reference, leaked with
-                    // `mem::forget` when it was recorded; it is dropped exactly
-                    // once, here, after the backend's last use of the pool.
-                    // The caller's `Arc` stays valid as a value even if this
-                    // frees the pool.
-                    unsafe { Arc::decrement_strong_count(Arc::as_ptr(self)) };
+                    // SAFETY: a lease was removed, and its grant called `keep`;
+                    // this is the call's last use of the pool.
+                    unsafe { unkeep(self) };
                 }
                 Ok(())
             }

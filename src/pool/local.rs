@@ -14,7 +14,7 @@
 use std::time::{Duration, Instant};
 
 use super::error::Error;
-use super::front::Pool;
+use super::front::{keep, Pool};
 use super::lease::{Lease, Ticket};
 use super::slots::{IdKind, LeaseSlots, Removed};
 use super::state::{Snapshot, State, MAX_TOTAL};
@@ -320,7 +320,7 @@ impl LocalPool {
     fn record(&self, owner: &Arc<Pool>, nbytes: u64) -> Result<Lease, Error> {
         match self.leases.insert(nbytes) {
             Ok(id) => {
-                std::mem::forget(Arc::clone(owner));
+                keep(owner);
                 Ok(Lease { id, nbytes })
             }
             Err(e) => {
@@ -333,7 +333,7 @@ impl LocalPool {
     /// Records the lease of a granted ticket; it keeps the ticket's id.
     fn record_ticket(&self, owner: &Arc<Pool>, ticket: u64, nbytes: u64) -> Lease {
         self.leases.insert_ticket(ticket, nbytes);
-        std::mem::forget(Arc::clone(owner));
+        keep(owner);
         Lease { id: ticket, nbytes }
     }
 

@@ -38,7 +38,7 @@ use std::time::{Duration, Instant};
 pub use file::{path_of, unlink, validate_name};
 
 use super::error::Error;
-use super::front::Pool;
+use super::front::{keep, unkeep, Pool};
 use super::lease::{Lease, Ticket};
 use super::local::{check_total, Wait};
 use super::stats::Stats;
@@ -171,21 +171,6 @@ pub struct SharedPool {
 
 fn generation() -> u16 {
     liveness::fork_generation() as u16
-}
-
-/// Holds one reference of the pool for a lease of this process.
-fn keep(owner: &Arc<Pool>) {
-    std::mem::forget(Arc::clone(owner));
-}
-
-/// Drops the reference a lease of this process held.
-///
-/// # Safety
-/// The caller removed a lease of this process whose grant called `keep`.
-unsafe fn unkeep(owner: &Arc<Pool>) {
-    // SAFETY: the count being dropped was added by `keep` for this lease, and
-    // the caller's own `owner` keeps the count above zero during the call.
-    unsafe { Arc::decrement_strong_count(Arc::as_ptr(owner)) };
 }
 
 /// Takes the segment's lock for `me`, repairing the segment if it was taken
