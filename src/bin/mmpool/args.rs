@@ -47,7 +47,8 @@ impl<'a> Args<'a> {
         self.rest.next().cloned().ok_or_else(|| format!("{flag} needs a value"))
     }
 
-    /// The value of `flag`, parsed as a number.
+    /// The value of `flag`, parsed as a number (for `mmpool bench`).
+    #[cfg_attr(not(feature = "bench"), allow(dead_code))]
     pub fn number<T: FromStr>(&mut self, flag: &str) -> Result<T, String> {
         let v = self.value(flag)?;
         v.parse().map_err(|_| format!("{flag} needs a number, got `{v}`"))
