@@ -94,6 +94,11 @@ fn flag_equals_value_is_read_like_flag_space_value() {
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert!(r.stdout.contains("100 times, one thread"), "{}", r.stdout);
     assert!(!r.stdout.contains("SIGKILL"), "--kills=0 kills nothing:\n{}", r.stdout);
+
+    if cfg!(feature = "bench") {
+        let r = mmpool(&["bench", "--callgrind-pair=mmpool", "--pairs=10"]);
+        assert_eq!((r.code, r.stdout.trim()), (0, "mmpool: 10 pairs (+1000 warm-up)"), "{}", r.stderr);
+    }
 }
 
 #[test]
