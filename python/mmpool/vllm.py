@@ -18,8 +18,9 @@ from __future__ import annotations
 from typing import Optional
 
 from . import _global
-from ._lib import as_u64
 from ._pool import Lease, Pool
+
+_acquire = Pool.acquire  # the compiled acquire, called without a super() lookup
 
 __all__ = [
     "MultiModalGPUMemoryLease",
@@ -56,17 +57,21 @@ class MultiModalGPUMemoryPool(Pool):
         """Reserves ``nbytes``, blocking until they are free (first come, first
         served). ``ValueError`` when ``nbytes`` is negative or larger than the
         whole pool, since such a request could never be granted."""
-        if nbytes < 0:
-            raise ValueError(f"Cannot acquire a negative number of bytes ({nbytes}); pass the size to decode")
-        n = as_u64(nbytes, "nbytes")
-        total = self.total_bytes
-        if n > total:
-            raise ValueError(
-                f"Multimodal GPU decode requested {n} bytes, more than the total pool size of {total} "
-                "bytes, so it could never be granted. Raise --mm-ipc-gpu-memory-gb or send "
-                "smaller multimodal inputs."
-            )
-        return super().acquire(n, timeout)  # type: ignore[return-value]
+        try:
+            return _acquire(self, nbytes, timeout)  # type: ignore[return-value]
+        except ValueError:
+            if nbytes < 0:
+                raise ValueError(
+                    f"Cannot acquire a negative number of bytes ({nbytes}); pass the size to decode"
+                ) from None
+            total = self.total_bytes
+            if nbytes > total:
+                raise ValueError(
+                    f"Multimodal GPU decode requested {nbytes} bytes, more than the total pool size of "
+                    f"{total} bytes, so it could never be granted. Raise --mm-ipc-gpu-memory-gb or send "
+                    "smaller multimodal inputs."
+                ) from None
+            raise
 
     def _release(self, lease: Lease) -> None:
         lease.release()

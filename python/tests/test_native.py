@@ -1,6 +1,7 @@
-"""The native side: the header works with cffi and matches the ctypes
-declarations, C extensions built against the package share its global pool,
-and the installed package carries what it should."""
+"""The native side: the compiled hot path is the package's own extension,
+linked to the library the package ships; the header works with cffi and
+matches the ctypes declarations; C extensions built against the package share
+its global pool; and the installed package carries what it should."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ import pytest
 
 import mmpool
 from mmpool import _lib
-from conftest import REPO
+from conftest import REPO, run_python
 
 cffi = pytest.importorskip("cffi")
 
@@ -32,6 +33,9 @@ int ext_acquire(uint64_t nbytes) {
     mmpool_unref(pool);
     return (int)status;
 }
+
+/* Where this extension's calls into the library go. */
+void *ext_symbol(void) { return (void *)&mmpool_version; }
 
 int ext_release(void) {
     mmpool *pool = mmpool_global();
@@ -73,6 +77,7 @@ def load_extension(tmp_path: Path, name: str, build) -> ctypes.CDLL:
     ext = ctypes.CDLL(str(path))
     ext.ext_acquire.argtypes = [ctypes.c_uint64]
     ext.ext_install.argtypes = [ctypes.c_uint64]
+    ext.ext_symbol.restype = ctypes.c_void_p
     return ext
 
 
@@ -115,8 +120,11 @@ def mapped_mmpool_files() -> set[str]:
 @pytest.mark.parametrize("build", [build_with_gcc, build_with_cmake], ids=["gcc", "cmake"])
 def test_a_c_extension_shares_the_global_pool_with_python(tmp_path, build):
     ext = load_extension(tmp_path, build.__name__, build)
-    # One copy of the library in the process: the one Python loaded.
+    # One copy of the library in the process: the one Python loaded, which
+    # the package's compiled module and this extension both call.
     assert mapped_mmpool_files() == {str(Path(mmpool.get_library_path()).resolve())}
+    assert ext.ext_symbol() == _lib.core._library_symbol()
+    assert ext.ext_symbol() == ctypes.cast(_lib.lib.mmpool_version, ctypes.c_void_p).value
 
     pool = mmpool.init_global_pool(1.0)
     assert ext.ext_acquire(1000) == _lib.OK
@@ -183,10 +191,7 @@ def test_ctypes_prototypes_match_the_header(header_ffi, name):
     assert [cffi_kind(header_ffi, a) for a in fn.args] == [ctypes_kind(a) for a in argtypes]
 
 
-@pytest.mark.parametrize(
-    "cname, struct",
-    [("mmpool_lease", _lib.LeaseStruct), ("mmpool_ticket", _lib.TicketStruct), ("mmpool_stats", _lib.StatsStruct)],
-)
+@pytest.mark.parametrize("cname, struct", [("mmpool_stats", _lib.StatsStruct)])
 def test_ctypes_structs_match_the_header(header_ffi, cname, struct):
     fields = header_ffi.typeof(cname).fields
     assert [name for name, _ in fields] == [name for name, *_ in struct._fields_]
@@ -222,13 +227,64 @@ def test_status_codes_map_to_python_exceptions(status, exception):
 def test_the_installed_package_carries_library_headers_and_cmake_config():
     package = Path(mmpool.__file__).parent
     native = package / "_native"
-    assert Path(mmpool.get_library_path()) == native / "lib" / "libmmpool.so"
+    assert Path(mmpool.get_library_path()) == native / "lib" / "libmmpool.so.0"
     assert Path(mmpool.get_include()) == native / "include"
     assert Path(mmpool.get_cmake_dir()) == native / "cmake"
     assert (native / "include" / "mmpool.h").read_bytes() == (REPO / "include" / "mmpool.h").read_bytes()
     assert (native / "cmake" / "mmpoolConfig.cmake").is_file()
     assert (native / "cmake" / "mmpoolConfigVersion.cmake").is_file()
+    assert os.access(native / "bin" / "mmpool", os.X_OK)
     assert (package / "py.typed").is_file()
+
+
+def dynamic_section(path: Path) -> str:
+    readelf = shutil.which("readelf")
+    if readelf is None:
+        pytest.skip("readelf (binutils) is not installed")
+    return subprocess.run([readelf, "-d", str(path)], capture_output=True, text=True, check=True).stdout
+
+
+@pytest.mark.skipif("MMPOOL_LIBRARY" in os.environ, reason="MMPOOL_LIBRARY overrides the packaged library")
+def test_the_hot_path_is_the_packaged_extension_linked_to_the_packaged_library():
+    core = _lib.core
+    package = Path(mmpool.__file__).parent
+    # The compiled module itself, from the package (no fallback exists), on
+    # the limited API, and the base of the public classes.
+    assert Path(core.__file__) == package / "_core.abi3.so"
+    assert core.PoolBase in mmpool.Pool.__mro__ and core.LeaseBase in mmpool.Lease.__mro__
+    assert type(mmpool.Pool.acquire).__name__ == "method_descriptor"  # C, not a Python function
+    # It needs the library by its SONAME and finds it next to itself.
+    dynamic = dynamic_section(Path(core.__file__))
+    assert "[libmmpool.so.0]" in dynamic and "[$ORIGIN/_native/lib]" in dynamic, dynamic
+    assert "(SONAME)" in dynamic_section(Path(mmpool.get_library_path()))
+    assert "[libmmpool.so.0]" in dynamic_section(Path(mmpool.get_library_path()))
+    # And in the running process its calls go to the file ctypes loaded.
+    maps = Path("/proc/self/maps").read_text()
+    assert str(Path(core.__file__).resolve()) in maps
+    assert core._library_symbol() == ctypes.cast(_lib.lib.mmpool_version, ctypes.c_void_p).value
+    assert mapped_mmpool_files() == {str(Path(mmpool.get_library_path()).resolve())}
+
+
+def test_the_extension_alone_finds_the_packaged_library():
+    # In a fresh process, load the extension before anything else has mapped
+    # the library: the rpath alone must find the same file.
+    result = run_python(
+        """
+        import importlib.util, pathlib, re, sys
+        spec = importlib.util.find_spec("mmpool")
+        package = pathlib.Path(spec.origin).parent
+        core_spec = importlib.util.spec_from_file_location("mmpool._core", package / "_core.abi3.so")
+        core = importlib.util.module_from_spec(core_spec)
+        core_spec.loader.exec_module(core)
+        maps = pathlib.Path("/proc/self/maps").read_text().splitlines()
+        print(*sorted({l.split()[-1] for l in maps if re.search(r"/libmmpool[^/]*[.]so", l)}))
+        """
+    )
+    assert result.returncode == 0, result.stderr
+    expected = Path(mmpool.get_library_path()).resolve()
+    if "MMPOOL_LIBRARY" in os.environ or not (expected.parent.parent.parent / "_core.abi3.so").is_file():
+        pytest.skip("not an installed package")
+    assert result.stdout.split() == [str(expected)]
 
 
 def test_package_crate_and_library_versions_agree():
