@@ -73,7 +73,7 @@ def _say(line: str, tty: Optional[TextIO]) -> None:
     print(line, file=sys.stderr, flush=True)
     if tty is not None:
         try:
-            tty.write(line + "\n")
+            tty.write("\r\x1b[K" + line + "\n")  # from the line's start, past pip's spinner
             tty.flush()
         except OSError:
             pass

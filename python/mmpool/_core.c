@@ -23,12 +23,14 @@
 
 #include <mmpool.h>
 #include <stdio.h>
+#include <string.h>
 #include <time.h>
 
 static uint64_t wait_slice_ns = 50000000; /* 50 ms */
 
-/* mmpool._lib.exception_for(status, message, obj, operation): the exception
- * to raise, built in Python, where status codes become exception types. */
+/* mmpool._lib.exception_for(status, message, obj, operation, nbytes): the
+ * exception to raise, built in Python, where status codes become exception
+ * types. */
 static PyObject *exception_for;
 /* mmpool._lib.as_u64 and mmpool._lib.timeout_ns: argument checks with their
  * messages, for values other than plain ints and floats. */
@@ -42,6 +44,7 @@ typedef struct {
     PyObject_HEAD
     mmpool *pool;         /* one reference, dropped in dealloc */
     PyTypeObject *lease_type;
+    allocfunc lease_alloc;
     int keep_gil;
 } PoolObject;
 
@@ -75,9 +78,10 @@ static uint64_t now_ns(void) {
 
 /* Sets the Python exception for a failing status, with this thread's library
  * message; always returns NULL. */
-static PyObject *raise_status(mmpool_status status, PyObject *obj, const char *operation) {
+static PyObject *raise_status(mmpool_status status, PyObject *obj, const char *operation, uint64_t nbytes) {
     const char *message = mmpool_last_error();
-    PyObject *exc = PyObject_CallFunction(exception_for, "iyOs", (int)status, message ? message : "", obj, operation);
+    PyObject *exc = PyObject_CallFunction(exception_for, "iyOsK", (int)status, message ? message : "", obj, operation,
+                                          (unsigned long long)nbytes);
     if (exc != NULL) {
         PyErr_SetObject((PyObject *)Py_TYPE(exc), exc);
         Py_DECREF(exc);
@@ -135,8 +139,7 @@ static PoolObject *as_pool(PyObject *obj) {
 
 /* A lease object for a grant; on failure the grant goes back. */
 static PyObject *new_lease(PoolObject *pool, mmpool_lease grant) {
-    allocfunc alloc = (allocfunc)PyType_GetSlot(pool->lease_type, Py_tp_alloc);
-    LeaseObject *lease = (LeaseObject *)alloc(pool->lease_type, 0);
+    LeaseObject *lease = (LeaseObject *)pool->lease_alloc(pool->lease_type, 0);
     if (lease == NULL) {
         mmpool_status ignored;
         CALL(pool, ignored, mmpool_release(pool->pool, grant));
@@ -169,6 +172,7 @@ static PyObject *PoolBase_new(PyTypeObject *type, PyObject *args, PyObject *kwds
         return NULL;
     }
     self->lease_type = (PyTypeObject *)lease_type;
+    self->lease_alloc = (allocfunc)PyType_GetSlot(self->lease_type, Py_tp_alloc);
     return (PyObject *)self;
 }
 
@@ -214,7 +218,7 @@ static PyObject *PoolBase_get_handle(PyObject *obj, void *closure) {
 }
 
 /* Waits in line for a ticket in slices; on any exception leaves the line. */
-static PyObject *wait_in_line(PoolObject *self, mmpool_ticket ticket, uint64_t wait_ns, const char *operation) {
+static PyObject *wait_in_line(PoolObject *self, mmpool_ticket ticket, uint64_t nbytes, uint64_t wait_ns) {
     uint64_t deadline = 0;
     if (wait_ns != MMPOOL_WAIT_FOREVER) {
         uint64_t now = now_ns();
@@ -239,7 +243,7 @@ static PyObject *wait_in_line(PoolObject *self, mmpool_ticket ticket, uint64_t w
         Py_END_ALLOW_THREADS
         if (status == MMPOOL_OK) return new_lease(self, grant);
         if (status != MMPOOL_ERR_TIMEOUT || last) {
-            return raise_status(status, (PyObject *)self, operation); /* the ticket has left the line */
+            return raise_status(status, (PyObject *)self, "acquire", nbytes); /* the ticket has left the line */
         }
         if (PyErr_CheckSignals() < 0) {
             mmpool_status ignored;
@@ -250,14 +254,7 @@ static PyObject *wait_in_line(PoolObject *self, mmpool_ticket ticket, uint64_t w
     }
 }
 
-static PyObject *PoolBase_acquire(PyObject *obj, PyObject *args, PyObject *kwds) {
-    static char *keywords[] = {"nbytes", "timeout", NULL};
-    PyObject *nbytes_arg = NULL, *timeout = Py_None;
-    if (kwds == NULL && PyTuple_Size(args) == 1) {
-        nbytes_arg = PyTuple_GetItem(args, 0);
-    } else if (!PyArg_ParseTupleAndKeywords(args, kwds, "O|O:acquire", keywords, &nbytes_arg, &timeout)) {
-        return NULL;
-    }
+static PyObject *acquire(PyObject *obj, PyObject *nbytes_arg, PyObject *timeout) {
     PoolObject *self = as_pool(obj);
     uint64_t nbytes, wait_ns;
     if (self == NULL || as_u64(nbytes_arg, "nbytes", &nbytes) < 0 || timeout_arg(timeout, &wait_ns) < 0) return NULL;
@@ -265,9 +262,43 @@ static PyObject *PoolBase_acquire(PyObject *obj, PyObject *args, PyObject *kwds)
     mmpool_ticket ticket;
     mmpool_status status;
     CALL(self, status, mmpool_acquire_or_enqueue(self->pool, nbytes, &grant, &ticket));
-    if (status != MMPOOL_OK) return raise_status(status, obj, "acquire");
+    if (status != MMPOOL_OK) return raise_status(status, obj, "acquire", nbytes);
     if (grant.id != 0) return new_lease(self, grant);
-    return wait_in_line(self, ticket, wait_ns, "acquire");
+    return wait_in_line(self, ticket, nbytes, wait_ns);
+}
+
+static PyObject *PoolBase_acquire(PyObject *obj, PyObject *args, PyObject *kwds) {
+    static char *keywords[] = {"nbytes", "timeout", NULL};
+    PyObject *nbytes_arg = NULL, *timeout = Py_None;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O|O:acquire", keywords, &nbytes_arg, &timeout)) return NULL;
+    return acquire(obj, nbytes_arg, timeout);
+}
+
+/* The vectorcall form (METH_FASTCALL | METH_KEYWORDS, part of the stable ABI
+ * from CPython 3.10, where the module init chooses it): positional calls
+ * skip building a tuple; keywords take the general path. */
+#ifndef METH_FASTCALL
+#define METH_FASTCALL 0x0080
+#endif
+
+static PyObject *PoolBase_acquire_fast(PyObject *obj, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames) {
+    if (kwnames == NULL && (nargs == 1 || nargs == 2)) return acquire(obj, args[0], nargs == 2 ? args[1] : Py_None);
+    PyObject *tuple = PyTuple_New(nargs), *kwds = NULL, *result = NULL;
+    if (tuple == NULL) return NULL;
+    for (Py_ssize_t i = 0; i < nargs; i++) {
+        Py_INCREF(args[i]);
+        PyTuple_SetItem(tuple, i, args[i]);
+    }
+    Py_ssize_t nkw = kwnames == NULL ? 0 : PyTuple_Size(kwnames);
+    if (nkw > 0 && (kwds = PyDict_New()) == NULL) goto done;
+    for (Py_ssize_t i = 0; i < nkw; i++) {
+        if (PyDict_SetItem(kwds, PyTuple_GetItem(kwnames, i), args[nargs + i]) < 0) goto done;
+    }
+    result = PoolBase_acquire(obj, tuple, kwds);
+done:
+    Py_DECREF(tuple);
+    Py_XDECREF(kwds);
+    return result;
 }
 
 static PyObject *PoolBase_try_acquire(PyObject *obj, PyObject *nbytes_arg) {
@@ -279,7 +310,7 @@ static PyObject *PoolBase_try_acquire(PyObject *obj, PyObject *nbytes_arg) {
     CALL(self, status, mmpool_try_acquire(self->pool, nbytes, &grant));
     if (status == MMPOOL_OK) return new_lease(self, grant);
     if (status == MMPOOL_ERR_WOULD_BLOCK) Py_RETURN_NONE;
-    return raise_status(status, obj, "try_acquire");
+    return raise_status(status, obj, "try_acquire", nbytes);
 }
 
 static PyMethodDef PoolBase_methods[] = {
@@ -375,7 +406,7 @@ static PyObject *LeaseBase_release(PyObject *obj, PyObject *unused) {
     LeaseObject *self = (LeaseObject *)obj;
     if (self->released || self->detached) Py_RETURN_NONE;
     mmpool_status status = give_back(self);
-    if (status != MMPOOL_OK) return raise_status(status, obj, "release");
+    if (status != MMPOOL_OK) return raise_status(status, obj, "release", self->nbytes);
     Py_RETURN_NONE;
 }
 
@@ -387,6 +418,12 @@ static PyObject *LeaseBase_enter(PyObject *obj, PyObject *unused) {
 
 static PyObject *LeaseBase_exit(PyObject *obj, PyObject *args) {
     (void)args;
+    return LeaseBase_release(obj, NULL);
+}
+
+static PyObject *LeaseBase_exit_fast(PyObject *obj, PyObject *const *args, Py_ssize_t nargs) {
+    (void)args;
+    (void)nargs;
     return LeaseBase_release(obj, NULL);
 }
 
@@ -417,7 +454,7 @@ static PyObject *LeaseBase_resize(PyObject *obj, PyObject *args, PyObject *kwds)
     Py_BEGIN_ALLOW_THREADS /* growing may wait */
     status = mmpool_lease_resize(self->pool->pool, &lease, nbytes, wait_ns);
     Py_END_ALLOW_THREADS
-    if (status != MMPOOL_OK) return raise_status(status, obj, "resize");
+    if (status != MMPOOL_OK) return raise_status(status, obj, "resize", nbytes);
     self->nbytes = lease.nbytes;
     Py_RETURN_NONE;
 }
@@ -449,6 +486,7 @@ static PyObject *LeaseBase_get_detached(PyObject *obj, void *closure) {
     return PyBool_FromLong(((LeaseObject *)obj)->detached);
 }
 
+#define EXIT_METHOD 4 /* the index of __exit__ below */
 static PyMethodDef LeaseBase_methods[] = {
     {"release", LeaseBase_release, METH_NOARGS,
      "release()\n--\n\nReturns the bytes to the pool. Releasing again (or after detach) does nothing."},
@@ -543,7 +581,20 @@ static struct PyModuleDef core_module = {
     NULL, NULL, NULL, NULL,
 };
 
+/* Whether the running interpreter is CPython 3.10 or later. */
+static int runtime_has_fastcall(void) {
+    int major = 0, minor = 0;
+    return sscanf(Py_GetVersion(), "%d.%d", &major, &minor) == 2 && (major > 3 || (major == 3 && minor >= 10));
+}
+
 PyMODINIT_FUNC PyInit__core(void) {
+    if (runtime_has_fastcall() && strcmp(PoolBase_methods[0].ml_name, "acquire") == 0 &&
+        strcmp(LeaseBase_methods[EXIT_METHOD].ml_name, "__exit__") == 0) {
+        PoolBase_methods[0].ml_meth = (PyCFunction)(void (*)(void))PoolBase_acquire_fast;
+        PoolBase_methods[0].ml_flags = METH_FASTCALL | METH_KEYWORDS;
+        LeaseBase_methods[EXIT_METHOD].ml_meth = (PyCFunction)(void (*)(void))LeaseBase_exit_fast;
+        LeaseBase_methods[EXIT_METHOD].ml_flags = METH_FASTCALL;
+    }
     PyObject *module = PyModule_Create(&core_module);
     if (module == NULL) return NULL;
     LeaseBase_Type = (PyTypeObject *)PyType_FromSpec(&LeaseBase_spec);

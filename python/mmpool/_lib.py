@@ -141,11 +141,15 @@ def error_for(status: int, where: str | None = None, message: str | None = None)
     return _EXCEPTIONS.get(status, InternalError)(f"{where}: {text}" if where else text)
 
 
-def exception_for(status: int, message: bytes, obj: object, operation: str) -> BaseException:
+def exception_for(status: int, message: bytes, obj: object, operation: str, nbytes: int) -> BaseException:
     """:func:`error_for` as ``mmpool._core`` calls it: ``obj`` is the pool or
-    lease whose method ``operation`` failed with ``message``."""
+    lease whose method ``operation`` failed with ``message`` on a request for
+    ``nbytes``. A class may word its own refusals with a method
+    ``_exception(status, operation, nbytes, exception)`` (mmpool.vllm does)."""
     where = f"{type(obj).__name__}.{operation}"
-    return error_for(status, where, message.decode("utf-8", "replace"))
+    exception = error_for(status, where, message.decode("utf-8", "replace"))
+    reword = getattr(obj, "_exception", None)
+    return exception if reword is None else reword(status, operation, nbytes, exception)
 
 
 def check(status: int, where: str | None = None) -> None:

@@ -262,3 +262,17 @@ def test_a_lease_outlives_its_pool_object():
     assert lease.pool.available_bytes == 6
     lease.release()
     assert lease.pool.available_bytes == 10
+
+
+def test_acquire_takes_its_arguments_by_position_or_by_keyword():
+    pool = mmpool.Pool(100)
+    for lease in (pool.acquire(1), pool.acquire(2, 1.0), pool.acquire(3, timeout=None),
+                  pool.acquire(nbytes=4), pool.acquire(nbytes=5, timeout=0)):
+        lease.release()
+    assert pool.stats().grants == 5 and pool.available_bytes == 100
+    with pytest.raises(TypeError):
+        pool.acquire()  # type: ignore[call-arg]
+    with pytest.raises(TypeError):
+        pool.acquire(1, 2, 3)  # type: ignore[call-arg]
+    with pytest.raises(TypeError):
+        pool.acquire(1, size=2)  # type: ignore[call-arg]
