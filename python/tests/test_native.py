@@ -10,6 +10,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -293,3 +294,29 @@ def test_package_crate_and_library_versions_agree():
     from importlib.metadata import version
 
     assert cargo == pyproject == mmpool.__version__ == version("mmpool")
+
+
+def test_a_source_checkout_compiles_the_extension_on_first_import(tmp_path):
+    # PYTHONPATH=python in a checkout never built as a package (as the bench
+    # and CUDA scripts use it): the module is compiled into cargo's target/
+    # on first import, linked to the library found there, and reused after.
+    checkout = tmp_path / "checkout"
+    (checkout / "python").mkdir(parents=True)
+    shutil.copytree(Path(mmpool.__file__).parent, checkout / "python" / "mmpool",
+                    ignore=shutil.ignore_patterns("_native", "*.so", "__pycache__"))
+    shutil.copytree(Path(mmpool.get_include()), checkout / "include")
+    (checkout / "Cargo.toml").write_text("[package]\n")
+    (checkout / "target" / "debug").mkdir(parents=True)
+    shutil.copy2(mmpool.get_library_path(), checkout / "target" / "debug" / "libmmpool.so")
+    env = {k: v for k, v in os.environ.items() if k not in ("MMPOOL_LIBRARY", "CARGO_TARGET_DIR")}
+    env["PYTHONPATH"] = str(checkout / "python")
+    code = "import mmpool; print(mmpool._lib.core.__file__, mmpool.get_library_path()); mmpool.Pool(9).acquire(9).release()"
+    runs = [subprocess.run([sys.executable, "-c", code], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120)
+            for _ in range(2)]
+    for result in runs:
+        assert result.returncode == 0, result.stderr
+    core, library = runs[0].stdout.split()
+    assert Path(core).parent.parent == checkout / "target" / "python" / "checkout-ext"
+    assert library == str(checkout / "target" / "debug" / "libmmpool.so")
+    assert "mmpool: " in runs[0].stderr and "_core.c" in runs[0].stderr  # compiled the first time,
+    assert runs[1].stderr == "" and runs[1].stdout == runs[0].stdout  # reused the second
