@@ -14,7 +14,6 @@ from . import _lib
 from ._lib import StatsStruct, as_u64, check, core, lib
 
 P = TypeVar("P", bound="Pool")
-L = TypeVar("L", bound="Lease")
 
 
 @dataclass(frozen=True)
