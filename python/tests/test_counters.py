@@ -5,13 +5,12 @@ a timed-out acquire is exactly one timeout; an interrupted one is neither."""
 from __future__ import annotations
 
 import os
-import threading
 import uuid
 
 import pytest
 
 import mmpool
-from conftest import wait_until
+from conftest import granted_after_a_wait
 
 
 @pytest.fixture(params=["local", "shared"])
@@ -37,16 +36,10 @@ def counts(pool: mmpool.Pool) -> tuple[int, int, int]:
 
 def test_an_acquire_that_waited_counts_no_would_block(make_pool):
     pool = make_pool(100)
-    held = pool.acquire(100)
-    got = []
-    waiter = threading.Thread(target=lambda: got.append(pool.acquire(60, timeout=60)))
-    waiter.start()
-    wait_until(lambda: pool.stats().waiters == 1, "the waiter is in line")
-    held.release()
-    waiter.join(30)
-    assert got and got[0].nbytes == 60
+    lease = granted_after_a_wait(pool, 60, timeout=60)
+    assert lease.nbytes == 60
     assert counts(pool) == (0, 0, 1)  # waited once, refused never
-    got[0].release()
+    lease.release()
 
 
 def test_a_try_acquire_refusal_is_the_one_would_block(make_pool):

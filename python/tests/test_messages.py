@@ -4,13 +4,11 @@ the C function behind it."""
 from __future__ import annotations
 
 import os
-import threading
 import uuid
 
 import pytest
 
 import mmpool
-from conftest import wait_until
 
 
 def message_of(call) -> tuple[type, str]:
@@ -59,26 +57,6 @@ def test_messages_name_the_python_method_and_no_c_function(index):
     assert kind is expected, message
     assert message.startswith(prefix), message
     assert "mmpool_" not in message, message
-
-
-def test_a_closed_pool_wakes_a_waiter_with_a_python_message():
-    pool = mmpool.Pool(10)
-    held = pool.acquire(10)
-    errors = []
-
-    def wait():
-        try:
-            pool.acquire(5)
-        except mmpool.PoolClosedError as e:
-            errors.append(str(e))
-
-    waiter = threading.Thread(target=wait)
-    waiter.start()
-    wait_until(lambda: pool.stats().waiters == 1, "the waiter is in line")
-    pool.close()
-    waiter.join(30)
-    assert errors and errors[0].startswith("Pool.acquire: ") and "mmpool_" not in errors[0]
-    held.release()
 
 
 def test_a_timeout_says_what_to_change():
