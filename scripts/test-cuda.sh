@@ -19,6 +19,11 @@
 # The Rust tests over the stand-in runtime run in `cargo test` already.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=scripts/lib/packages.sh
+. scripts/lib/packages.sh
+# The Python checks import the package from the checkout, which compiles its
+# extension on first import.
+mmpool_need_python_build
 
 WHEELS=target/cuda-wheels
 TOOLS=target/cuda-tools

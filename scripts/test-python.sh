@@ -11,28 +11,13 @@ cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
 VENV=target/python/venv
 
-apt_install() {
-    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
-    else
-        echo "test-python.sh: please install: $*" >&2
-        exit 1
-    fi
-}
-
-command -v "$PYTHON" >/dev/null || apt_install python3 python3-venv python3-pip
-command -v gcc >/dev/null || apt_install gcc
-command -v cmake >/dev/null || apt_install cmake
-command -v readelf >/dev/null || apt_install binutils
-# mmpool._core is a CPython extension: building it needs Python.h.
-PY_INCLUDE=$("$PYTHON" -c 'import sysconfig; print(sysconfig.get_paths()["include"])')
-[ -f "$PY_INCLUDE/Python.h" ] || apt_install python3-dev
+# shellcheck source=scripts/lib/packages.sh
+. scripts/lib/packages.sh
+mmpool_need_python_build
+mmpool_need_packages cmake
 
 mkdir -p target/python
-if ! "$PYTHON" -m venv --clear "$VENV" 2>/dev/null; then
-    apt_install python3-venv
-    "$PYTHON" -m venv --clear "$VENV"
-fi
+"$PYTHON" -m venv --clear "$VENV"
 PIP=("$VENV/bin/python" -m pip --disable-pip-version-check)
 
 echo "--- editable install (pip install -e .)"

@@ -37,3 +37,17 @@ mmpool_need_packages() {
         mmpool_package_installed "$pkg" || { echo "apt-get did not install $pkg" >&2; return 1; }
     done
 }
+
+# What building mmpool's Python package needs besides Rust: a venv-capable
+# Python with pip, its headers (the mmpool._core extension), gcc, readelf.
+# PYTHON names the interpreter (default python3); for Debian's own python3 the
+# packages are installed, for any other it must bring its headers itself.
+mmpool_need_python_build() {
+    local python=${PYTHON:-python3} include
+    mmpool_need_packages gcc binutils
+    if [ "$python" = python3 ]; then
+        mmpool_need_packages python3 python3-venv python3-pip python3-dev
+    fi
+    include=$("$python" -c 'import sysconfig; print(sysconfig.get_paths()["include"])')
+    [ -f "$include/Python.h" ] || { echo "$python has no Python.h in $include" >&2; return 1; }
+}
