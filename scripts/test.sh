@@ -5,7 +5,13 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-section() { printf '\n==== %s ====\n' "$*"; }
+# Each heading after the first says how long the part before it took.
+started=$SECONDS part_started=
+section() {
+    [ -z "$part_started" ] || printf '(%d s)\n' $((SECONDS - part_started))
+    part_started=$SECONDS
+    printf '\n==== %s ====\n' "$*"
+}
 
 section "Rust: unit, integration and header-freshness tests"
 cargo test --all-targets
@@ -23,4 +29,4 @@ for script in scripts/test-*.sh; do
     bash "$script"
 done
 
-section "all tests passed"
+section "all tests passed in $((SECONDS - started)) s"
