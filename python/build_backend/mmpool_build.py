@@ -266,7 +266,7 @@ class PlatformWheel(_bdist_wheel):
     def finalize_options(self) -> None:
         self.distribution.has_ext_modules = lambda: True  # type: ignore[method-assign]
         super().finalize_options()
-        assert not self.root_is_pure
+        self.root_is_pure = False
 
     def get_tag(self) -> tuple[str, str, str]:
         return "cp39", "abi3", os.environ.get("MMPOOL_WHEEL_PLATFORM") or super().get_tag()[2]
