@@ -14,6 +14,23 @@ headers. ``CARGO_TARGET_DIR`` is honoured; by default cargo builds in
 ``target/python`` so the release build does not disturb ``target/debug``.
 pip shows a build's output only with ``-v``; cargo's progress lines are also
 written to the terminal (``/dev/tty``) when there is one.
+
+The same backend builds the portable (manylinux) wheel that
+``scripts/build-wheel.sh`` makes; these variables, all unset by default, say
+how:
+
+``MMPOOL_CARGO_BUILD``
+    cargo's build subcommand (default ``build``; ``zigbuild`` for
+    cargo-zigbuild, which links against an older glibc with zig).
+``MMPOOL_CARGO_TARGET``
+    the ``--target`` passed to it (``x86_64-unknown-linux-gnu.2.17``: a glibc
+    version after the triple is cargo-zigbuild's); the outputs are then in
+    ``<target dir>/<triple>/release``.
+``CC``
+    the C compiler of the extension (``zig cc -target x86_64-linux-gnu.2.17``).
+``MMPOOL_WHEEL_PLATFORM``
+    the wheel's platform tag (``manylinux_2_17_x86_64.manylinux2014_x86_64``)
+    in place of the build machine's; ``auditwheel show`` checks the claim.
 """
 
 from __future__ import annotations
@@ -79,13 +96,34 @@ def _say(line: str, tty: Optional[TextIO]) -> None:
             pass
 
 
+def cargo_command(cargo: str) -> list[str]:
+    """The cargo command line: ``MMPOOL_CARGO_BUILD`` names the subcommand and
+    ``MMPOOL_CARGO_TARGET`` the target, if set."""
+    command = [cargo, os.environ.get("MMPOOL_CARGO_BUILD") or "build", "--release", "-p", "mmpool",
+               "--lib", "--bin", COMMAND, "--manifest-path", str(ROOT / "Cargo.toml")]  # fmt: skip
+    target = os.environ.get("MMPOOL_CARGO_TARGET")
+    if target:
+        command += ["--target", target]
+    return command
+
+
+def release_dir(target_dir: Path) -> Path:
+    """Where cargo puts the release outputs: ``<triple>/release`` for a
+    ``--target`` build, without cargo-zigbuild's glibc suffix
+    (``x86_64-unknown-linux-gnu.2.17`` builds into ``x86_64-unknown-linux-gnu``)."""
+    target = os.environ.get("MMPOOL_CARGO_TARGET")
+    if not target:
+        return target_dir / "release"
+    return target_dir / target.split(".", 1)[0] / "release"
+
+
 def cargo_build() -> Path:
     """Builds the library and the ``mmpool`` command in release mode, showing
     cargo's progress, and returns cargo's release directory."""
     cargo = shutil.which("cargo") or str(Path.home() / ".cargo" / "bin" / "cargo")
     target = Path(os.environ.get("CARGO_TARGET_DIR") or ROOT / "target" / "python")
     env = dict(os.environ, CARGO_TARGET_DIR=str(target), CARGO_TERM_COLOR="never")
-    command = [cargo, "build", "--release", "--lib", "--bin", COMMAND, "--manifest-path", str(ROOT / "Cargo.toml")]
+    command = cargo_command(cargo)
     tty = _terminal()
     try:
         _say("mmpool: building the Rust library with cargo (the first build takes a minute or two): "
@@ -105,7 +143,7 @@ def cargo_build() -> Path:
     finally:
         if tty is not None:
             tty.close()
-    return target / "release"
+    return release_dir(target)
 
 
 CONFIG = """\
@@ -142,9 +180,35 @@ endif()
 """
 
 
+LINKER_SCRIPT = """\
+/* The development name of the library, as the symlink libmmpool.so of an
+   installed C library is: `-lmmpool` links libmmpool.so.@MAJOR@ beside it. */
+INPUT(libmmpool.so.@MAJOR@)
+"""
+
+
+def pkg_config(version: str) -> str:
+    """``mmpool.pc`` for ``_native/lib/pkgconfig``: the CMake install's
+    template (cmake/mmpool.pc.in) with a prefix relative to the file itself,
+    so that it points inside the installed package wherever that is."""
+    text = (ROOT / "cmake" / "mmpool.pc.in").read_text()
+    for key, value in {
+        "MMPOOL_PC_TO_PREFIX": "../..",
+        "CMAKE_INSTALL_LIBDIR": "lib",
+        "CMAKE_INSTALL_INCLUDEDIR": "include",
+        "PROJECT_VERSION": version,
+        "MMPOOL_PC_LIBS_PRIVATE": "",  # no static library in the package
+    }.items():
+        text = text.replace(f"@{key}@", value)
+    if "@" in text:
+        raise RuntimeError(f"cmake/mmpool.pc.in has a placeholder the build backend does not fill: {text}")
+    return text
+
+
 def write_native(package: Path) -> None:
     """Fills the package directory ``package`` with ``_native/`` (lib/ with the
-    library under its SONAME, bin/ with the command, include/, cmake/) and
+    library under its SONAME, a linker script for ``-lmmpool`` and the
+    pkg-config file; bin/ with the command; include/; cmake/) and
     ``_core.abi3.so`` linked to that library through ``$ORIGIN``."""
     release = cargo_build()
     version = crate_version()
@@ -162,6 +226,9 @@ def write_native(package: Path) -> None:
     fill = lambda text: text.replace("@VERSION@", version).replace("@MAJOR@", major)  # noqa: E731
     (dest / "cmake" / "mmpoolConfig.cmake").write_text(fill(CONFIG))
     (dest / "cmake" / "mmpoolConfigVersion.cmake").write_text(fill(VERSION_CONFIG))
+    (dest / "lib" / LIBRARY).write_text(fill(LINKER_SCRIPT))
+    (dest / "lib" / "pkgconfig").mkdir()
+    (dest / "lib" / "pkgconfig" / "mmpool.pc").write_text(pkg_config(version))
     compile_module = _compile_module()
     compile_module.compile_extension(
         package / compile_module.FILENAME, dest / "lib" / soname, dest / "include", "$ORIGIN/_native/lib"
@@ -190,13 +257,18 @@ class Build(_build):
 
 class PlatformWheel(_bdist_wheel):
     """A wheel for one platform and CPython 3.9 or later: its extension is
-    built on the limited API (abi3)."""
+    built on the limited API (abi3). The platform is the build machine's, or
+    ``MMPOOL_WHEEL_PLATFORM``. Its files go to platlib (the wheel's root), as
+    a package with binaries must for auditwheel: setuptools sees no
+    ``ext_modules`` (the backend compiles the extension itself), so it is
+    told that there are some."""
 
     def finalize_options(self) -> None:
+        self.distribution.has_ext_modules = lambda: True  # type: ignore[method-assign]
         super().finalize_options()
         self.root_is_pure = False
 
     def get_tag(self) -> tuple[str, str, str]:
-        return "cp39", "abi3", super().get_tag()[2]
+        return "cp39", "abi3", os.environ.get("MMPOOL_WHEEL_PLATFORM") or super().get_tag()[2]
 
 

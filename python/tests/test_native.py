@@ -113,6 +113,47 @@ def build_with_cmake(tmp_path: Path) -> Path:
     return build / "libext_cmake.so"
 
 
+PROGRAM = r"""
+#include <stdio.h>
+#include <mmpool.h>
+
+int main(void) {
+    mmpool *pool = NULL;
+    mmpool_lease lease;
+    if (mmpool_init(100, &pool) != MMPOOL_OK) return 1;
+    if (mmpool_acquire(pool, 60, &lease) != MMPOOL_OK) return 2;
+    printf("%s %llu\n", mmpool_version(), (unsigned long long)mmpool_available_bytes(pool));
+    if (mmpool_release(pool, lease) != MMPOOL_OK) return 3;
+    mmpool_unref(pool);
+    return 0;
+}
+"""
+
+
+@pytest.mark.skipif("MMPOOL_LIBRARY" in os.environ, reason="MMPOOL_LIBRARY overrides the packaged library")
+def test_the_pkg_config_file_builds_a_program_against_the_package(tmp_path):
+    pkg_config = shutil.which("pkg-config")
+    if pkg_config is None:
+        pytest.skip("pkg-config is not installed (scripts/test-wheel.sh installs it)")
+    lib_dir = Path(mmpool.get_library_path()).parent
+    env = dict(os.environ, PKG_CONFIG_PATH=str(lib_dir / "pkgconfig"))
+    query = lambda *args: subprocess.run([pkg_config, *args, "mmpool"], env=env, capture_output=True,  # noqa: E731
+                                         text=True, check=True).stdout.split()
+    assert query("--modversion") == [mmpool.__version__]
+    flags = query("--cflags", "--libs")
+    # The paths lead into the installed package, wherever it is.
+    assert [Path(f[2:]).resolve() for f in flags if f.startswith("-I")] == [Path(mmpool.get_include()).resolve()]
+    assert [Path(f[2:]).resolve() for f in flags if f.startswith("-L")] == [lib_dir.resolve()]
+    (tmp_path / "main.c").write_text(PROGRAM)
+    program = tmp_path / "main"
+    subprocess.run(["gcc", "-Wall", "-Werror", str(tmp_path / "main.c"), *flags, "-o", str(program)], check=True)
+    assert "[libmmpool.so.0]" in dynamic_section(program)  # -lmmpool became the SONAME
+    run = subprocess.run([str(program)], env=dict(os.environ, LD_LIBRARY_PATH=str(lib_dir)),
+                         capture_output=True, text=True, timeout=60)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.split() == [mmpool.__version__, "40"]
+
+
 def mapped_mmpool_files() -> set[str]:
     maps = Path("/proc/self/maps").read_text().splitlines()
     return {line.split()[-1] for line in maps if re.search(r"/libmmpool[^/]*\.so", line)}
@@ -234,6 +275,8 @@ def test_the_installed_package_carries_library_headers_and_cmake_config():
     assert (native / "include" / "mmpool.h").read_bytes() == (REPO / "include" / "mmpool.h").read_bytes()
     assert (native / "cmake" / "mmpoolConfig.cmake").is_file()
     assert (native / "cmake" / "mmpoolConfigVersion.cmake").is_file()
+    assert (native / "lib" / "pkgconfig" / "mmpool.pc").is_file()
+    assert (native / "lib" / "libmmpool.so").read_text().strip().endswith("INPUT(libmmpool.so.0)")
     assert os.access(native / "bin" / "mmpool", os.X_OK)
     assert (package / "py.typed").is_file()
 
