@@ -88,7 +88,7 @@ pub(crate) enum Removed {
 
 pub(crate) struct LeaseSlots {
     tag: u64,
-    slots: Box<[Slot]>,
+    slots: Box<[Slot; SLOTS]>,
     overflow: Mutex<Overflow>,
 }
 
@@ -109,7 +109,9 @@ impl LeaseSlots {
                 (1u64 << TAG_BITS) - 1
             )));
         }
-        let slots = (0..SLOTS).map(|_| Slot { word: AtomicU64::new(0), nbytes: AtomicU64::new(0) }).collect();
+        let slots: Box<[Slot]> =
+            (0..SLOTS).map(|_| Slot { word: AtomicU64::new(0), nbytes: AtomicU64::new(0) }).collect();
+        let slots: Box<[Slot; SLOTS]> = slots.try_into().map_err(|_| Error::Internal("lease table size".into()))?;
         Ok(LeaseSlots { tag, slots, overflow: Mutex::new(Overflow { next_seq: 1, ..Overflow::default() }) })
     }
 
@@ -147,8 +149,11 @@ impl LeaseSlots {
         overflow.ticket_grants += 1;
     }
 
-    /// Records a lease of `nbytes` and returns its new id.
-    pub(crate) fn insert(&self, nbytes: u64) -> Result<u64, Error> {
+    /// Records a lease of `nbytes` in a free slot near this thread's home
+    /// and returns its new id; `None` when the slots probed were all taken.
+    /// Lock-free, and nothing in it can panic.
+    #[inline]
+    pub(crate) fn insert_fast(&self, nbytes: u64) -> Option<u64> {
         let home = home_slot();
         for i in 0..PROBES {
             let index = (home + i) & (SLOTS - 1);
@@ -166,9 +171,23 @@ impl LeaseSlots {
             {
                 slot.nbytes.store(nbytes, Ordering::Relaxed);
                 slot.word.store(gen << 2 | HELD, Ordering::Release);
-                return Ok(self.id(KIND_SLOT, gen << SLOT_BITS | index as u64));
+                return Some(self.id(KIND_SLOT, gen << SLOT_BITS | index as u64));
             }
         }
+        None
+    }
+
+    /// Records a lease of `nbytes` and returns its new id: in a slot, or in
+    /// the overflow map when the slots near this thread are taken.
+    pub(crate) fn insert(&self, nbytes: u64) -> Result<u64, Error> {
+        if let Some(id) = self.insert_fast(nbytes) {
+            return Ok(id);
+        }
+        self.insert_overflow(nbytes)
+    }
+
+    #[cold]
+    fn insert_overflow(&self, nbytes: u64) -> Result<u64, Error> {
         let mut overflow = self.overflow.lock();
         let seq = overflow.next_seq;
         if seq > LOW_MASK {
@@ -178,6 +197,49 @@ impl LeaseSlots {
         let id = self.id(KIND_OVERFLOW, seq);
         overflow.leases.insert(id, nbytes);
         Ok(id)
+    }
+
+    /// Removes a slot lease in one pass if `give(nbytes)` accepts its bytes:
+    /// the slot goes `HELD` -> `BUSY`, `give` runs, then the slot is `FREE`,
+    /// and that store is the last this call does to the pool. `false` (and
+    /// the slot `HELD` again) for anything else: an id that is no slot lease,
+    /// a slot someone else holds busy, or a `give` that refused; the full
+    /// `remove` then decides. Lock-free, and nothing in it can panic.
+    #[inline]
+    pub(crate) fn remove_fast(&self, id: u64, give: impl FnOnce(u64) -> bool) -> bool {
+        let low = id & LOW_MASK;
+        if id >> LOW_BITS != ((self.tag << KIND_BITS) | KIND_SLOT) || low >> SLOT_BITS == 0 {
+            return false;
+        }
+        let (index, gen) = ((low as usize) & (SLOTS - 1), low >> SLOT_BITS);
+        let slot = &self.slots[index];
+        let held = gen << 2 | HELD;
+        if slot.word.compare_exchange(held, gen << 2 | BUSY, Ordering::Acquire, Ordering::Relaxed).is_err() {
+            return false;
+        }
+        if !give(slot.nbytes.load(Ordering::Relaxed)) {
+            slot.word.store(held, Ordering::Release);
+            return false;
+        }
+        slot.word.store(gen << 2 | FREE, Ordering::Release);
+        true
+    }
+
+    /// Outstanding leases, counted exactly: a slot some thread holds `BUSY`
+    /// is waited out, so that a release caught between returning its bytes
+    /// and freeing its slot is not counted. Callers make sure no new lease
+    /// can appear meanwhile.
+    pub(crate) fn outstanding(&self) -> u64 {
+        let mut count = 0;
+        for slot in self.slots.iter() {
+            let mut word = slot.word.load(Ordering::Acquire);
+            while word & STATE == BUSY {
+                spin_wait();
+                word = slot.word.load(Ordering::Acquire);
+            }
+            count += u64::from(word & STATE == HELD);
+        }
+        count + self.overflow.lock().leases.len() as u64
     }
 
     /// Takes slot `index` at generation `gen` from `HELD` to `BUSY`, waiting

@@ -127,4 +127,11 @@ impl State {
     pub(crate) fn set_closed(&self) {
         self.word.fetch_or(CLOSED, Ordering::AcqRel);
     }
+
+    /// Under the wait-list lock, when the pool's last handle is gone: closed,
+    /// and `QUEUED` for good, so that from now on every release takes the
+    /// lock, where the outstanding leases are counted down.
+    pub(crate) fn retire(&self) {
+        self.word.fetch_or(CLOSED | QUEUED, Ordering::AcqRel);
+    }
 }

@@ -8,13 +8,13 @@
 use std::time::Instant;
 
 #[cfg(loom)]
-pub(crate) use loom::sync::atomic::{AtomicU64, Ordering};
+pub(crate) use loom::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 #[cfg(not(loom))]
-pub(crate) use std::sync::atomic::{AtomicU64, Ordering};
+pub(crate) use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 
 /// Reference counts stay std's under loom too: they are not what the models
 /// check, and methods taking `self: &Arc<Self>` need std's `Arc`.
-pub use std::sync::Arc;
+pub use std::sync::{Arc, Weak};
 
 /// A mutual-exclusion lock. It is never held while a thread sleeps in the pool.
 pub(crate) struct Mutex<T> {
@@ -79,45 +79,82 @@ impl<T> std::ops::DerefMut for MutexGuard<'_, T> {
     }
 }
 
-/// A condition variable used with [`Mutex`]. The engine gives each waiting
-/// request its own, so a notification reaches exactly the threads it concerns.
+/// Where the thread of one waiting request sleeps until that request's own
+/// record (an atomic word) changes. Outside loom it is `parking_lot_core`'s
+/// parking lot keyed by the word's address: a wake reaches only the threads
+/// asleep on that word, and a wake that comes before the sleep is never lost
+/// (the word is re-read under the lot's lock). Under loom it is a lock and a
+/// condition variable of its own.
 #[derive(Default)]
-pub(crate) struct Condvar {
-    #[cfg(not(loom))]
-    inner: parking_lot::Condvar,
+pub(crate) struct Parker {
     #[cfg(loom)]
-    inner: loom::sync::Condvar,
+    lock: loom::sync::Mutex<()>,
+    #[cfg(loom)]
+    cv: loom::sync::Condvar,
 }
 
-impl Condvar {
-    pub(crate) fn new() -> Self {
-        Self::default()
-    }
-
-    /// Sleeps until notified or until `deadline` (`None`: no deadline).
-    /// Spurious returns are allowed; callers re-check their condition.
-    pub(crate) fn wait<T>(&self, guard: &mut MutexGuard<'_, T>, deadline: Option<Instant>) {
+impl Parker {
+    /// Sleeps while `word` holds `value`, until woken or `deadline`.
+    /// Spurious returns are allowed; callers re-check the word.
+    pub(crate) fn sleep_while(&self, word: &AtomicU64, value: u64, deadline: Option<Instant>) {
         #[cfg(not(loom))]
         {
-            match deadline {
-                Some(at) => {
-                    self.inner.wait_until(&mut guard.0, at);
-                }
-                None => self.inner.wait(&mut guard.0),
+            // SAFETY: the key is the address of a live atomic word that no
+            // other parking-lot user keys on (parking_lot's locks key on
+            // their own addresses); the callbacks neither panic nor park.
+            unsafe {
+                parking_lot_core::park(
+                    word as *const AtomicU64 as usize,
+                    || word.load(Ordering::Acquire) == value,
+                    || {},
+                    |_, _| {},
+                    parking_lot_core::DEFAULT_PARK_TOKEN,
+                    deadline,
+                );
             }
         }
         #[cfg(loom)]
         {
-            // loom does not model time: a timed wait is a plain wait there, and
-            // the models exercise timeouts by abandoning a ticket instead.
             let _ = deadline;
-            let g = guard.0.take().expect("guard present");
-            guard.0 = Some(self.inner.wait(g).unwrap());
+            let guard = self.lock.lock().unwrap();
+            if word.load(Ordering::Acquire) == value {
+                drop(self.cv.wait(guard).unwrap());
+            }
         }
     }
 
-    pub(crate) fn notify_all(&self) {
-        self.inner.notify_all();
+    /// Wakes the threads asleep on `word`, after the caller changed it.
+    pub(crate) fn wake(&self, word: &AtomicU64) {
+        #[cfg(not(loom))]
+        {
+            // SAFETY: as in `sleep_while`: the key is the word's address.
+            unsafe {
+                parking_lot_core::unpark_all(word as *const AtomicU64 as usize, parking_lot_core::DEFAULT_UNPARK_TOKEN);
+            }
+        }
+        #[cfg(loom)]
+        {
+            let _ = word;
+            let _guard = self.lock.lock().unwrap();
+            self.cv.notify_all();
+        }
+    }
+}
+
+/// Under loom, a value whose leak fails the model: the engine holds one, so
+/// a pool never freed (a lifetime bug) is reported. Nothing outside loom.
+#[derive(Default)]
+pub(crate) struct LeakCheck {
+    #[cfg(loom)]
+    _track: Option<loom::alloc::Track<()>>,
+}
+
+impl LeakCheck {
+    pub(crate) fn new() -> Self {
+        LeakCheck {
+            #[cfg(loom)]
+            _track: Some(loom::alloc::Track::new(())),
+        }
     }
 }
 
