@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Benchmarks of mmpool against the usual alternatives (not part of the tests):
-#   1. `mmpool bench` from a release build: one table, figures in target/bench.json;
+#   1. `mmpool-bench` (the workspace's bench/ crate) from a release build: one
+#      table, figures in target/bench.json;
 #   2. instructions per uncontended acquire+release under callgrind, if valgrind
 #      is installed (stable on noisy machines, unlike nanoseconds);
 #   3. the Python rows (python/bench/bench_with.py), if the package imports.
@@ -24,12 +25,13 @@ JSON=${BENCH_JSON:-target/bench.json}
 section() { printf '\n==== %s ====\n' "$*"; }
 
 section "build (release)"
-cargo build --release --lib --bin mmpool
-BIN=$CARGO_TARGET_DIR/release/mmpool
+cargo build --release --lib
+cargo build --release -p mmpool-bench
+BIN=$CARGO_TARGET_DIR/release/mmpool-bench
 LIB=$CARGO_TARGET_DIR/release/libmmpool.so
 
-section "mmpool bench"
-"$BIN" bench $QUICK --json "$JSON"
+section "mmpool-bench"
+"$BIN" $QUICK ${HOLD_US:+--hold-us "$HOLD_US"} --json "$JSON"
 
 section "instructions per uncontended acquire+release (callgrind)"
 if command -v valgrind >/dev/null; then
@@ -41,7 +43,7 @@ if command -v valgrind >/dev/null; then
     instructions() {
         local out="$tmp/$1.$2.out"
         valgrind --tool=callgrind --callgrind-out-file="$out" \
-            "$BIN" bench --callgrind-pair "$1" --pairs "$2" >/dev/null 2>"$tmp/log"
+            "$BIN" --callgrind-pair "$1" --pairs "$2" >/dev/null 2>"$tmp/log"
         awk '/^(summary|totals):/ { print $2; exit }' "$out"
     }
     printf '%-16s %12s %10s\n' implementation "instr/pair" "x floor"

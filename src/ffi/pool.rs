@@ -53,6 +53,14 @@ pub extern "C" fn mmpool_acquire(pool: *mut mmpool, nbytes: u64, out_lease: *mut
     if unsafe { acquire_fast(pool, nbytes, out_lease) } {
         return mmpool_status::MMPOOL_OK;
     }
+    acquire_full(pool, nbytes, out_lease)
+}
+
+/// Out of line and `extern "C"` (it cannot unwind: the boundary catches
+/// panics), so that the export reaches it with a plain jump.
+#[cold]
+#[inline(never)]
+extern "C" fn acquire_full(pool: *mut mmpool, nbytes: u64, out_lease: *mut mmpool_lease) -> mmpool_status {
     acquire("mmpool_acquire", pool, nbytes, Some(Wait::Forever), out_lease)
 }
 
@@ -71,6 +79,14 @@ pub extern "C" fn mmpool_acquire_timeout(
     if unsafe { acquire_fast(pool, nbytes, out_lease) } {
         return mmpool_status::MMPOOL_OK;
     }
+    acquire_timeout_full(pool, nbytes, timeout_ns, out_lease)
+}
+
+/// Out of line and `extern "C"` (it cannot unwind: the boundary catches
+/// panics), so that the export reaches it with a plain jump.
+#[cold]
+#[inline(never)]
+extern "C" fn acquire_timeout_full(pool: *mut mmpool, nbytes: u64, timeout_ns: u64, out_lease: *mut mmpool_lease) -> mmpool_status {
     acquire("mmpool_acquire_timeout", pool, nbytes, Some(Wait::timeout_ns(timeout_ns)), out_lease)
 }
 
@@ -84,6 +100,14 @@ pub extern "C" fn mmpool_try_acquire(pool: *mut mmpool, nbytes: u64, out_lease: 
     if unsafe { acquire_fast(pool, nbytes, out_lease) } {
         return mmpool_status::MMPOOL_OK;
     }
+    try_acquire_full(pool, nbytes, out_lease)
+}
+
+/// Out of line and `extern "C"` (it cannot unwind: the boundary catches
+/// panics), so that the export reaches it with a plain jump.
+#[cold]
+#[inline(never)]
+extern "C" fn try_acquire_full(pool: *mut mmpool, nbytes: u64, out_lease: *mut mmpool_lease) -> mmpool_status {
     acquire("mmpool_try_acquire", pool, nbytes, None, out_lease)
 }
 
@@ -106,8 +130,8 @@ unsafe fn acquire_fast(pool: *mut mmpool, nbytes: u64, out_lease: *mut mmpool_le
     true
 }
 
-#[cold]
-#[inline(never)]
+/// The full path of the acquire exports: the boundary, every check, waiting.
+#[inline]
 fn acquire(
     name: &'static str,
     pool: *mut mmpool,
@@ -146,9 +170,10 @@ pub extern "C" fn mmpool_release(pool: *mut mmpool, lease: mmpool_lease) -> mmpo
     release(pool, lease)
 }
 
+/// Out of line and `extern "C"`, as `acquire_full`.
 #[cold]
 #[inline(never)]
-fn release(pool: *mut mmpool, lease: mmpool_lease) -> mmpool_status {
+extern "C" fn release(pool: *mut mmpool, lease: mmpool_lease) -> mmpool_status {
     boundary!("mmpool_release", {
         // SAFETY: the C contract: `pool` is a held handle.
         let pool = unsafe { borrow(pool, "pool") }?;

@@ -118,17 +118,20 @@ impl LocalPool {
     }
 
     /// The uncontended acquire: with nobody in line and enough free, one
-    /// compare-and-swap on the state word and one on a lease slot. `None`
-    /// sends the caller to `acquire` or `try_acquire`, which start over and
-    /// say why (nothing is held then). Nothing in it can panic.
-    #[inline]
+    /// compare-and-swap on a lease slot (this thread's home slot, claimed
+    /// first) and one on the state word. `None` sends the caller to
+    /// `acquire` or `try_acquire`, which start over and say why (nothing is
+    /// held then). Nothing in it can panic.
+    #[inline(always)]
     pub(crate) fn acquire_fast(&self, nbytes: u64) -> Option<Lease> {
-        let left = self.state.try_take(nbytes).ok()?;
-        self.note_low(left);
-        match self.leases.insert_fast(nbytes) {
-            Some(id) => Some(Lease { id, nbytes }),
-            None => {
-                self.give_back(nbytes);
+        let claim = self.leases.claim_home()?;
+        match self.state.try_take(nbytes) {
+            Ok(left) => {
+                self.note_low(left);
+                Some(Lease { id: self.leases.fill(claim, nbytes), nbytes })
+            }
+            Err(_) => {
+                self.leases.unclaim(claim);
                 None
             }
         }
@@ -427,7 +430,7 @@ impl LocalPool {
     }
 
     /// Lowers the low-water mark of available bytes to `left` if it is lower.
-    #[inline]
+    #[inline(always)]
     fn note_low(&self, left: i64) {
         if left < self.low_water.load(Ordering::Relaxed) {
             self.low_water.fetch_min(left, Ordering::Relaxed);

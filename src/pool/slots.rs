@@ -86,18 +86,51 @@ pub(crate) enum Removed {
     Already,
 }
 
+/// A slot claimed for a lease about to be granted, and its word before.
+#[derive(Clone, Copy)]
+pub(crate) struct Claim {
+    index: usize,
+    word: u64,
+}
+
 pub(crate) struct LeaseSlots {
     tag: u64,
+    /// The high bits every slot lease id of this pool shares (tag and kind).
+    prefix: u64,
     slots: Box<[Slot; SLOTS]>,
     overflow: Mutex<Overflow>,
 }
 
 /// Where this thread starts looking for a free slot: its stack address,
 /// mixed, is stable for the thread and differs between threads.
+#[inline(always)]
 fn home_slot() -> usize {
-    let marker = 0u8;
-    let addr = std::hint::black_box(&marker) as *const u8 as u64;
-    ((addr >> 14).wrapping_mul(0x9e37_79b9_7f4a_7c15) >> (64 - SLOT_BITS)) as usize
+    (stack_address().wrapping_shr(14).wrapping_mul(0x9e37_79b9_7f4a_7c15) >> (64 - SLOT_BITS)) as usize
+}
+
+/// An address on this thread's stack: the stack pointer where it is one
+/// instruction to read, else a local's address.
+#[inline(always)]
+fn stack_address() -> u64 {
+    #[cfg(all(target_arch = "x86_64", not(loom)))]
+    {
+        let sp: u64;
+        // SAFETY: reads the stack pointer into a register; touches no memory.
+        unsafe { std::arch::asm!("mov {}, rsp", out(reg) sp, options(nomem, nostack, preserves_flags)) };
+        sp
+    }
+    #[cfg(all(target_arch = "aarch64", not(loom)))]
+    {
+        let sp: u64;
+        // SAFETY: reads the stack pointer into a register; touches no memory.
+        unsafe { std::arch::asm!("mov {}, sp", out(reg) sp, options(nomem, nostack, preserves_flags)) };
+        sp
+    }
+    #[cfg(any(loom, not(any(target_arch = "x86_64", target_arch = "aarch64"))))]
+    {
+        let marker = 0u8;
+        std::hint::black_box(&marker) as *const u8 as u64
+    }
 }
 
 impl LeaseSlots {
@@ -112,9 +145,10 @@ impl LeaseSlots {
         let slots: Box<[Slot]> =
             (0..SLOTS).map(|_| Slot { word: AtomicU64::new(0), nbytes: AtomicU64::new(0) }).collect();
         let slots: Box<[Slot; SLOTS]> = slots.try_into().map_err(|_| Error::Internal("lease table size".into()))?;
-        Ok(LeaseSlots { tag, slots, overflow: Mutex::new(Overflow { next_seq: 1, ..Overflow::default() }) })
+        Ok(LeaseSlots { tag, prefix: tag << TAG_SHIFT | KIND_SLOT << LOW_BITS, slots, overflow: Mutex::new(Overflow { next_seq: 1, ..Overflow::default() }) })
     }
 
+    #[inline(always)]
     fn id(&self, kind: u64, low: u64) -> u64 {
         self.tag << TAG_SHIFT | kind << LOW_BITS | low
     }
@@ -149,38 +183,66 @@ impl LeaseSlots {
         overflow.ticket_grants += 1;
     }
 
+    /// Claims this thread's home slot for a lease about to be granted, if it
+    /// is free: the slot is `BUSY` until [`fill`](Self::fill) or
+    /// [`unclaim`](Self::unclaim). Lock-free; nothing in it can panic.
+    #[inline(always)]
+    pub(crate) fn claim_home(&self) -> Option<Claim> {
+        let index = home_slot();
+        let word = self.slots[index].word.load(Ordering::Relaxed);
+        // Free (state 0) and below the last generation, in one comparison:
+        // a state other than 0 rotates into the top bits.
+        if word.rotate_right(2) >= GEN_MAX {
+            return None;
+        }
+        let gen = word >> 2;
+        self.slots[index]
+            .word
+            .compare_exchange(word, (gen + 1) << 2 | BUSY, Ordering::Acquire, Ordering::Relaxed)
+            .ok()?;
+        Some(Claim { index, word })
+    }
+
+    /// Records a lease of `nbytes` in a claimed slot; returns its id.
+    #[inline(always)]
+    pub(crate) fn fill(&self, claim: Claim, nbytes: u64) -> u64 {
+        let slot = &self.slots[claim.index];
+        let gen = (claim.word >> 2) + 1;
+        slot.nbytes.store(nbytes, Ordering::Relaxed);
+        slot.word.store(gen << 2 | HELD, Ordering::Release);
+        self.prefix | gen << SLOT_BITS | claim.index as u64
+    }
+
+    /// Gives a claimed slot back unused.
+    #[inline(always)]
+    pub(crate) fn unclaim(&self, claim: Claim) {
+        self.slots[claim.index].word.store(claim.word, Ordering::Release);
+    }
+
     /// Records a lease of `nbytes` in a free slot near this thread's home
     /// and returns its new id; `None` when the slots probed were all taken.
-    /// Lock-free, and nothing in it can panic.
-    #[inline]
-    pub(crate) fn insert_fast(&self, nbytes: u64) -> Option<u64> {
+    fn insert_slot(&self, nbytes: u64) -> Option<u64> {
         let home = home_slot();
-        for i in 0..PROBES {
+        (0..PROBES).find_map(|i| {
             let index = (home + i) & (SLOTS - 1);
             let slot = &self.slots[index];
             let word = slot.word.load(Ordering::Relaxed);
             let gen = word >> 2;
             if word & STATE != FREE || gen >= GEN_MAX {
-                continue;
+                return None;
             }
             let gen = gen + 1;
-            if slot
-                .word
-                .compare_exchange(word, gen << 2 | BUSY, Ordering::Acquire, Ordering::Relaxed)
-                .is_ok()
-            {
-                slot.nbytes.store(nbytes, Ordering::Relaxed);
-                slot.word.store(gen << 2 | HELD, Ordering::Release);
-                return Some(self.id(KIND_SLOT, gen << SLOT_BITS | index as u64));
-            }
-        }
-        None
+            slot.word.compare_exchange(word, gen << 2 | BUSY, Ordering::Acquire, Ordering::Relaxed).ok()?;
+            slot.nbytes.store(nbytes, Ordering::Relaxed);
+            slot.word.store(gen << 2 | HELD, Ordering::Release);
+            Some(self.id(KIND_SLOT, gen << SLOT_BITS | index as u64))
+        })
     }
 
     /// Records a lease of `nbytes` and returns its new id: in a slot, or in
     /// the overflow map when the slots near this thread are taken.
     pub(crate) fn insert(&self, nbytes: u64) -> Result<u64, Error> {
-        if let Some(id) = self.insert_fast(nbytes) {
+        if let Some(id) = self.insert_slot(nbytes) {
             return Ok(id);
         }
         self.insert_overflow(nbytes)
@@ -207,11 +269,11 @@ impl LeaseSlots {
     /// `remove` then decides. Lock-free, and nothing in it can panic.
     #[inline]
     pub(crate) fn remove_fast(&self, id: u64, give: impl FnOnce(u64) -> bool) -> bool {
-        let low = id & LOW_MASK;
-        if id >> LOW_BITS != ((self.tag << KIND_BITS) | KIND_SLOT) || low >> SLOT_BITS == 0 {
+        // Generation 0 is never `HELD`, so the exchange below refuses it.
+        if id & !LOW_MASK != self.prefix {
             return false;
         }
-        let (index, gen) = ((low as usize) & (SLOTS - 1), low >> SLOT_BITS);
+        let (index, gen) = ((id as usize) & (SLOTS - 1), (id & LOW_MASK) >> SLOT_BITS);
         let slot = &self.slots[index];
         let held = gen << 2 | HELD;
         if slot.word.compare_exchange(held, gen << 2 | BUSY, Ordering::Acquire, Ordering::Relaxed).is_err() {

@@ -30,6 +30,7 @@ pub(crate) struct Snapshot {
 }
 
 impl Snapshot {
+    #[inline(always)]
     fn decode(word: u64) -> Self {
         Snapshot {
             available: (word as i64) >> SHIFT,
@@ -44,6 +45,7 @@ impl Snapshot {
     }
 }
 
+#[inline(always)]
 fn encode(word: u64, available: i64) -> u64 {
     ((available << SHIFT) as u64) | (word & FLAGS)
 }
@@ -65,6 +67,7 @@ impl State {
     /// reading and returns the new available bytes and flags, or `None` to
     /// leave the word as it is. Returns the reading it acted on, and whether
     /// it changed the word.
+    #[inline(always)]
     fn update(&self, change: impl Fn(Snapshot, u64) -> Option<u64>) -> (Snapshot, bool) {
         match self.word.fetch_update(Ordering::AcqRel, Ordering::Acquire, |w| change(Snapshot::decode(w), w)) {
             Ok(w) => (Snapshot::decode(w), true),
@@ -75,6 +78,7 @@ impl State {
     /// Fast path: takes `nbytes` if nobody is queued, the pool is open and
     /// enough is available; returns the bytes left. On failure returns the
     /// reading that refused it.
+    #[inline(always)]
     pub(crate) fn try_take(&self, nbytes: u64) -> Result<i64, Snapshot> {
         let (s, taken) = self.update(|s, w| {
             (!s.queued && !s.closed && s.fits(nbytes)).then(|| encode(w, s.available - nbytes as i64))
@@ -88,6 +92,7 @@ impl State {
 
     /// Fast path: gives back `nbytes` unless someone is queued, in which case
     /// nothing changes and the caller must give them back under the lock.
+    #[inline(always)]
     pub(crate) fn try_give(&self, nbytes: u64) -> bool {
         self.update(|s, w| (!s.queued).then(|| encode(w, s.available + nbytes as i64))).1
     }

@@ -1,6 +1,8 @@
-//! `mmpool bench`: mmpool (through its C functions) against the admission
+//! `mmpool-bench`: mmpool (through its C functions) against the admission
 //! controllers people use today, over the same scenarios in one process, as
-//! one table and a JSON file of the figures.
+//! one table and a JSON file of the figures. A crate of its own in the
+//! workspace, so that the library and the `mmpool` command carry none of
+//! the baselines (tokio, the reference algorithm).
 //!
 //! Scenario code is shared and generic over [`subject::Subject`]; each
 //! implementation is one adapter. The figures are measured, never judged
@@ -16,21 +18,20 @@ mod subject;
 
 use std::time::Duration;
 
-use crate::args::Args;
 use baselines::{Floor, RefParkingLot, RefStd, Tokio};
 use mmpool_c::MmpoolC;
 use report::Report;
 use scenarios::{Contended, Memory, Starvation, Wakeups};
 use subject::Subject;
 
-/// The `mmpool` command's allocator: the system's, counting while the memory
+/// This program's allocator: the system's, counting while the memory
 /// scenario measures (and costing one relaxed load per call otherwise).
 #[global_allocator]
 static ALLOCATOR: heap::Counting = heap::Counting;
 
 const HELP: &str = "\
-usage: mmpool bench [--quick] [--json PATH]
-       mmpool bench --callgrind-pair NAME [--pairs N]
+usage: mmpool-bench [--quick] [--json PATH] [--hold-us N]
+       mmpool-bench --callgrind-pair NAME [--pairs N]
 
 Runs floor, mmpool (through its C functions), the reference algorithm on std
 and on parking_lot, and tokio's Semaphore over six scenarios and prints one
@@ -130,22 +131,33 @@ fn entries() -> Vec<Entry> {
     vec![entry::<Floor>(), entry::<MmpoolC>(), entry::<RefStd>(), entry::<RefParkingLot>(), entry::<Tokio>()]
 }
 
-pub fn main(args: &[String]) -> i32 {
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    std::process::exit(run_main(&args));
+}
+
+/// The value after `flag`, parsed.
+fn value_of<T: std::str::FromStr>(flag: &str, next: Option<&String>) -> Result<T, String> {
+    let v = next.ok_or_else(|| format!("`{flag}` needs a value"))?;
+    v.parse().map_err(|_| format!("`{flag}` got `{v}`, which it cannot use"))
+}
+
+fn run_main(args: &[String]) -> i32 {
     let mut quick = false;
     let mut json = String::from("target/bench.json");
     let mut callgrind: Option<String> = None;
     let mut pairs: u64 = 100_000;
     let mut help = false;
     let mut hold_us: Option<u64> = None;
-    let mut a = Args::new(args);
+    let mut a = args.iter();
     let parsed: Result<(), String> = (|| {
-        while let Some(flag) = a.next_flag() {
+        while let Some(flag) = a.next() {
             match flag.as_str() {
                 "--quick" => quick = true,
-                "--json" => json = a.value("--json")?,
-                "--callgrind-pair" => callgrind = Some(a.value("--callgrind-pair")?),
-                "--pairs" => pairs = a.number("--pairs")?,
-                "--hold-us" => hold_us = Some(a.number("--hold-us")?),
+                "--json" => json = value_of("--json", a.next())?,
+                "--callgrind-pair" => callgrind = Some(value_of("--callgrind-pair", a.next())?),
+                "--pairs" => pairs = value_of("--pairs", a.next())?,
+                "--hold-us" => hold_us = Some(value_of("--hold-us", a.next())?),
                 "--help" | "-h" => help = true,
                 other => return Err(format!("unknown option `{other}`")),
             }
@@ -153,7 +165,7 @@ pub fn main(args: &[String]) -> i32 {
         Ok(())
     })();
     if let Err(e) = parsed {
-        eprintln!("mmpool bench: {e}\n{HELP}");
+        eprintln!("mmpool-bench: {e}\n{HELP}");
         return 2;
     }
     if help {
@@ -168,7 +180,7 @@ pub fn main(args: &[String]) -> i32 {
                 0
             }
             None => {
-                eprintln!("mmpool bench: no implementation named `{name}`\n{HELP}");
+                eprintln!("mmpool-bench: no implementation named `{name}`\n{HELP}");
                 2
             }
         };
@@ -180,14 +192,14 @@ pub fn main(args: &[String]) -> i32 {
     match run(&plan, &json) {
         Ok(()) => 0,
         Err(e) => {
-            eprintln!("mmpool bench: {e}");
+            eprintln!("mmpool-bench: {e}");
             1
         }
     }
 }
 
 fn progress(step: &str) {
-    eprintln!("mmpool bench: {step}");
+    eprintln!("mmpool-bench: {step}");
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -197,7 +209,7 @@ fn median(mut v: Vec<f64>) -> f64 {
 
 fn run(plan: &Plan, json_path: &str) -> Result<(), String> {
     if cfg!(debug_assertions) && !plan.quick {
-        eprintln!("mmpool bench: this is a debug build; figures need `cargo run --release`");
+        eprintln!("mmpool-bench: this is a debug build; figures need `cargo run --release -p mmpool-bench`");
     }
     let all = entries();
     let mut report = Report::new(&all, plan);
