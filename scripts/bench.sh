@@ -56,6 +56,24 @@ if command -v valgrind >/dev/null; then
         printf '%-16s %12s %10s\n' "$impl" "$per" "$(awk -v p="$per" -v f="$floor" 'BEGIN { printf "%.2f", p / f }')"
     done
     echo "(valgrind --tool=callgrind; (Ir of $PAIRS pairs - Ir of 0 pairs) / $PAIRS, same binary)"
+
+    section "instructions per hand-off: a release granting a sleeping waiter, and its wake-up (callgrind)"
+    ROUNDS=1000
+    [ -n "$QUICK" ] && ROUNDS=200
+    handoff() {
+        local out="$tmp/h.$1.$2.out"
+        valgrind --tool=callgrind --callgrind-out-file="$out" \
+            "$BIN" --callgrind-handoff "$1" --rounds "$2" >/dev/null 2>"$tmp/log"
+        awk '/^(summary|totals):/ { print $2; exit }' "$out"
+    }
+    printf '%-16s %14s\n' implementation "instr/hand-off"
+    for impl in mmpool ref-std ref-parking_lot tokio; do
+        base=$(handoff "$impl" 0)
+        full=$(handoff "$impl" "$ROUNDS")
+        printf '%-16s %14s\n' "$impl" "$(awk -v a="$base" -v b="$full" -v n="$ROUNDS" 'BEGIN { printf "%.0f", (b - a) / (2 * n) }')"
+    done
+    echo "(user-space instructions of one release that grants plus the waiter's acquire, both"
+    echo " threads' harness included (a 200 us sleep per hand-off); (Ir of N rounds - Ir of 0) / 2N)"
 else
     echo "valgrind is not installed: skipped (apt-get install valgrind)"
 fi

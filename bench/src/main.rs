@@ -45,7 +45,11 @@ table; the figures also go to a JSON file. Build with --release.
   --callgrind-pair NAME  only run N uncontended acquire+release pairs of NAME
                          (floor, mmpool, ref-std, ref-parking_lot, tokio), for
                          counting instructions under valgrind --tool=callgrind
-  --pairs N              pairs for --callgrind-pair (default 100000)";
+  --pairs N              pairs for --callgrind-pair (default 100000)
+  --callgrind-handoff NAME  only run N rounds of two threads handing the
+                         whole pool to each other (each release grants the
+                         other thread, asleep in acquire), for valgrind
+  --rounds N             rounds for --callgrind-handoff (default 1000)";
 
 /// How long and how often each scenario runs.
 pub struct Plan {
@@ -107,6 +111,7 @@ pub struct Entry {
     starvation: fn(Duration, Duration, usize) -> Starvation,
     memory: fn(usize, usize) -> Result<Memory, String>,
     pairs: fn(u64),
+    handoffs: fn(u64),
 }
 
 fn entry<S: Subject>() -> Entry {
@@ -124,6 +129,7 @@ fn entry<S: Subject>() -> Entry {
                 scenarios::pair(&s);
             }
         },
+        handoffs: scenarios::handoffs::<S>,
     }
 }
 
@@ -146,6 +152,8 @@ fn run_main(args: &[String]) -> i32 {
     let mut quick = false;
     let mut json = String::from("target/bench.json");
     let mut callgrind: Option<String> = None;
+    let mut handoff: Option<String> = None;
+    let mut rounds: u64 = 1000;
     let mut pairs: u64 = 100_000;
     let mut help = false;
     let mut hold_us: Option<u64> = None;
@@ -157,6 +165,8 @@ fn run_main(args: &[String]) -> i32 {
                 "--json" => json = value_of("--json", a.next())?,
                 "--callgrind-pair" => callgrind = Some(value_of("--callgrind-pair", a.next())?),
                 "--pairs" => pairs = value_of("--pairs", a.next())?,
+                "--callgrind-handoff" => handoff = Some(value_of("--callgrind-handoff", a.next())?),
+                "--rounds" => rounds = value_of("--rounds", a.next())?,
                 "--hold-us" => hold_us = Some(value_of("--hold-us", a.next())?),
                 "--help" | "-h" => help = true,
                 other => return Err(format!("unknown option `{other}`")),
@@ -171,6 +181,19 @@ fn run_main(args: &[String]) -> i32 {
     if help {
         println!("{HELP}");
         return 0;
+    }
+    if let Some(name) = handoff {
+        return match entries().into_iter().find(|e| e.name == name && e.blocks) {
+            Some(e) => {
+                (e.handoffs)(rounds);
+                println!("{name}: {rounds} rounds of two hand-offs");
+                0
+            }
+            None => {
+                eprintln!("mmpool-bench: no blocking implementation named `{name}`\n{HELP}");
+                2
+            }
+        };
     }
     if let Some(name) = callgrind {
         return match entries().into_iter().find(|e| e.name == name) {

@@ -36,6 +36,33 @@ pub fn uncontended<S: Subject>(pairs: u64) -> f64 {
     start.elapsed().as_nanos() as f64 / pairs as f64
 }
 
+/// Hand-offs for the callgrind mode: two threads pass a pool's whole budget
+/// back and forth `rounds` times each way. Each one sleeps briefly before it
+/// releases, so that the other is asleep in `acquire` by then: every release
+/// grants a sleeping waiter, and every acquire waits and is woken.
+pub fn handoffs<S: Subject>(rounds: u64) {
+    let pause = Duration::from_micros(200);
+    let s = Arc::new(S::new(UNIT));
+    let mut held = s.acquire(UNIT);
+    let other = {
+        let s = Arc::clone(&s);
+        thread::spawn(move || {
+            for _ in 0..rounds {
+                let g = s.acquire(UNIT);
+                thread::sleep(pause);
+                s.release(g);
+            }
+        })
+    };
+    for _ in 0..rounds {
+        thread::sleep(pause);
+        s.release(held);
+        held = s.acquire(UNIT);
+    }
+    other.join().expect("the other thread panicked");
+    s.release(held);
+}
+
 /// Busy for `d` (the "work" done while a lease is held).
 pub fn spin_for(d: Duration) {
     let end = Instant::now() + d;

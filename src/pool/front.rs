@@ -217,7 +217,7 @@ impl Pool {
     /// Grants `nbytes` only if that is possible at once without jumping the line.
     pub fn try_acquire(self: &Arc<Self>, nbytes: u64) -> Result<Lease, Error> {
         match self.backend() {
-            Backend::Local(b) => b.try_acquire(nbytes),
+            Backend::Local(b) => b.acquire_fast(nbytes).map_or_else(|| b.try_acquire(nbytes), Ok),
             #[cfg(not(loom))]
             Backend::Shared(b) => {
                 let lease = b.try_acquire(nbytes)?;
@@ -233,7 +233,7 @@ impl Pool {
     pub fn release(self: &Arc<Self>, id: u64) -> Result<(), Error> {
         match self.backend() {
             Backend::Local(b) => {
-                if b.release(id)? == Released::Last {
+                if !b.release_fast(id) && b.release(id)? == Released::Last {
                     // SAFETY: the pool's handles are gone and this was its
                     // last lease; this is the call's last use of the pool.
                     unsafe { self.free() };

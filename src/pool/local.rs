@@ -118,13 +118,13 @@ impl LocalPool {
     }
 
     /// The uncontended acquire: with nobody in line and enough free, one
-    /// compare-and-swap on a lease slot (this thread's home slot, claimed
+    /// compare-and-swap on a lease slot (one near this thread's home, claimed
     /// first) and one on the state word. `None` sends the caller to
     /// `acquire` or `try_acquire`, which start over and say why (nothing is
     /// held then). Nothing in it can panic.
     #[inline(always)]
     pub(crate) fn acquire_fast(&self, nbytes: u64) -> Option<Lease> {
-        let claim = self.leases.claim_home()?;
+        let claim = self.leases.claim()?;
         match self.state.try_take(nbytes) {
             Ok(left) => {
                 self.note_low(left);
@@ -145,11 +145,9 @@ impl LocalPool {
         self.leases.remove_fast(id, |nbytes| self.state.try_give(nbytes))
     }
 
-    /// Waits in line for `nbytes`, up to `wait`.
+    /// Waits in line for `nbytes`, up to `wait` (after `acquire_fast`
+    /// turned it down).
     pub(crate) fn acquire(&self, nbytes: u64, wait: Wait) -> Result<Lease, Error> {
-        if let Some(lease) = self.acquire_fast(nbytes) {
-            return Ok(lease);
-        }
         self.check_request(nbytes)?;
         match self.take_now(nbytes) {
             Ok(()) => return self.record(nbytes),
@@ -163,11 +161,9 @@ impl LocalPool {
         self.record(nbytes)
     }
 
-    /// Grants `nbytes` only if that is possible at once without jumping the line.
+    /// Grants `nbytes` only if that is possible at once without jumping the
+    /// line (after `acquire_fast` turned it down).
     pub(crate) fn try_acquire(&self, nbytes: u64) -> Result<Lease, Error> {
-        if let Some(lease) = self.acquire_fast(nbytes) {
-            return Ok(lease);
-        }
         self.check_request(nbytes)?;
         match self.take_now(nbytes) {
             Ok(()) => self.record(nbytes),
@@ -183,19 +179,11 @@ impl LocalPool {
         }
     }
 
-    /// Returns a lease's bytes. Releasing a lease twice is a no-op.
+    /// Returns a lease's bytes (after `release_fast` turned it down), under
+    /// the wait-list lock: someone is in line (the bytes go to its head),
+    /// the lease is in the overflow map, it was released before, or the pool
+    /// is retired. Releasing a lease twice is a no-op.
     pub(crate) fn release(&self, id: u64) -> Result<Released, Error> {
-        if self.release_fast(id) {
-            return Ok(Released::Now);
-        }
-        self.release_locked(id)
-    }
-
-    /// Every release the fast path turned down, under the wait-list lock:
-    /// someone is in line (the bytes go to its head), the lease is in the
-    /// overflow map, it was released before, or the pool is retired.
-    #[cold]
-    fn release_locked(&self, id: u64) -> Result<Released, Error> {
         let mut wl = self.waitlist.lock();
         match self.leases.remove(id)? {
             Removed::Now(nbytes) => {

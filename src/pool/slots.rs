@@ -183,24 +183,32 @@ impl LeaseSlots {
         overflow.ticket_grants += 1;
     }
 
-    /// Claims this thread's home slot for a lease about to be granted, if it
-    /// is free: the slot is `BUSY` until [`fill`](Self::fill) or
-    /// [`unclaim`](Self::unclaim). Lock-free; nothing in it can panic.
+    /// Claims a free slot near this thread's home for a lease about to be
+    /// granted: the slot is `BUSY` until [`fill`](Self::fill) or
+    /// [`unclaim`](Self::unclaim). `None` when the slots probed are all
+    /// taken. Lock-free; nothing in it can panic.
     #[inline(always)]
-    pub(crate) fn claim_home(&self) -> Option<Claim> {
-        let index = home_slot();
-        let word = self.slots[index].word.load(Ordering::Relaxed);
-        // Free (state 0) and below the last generation, in one comparison:
-        // a state other than 0 rotates into the top bits.
-        if word.rotate_right(2) >= GEN_MAX {
-            return None;
+    pub(crate) fn claim(&self) -> Option<Claim> {
+        let home = home_slot();
+        let mut i = 0;
+        loop {
+            let index = (home + i) & (SLOTS - 1);
+            let word = self.slots[index].word.load(Ordering::Relaxed);
+            // Free (state 0) and below the last generation, in one comparison:
+            // a state other than 0 rotates into the top bits.
+            if word.rotate_right(2) < GEN_MAX
+                && self.slots[index]
+                    .word
+                    .compare_exchange(word, ((word >> 2) + 1) << 2 | BUSY, Ordering::Acquire, Ordering::Relaxed)
+                    .is_ok()
+            {
+                return Some(Claim { index, word });
+            }
+            i += 1;
+            if i == PROBES {
+                return None;
+            }
         }
-        let gen = word >> 2;
-        self.slots[index]
-            .word
-            .compare_exchange(word, (gen + 1) << 2 | BUSY, Ordering::Acquire, Ordering::Relaxed)
-            .ok()?;
-        Some(Claim { index, word })
     }
 
     /// Records a lease of `nbytes` in a claimed slot; returns its id.
@@ -219,31 +227,11 @@ impl LeaseSlots {
         self.slots[claim.index].word.store(claim.word, Ordering::Release);
     }
 
-    /// Records a lease of `nbytes` in a free slot near this thread's home
-    /// and returns its new id; `None` when the slots probed were all taken.
-    fn insert_slot(&self, nbytes: u64) -> Option<u64> {
-        let home = home_slot();
-        (0..PROBES).find_map(|i| {
-            let index = (home + i) & (SLOTS - 1);
-            let slot = &self.slots[index];
-            let word = slot.word.load(Ordering::Relaxed);
-            let gen = word >> 2;
-            if word & STATE != FREE || gen >= GEN_MAX {
-                return None;
-            }
-            let gen = gen + 1;
-            slot.word.compare_exchange(word, gen << 2 | BUSY, Ordering::Acquire, Ordering::Relaxed).ok()?;
-            slot.nbytes.store(nbytes, Ordering::Relaxed);
-            slot.word.store(gen << 2 | HELD, Ordering::Release);
-            Some(self.id(KIND_SLOT, gen << SLOT_BITS | index as u64))
-        })
-    }
-
     /// Records a lease of `nbytes` and returns its new id: in a slot, or in
     /// the overflow map when the slots near this thread are taken.
     pub(crate) fn insert(&self, nbytes: u64) -> Result<u64, Error> {
-        if let Some(id) = self.insert_slot(nbytes) {
-            return Ok(id);
+        if let Some(claim) = self.claim() {
+            return Ok(self.fill(claim, nbytes));
         }
         self.insert_overflow(nbytes)
     }

@@ -80,11 +80,11 @@ impl<T> std::ops::DerefMut for MutexGuard<'_, T> {
 }
 
 /// Where the thread of one waiting request sleeps until that request's own
-/// record (an atomic word) changes. Outside loom it is `parking_lot_core`'s
-/// parking lot keyed by the word's address: a wake reaches only the threads
-/// asleep on that word, and a wake that comes before the sleep is never lost
-/// (the word is re-read under the lot's lock). Under loom it is a lock and a
-/// condition variable of its own.
+/// record, an atomic word, stops being 0. Outside loom it is a private futex
+/// on the word's low half (every nonzero value the engine writes there has a
+/// nonzero low half): the kernel re-reads the word before sleeping, so a
+/// wake that comes first is never lost, and a wake reaches only the threads
+/// asleep on that word. Under loom it is a lock and a condition variable.
 #[derive(Default)]
 pub(crate) struct Parker {
     #[cfg(loom)]
@@ -93,23 +93,49 @@ pub(crate) struct Parker {
     cv: loom::sync::Condvar,
 }
 
+/// The 32-bit half of `word` that holds its low bits, for the futex calls.
+#[cfg(not(loom))]
+fn low_half(word: &AtomicU64) -> *mut u32 {
+    let p = word.as_ptr() as *mut u32;
+    if cfg!(target_endian = "big") {
+        p.wrapping_add(1)
+    } else {
+        p
+    }
+}
+
 impl Parker {
-    /// Sleeps while `word` holds `value`, until woken or `deadline`.
-    /// Spurious returns are allowed; callers re-check the word.
-    pub(crate) fn sleep_while(&self, word: &AtomicU64, value: u64, deadline: Option<Instant>) {
+    /// Sleeps while `word` is 0, until woken or `deadline`. Spurious returns
+    /// are allowed (a signal, the deadline); callers re-check the word.
+    pub(crate) fn sleep_while_zero(&self, word: &AtomicU64, deadline: Option<Instant>) {
         #[cfg(not(loom))]
         {
-            // SAFETY: the key is the address of a live atomic word that no
-            // other parking-lot user keys on (parking_lot's locks key on
-            // their own addresses); the callbacks neither panic nor park.
+            let timeout = match deadline {
+                None => None,
+                Some(at) => {
+                    let left = at.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        return;
+                    }
+                    Some(libc::timespec {
+                        tv_sec: left.as_secs().min(i64::MAX as u64) as libc::time_t,
+                        tv_nsec: left.subsec_nanos() as libc::c_long,
+                    })
+                }
+            };
+            let ts = timeout.as_ref().map_or(std::ptr::null(), |t| t as *const libc::timespec);
+            // SAFETY: the futex word is the live, aligned low half of `word`,
+            // private to this process; `ts` is NULL or a valid timespec.
+            // FUTEX_WAIT only reads the word, and sleeps only while it is 0.
             unsafe {
-                parking_lot_core::park(
-                    word as *const AtomicU64 as usize,
-                    || word.load(Ordering::Acquire) == value,
-                    || {},
-                    |_, _| {},
-                    parking_lot_core::DEFAULT_PARK_TOKEN,
-                    deadline,
+                libc::syscall(
+                    libc::SYS_futex,
+                    low_half(word),
+                    libc::FUTEX_WAIT | libc::FUTEX_PRIVATE_FLAG,
+                    0u32,
+                    ts,
+                    std::ptr::null::<u32>(),
+                    0u32,
                 );
             }
         }
@@ -117,19 +143,28 @@ impl Parker {
         {
             let _ = deadline;
             let guard = self.lock.lock().unwrap();
-            if word.load(Ordering::Acquire) == value {
+            if word.load(Ordering::Acquire) == 0 {
                 drop(self.cv.wait(guard).unwrap());
             }
         }
     }
 
-    /// Wakes the threads asleep on `word`, after the caller changed it.
+    /// Wakes the threads asleep on `word`, after the caller made it nonzero.
     pub(crate) fn wake(&self, word: &AtomicU64) {
         #[cfg(not(loom))]
         {
-            // SAFETY: as in `sleep_while`: the key is the word's address.
+            // SAFETY: as in `sleep_while_zero`; FUTEX_WAKE uses the address
+            // only as a key.
             unsafe {
-                parking_lot_core::unpark_all(word as *const AtomicU64 as usize, parking_lot_core::DEFAULT_UNPARK_TOKEN);
+                libc::syscall(
+                    libc::SYS_futex,
+                    low_half(word),
+                    libc::FUTEX_WAKE | libc::FUTEX_PRIVATE_FLAG,
+                    i32::MAX,
+                    0usize,
+                    0usize,
+                    0u32,
+                );
             }
         }
         #[cfg(loom)]

@@ -8,7 +8,7 @@
 //! fate and reads it without taking the lock again. Two-phase tickets
 //! (`enqueue`, then `wait` in slices) are also kept by id until redeemed.
 
-use std::collections::BTreeMap;
+use std::collections::VecDeque;
 use std::time::Instant;
 
 use super::error::Error;
@@ -27,9 +27,9 @@ const TOTAL_SHIFT: u32 = 3;
 pub(crate) struct Waiter {
     pub(crate) ticket: u64,
     pub(crate) nbytes: u64,
-    pos: u64,
     since: Instant,
-    /// `WAITING`, `GRANTED`, `CLOSED`, `CANCELLED`, or `total << 3 | TOO_LARGE`.
+    /// `WAITING`, `GRANTED`, `CLOSED`, `CANCELLED`, or `total << 3 | TOO_LARGE`
+    /// (every fate has a nonzero low half, as `Parker` needs).
     /// Written once, under the wait-list lock, from `WAITING` to a fate.
     word: AtomicU64,
     parker: Parker,
@@ -46,11 +46,10 @@ pub(crate) enum Fate {
 }
 
 impl Waiter {
-    fn new(ticket: u64, nbytes: u64, pos: u64, word: u64) -> Arc<Waiter> {
+    fn new(ticket: u64, nbytes: u64, word: u64) -> Arc<Waiter> {
         Arc::new(Waiter {
             ticket,
             nbytes,
-            pos,
             since: Instant::now(),
             word: AtomicU64::new(word),
             parker: Parker::default(),
@@ -74,7 +73,7 @@ impl Waiter {
 
     /// Sleeps while it is waiting, at most until `deadline`; may return early.
     pub(crate) fn sleep(&self, deadline: Option<Instant>) {
-        self.parker.sleep_while(&self.word, WAITING, deadline);
+        self.parker.sleep_while_zero(&self.word, deadline);
     }
 
     /// Under the lock: writes its fate and wakes its thread.
@@ -95,8 +94,7 @@ pub(crate) struct WaitCounters {
 #[derive(Default)]
 pub(crate) struct Waitlist {
     tickets_issued: u64,
-    next_pos: u64,
-    line: BTreeMap<u64, Arc<Waiter>>,
+    line: VecDeque<Arc<Waiter>>,
     /// Two-phase tickets not yet redeemed or cancelled, by id.
     tickets: IdMap<Arc<Waiter>>,
     pub(crate) counters: WaitCounters,
@@ -118,10 +116,8 @@ impl Waitlist {
     /// Puts a request at the end of the line; a two-phase ticket is also
     /// kept by id.
     pub(crate) fn push(&mut self, ticket: u64, nbytes: u64, two_phase: bool) -> Arc<Waiter> {
-        let pos = self.next_pos;
-        self.next_pos += 1;
-        let w = Waiter::new(ticket, nbytes, pos, WAITING);
-        self.line.insert(pos, Arc::clone(&w));
+        let w = Waiter::new(ticket, nbytes, WAITING);
+        self.line.push_back(Arc::clone(&w));
         if two_phase {
             self.tickets.insert(ticket, Arc::clone(&w));
         }
@@ -130,11 +126,11 @@ impl Waitlist {
 
     /// Records a two-phase ticket that was granted without waiting.
     pub(crate) fn granted_at_once(&mut self, ticket: u64, nbytes: u64) {
-        self.tickets.insert(ticket, Waiter::new(ticket, nbytes, u64::MAX, GRANTED));
+        self.tickets.insert(ticket, Waiter::new(ticket, nbytes, GRANTED));
     }
 
     pub(crate) fn head(&self) -> Option<&Waiter> {
-        self.line.first_key_value().map(|(_, w)| &**w)
+        self.line.front().map(|w| &**w)
     }
 
     pub(crate) fn is_empty(&self) -> bool {
@@ -155,7 +151,7 @@ impl Waitlist {
     pub(crate) fn take_ticket(&mut self, id: u64) -> Option<Arc<Waiter>> {
         let w = self.tickets.remove(&id)?;
         if w.is_waiting() {
-            self.line.remove(&w.pos);
+            self.unlink(&w);
             w.settle(CANCELLED);
         }
         Some(w)
@@ -167,15 +163,23 @@ impl Waitlist {
         if !w.is_waiting() {
             return false;
         }
-        self.line.remove(&w.pos);
+        self.unlink(w);
         self.tickets.remove(&w.ticket);
         true
+    }
+
+    /// Takes a waiting request out of the line (a scan: lines are short, and
+    /// only requests that give up leave from the middle).
+    fn unlink(&mut self, w: &Waiter) {
+        if let Some(i) = self.line.iter().position(|x| std::ptr::eq(&**x, w)) {
+            self.line.remove(i);
+        }
     }
 
     /// Grants the head of the line: it leaves the line, its record says
     /// `GRANTED`, and its thread wakes.
     pub(crate) fn grant_head(&mut self) {
-        if let Some((_, w)) = self.line.pop_first() {
+        if let Some(w) = self.line.pop_front() {
             let waited = w.since.elapsed().as_nanos().min(u128::from(u64::MAX)) as u64;
             let c = &mut self.counters;
             c.waited_grants += 1;
@@ -188,18 +192,15 @@ impl Waitlist {
     /// Fails every waiter larger than `total` (`None`: every waiter, the
     /// pool is closed). Returns how many.
     pub(crate) fn fail_where(&mut self, total: Option<u64>) -> u64 {
-        let doomed: Vec<u64> = self
-            .line
-            .iter()
-            .filter(|(_, w)| total.map_or(true, |t| w.nbytes > t))
-            .map(|(p, _)| *p)
-            .collect();
-        for pos in &doomed {
-            if let Some(w) = self.line.remove(pos) {
+        let before = self.line.len();
+        self.line.retain(|w| {
+            let doomed = total.map_or(true, |t| w.nbytes > t);
+            if doomed {
                 w.settle(total.map_or(CLOSED, |t| t << TOTAL_SHIFT | TOO_LARGE));
             }
-        }
-        doomed.len() as u64
+            !doomed
+        });
+        (before - self.line.len()) as u64
     }
 
     /// Forgets every two-phase ticket (nobody can redeem them any more) and
