@@ -117,20 +117,21 @@ impl LocalPool {
         self.state.load().available.max(0) as u64
     }
 
-    /// The uncontended acquire: with nobody in line and enough free, one
-    /// compare-and-swap on a lease slot (one near this thread's home, claimed
-    /// first) and one on the state word. `None` sends the caller to
+    /// The uncontended acquire: with nobody in line and enough free (a first
+    /// look at the state word), one compare-and-swap on this thread's home
+    /// slot of the lease table, claimed first, and one on the state word. `None` sends the caller to
     /// `acquire` or `try_acquire`, which start over and say why (nothing is
     /// held then). Nothing in it can panic.
     #[inline(always)]
     pub(crate) fn acquire_fast(&self, nbytes: u64) -> Option<Lease> {
-        let claim = self.leases.claim()?;
-        match self.state.try_take(nbytes) {
-            Ok(left) => {
+        let seen = self.state.peek_take(nbytes)?;
+        let claim = self.leases.claim_home()?;
+        match self.state.take_from(seen, nbytes) {
+            Some(left) => {
                 self.note_low(left);
                 Some(Lease { id: self.leases.fill(claim, nbytes), nbytes })
             }
-            Err(_) => {
+            None => {
                 self.leases.unclaim(claim);
                 None
             }

@@ -183,32 +183,28 @@ impl LeaseSlots {
         overflow.ticket_grants += 1;
     }
 
-    /// Claims a free slot near this thread's home for a lease about to be
-    /// granted: the slot is `BUSY` until [`fill`](Self::fill) or
-    /// [`unclaim`](Self::unclaim). `None` when the slots probed are all
-    /// taken. Lock-free; nothing in it can panic.
+    /// Claims this thread's home slot for a lease about to be granted, if it
+    /// is free: the slot is `BUSY` until [`fill`](Self::fill) or
+    /// [`unclaim`](Self::unclaim). One slot only, so that the fast path
+    /// stays small; [`insert`](Self::insert) probes further. Lock-free;
+    /// nothing in it can panic.
     #[inline(always)]
-    pub(crate) fn claim(&self) -> Option<Claim> {
-        let home = home_slot();
-        let mut i = 0;
-        loop {
-            let index = (home + i) & (SLOTS - 1);
-            let word = self.slots[index].word.load(Ordering::Relaxed);
-            // Free (state 0) and below the last generation, in one comparison:
-            // a state other than 0 rotates into the top bits.
-            if word.rotate_right(2) < GEN_MAX
-                && self.slots[index]
-                    .word
-                    .compare_exchange(word, ((word >> 2) + 1) << 2 | BUSY, Ordering::Acquire, Ordering::Relaxed)
-                    .is_ok()
-            {
-                return Some(Claim { index, word });
-            }
-            i += 1;
-            if i == PROBES {
-                return None;
-            }
+    pub(crate) fn claim_home(&self) -> Option<Claim> {
+        self.claim_at(home_slot())
+    }
+
+    /// Claims slot `index` if it is free.
+    #[inline(always)]
+    fn claim_at(&self, index: usize) -> Option<Claim> {
+        let slot = &self.slots[index & (SLOTS - 1)];
+        let word = slot.word.load(Ordering::Relaxed);
+        // Free (state 0) and below the last generation, in one comparison:
+        // a state other than 0 rotates into the top bits.
+        if word.rotate_right(2) >= GEN_MAX {
+            return None;
         }
+        slot.word.compare_exchange(word, ((word >> 2) + 1) << 2 | BUSY, Ordering::Acquire, Ordering::Relaxed).ok()?;
+        Some(Claim { index: index & (SLOTS - 1), word })
     }
 
     /// Records a lease of `nbytes` in a claimed slot; returns its id.
@@ -230,7 +226,8 @@ impl LeaseSlots {
     /// Records a lease of `nbytes` and returns its new id: in a slot, or in
     /// the overflow map when the slots near this thread are taken.
     pub(crate) fn insert(&self, nbytes: u64) -> Result<u64, Error> {
-        if let Some(claim) = self.claim() {
+        let home = home_slot();
+        if let Some(claim) = (0..PROBES).find_map(|i| self.claim_at(home + i)) {
             return Ok(self.fill(claim, nbytes));
         }
         self.insert_overflow(nbytes)

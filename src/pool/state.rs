@@ -90,6 +90,33 @@ impl State {
         }
     }
 
+    /// Fast path, first look: the word as read and the bytes that taking
+    /// `nbytes` would leave, if the word grants them now (nobody queued,
+    /// open, enough available).
+    #[inline(always)]
+    pub(crate) fn peek_take(&self, nbytes: u64) -> Option<(u64, i64)> {
+        Self::would_take(self.word.load(Ordering::Acquire), nbytes)
+    }
+
+    #[inline(always)]
+    fn would_take(w: u64, nbytes: u64) -> Option<(u64, i64)> {
+        let s = Snapshot::decode(w);
+        (!s.queued && !s.closed && s.fits(nbytes)).then(|| (w, s.available - nbytes as i64))
+    }
+
+    /// Fast path, second step: takes the bytes `peek_take` saw, re-checking
+    /// if the word changed since; returns the bytes left.
+    #[inline(always)]
+    pub(crate) fn take_from(&self, seen: (u64, i64), nbytes: u64) -> Option<i64> {
+        let (mut w, mut left) = seen;
+        loop {
+            match self.word.compare_exchange_weak(w, encode(w, left), Ordering::AcqRel, Ordering::Acquire) {
+                Ok(_) => return Some(left),
+                Err(now) => (w, left) = Self::would_take(now, nbytes)?,
+            }
+        }
+    }
+
     /// Fast path: gives back `nbytes` unless someone is queued, in which case
     /// nothing changes and the caller must give them back under the lock.
     #[inline(always)]
