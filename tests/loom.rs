@@ -484,3 +484,14 @@ fn two_last_releases_race_the_drop_of_the_last_handle() {
         }
     });
 }
+
+/// The canary of the two models above: a pool that is never freed must fail
+/// the model, or their leak check checks nothing.
+#[test]
+#[should_panic]
+fn a_pool_never_freed_fails_the_model() {
+    loom::model(|| {
+        let pool = Pool::new(1).unwrap();
+        std::mem::forget(pool);
+    });
+}

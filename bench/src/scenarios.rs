@@ -59,8 +59,10 @@ pub fn handoffs<S: Subject>(rounds: u64) {
         s.release(held);
         held = s.acquire(UNIT);
     }
-    other.join().expect("the other thread panicked");
+    // Released before the join: an implementation that lets a running
+    // thread take back what it just released may have starved the other.
     s.release(held);
+    other.join().expect("the other thread panicked");
 }
 
 /// Busy for `d` (the "work" done while a lease is held).

@@ -46,14 +46,8 @@ pub(crate) enum Fate {
 }
 
 impl Waiter {
-    fn new(ticket: u64, nbytes: u64, word: u64) -> Arc<Waiter> {
-        Arc::new(Waiter {
-            ticket,
-            nbytes,
-            since: Instant::now(),
-            word: AtomicU64::new(word),
-            parker: Parker::default(),
-        })
+    fn new(ticket: u64, nbytes: u64, word: u64) -> Waiter {
+        Waiter { ticket, nbytes, since: Instant::now(), word: AtomicU64::new(word), parker: Parker::default() }
     }
 
     /// Its fate; read without the lock (a fate, once written, never changes).
@@ -100,7 +94,13 @@ pub(crate) struct Waitlist {
     pub(crate) counters: WaitCounters,
     /// Once the pool's last handle is gone: the leases still outstanding.
     pub(crate) retired: Option<u64>,
+    /// Records of finished requests, reused once their thread let go of
+    /// them, so that waiting costs no allocation in the steady state.
+    spare: Vec<Arc<Waiter>>,
 }
+
+/// Spare records kept at most.
+const SPARES: usize = 64;
 
 impl Waitlist {
     /// Numbers the next ticket (from 1).
@@ -116,7 +116,7 @@ impl Waitlist {
     /// Puts a request at the end of the line; a two-phase ticket is also
     /// kept by id.
     pub(crate) fn push(&mut self, ticket: u64, nbytes: u64, two_phase: bool) -> Arc<Waiter> {
-        let w = Waiter::new(ticket, nbytes, WAITING);
+        let w = self.record(Waiter::new(ticket, nbytes, WAITING));
         self.line.push_back(Arc::clone(&w));
         if two_phase {
             self.tickets.insert(ticket, Arc::clone(&w));
@@ -126,7 +126,27 @@ impl Waitlist {
 
     /// Records a two-phase ticket that was granted without waiting.
     pub(crate) fn granted_at_once(&mut self, ticket: u64, nbytes: u64) {
-        self.tickets.insert(ticket, Waiter::new(ticket, nbytes, GRANTED));
+        let w = self.record(Waiter::new(ticket, nbytes, GRANTED));
+        self.tickets.insert(ticket, w);
+    }
+
+    /// `fresh` in a spare record nobody holds any more, or in a new one.
+    fn record(&mut self, fresh: Waiter) -> Arc<Waiter> {
+        if let Some(i) = self.spare.iter().position(|w| Arc::strong_count(w) == 1) {
+            let mut w = self.spare.swap_remove(i);
+            if let Some(slot) = Arc::get_mut(&mut w) {
+                *slot = fresh;
+                return w;
+            }
+        }
+        Arc::new(fresh)
+    }
+
+    /// Keeps a finished request's record for reuse.
+    fn recycle(&mut self, w: Arc<Waiter>) {
+        if self.spare.len() < SPARES {
+            self.spare.push(w);
+        }
     }
 
     pub(crate) fn head(&self) -> Option<&Waiter> {
@@ -186,6 +206,7 @@ impl Waitlist {
             c.wait_ns_total = c.wait_ns_total.saturating_add(waited);
             c.wait_ns_max = c.wait_ns_max.max(waited);
             w.settle(GRANTED);
+            self.recycle(w);
         }
     }
 
