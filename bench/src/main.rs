@@ -64,6 +64,11 @@ pub struct Plan {
     pub contended_rounds: usize,
     /// Scenarios 2 and 5: busy time a lease is held.
     pub hold: Duration,
+    /// Scenario 2 again with realistic holds (a decode takes that long):
+    /// the row's scenario name and hold, the thread counts, time per cell.
+    pub long_holds: &'static [(&'static str, Duration)],
+    pub long_threads: &'static [usize],
+    pub long_for: Duration,
     /// Scenario 3: parked waiters, and each one's hold once granted.
     pub waiters: usize,
     pub wake_hold: Duration,
@@ -89,6 +94,9 @@ impl Plan {
             contended_for: if quick { ms(40) } else { ms(250) },
             contended_rounds: if quick { 1 } else { 3 },
             hold: Duration::from_micros(2),
+            long_holds: &LONG_HOLDS,
+            long_threads: &[8, 16],
+            long_for: if quick { ms(100) } else { ms(1000) },
             waiters: 16,
             wake_hold: ms(1),
             stream_hold: ms(1),
@@ -100,6 +108,10 @@ impl Plan {
         }
     }
 }
+
+/// The realistic holds of scenario 2's second part.
+const LONG_HOLDS: [(&str, Duration); 2] =
+    [("contended_200us", Duration::from_micros(200)), ("contended_2ms", Duration::from_millis(2))];
 
 /// One implementation: its scenarios, monomorphised.
 pub struct Entry {
@@ -259,6 +271,21 @@ fn run(plan: &Plan, json_path: &str) -> Result<(), String> {
         }
         for (e, s) in blocking.iter().zip(samples) {
             report.add("contended", e.name, Some(t), "ops_per_s", Some(median(s)));
+        }
+    }
+
+    for &(scenario, hold) in plan.long_holds {
+        progress(&format!("2/6 contended throughput, hold {}us", hold.as_micros()));
+        for &t in plan.long_threads {
+            let mut samples: Vec<Vec<f64>> = vec![Vec::new(); blocking.len()];
+            for _ in 0..plan.contended_rounds {
+                for (e, s) in blocking.iter().zip(&mut samples) {
+                    s.push((e.contended)(t, plan.long_for, hold, false).ops_per_s);
+                }
+            }
+            for (e, s) in blocking.iter().zip(samples) {
+                report.add(scenario, e.name, Some(t), "ops_per_s", Some(median(s)));
+            }
         }
     }
 
