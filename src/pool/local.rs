@@ -19,6 +19,7 @@ use super::slots::{IdKind, LeaseSlots, Removed};
 use super::state::{Snapshot, State, MAX_TOTAL};
 use super::stats::Stats;
 use super::sync::{Arc, AtomicI64, AtomicU64, LeakCheck, Mutex, MutexGuard, Ordering};
+use std::ops::{Deref, DerefMut};
 use super::waitlist::{Fate, Waiter, Waitlist};
 
 /// How long a request may wait for its grant.
@@ -185,7 +186,7 @@ impl LocalPool {
     /// the lease is in the overflow map, it was released before, or the pool
     /// is retired. Releasing a lease twice is a no-op.
     pub(crate) fn release(&self, id: u64) -> Result<Released, Error> {
-        let mut wl = self.waitlist.lock();
+        let mut wl = self.lock();
         match self.leases.remove(id)? {
             Removed::Now(nbytes) => {
                 self.state.add(nbytes as i64);
@@ -222,7 +223,7 @@ impl LocalPool {
     /// when no lease is outstanding: the caller frees the pool now;
     /// otherwise the release that returns the last lease says `Last`.
     pub(crate) fn retire(&self) -> bool {
-        let mut wl = self.waitlist.lock();
+        let mut wl = self.lock();
         self.state.retire();
         let granted = wl.drop_tickets();
         self.state.add(granted as i64);
@@ -247,7 +248,7 @@ impl LocalPool {
     /// place and may be waited on again.
     pub(crate) fn wait_ticket(&self, ticket: Ticket, wait: Wait) -> Result<Lease, Error> {
         let w = {
-            let wl = self.waitlist.lock();
+            let wl = self.lock();
             match wl.ticket(ticket.id) {
                 Some(w) => Arc::clone(w),
                 None => {
@@ -264,7 +265,7 @@ impl LocalPool {
             outcome => {
                 // Granted or failed: whoever takes the ticket's record owns
                 // its fate (a cancel may have taken it first).
-                if self.waitlist.lock().take_ticket(ticket.id).is_none() {
+                if self.lock().take_ticket(ticket.id).is_none() {
                     return Err(Error::InvalidLease(format!("ticket {:#x} was cancelled meanwhile", ticket.id)));
                 }
                 outcome?;
@@ -277,7 +278,7 @@ impl LocalPool {
     /// Leaves the line; if the grant already happened, its bytes go back.
     /// Cancelling a finished ticket is a no-op.
     pub(crate) fn cancel_ticket(&self, ticket: Ticket) -> Result<(), Error> {
-        let mut wl = self.waitlist.lock();
+        let mut wl = self.lock();
         let Some(fate) = wl.ticket(ticket.id).map(|w| w.fate()) else {
             return self.check_ticket(&wl, ticket.id);
         };
@@ -326,7 +327,7 @@ impl LocalPool {
     /// revokes a lease, and waiters larger than the new total fail.
     pub(crate) fn set_total(&self, new_total: u64) -> Result<(), Error> {
         check_total(new_total)?;
-        let mut wl = self.waitlist.lock();
+        let mut wl = self.lock();
         let old = self.total.swap(new_total, Ordering::AcqRel);
         let delta = new_total as i64 - old as i64;
         self.state.add(delta);
@@ -340,7 +341,7 @@ impl LocalPool {
     /// Closes the pool: waiters wake with `Closed`, new requests fail with it,
     /// releases still return bytes. Closing twice is a no-op.
     pub(crate) fn close(&self) {
-        let mut wl = self.waitlist.lock();
+        let mut wl = self.lock();
         self.state.set_closed();
         let failed = wl.fail_where(None);
         self.closed_rejections.fetch_add(failed, Ordering::Relaxed);
@@ -357,7 +358,7 @@ impl LocalPool {
         // The total and the free bytes are read together under the wait-list
         // lock, which `set_total` holds while it changes both.
         let (waiters, counters, total, s, low) = {
-            let wl = self.waitlist.lock();
+            let wl = self.lock();
             (wl.len() as u64, wl.counters, self.total_bytes(), self.state.load(), self.low_water.load(Ordering::Relaxed))
         };
         let (outstanding, _, grants) = self.leases.totals();
@@ -392,6 +393,12 @@ impl LocalPool {
     }
 
     // ---- internals -------------------------------------------------------
+
+    /// Takes the wait-list lock; threads granted while it is held are woken
+    /// after it is let go.
+    fn lock(&self) -> Held<'_> {
+        Held(Some(self.waitlist.lock()))
+    }
 
     fn check_request(&self, nbytes: u64) -> Result<(), Error> {
         let total = self.total_bytes();
@@ -451,13 +458,13 @@ impl LocalPool {
         if nbytes == 0 || self.state.try_give(nbytes) {
             return;
         }
-        let mut wl = self.waitlist.lock();
+        let mut wl = self.lock();
         self.state.add(nbytes as i64);
         self.grant_ready(&mut wl);
     }
 
     /// Under the lock: grants from the head of the line while the bytes reach.
-    fn grant_ready(&self, wl: &mut MutexGuard<'_, Waitlist>) {
+    fn grant_ready(&self, wl: &mut Waitlist) {
         while let Some(head) = wl.head() {
             match self.state.take_locked(head.nbytes) {
                 Some(left) => {
@@ -475,7 +482,7 @@ impl LocalPool {
 
     /// Takes a ticket and either grants it at once or puts it in line.
     fn join_line(&self, nbytes: u64, two_phase: bool) -> Result<Joined, Error> {
-        let mut wl = self.waitlist.lock();
+        let mut wl = self.lock();
         let ticket = self.leases.ticket_id(wl.next_ticket_seq())?;
         if self.state.load().closed {
             return Err(self.closed());
@@ -519,7 +526,7 @@ impl LocalPool {
                 if on_timeout == OnTimeout::Stay {
                     return Err(Error::Timeout { requested: w.nbytes });
                 }
-                let mut wl = self.waitlist.lock();
+                let mut wl = self.lock();
                 // Under the lock the fate is settled: leave, or take what came.
                 if wl.leave(w) {
                     self.grant_ready(&mut wl);
@@ -532,6 +539,33 @@ impl LocalPool {
             if w.is_waiting() && deadline.map_or(true, |at| Instant::now() < at) {
                 bump(&self.futile_wakeups);
             }
+        }
+    }
+}
+
+/// The wait-list lock, held. Dropping it lets go of the lock, then wakes
+/// the threads whose requests were settled meanwhile.
+struct Held<'a>(Option<MutexGuard<'a, Waitlist>>);
+
+impl Deref for Held<'_> {
+    type Target = Waitlist;
+    fn deref(&self) -> &Waitlist {
+        self.0.as_ref().expect("held until dropped")
+    }
+}
+
+impl DerefMut for Held<'_> {
+    fn deref_mut(&mut self) -> &mut Waitlist {
+        self.0.as_mut().expect("held until dropped")
+    }
+}
+
+impl Drop for Held<'_> {
+    fn drop(&mut self) {
+        if let Some(mut guard) = self.0.take() {
+            let wakes = guard.take_wakes();
+            drop(guard);
+            wakes.run();
         }
     }
 }

@@ -79,14 +79,20 @@ impl<T> std::ops::DerefMut for MutexGuard<'_, T> {
     }
 }
 
+/// The value a waiting request's word holds while its thread sleeps on it
+/// (0 while it waits awake; anything else is its fate). No fate may share
+/// its low 32 bits.
+pub(crate) const ASLEEP: u64 = u64::MAX;
+
 /// Where the thread of one waiting request sleeps until that request's own
-/// record, an atomic word, stops being 0. Outside loom it is a private futex
-/// on the word's low half (every nonzero value the engine writes there has a
-/// nonzero low half): the kernel re-reads the word before sleeping, so a
-/// wake that comes first is never lost, and a wake reaches only the threads
-/// asleep on that word. Under loom a sleep is one yield (the caller re-checks
-/// the word, so the models see every order of grant and look; a grant that
-/// never comes leaves the thread yielding until loom gives up on the model).
+/// record, an atomic word, holds its fate. Outside loom it is a private
+/// futex on the word's low half: the thread marks the word `ASLEEP` and
+/// sleeps while it says so (the kernel re-reads it, so a fate written first
+/// is never missed), and whoever writes the fate wakes it only if it was
+/// marked, so a grant to a thread that has not gone to sleep costs no system
+/// call. Under loom a sleep is one yield (the caller re-checks the word, so
+/// the models see every order of grant and look; a grant that never comes
+/// leaves the thread yielding until loom gives up on the model).
 #[derive(Default)]
 pub(crate) struct Parker {}
 
@@ -102,9 +108,10 @@ fn low_half(word: &AtomicU64) -> *mut u32 {
 }
 
 impl Parker {
-    /// Sleeps while `word` is 0, until woken or `deadline`. Spurious returns
-    /// are allowed (a signal, the deadline); callers re-check the word.
-    pub(crate) fn sleep_while_zero(&self, word: &AtomicU64, deadline: Option<Instant>) {
+    /// Sleeps while `word` shows no fate (0 or `ASLEEP`), until woken or
+    /// `deadline`. Spurious returns are allowed (a signal, the deadline);
+    /// callers re-check the word.
+    pub(crate) fn sleep(&self, word: &AtomicU64, deadline: Option<Instant>) {
         #[cfg(not(loom))]
         {
             let timeout = match deadline {
@@ -120,16 +127,20 @@ impl Parker {
                     })
                 }
             };
+            if word.compare_exchange(0, ASLEEP, Ordering::AcqRel, Ordering::Acquire).is_err_and(|w| w != ASLEEP) {
+                return;
+            }
             let ts = timeout.as_ref().map_or(std::ptr::null(), |t| t as *const libc::timespec);
             // SAFETY: the futex word is the live, aligned low half of `word`,
             // private to this process; `ts` is NULL or a valid timespec.
-            // FUTEX_WAIT only reads the word, and sleeps only while it is 0.
+            // FUTEX_WAIT only reads the word, and sleeps only while it shows
+            // `ASLEEP`'s low half.
             unsafe {
                 libc::syscall(
                     libc::SYS_futex,
                     low_half(word),
                     libc::FUTEX_WAIT | libc::FUTEX_PRIVATE_FLAG,
-                    0u32,
+                    ASLEEP as u32,
                     ts,
                     std::ptr::null::<u32>(),
                     0u32,
@@ -139,29 +150,34 @@ impl Parker {
         #[cfg(loom)]
         {
             let _ = deadline;
-            if word.load(Ordering::Acquire) == 0 {
+            if matches!(word.load(Ordering::Acquire), 0 | ASLEEP) {
                 loom::thread::yield_now();
             }
         }
     }
 
-    /// Wakes the threads asleep on `word`, after the caller made it nonzero.
+    /// Writes `fate` into `word`; `true` when a thread sleeps on it and must
+    /// be woken with [`wake`](Self::wake) (which may wait until the caller
+    /// has let go of its lock, as long as the word's memory stays).
+    #[must_use]
+    pub(crate) fn settle(&self, word: &AtomicU64, fate: u64) -> bool {
+        word.swap(fate, Ordering::AcqRel) == ASLEEP
+    }
+
+    /// Wakes the thread asleep on `word` (see `settle`).
     pub(crate) fn wake(&self, word: &AtomicU64) {
         #[cfg(not(loom))]
-        {
-            // SAFETY: as in `sleep_while_zero`; FUTEX_WAKE uses the address
-            // only as a key.
-            unsafe {
-                libc::syscall(
-                    libc::SYS_futex,
-                    low_half(word),
-                    libc::FUTEX_WAKE | libc::FUTEX_PRIVATE_FLAG,
-                    i32::MAX,
-                    0usize,
-                    0usize,
-                    0u32,
-                );
-            }
+        // SAFETY: as in `sleep`; FUTEX_WAKE uses the address only as a key.
+        unsafe {
+            libc::syscall(
+                libc::SYS_futex,
+                low_half(word),
+                libc::FUTEX_WAKE | libc::FUTEX_PRIVATE_FLAG,
+                i32::MAX,
+                0usize,
+                0usize,
+                0u32,
+            );
         }
         #[cfg(loom)]
         let _ = word;

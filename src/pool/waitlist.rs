@@ -13,7 +13,7 @@ use std::time::Instant;
 
 use super::error::Error;
 use super::lease::IdMap;
-use super::sync::{Arc, AtomicU64, Ordering, Parker};
+use super::sync::{Arc, AtomicU64, Ordering, Parker, ASLEEP};
 
 const WAITING: u64 = 0;
 const GRANTED: u64 = 1;
@@ -28,9 +28,10 @@ pub(crate) struct Waiter {
     pub(crate) ticket: u64,
     pub(crate) nbytes: u64,
     since: Instant,
-    /// `WAITING`, `GRANTED`, `CLOSED`, `CANCELLED`, or `total << 3 | TOO_LARGE`
-    /// (every fate has a nonzero low half, as `Parker` needs).
-    /// Written once, under the wait-list lock, from `WAITING` to a fate.
+    /// `WAITING` (`ASLEEP` while its thread sleeps on it), or a fate:
+    /// `GRANTED`, `CLOSED`, `CANCELLED`, `total << 3 | TOO_LARGE` (none has
+    /// `ASLEEP`'s low half, as `Parker` needs). The fate is written once,
+    /// under the wait-list lock.
     word: AtomicU64,
     parker: Parker,
 }
@@ -53,7 +54,7 @@ impl Waiter {
     /// Its fate; read without the lock (a fate, once written, never changes).
     pub(crate) fn fate(&self) -> Fate {
         match self.word.load(Ordering::Acquire) {
-            WAITING => Fate::Waiting,
+            WAITING | ASLEEP => Fate::Waiting,
             GRANTED => Fate::Granted,
             CLOSED => Fate::Failed(Error::Closed),
             CANCELLED => Fate::Failed(Error::InvalidLease(format!("ticket {:#x} was cancelled", self.ticket))),
@@ -62,18 +63,41 @@ impl Waiter {
     }
 
     pub(crate) fn is_waiting(&self) -> bool {
-        self.word.load(Ordering::Acquire) == WAITING
+        matches!(self.word.load(Ordering::Acquire), WAITING | ASLEEP)
     }
 
     /// Sleeps while it is waiting, at most until `deadline`; may return early.
     pub(crate) fn sleep(&self, deadline: Option<Instant>) {
-        self.parker.sleep_while_zero(&self.word, deadline);
+        self.parker.sleep(&self.word, deadline);
     }
 
-    /// Under the lock: writes its fate and wakes its thread.
-    fn settle(&self, word: u64) {
-        self.word.store(word, Ordering::Release);
-        self.parker.wake(&self.word);
+}
+
+/// Threads whose request was settled under the wait-list lock and that are
+/// asleep: woken by [`Wakes::run`] once the lock is let go, so that the lock
+/// is never held across the system call. Holding their records keeps the
+/// words alive (a record still held is not reused).
+#[derive(Default)]
+pub(crate) struct Wakes {
+    list: [Option<Arc<Waiter>>; 8],
+}
+
+impl Wakes {
+    pub(crate) fn run(self) {
+        for w in self.list.into_iter().flatten() {
+            w.parker.wake(&w.word);
+        }
+    }
+}
+
+/// Under the lock: writes `w`'s fate; its thread, if asleep, is woken later
+/// (or at once when `wakes` is full).
+fn settle(wakes: &mut Wakes, w: &Arc<Waiter>, fate: u64) {
+    if w.parker.settle(&w.word, fate) {
+        match wakes.list.iter_mut().find(|e| e.is_none()) {
+            Some(e) => *e = Some(Arc::clone(w)),
+            None => w.parker.wake(&w.word),
+        }
     }
 }
 
@@ -97,6 +121,8 @@ pub(crate) struct Waitlist {
     /// Records of finished requests, reused once their thread let go of
     /// them, so that waiting costs no allocation in the steady state.
     spare: Vec<Arc<Waiter>>,
+    /// Threads to wake once the lock is let go.
+    wakes: Wakes,
 }
 
 /// Spare records kept at most.
@@ -172,7 +198,7 @@ impl Waitlist {
         let w = self.tickets.remove(&id)?;
         if w.is_waiting() {
             self.unlink(&w);
-            w.settle(CANCELLED);
+            settle(&mut self.wakes, &w, CANCELLED);
         }
         Some(w)
     }
@@ -205,7 +231,7 @@ impl Waitlist {
             c.waited_grants += 1;
             c.wait_ns_total = c.wait_ns_total.saturating_add(waited);
             c.wait_ns_max = c.wait_ns_max.max(waited);
-            w.settle(GRANTED);
+            settle(&mut self.wakes, &w, GRANTED);
             self.recycle(w);
         }
     }
@@ -214,14 +240,20 @@ impl Waitlist {
     /// pool is closed). Returns how many.
     pub(crate) fn fail_where(&mut self, total: Option<u64>) -> u64 {
         let before = self.line.len();
+        let wakes = &mut self.wakes;
         self.line.retain(|w| {
             let doomed = total.map_or(true, |t| w.nbytes > t);
             if doomed {
-                w.settle(total.map_or(CLOSED, |t| t << TOTAL_SHIFT | TOO_LARGE));
+                settle(wakes, w, total.map_or(CLOSED, |t| t << TOTAL_SHIFT | TOO_LARGE));
             }
             !doomed
         });
         (before - self.line.len()) as u64
+    }
+
+    /// The threads to wake, taken out before the lock is let go.
+    pub(crate) fn take_wakes(&mut self) -> Wakes {
+        std::mem::take(&mut self.wakes)
     }
 
     /// Forgets every two-phase ticket (nobody can redeem them any more) and
