@@ -563,9 +563,10 @@ impl DerefMut for Held<'_> {
 impl Drop for Held<'_> {
     fn drop(&mut self) {
         if let Some(mut guard) = self.0.take() {
-            let wakes = guard.take_wakes();
-            drop(guard);
-            wakes.run();
+            if let Some(wakes) = guard.take_wakes() {
+                drop(guard);
+                wakes.run();
+            }
         }
     }
 }

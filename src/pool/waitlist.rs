@@ -79,12 +79,17 @@ impl Waiter {
 /// words alive (a record still held is not reused).
 #[derive(Default)]
 pub(crate) struct Wakes {
-    list: [Option<Arc<Waiter>>; 8],
+    /// Filled from the front.
+    list: [Option<Arc<Waiter>>; 4],
 }
 
 impl Wakes {
+    pub(crate) fn is_empty(&self) -> bool {
+        self.list[0].is_none()
+    }
+
     pub(crate) fn run(self) {
-        for w in self.list.into_iter().flatten() {
+        for w in self.list.iter().map_while(Option::as_ref) {
             w.parker.wake(&w.word);
         }
     }
@@ -251,9 +256,10 @@ impl Waitlist {
         (before - self.line.len()) as u64
     }
 
-    /// The threads to wake, taken out before the lock is let go.
-    pub(crate) fn take_wakes(&mut self) -> Wakes {
-        std::mem::take(&mut self.wakes)
+    /// The threads to wake, taken out before the lock is let go; `None`
+    /// when there are none (the common case, kept cheap).
+    pub(crate) fn take_wakes(&mut self) -> Option<Wakes> {
+        (!self.wakes.is_empty()).then(|| std::mem::take(&mut self.wakes))
     }
 
     /// Forgets every two-phase ticket (nobody can redeem them any more) and
