@@ -96,6 +96,7 @@ impl Report {
 
     /// A line of one metric, formatted with `digits` decimals ("-" where the
     /// implementation does not take part).
+    #[allow(clippy::too_many_arguments)]
     fn metric_line(&self, out: &mut String, label: &str, scenario: &str, count: Option<usize>, metric: &str, scale: f64, digits: usize) {
         self.line(out, label, |n| match self.get_at(scenario, n, count, metric) {
             Some(v) => format!("{:.*}", digits, v * scale),

@@ -23,7 +23,7 @@ pub fn pair<S: Subject>(s: &S) {
     s.release(black_box(grant));
 }
 
-/// 1. Nanoseconds per uncontended acquire+release.
+/// Scenario 1: Nanoseconds per uncontended acquire+release.
 pub fn uncontended<S: Subject>(pairs: u64) -> f64 {
     let s = S::new(3 * UNIT);
     for _ in 0..1000 {
@@ -80,7 +80,7 @@ pub struct Contended {
     pub waits_ns: Vec<u64>,
 }
 
-/// 2 and 5. `threads` workers loop acquire(UNIT), busy `hold`, release, on a
+/// Scenarios 2 and 5: `threads` workers loop acquire(UNIT), busy `hold`, release, on a
 /// pool that fits three leases, for `run_for`. With `record`, each acquire's
 /// duration is kept (it costs two clock reads per operation).
 pub fn contended<S: Subject>(threads: usize, run_for: Duration, hold: Duration, record: bool) -> Contended {
@@ -158,7 +158,7 @@ pub struct Wakeups {
     pub granted: u64,
 }
 
-/// 3. `waiters` threads park on a pool that one lease holds whole, each asking
+/// Scenario 3: `waiters` threads park on a pool that one lease holds whole, each asking
 /// for all of it; then the lease is released, and each waiter, once granted,
 /// holds for `hold` (sleeping, as a decode waiting on its GPU work does) and
 /// releases. Every release can satisfy exactly one waiter.
@@ -196,7 +196,7 @@ pub struct Starvation {
     pub grants: Vec<Option<Duration>>,
 }
 
-/// 4. Four threads stream requests for 30% of the pool, each held `hold`; a
+/// Scenario 4: Four threads stream requests for 30% of the pool, each held `hold`; a
 /// request for 90% then waits at most `timeout`. Repeated `trials` times
 /// (stopping at the first that is not granted).
 pub fn starvation<S: Subject>(hold: Duration, timeout: Duration, trials: usize) -> Starvation {
@@ -256,7 +256,7 @@ pub struct Memory {
     pub per_waiter: Option<f64>,
 }
 
-/// 6. Heap retained by a new pool, by `leases` outstanding leases, and by
+/// Scenario 6: Heap retained by a new pool, by `leases` outstanding leases, and by
 /// `waiters` threads waiting in line.
 pub fn memory<S: Subject>(leases: usize, waiters: usize) -> Result<Memory, String> {
     let (pool, heap_bytes) = heap::retained_by(|| S::new(UNIT));

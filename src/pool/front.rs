@@ -15,6 +15,9 @@ use super::sync::{Arc, AtomicU64, Ordering, Weak};
 
 const LIVE: u64 = 0x6d6d_706f_6f6c_2121;
 
+// The in-process backend stays inline: the fast path reaches it with no
+// indirection. A pool is one allocation either way.
+#[allow(clippy::large_enum_variant)]
 enum Backend {
     Local(LocalPool),
     #[cfg(not(loom))]
