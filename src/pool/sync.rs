@@ -90,11 +90,15 @@ pub(crate) const ASLEEP: u64 = u64::MAX;
 /// sleeps while it says so (the kernel re-reads it, so a fate written first
 /// is never missed), and whoever writes the fate wakes it only if it was
 /// marked, so a grant to a thread that has not gone to sleep costs no system
-/// call. Under loom a sleep is one yield (the caller re-checks the word, so
-/// the models see every order of grant and look; a grant that never comes
-/// leaves the thread yielding until loom gives up on the model).
+/// call. Under loom the same marks, with a lock and a condition variable of
+/// its own in place of the futex.
 #[derive(Default)]
-pub(crate) struct Parker {}
+pub(crate) struct Parker {
+    #[cfg(loom)]
+    lock: loom::sync::Mutex<()>,
+    #[cfg(loom)]
+    cv: loom::sync::Condvar,
+}
 
 /// The 32-bit half of `word` that holds its low bits, for the futex calls.
 #[cfg(not(loom))]
@@ -150,8 +154,9 @@ impl Parker {
         #[cfg(loom)]
         {
             let _ = deadline;
-            if matches!(word.load(Ordering::Acquire), 0 | ASLEEP) {
-                loom::thread::yield_now();
+            let guard = self.lock.lock().unwrap();
+            if matches!(word.compare_exchange(0, ASLEEP, Ordering::AcqRel, Ordering::Acquire), Ok(_) | Err(ASLEEP)) {
+                drop(self.cv.wait(guard).unwrap());
             }
         }
     }
@@ -180,7 +185,11 @@ impl Parker {
             );
         }
         #[cfg(loom)]
-        let _ = word;
+        {
+            let _ = word;
+            let _guard = self.lock.lock().unwrap();
+            self.cv.notify_all();
+        }
     }
 }
 
