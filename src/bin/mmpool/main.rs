@@ -9,8 +9,6 @@ fn main() {}
 
 #[cfg(not(loom))]
 mod args;
-#[cfg(all(not(loom), feature = "bench"))]
-mod bench;
 #[cfg(not(loom))]
 mod bench_shared;
 #[cfg(not(loom))]
@@ -19,9 +17,8 @@ mod demo;
 mod status;
 
 /// The commands and what each does, for `mmpool --help`.
-const COMMANDS: [(&str, &str); 6] = [
+const COMMANDS: [(&str, &str); 5] = [
     ("demo", "simulate a decoding front end on a GPU-memory budget (see `mmpool demo --help`)"),
-    ("bench", "measure mmpool against the usual alternatives (see `mmpool bench --help`)"),
     ("status", "show a pool shared by processes: `mmpool status NAME [--json]`"),
     ("unlink", "remove a shared pool's name: `mmpool unlink NAME`"),
     ("bench-shared", "cost of the shared pool against the in-process one; kill-to-grant time"),
@@ -62,8 +59,6 @@ fn main() {
         Some("status") => status::status_main(&rest),
         Some("unlink") => status::unlink_main(&rest),
         Some("bench-shared") => bench_shared::bench_shared_main(&rest),
-        #[cfg(feature = "bench")]
-        Some("bench") => bench::main(&rest),
         Some("help" | "--help" | "-h") => {
             println!("{}", usage());
             0

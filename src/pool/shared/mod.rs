@@ -38,11 +38,9 @@ use std::time::{Duration, Instant};
 pub use file::{path_of, unlink, validate_name};
 
 use super::error::Error;
-use super::front::{keep, unkeep, Pool};
 use super::lease::{Admission, Lease, Ticket};
 use super::local::{check_total, Wait};
 use super::stats::Stats;
-use super::sync::Arc;
 use crate::log::{self, Level};
 use file::Mapping;
 use liveness::PROC_LOCK_BASE;
@@ -403,28 +401,24 @@ impl SharedPool {
         Ok(())
     }
 
-    pub(crate) fn acquire(&self, owner: &Arc<Pool>, nbytes: u64, wait: Wait) -> Result<Lease, Error> {
+    pub(crate) fn acquire(&self, nbytes: u64, wait: Wait) -> Result<Lease, Error> {
         let mut g = self.lock()?;
         self.check_request(&g, nbytes)?;
         if Self::take_now(&mut g, nbytes) {
             let (_, id) = g.alloc(LEASE, nbytes)?;
             g.take(nbytes);
-            drop(g);
-            keep(owner);
             return Ok(Lease { id, nbytes });
         }
         let (i, id) = g.join_line(nbytes)?;
         drop(g);
-        let _hold = Arc::clone(owner);
         let nbytes = self.wait_for(i, id, wait, OnTimeout::Leave, |g, i| {
             g.make_lease(i);
             Ok(g.entry(i).nbytes.load(Relaxed))
         })?;
-        keep(owner);
         Ok(Lease { id, nbytes })
     }
 
-    pub(crate) fn try_acquire(&self, owner: &Arc<Pool>, nbytes: u64) -> Result<Lease, Error> {
+    pub(crate) fn try_acquire(&self, nbytes: u64) -> Result<Lease, Error> {
         let mut g = self.lock()?;
         self.check_request(&g, nbytes)?;
         if !Self::take_now(&mut g, nbytes) {
@@ -437,25 +431,21 @@ impl SharedPool {
         }
         let (_, id) = g.alloc(LEASE, nbytes)?;
         g.take(nbytes);
-        drop(g);
-        keep(owner);
         Ok(Lease { id, nbytes })
     }
 
-    pub(crate) fn release(&self, owner: &Arc<Pool>, id: u64) -> Result<(), Error> {
+    /// `Ok(true)` when a lease was outstanding and is now removed.
+    pub(crate) fn release(&self, id: u64) -> Result<bool, Error> {
         self.check_issued(id, "lease")?;
         let mut g = self.lock()?;
-        let Some(i) = self.own(&g, id, "lease")? else { return Ok(()) };
+        let Some(i) = self.own(&g, id, "lease")? else { return Ok(false) };
         if g.entry(i).state.load(Relaxed) != LEASE {
             return Err(Error::InvalidLease(format!(
                 "{id:#x} is a ticket, not a lease: redeem it with wait or leave with cancel"
             )));
         }
         g.free(i);
-        drop(g);
-        // SAFETY: a lease of this process was just removed; its grant kept a reference.
-        unsafe { unkeep(owner) };
-        Ok(())
+        Ok(true)
     }
 
     pub(crate) fn enqueue(&self, nbytes: u64) -> Result<Ticket, Error> {
@@ -471,25 +461,23 @@ impl SharedPool {
         Ok(Ticket { id })
     }
 
-    pub(crate) fn wait_ticket(&self, owner: &Arc<Pool>, ticket: Ticket, wait: Wait) -> Result<Lease, Error> {
-        self.redeem(owner, ticket, wait, OnTimeout::Stay)
+    pub(crate) fn wait_ticket(&self, ticket: Ticket, wait: Wait) -> Result<Lease, Error> {
+        self.redeem(ticket, wait, OnTimeout::Stay)
     }
 
-    fn redeem(&self, owner: &Arc<Pool>, ticket: Ticket, wait: Wait, on_timeout: OnTimeout) -> Result<Lease, Error> {
+    fn redeem(&self, ticket: Ticket, wait: Wait, on_timeout: OnTimeout) -> Result<Lease, Error> {
         self.check_issued(ticket.id, "ticket")?;
         let i = segment::parse_id(ticket.id, self.seg().header.nonce.load(Relaxed)).map_or(0, |p| p.entry);
-        let _hold = Arc::clone(owner);
         let nbytes = self.wait_for(i, ticket.id, wait, on_timeout, |g, i| {
             g.make_lease(i);
             Ok(g.entry(i).nbytes.load(Relaxed))
         })?;
-        keep(owner);
         Ok(Lease { id: ticket.id, nbytes })
     }
 
     /// Grants at once when possible without jumping the line, else joins it;
     /// counts no refusal (see the local backend's).
-    pub(crate) fn acquire_or_enqueue(&self, owner: &Arc<Pool>, nbytes: u64) -> Result<Admission, Error> {
+    pub(crate) fn acquire_or_enqueue(&self, nbytes: u64) -> Result<Admission, Error> {
         let mut g = self.lock()?;
         self.check_request(&g, nbytes)?;
         if !Self::take_now(&mut g, nbytes) {
@@ -497,15 +485,13 @@ impl SharedPool {
         }
         let (_, id) = g.alloc(LEASE, nbytes)?;
         g.take(nbytes);
-        drop(g);
-        keep(owner);
         Ok(Admission::Granted(Lease { id, nbytes }))
     }
 
     /// As `wait_ticket`, but a ticket whose time runs out leaves the line and
     /// counts as a timeout.
-    pub(crate) fn wait_ticket_or_leave(&self, owner: &Arc<Pool>, ticket: Ticket, wait: Wait) -> Result<Lease, Error> {
-        self.redeem(owner, ticket, wait, OnTimeout::Leave)
+    pub(crate) fn wait_ticket_or_leave(&self, ticket: Ticket, wait: Wait) -> Result<Lease, Error> {
+        self.redeem(ticket, wait, OnTimeout::Leave)
     }
 
     pub(crate) fn cancel_ticket(&self, ticket: Ticket) -> Result<(), Error> {
@@ -519,7 +505,7 @@ impl SharedPool {
         Ok(())
     }
 
-    pub(crate) fn resize_lease(&self, owner: &Arc<Pool>, id: u64, new_nbytes: u64, wait: Wait) -> Result<Lease, Error> {
+    pub(crate) fn resize_lease(&self, id: u64, new_nbytes: u64, wait: Wait) -> Result<Lease, Error> {
         self.check_issued(id, "lease")?;
         let released = || Error::InvalidLease(format!("lease {id:#x} was already released"));
         let mut g = self.lock()?;
@@ -548,7 +534,6 @@ impl SharedPool {
         }
         let (t, tid) = g.join_line(delta)?;
         drop(g);
-        let _hold = Arc::clone(owner);
         let nbytes = self.wait_for(t, tid, wait, OnTimeout::Leave, |g, t| {
             // The grant moves into the lease, if the lease is still there.
             let e = g.entry(i);
