@@ -183,6 +183,16 @@ pub(crate) fn fstat(fd: RawFd, path: &str) -> Result<libc::stat, Error> {
     Ok(st)
 }
 
+/// Whether the file behind `fd` is now shorter than `len`, the bytes mapped
+/// (a failed fstat says no: only a sure answer damages a mapping).
+pub(crate) fn shrunk(fd: RawFd, len: usize) -> bool {
+    // SAFETY: stat is a plain C struct; all-zero is valid.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: a descriptor and a valid out-pointer; a bad descriptor fails.
+    let ok = unsafe { libc::fstat(fd, &mut st) } == 0;
+    ok && (st.st_size.max(0) as u64) < len as u64
+}
+
 /// Identity of whatever the path names now, if anything.
 pub(crate) fn identity_of_path(path: &str) -> Option<(u64, u64)> {
     let c = cpath(path);

@@ -286,15 +286,22 @@ fn generation() -> u16 {
 }
 
 /// Takes the segment's lock for `me` by `deadline`, repairing the segment
-/// if it was taken over from a holder that is gone.
+/// if it was taken over from a holder that is gone. A waiter also looks at
+/// the file after each slice: if it shrank, the mapping is damaged (zero
+/// pages, see `sigbus.rs`) and the wait ends at once.
 fn lock_segment<'a>(
-    seg: Segment<'a>,
+    map: &'a Mapping,
     me: usize,
     fd: RawFd,
     inside: &'a AtomicUsize,
     deadline: Option<Instant>,
 ) -> Result<Locked<'a>, lock::TimedOut> {
+    let seg = map.segment();
     let how = lock::lock(&seg.header.lock, me, inside, deadline, |slot, word| {
+        if file::shrunk(fd, map.len()) {
+            map.damage();
+            return true;
+        }
         let dead = table::slot_is_dead(seg, fd, slot);
         if !dead {
             note_held(seg, slot, word);
@@ -374,6 +381,7 @@ fn attach_by(
     deadline: Option<Instant>,
 ) -> Result<usize, Error> {
     let (seg, name, flags) = (pool.seg(), pool.name.as_str(), opts.flags);
+    let map = &pool.map;
     let has = Limits::of(&pool.map.layout());
     opts.limits.check_against(name, has)?;
     let mut slot = None;
@@ -395,7 +403,7 @@ fn attach_by(
     pool.inside.store(0, Relaxed);
     let registered = (|| {
         let mut g =
-            lock_segment(seg, me, fd, &pool.inside, deadline).map_err(|_| Error::Timeout { requested: 0 })?;
+            lock_segment(map, me, fd, &pool.inside, deadline).map_err(|_| Error::Timeout { requested: 0 })?;
         pool.check_file(fd);
         pool.intact()?;
         g.repair()?;
@@ -536,8 +544,7 @@ impl SharedPool {
     /// segment it has, which is whole).
     fn check_file(&self, fd: RawFd) {
         let path = path_of(&self.name);
-        let Ok(st) = file::fstat(fd, &path) else { return };
-        if (st.st_size.max(0) as u64) < self.map.len() as u64 {
+        if file::shrunk(fd, self.map.len()) {
             self.map.damage();
             return;
         }
@@ -593,7 +600,7 @@ impl SharedPool {
     fn lock_by(&self, deadline: Option<Instant>, requested: u64) -> Result<Locked<'_>, Error> {
         self.intact()?;
         let a = self.me()?;
-        let mut g = lock_segment(self.seg(), a.slot, a.fd, &self.inside, deadline)
+        let mut g = lock_segment(&self.map, a.slot, a.fd, &self.inside, deadline)
             .map_err(|_| Error::Timeout { requested })?;
         if let Some(mut ids) = self.abandoned.try_lock().filter(|v| !v.is_empty()) {
             for id in ids.drain(..) {
@@ -1100,6 +1107,19 @@ impl SharedPool {
         liveness::INIT_LOCK
     }
 
+    /// Where the lock word lies in the segment's file (for tests that
+    /// corrupt it).
+    #[doc(hidden)]
+    pub fn debug_lock_word_offset() -> u64 {
+        std::mem::offset_of!(Header, lock) as u64
+    }
+
+    /// Whether this handle found its segment damaged (its file truncated
+    /// under it): every call on it then fails.
+    pub fn is_damaged(&self) -> bool {
+        self.map.is_damaged()
+    }
+
     /// Whether a thread of some process sleeps waiting for the segment's lock.
     #[doc(hidden)]
     pub fn debug_lock_contended(&self) -> bool {
@@ -1118,7 +1138,8 @@ impl SharedPool {
         // SAFETY: raise(3) with a valid signal number.
         unsafe { libc::raise(libc::SIGSTOP) };
         g.give(nbytes);
-        Ok(())
+        drop(g);
+        self.intact()
     }
 }
 
@@ -1132,7 +1153,7 @@ impl Drop for SharedPool {
         // descriptor is simply closed: the others then reap this process.
         let deadline = Some(Instant::now() + SHORT_LOCK_WAIT);
         if self.intact().is_ok() {
-            if let Ok(mut g) = lock_segment(self.seg(), a.slot, a.fd, &self.inside, deadline) {
+            if let Ok(mut g) = lock_segment(&self.map, a.slot, a.fd, &self.inside, deadline) {
                 g.release_owner(a.slot);
                 self.seg().procs[a.slot].state.store(PROC_FREE, Relaxed);
             }
