@@ -869,7 +869,15 @@ fn a_lock_word_naming_a_live_idle_process_times_out_timed_calls_and_shows_the_ho
     let (_log, logged) = capture_log();
     let mut idle = Helper::spawn("idle", &[&name.0], &[]);
     let slot: usize = idle.report().strip_prefix("slot ").unwrap().parse().unwrap();
+    // A request waits in line (the bytes are held) when the word goes bad.
+    let big = pool.acquire(99, Wait::Forever).unwrap();
+    let p = Arc::clone(&pool);
+    let in_line = std::thread::spawn(move || p.acquire(1, Wait::timeout_ns(300_000_000)));
+    until("a request waits in line", || pool.stats().waiters == 1);
     write_lock_word(&name, word_naming(slot));
+    // Its wait runs out while the lock cannot be taken: it returns, and its
+    // ticket leaves the line the next time this process holds the lock.
+    assert!(matches!(in_line.join().unwrap(), Err(Error::Timeout { requested: 1 })));
 
     // Timed calls return at their deadline.
     for timeout_ms in [0u64, 200] {
@@ -895,9 +903,11 @@ fn a_lock_word_naming_a_live_idle_process_times_out_timed_calls_and_shows_the_ho
     assert!(holder.held_for >= mmpool::pool::shared::LOCK_HELD_REPORT, "{holder:?}");
     assert!(!untimed.is_finished(), "the untimed call must wait for a live holder");
     let killed = idle.kill();
+    pool.release(big.id).unwrap();
     let (lease, returned) = untimed.join().unwrap();
     assert!(returned > killed, "it returned only once the holder was gone");
     pool.release(lease.unwrap().id).unwrap();
+    // The abandoned ticket holds nothing and waits no more.
     assert_whole(&pool, 0);
     assert_eq!(said(&logged, "has been held for"), 1, "said once: {:?}", logged.lock());
 }

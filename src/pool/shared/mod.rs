@@ -275,6 +275,8 @@ pub struct SharedPool {
     /// Tickets whose wait ran out while the lock could not be taken: freed
     /// by this process the next time it holds the lock.
     abandoned: parking_lot::Mutex<Vec<u64>>,
+    /// Whether `abandoned` may hold any (checked before locking it).
+    any_abandoned: AtomicBool,
     /// Whether the damage was logged.
     damage_logged: AtomicBool,
     /// Whether a replaced or removed file was logged.
@@ -498,6 +500,7 @@ impl SharedPool {
             reattach: parking_lot::Mutex::new(()),
             inside: AtomicUsize::new(0),
             abandoned: parking_lot::Mutex::new(Vec::new()),
+            any_abandoned: AtomicBool::new(false),
             damage_logged: AtomicBool::new(false),
             moved_logged: AtomicBool::new(false),
         };
@@ -602,7 +605,9 @@ impl SharedPool {
         let a = self.me()?;
         let mut g = lock_segment(&self.map, a.slot, a.fd, &self.inside, deadline)
             .map_err(|_| Error::Timeout { requested })?;
-        if let Some(mut ids) = self.abandoned.try_lock().filter(|v| !v.is_empty()) {
+        if self.any_abandoned.load(Relaxed) {
+            let mut ids = self.abandoned.lock();
+            self.any_abandoned.store(false, Relaxed);
             for id in ids.drain(..) {
                 if let Some(i) = g.find(id).filter(|&i| g.entry(i).owner.load(Relaxed) as usize == g.me) {
                     if g.entry(i).state.load(Relaxed) != LEASE {
@@ -1053,6 +1058,7 @@ impl SharedPool {
                     // holds the lock.
                     if on_timeout == OnTimeout::Leave {
                         self.abandoned.lock().push(id);
+                        self.any_abandoned.store(true, Relaxed);
                         Self::bump(&self.seg().header.timeouts);
                     }
                     let requested = self.seg().entries.get(i).map_or(0, |e| e.nbytes.load(Relaxed));
