@@ -67,6 +67,9 @@ pub(crate) struct Mapping {
     len: usize,
     /// The tables' places; `None` until the header was checked.
     layout: Option<Layout>,
+    /// The tables themselves, made once by `check` (borrowed as `'_` only:
+    /// `segment` shortens the lifetime to the mapping's).
+    tables: Option<Segment<'static>>,
     /// Its registration with the SIGBUS handler.
     guard: Registered,
 }
@@ -95,10 +98,11 @@ impl Mapping {
         };
         let guard = sigbus::register(ptr.cast(), len).map_err(|e| unmap(Error::System(e)))?;
         let ptr = NonNull::new(ptr.cast::<u8>()).ok_or_else(|| Error::System("mmap returned NULL".into()))?;
-        Ok(Mapping { ptr, len, layout: None, guard })
+        Ok(Mapping { ptr, len, layout: None, tables: None, guard })
     }
 
     /// Whether a fault or `damage` replaced the mapping by zero pages.
+    #[inline]
     pub(crate) fn is_damaged(&self) -> bool {
         sigbus::is_damaged(self.guard)
     }
@@ -130,6 +134,10 @@ impl Mapping {
             )));
         }
         self.layout = Some(layout);
+        // SAFETY: the checked layout fits in the `len` bytes mapped at `ptr`,
+        // which stay mapped until `self` is dropped; `segment` hands the
+        // tables out only for borrows of `self`.
+        self.tables = Some(unsafe { layout.segment(self.ptr.as_ptr()) });
         Ok(())
     }
 
@@ -138,10 +146,9 @@ impl Mapping {
         self.layout.unwrap_or_else(|| unreachable!("an unchecked mapping was used"))
     }
 
-    pub(crate) fn segment(&self) -> Segment<'_> {
-        // SAFETY: the checked layout fits in the `len` bytes mapped at `ptr`,
-        // which stay mapped as long as `self`.
-        unsafe { self.layout().segment(self.ptr.as_ptr()) }
+    pub(crate) fn segment(&self) -> &Segment<'_> {
+        // Mappings handed out are checked (`Opened` is built after `check`).
+        self.tables.as_ref().unwrap_or_else(|| unreachable!("an unchecked mapping was used"))
     }
 }
 

@@ -291,6 +291,7 @@ fn generation() -> u16 {
 /// if it was taken over from a holder that is gone. A waiter also looks at
 /// the file after each slice: if it shrank, the mapping is damaged (zero
 /// pages, see `sigbus.rs`) and the wait ends at once.
+#[inline]
 fn lock_segment<'a>(
     map: &'a Mapping,
     me: usize,
@@ -312,6 +313,16 @@ fn lock_segment<'a>(
     })?;
     let mut g = Locked::new(seg, me, fd, inside);
     if let Acquired::TakenOver(holder) = how {
+        repair_after_takeover(&mut g, holder);
+    }
+    Ok(g)
+}
+
+/// After the lock was taken over from `holder`: count it, say it, repair.
+#[cold]
+fn repair_after_takeover(g: &mut Locked<'_>, holder: usize) {
+    let (seg, me) = (g.seg, g.me);
+    {
         seg.header.lock_recoveries.fetch_add(1, Relaxed);
         log::log(
             Level::Warn,
@@ -327,13 +338,12 @@ fn lock_segment<'a>(
         let _ = g.repair();
         g.reap_dead();
     }
-    Ok(g)
 }
 
 /// A waiter saw `word` name the live process in `slot` for a whole slice:
 /// records since when (for `mmpool status`), and says in the log, once per
 /// holding, when that passes `LOCK_HELD_REPORT`.
-fn note_held(seg: Segment<'_>, slot: usize, word: u32) {
+fn note_held(seg: &Segment<'_>, slot: usize, word: u32) {
     let h = seg.header;
     let now = futex::now_ns();
     if h.lock_seen_word.load(Acquire) != word {
@@ -356,7 +366,7 @@ fn note_held(seg: Segment<'_>, slot: usize, word: u32) {
 }
 
 /// Who the lock word names now, seen without the lock.
-fn lock_holder(seg: Segment<'_>, fd: RawFd) -> Option<LockHolder> {
+fn lock_holder(seg: &Segment<'_>, fd: RawFd) -> Option<LockHolder> {
     let word = seg.header.lock.load(Relaxed);
     let slot = lock::holder(word)?;
     let h = seg.header;
@@ -517,17 +527,23 @@ impl SharedPool {
         &self.name
     }
 
-    fn seg(&self) -> Segment<'_> {
+    fn seg(&self) -> &Segment<'_> {
         self.map.segment()
     }
 
     /// `Ok` unless the segment was found damaged: its file shrank under the
     /// mapping (a fault there, see `sigbus.rs`, or `check_file`). Then the
     /// mapping reads zeros, and every call fails with this error.
+    #[inline(always)]
     fn intact(&self) -> Result<(), Error> {
-        if !self.map.is_damaged() {
-            return Ok(());
+        if self.map.is_damaged() {
+            return Err(self.damage_error());
         }
+        Ok(())
+    }
+
+    #[cold]
+    fn damage_error(&self) -> Error {
         let path = path_of(&self.name);
         let msg = format!(
             "shared pool {:?}: its file {path} was truncated while this process was attached, so the pool \
@@ -538,7 +554,7 @@ impl SharedPool {
         if !self.damage_logged.swap(true, Relaxed) {
             log::log(Level::Error, &msg);
         }
-        Err(Error::System(msg))
+        Error::System(msg)
     }
 
     /// The cheap detector, on slow paths: a file shorter than the mapping is
@@ -564,11 +580,17 @@ impl SharedPool {
     }
 
     /// This process's attachment; in a child after fork, a fresh one.
+    #[inline(always)]
     fn me(&self) -> Result<Attachment, Error> {
         let a = Attachment::unpack(self.attachment.load(Acquire));
         if a.generation == generation() && a.slot as u64 != NO_SLOT {
             return Ok(a);
         }
+        self.attach_afresh()
+    }
+
+    #[cold]
+    fn attach_afresh(&self) -> Result<Attachment, Error> {
         let _one = self.reattach.lock();
         let a = Attachment::unpack(self.attachment.load(Acquire));
         if a.generation == generation() && a.slot as u64 != NO_SLOT {
@@ -594,18 +616,30 @@ impl SharedPool {
         }
     }
 
+    #[inline]
     fn lock(&self) -> Result<Locked<'_>, Error> {
         self.lock_by(None, 0)
     }
 
     /// Takes the lock by `deadline` (a request for `requested` bytes times
     /// out at it), first freeing the tickets this process abandoned.
+    #[inline(always)]
     fn lock_by(&self, deadline: Option<Instant>, requested: u64) -> Result<Locked<'_>, Error> {
-        self.intact()?;
         let a = self.me()?;
-        let mut g = lock_segment(&self.map, a.slot, a.fd, &self.inside, deadline)
-            .map_err(|_| Error::Timeout { requested })?;
+        let Ok(mut g) = lock_segment(&self.map, a.slot, a.fd, &self.inside, deadline) else {
+            return Err(Error::Timeout { requested });
+        };
         if self.any_abandoned.load(Relaxed) {
+            self.free_abandoned(&mut g);
+        }
+        self.intact()?;
+        Ok(g)
+    }
+
+    /// Frees the tickets this process abandoned (see `abandoned`).
+    #[cold]
+    fn free_abandoned(&self, g: &mut Locked<'_>) {
+        {
             let mut ids = self.abandoned.lock();
             self.any_abandoned.store(false, Relaxed);
             for id in ids.drain(..) {
@@ -616,11 +650,10 @@ impl SharedPool {
                 }
             }
         }
-        self.intact()?;
-        Ok(g)
     }
 
     /// A call's result, unless the segment was found damaged meanwhile.
+    #[inline(always)]
     fn after<T>(&self, r: Result<T, Error>) -> Result<T, Error> {
         self.intact()?;
         r
@@ -755,7 +788,6 @@ impl SharedPool {
     }
 
     fn release_in(&self, owner: &Arc<Pool>, id: u64) -> Result<(), Error> {
-        self.intact()?;
         self.check_issued(id, "lease")?;
         let mut g = self.lock()?;
         let Some(i) = self.own(&g, id, "lease")? else { return Ok(()) };
@@ -793,7 +825,6 @@ impl SharedPool {
     }
 
     fn wait_ticket_in(&self, owner: &Arc<Pool>, ticket: Ticket, wait: Wait) -> Result<Lease, Error> {
-        self.intact()?;
         self.check_issued(ticket.id, "ticket")?;
         let i = segment::parse_id(ticket.id, self.seg().header.nonce.load(Relaxed)).map_or(0, |p| p.entry);
         let _hold = Arc::clone(owner);
@@ -810,7 +841,6 @@ impl SharedPool {
     }
 
     fn cancel_ticket_in(&self, ticket: Ticket) -> Result<(), Error> {
-        self.intact()?;
         self.check_issued(ticket.id, "ticket")?;
         let mut g = self.lock()?;
         if let Some(i) = self.own(&g, ticket.id, "ticket")? {
@@ -826,7 +856,6 @@ impl SharedPool {
     }
 
     fn resize_lease_in(&self, owner: &Arc<Pool>, id: u64, new_nbytes: u64, wait: Wait) -> Result<Lease, Error> {
-        self.intact()?;
         self.check_issued(id, "lease")?;
         let released = || Error::InvalidLease(format!("lease {id:#x} was already released"));
         let mut g = self.lock_by(wait.deadline(), new_nbytes)?;

@@ -71,6 +71,7 @@ pub(crate) fn unregister(r: Registered) {
 }
 
 /// Whether the mapping was found damaged (and replaced by zero pages).
+#[inline]
 pub(crate) fn is_damaged(r: Registered) -> bool {
     REGIONS[r.0].damaged.load(Ordering::Acquire) != 0
 }

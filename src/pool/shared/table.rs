@@ -20,7 +20,7 @@ use crate::pool::Error;
 /// The segment while this process holds its lock. Unlocks on drop, then wakes
 /// the tickets whose fate it changed.
 pub(crate) struct Locked<'a> {
-    pub(crate) seg: Segment<'a>,
+    pub(crate) seg: &'a Segment<'a>,
     /// This process's slot.
     pub(crate) me: usize,
     /// This process's descriptor of the segment file (for liveness probes).
@@ -51,12 +51,15 @@ fn sat(v: i128) -> i64 {
 
 impl<'a> Locked<'a> {
     /// Wraps a lock the caller has just taken.
-    pub(crate) fn new(seg: Segment<'a>, me: usize, fd: RawFd, inside: &'a AtomicUsize) -> Self {
+    pub(crate) fn new(seg: &'a Segment<'a>, me: usize, fd: RawFd, inside: &'a AtomicUsize) -> Self {
         Locked { seg, me, fd, inside, woken: Vec::new() }
     }
 
     pub(crate) fn entry(&self, i: usize) -> &'a Entry {
-        &self.seg.entries[i % self.seg.entries.len()]
+        // Callers pass indices below the length; the rest wrap (no division
+        // on the common path).
+        let entries = self.seg.entries;
+        entries.get(i).unwrap_or_else(|| &entries[i % entries.len()])
     }
 
     pub(crate) fn total(&self) -> u64 {
@@ -117,9 +120,9 @@ impl<'a> Locked<'a> {
     pub(crate) fn alloc(&self, state: u32, nbytes: u64) -> Result<(usize, u64), Error> {
         let h = self.seg.header;
         let n = self.seg.entries.len();
-        let start = h.alloc_hint.load(Relaxed) as usize;
+        let start = h.alloc_hint.load(Relaxed) as usize % n;
         for k in 0..n {
-            let i = (start + k) % n;
+            let i = if start + k < n { start + k } else { start + k - n };
             let e = &self.seg.entries[i];
             let gen = e.gen.load(Relaxed);
             if e.state.load(Relaxed) != FREE || gen >= GEN_MAX {
@@ -134,7 +137,7 @@ impl<'a> Locked<'a> {
             h.next_pos.store(h.next_pos.load(Relaxed).wrapping_add(1), Relaxed);
             e.since_ns.store(now_ns(), Relaxed);
             e.state.store(state, Relaxed);
-            h.alloc_hint.store(((i + 1) % n) as u32, Relaxed);
+            h.alloc_hint.store(if i + 1 < n { i as u32 + 1 } else { 0 }, Relaxed);
             match state {
                 LEASE => {
                     h.leases.fetch_add(1, Relaxed);
@@ -391,7 +394,7 @@ impl<'a> Locked<'a> {
 }
 
 /// See `Locked::is_dead`; usable without holding the lock.
-pub(crate) fn slot_is_dead(seg: Segment<'_>, fd: RawFd, slot: usize) -> bool {
+pub(crate) fn slot_is_dead(seg: &Segment<'_>, fd: RawFd, slot: usize) -> bool {
     if slot >= seg.procs.len() {
         return true;
     }
