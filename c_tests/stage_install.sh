@@ -27,6 +27,8 @@ expect_file "include/mmpool.hpp"
 expect_file "lib/cmake/mmpool/mmpoolConfig.cmake"
 expect_file "lib/cmake/mmpool/mmpoolConfigVersion.cmake"
 expect_file "lib/pkgconfig/mmpool.pc"
+expect_file "lib/pkgconfig/mmpool-static.pc"
+expect_file "bin/mmpool"
 # Nothing in the package may remember where it was installed.
 if grep -rl --binary-files=without-match "$p" "$p" >/dev/null 2>&1; then
     echo "FAILED: files name the install prefix $p:"
@@ -34,6 +36,21 @@ if grep -rl --binary-files=without-match "$p" "$p" >/dev/null 2>&1; then
     fail=1
 fi
 [ "$fail" = 0 ] || exit 1
+
+# The operators' command runs from the installed tree on its own: it names its
+# version, and for a pool that does not exist it fails with a message.
+[ -x "$p/bin/mmpool" ] || { echo "FAILED: bin/mmpool is not executable"; exit 1; }
+if objdump -p "$p/bin/mmpool" | awk '$1 == "NEEDED" {print $2}' | grep -q libmmpool; then
+    echo "FAILED: bin/mmpool needs libmmpool.so"; exit 1
+fi
+help=$("$p/bin/mmpool" --help)
+grep -q "status" <<<"$help" || { echo "FAILED: bin/mmpool --help does not list status:"; echo "$help"; exit 1; }
+missing="mmpool-stage-install-missing-$$"
+if "$p/bin/mmpool" status "$missing" >"$stage/status.out" 2>&1; then
+    echo "FAILED: bin/mmpool status of a missing pool succeeded"; cat "$stage/status.out"; exit 1
+fi
+grep -q "$missing" "$stage/status.out" ||
+    { echo "FAILED: bin/mmpool status does not name the missing pool:"; cat "$stage/status.out"; exit 1; }
 
 mv "$p" "$stage/moved"
 echo "installed and moved to $stage/moved:"

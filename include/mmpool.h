@@ -208,11 +208,14 @@ typedef struct mmpool_stats {
    */
   uint64_t waited_grants;
   /**
-   * Requests that gave up when their wait ran out.
+   * Requests that gave up when their wait ran out: timed acquires and lease
+   * growths, and tickets whose `mmpool_ticket_wait_or_leave` ran out (a
+   * `mmpool_ticket_wait` slice that runs out keeps its place and is not counted).
    */
   uint64_t timeouts;
   /**
-   * Try-once requests refused because the bytes were not free at once.
+   * `mmpool_try_acquire` calls refused because the bytes were not free at
+   * once (a request that waits in line is not counted here).
    */
   uint64_t would_blocks;
   /**
@@ -722,6 +725,38 @@ enum mmpool_status mmpool_open_shared_with(const char *name,
  * pool and no stale temporary file, or the OS refused).
  */
 enum mmpool_status mmpool_unlink_shared(const char *name);
+
+/**
+ * Acquires `nbytes` at once if that is possible without jumping the line;
+ * otherwise joins the line, as `mmpool_acquire` does before it sleeps. On `OK`
+ * both out-parameters are written and exactly one id is nonzero:
+ * `out_lease->id` (granted; `*out_ticket` is `{0}`) or `out_ticket->id` (in
+ * line; `*out_lease` is `{0, 0}`): redeem the ticket with `mmpool_ticket_wait`
+ * or `mmpool_ticket_wait_or_leave`, or leave with `mmpool_ticket_cancel`.
+ * Neither outcome counts as a refusal: `would_blocks` counts `mmpool_try_acquire`
+ * alone. Never waits; thread-safe like every call on the pool.
+ *
+ * Errors: `NULL_ARGUMENT`, `EXCEEDS_CAPACITY` (nbytes > total), `CLOSED`.
+ */
+enum mmpool_status mmpool_acquire_or_enqueue(struct mmpool *pool,
+                                             uint64_t nbytes,
+                                             struct mmpool_lease *out_lease,
+                                             struct mmpool_ticket *out_ticket);
+
+/**
+ * As `mmpool_ticket_wait`, but for the last slice of a wait: if `timeout_ns`
+ * runs out first, the ticket leaves the line (it cannot be waited on again)
+ * and the pool counts one timeout, as `mmpool_acquire_timeout` does. On `OK`
+ * the lease has the ticket's id.
+ *
+ * Errors: `NULL_ARGUMENT`, `TIMEOUT` (nothing reserved; the ticket is gone),
+ * `CLOSED`, `EXCEEDS_CAPACITY` (the total was lowered below it),
+ * `INVALID_LEASE` (not this pool's ticket, or already redeemed or cancelled).
+ */
+enum mmpool_status mmpool_ticket_wait_or_leave(struct mmpool *pool,
+                                               struct mmpool_ticket ticket,
+                                               uint64_t timeout_ns,
+                                               struct mmpool_lease *out_lease);
 
 #ifdef __cplusplus
 }  // extern "C"

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds and runs a consumer of the installed mmpool at PREFIX, one of three ways:
 #   cmake       find_package(mmpool CONFIG REQUIRED): shared, static and C++ targets
-#   pkg-config  `pkg-config --cflags --libs mmpool` only (and --static)
+#   pkg-config  `pkg-config --cflags --libs mmpool`, and mmpool-static for the archive
 #   plain       -I PREFIX/include -L PREFIX/lib -lmmpool
 # Usage: consume.sh WAY PREFIX WORK_DIR VERSION   (CC, CXX, CMAKE from the environment)
 set -euo pipefail
@@ -40,19 +40,22 @@ pkg-config)
     got=$(pkg-config --modversion mmpool)
     [ "$got" = "$version" ] || { echo "FAILED: pkg-config says version $got, expected $version"; exit 1; }
     pkg-config --validate mmpool
+    pkg-config --validate mmpool-static
     libdir=$(pkg-config --variable=libdir mmpool)
     # shellcheck disable=SC2046 # word splitting of the flags is intended
     "$cc" "${flags[@]}" "$here/app.c" -o "$work/app_shared" \
         $(pkg-config --cflags --libs mmpool) -Wl,-rpath,"$libdir"
     expect_shared "$work/app_shared"
     "$work/app_shared"
-    # Static: the archive plus Libs.private.
-    # shellcheck disable=SC2046
-    "$cc" "${flags[@]}" "$here/app.c" -o "$work/app_static" $(pkg-config --cflags mmpool) \
-        -Wl,-Bstatic $(pkg-config --libs-only-L --libs-only-l mmpool) -Wl,-Bdynamic \
-        $(pkg-config --static --libs-only-l mmpool | sed 's/-lmmpool//')
-    expect_static "$work/app_static"
-    "$work/app_static"
+    # Static: the module mmpool-static names the archive itself, with and
+    # without --static.
+    for static_flag in "" --static; do
+        # shellcheck disable=SC2046 # word splitting of the flags is intended
+        "$cc" "${flags[@]}" "$here/app.c" -o "$work/app_static" \
+            $(pkg-config $static_flag --cflags --libs mmpool-static)
+        expect_static "$work/app_static"
+        "$work/app_static"
+    done
     ;;
 plain)
     "$cc" "${flags[@]}" "$here/app.c" -o "$work/app_plain" \

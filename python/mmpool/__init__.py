@@ -20,7 +20,7 @@ so that they use the very library Python loaded: one copy, one global pool.
 from __future__ import annotations
 
 from . import _log
-from ._errors import CudaError, InternalError, PoolClosedError
+from ._errors import CudaError, GlobalPoolError, InternalError, PoolClosedError
 from ._global import global_pool, init_global_pool, set_global_pool
 from ._lib import LIBRARY_PATH as _LIBRARY_PATH
 from ._lib import lib as _c
@@ -30,6 +30,7 @@ from ._pool import Lease, Pool, PoolStats, SharedPool
 
 __all__ = [
     "CudaError",
+    "GlobalPoolError",
     "InternalError",
     "Lease",
     "Pool",

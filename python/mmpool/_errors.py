@@ -14,3 +14,9 @@ class CudaError(RuntimeError):
 
 class InternalError(RuntimeError):
     """A bug in mmpool was caught at its boundary; the pool's state is intact."""
+
+
+class GlobalPoolError(RuntimeError):
+    """``global_pool(required=True)`` found no global pool; the message says
+    why (none installed, or the shared pool the environment names could not be
+    opened) and what to change."""

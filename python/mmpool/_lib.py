@@ -1,18 +1,23 @@
-"""The loaded C library, its prototypes, and the one place where a status code
-becomes a Python exception.
+"""The loaded C library, its prototypes, the compiled hot path, and the one
+place where a status code becomes a Python exception.
 
-Every other module of the package (and ``mmpool.torch``) calls the C ABI
-through :data:`lib` and turns a failing status into an exception with
-:func:`check` or :func:`error_for`. ``lib`` is a :class:`ctypes.CDLL`, so each
-call releases the GIL while it runs in C.
+:data:`lib` is a :class:`ctypes.CDLL` (each call releases the GIL while it runs
+in C) for the rarely used calls: creating pools, figures, the total, the
+global pool, logging. :data:`core` is ``mmpool._core``, the CPython extension
+that acquires, tries, releases and resizes leases; it links the very file
+ctypes loaded. Both turn a failing status into an exception here
+(:func:`check`, :func:`exception_for`), in the Python API's words.
 """
 
 from __future__ import annotations
 
 import ctypes
+import re
 from ctypes import POINTER, Structure, c_char_p, c_double, c_int, c_uint32, c_uint64, c_void_p
-from typing import Any, Callable, NoReturn
+from pathlib import Path
+from typing import Any, Callable
 
+from . import _extension
 from ._errors import CudaError, InternalError, PoolClosedError
 from ._paths import find_library
 
@@ -32,18 +37,6 @@ ERR_INTERNAL = 10
 WAIT_FOREVER = 2**64 - 1
 """``timeout_ns`` that waits without limit (``MMPOOL_WAIT_FOREVER``)."""
 U64_MAX = 2**64 - 1
-
-
-class LeaseStruct(Structure):
-    """``mmpool_lease``."""
-
-    _fields_ = [("id", c_uint64), ("nbytes", c_uint64)]
-
-
-class TicketStruct(Structure):
-    """``mmpool_ticket``."""
-
-    _fields_ = [("id", c_uint64)]
 
 
 STATS_FIELDS = (
@@ -88,21 +81,13 @@ class SharedOptionsStruct(Structure):
 
 
 _POOL = c_void_p
-_LEASE_P = POINTER(LeaseStruct)
 
-# name: (restype, argtypes), as declared in include/mmpool.h.
+# name: (restype, argtypes), as declared in include/mmpool.h. Only the calls
+# made through ctypes; leases and waits are mmpool._core's.
 PROTOTYPES: dict[str, tuple[Any, list[Any]]] = {
     "mmpool_init": (c_int, [c_uint64, POINTER(c_void_p)]),
     "mmpool_ref": (None, [_POOL]),
     "mmpool_unref": (None, [_POOL]),
-    "mmpool_acquire": (c_int, [_POOL, c_uint64, _LEASE_P]),
-    "mmpool_acquire_timeout": (c_int, [_POOL, c_uint64, c_uint64, _LEASE_P]),
-    "mmpool_try_acquire": (c_int, [_POOL, c_uint64, _LEASE_P]),
-    "mmpool_release": (c_int, [_POOL, LeaseStruct]),
-    "mmpool_enqueue": (c_int, [_POOL, c_uint64, POINTER(TicketStruct)]),
-    "mmpool_ticket_wait": (c_int, [_POOL, TicketStruct, c_uint64, _LEASE_P]),
-    "mmpool_ticket_cancel": (c_int, [_POOL, TicketStruct]),
-    "mmpool_lease_resize": (c_int, [_POOL, _LEASE_P, c_uint64, c_uint64]),
     "mmpool_set_total": (c_int, [_POOL, c_uint64]),
     "mmpool_close": (c_int, [_POOL]),
     "mmpool_total_bytes": (c_uint64, [_POOL]),
@@ -153,30 +138,38 @@ _EXCEPTIONS: dict[int, Callable[[str], BaseException]] = {
     ERR_INTERNAL: InternalError,
 }
 
+_C_FUNCTION = re.compile(r"^mmpool_\w+: ")
+_HINTS = {
+    (ERR_TIMEOUT, "acquire"): " (pass a longer timeout to wait longer, or release bytes sooner)",
+}
 
-def error_for(status: int) -> BaseException:
+
+def error_for(status: int, where: str | None = None, message: str | None = None) -> BaseException:
     """The exception for a failing ``status`` that a call on this thread just
-    returned, carrying the library's message (read before any other call)."""
-    message = last_error() or status_name(status)
-    return _EXCEPTIONS.get(status, InternalError)(message)
+    returned, carrying the library's message (read before any other call) in
+    the Python API's words: the C function's name becomes ``where`` (such as
+    ``"Pool.acquire"``)."""
+    text = _C_FUNCTION.sub("", last_error() if message is None else message) or status_name(status)
+    operation = where.rpartition(".")[2] if where else ""
+    text += _HINTS.get((status, operation), "")
+    return _EXCEPTIONS.get(status, InternalError)(f"{where}: {text}" if where else text)
 
 
-def check(status: int) -> None:
+def exception_for(status: int, message: bytes, obj: object, operation: str, nbytes: int) -> BaseException:
+    """:func:`error_for` as ``mmpool._core`` calls it: ``obj`` is the pool or
+    lease whose method ``operation`` failed with ``message`` on a request for
+    ``nbytes``. A class may word its own refusals with a method
+    ``_exception(status, operation, nbytes, exception)`` (mmpool.vllm does)."""
+    where = f"{type(obj).__name__}.{operation}"
+    exception = error_for(status, where, message.decode("utf-8", "replace"))
+    reword = getattr(obj, "_exception", None)
+    return exception if reword is None else reword(status, operation, nbytes, exception)
+
+
+def check(status: int, where: str | None = None) -> None:
     """Raises the matching exception unless ``status`` is ``MMPOOL_OK``."""
     if status:
-        raise error_for(status)
-
-
-def call(function: Callable[..., int], *args: Any) -> None:
-    """Calls a C function that returns ``mmpool_status`` and raises on failure:
-    ``call(lib.mmpool_close, pool)``."""
-    status = function(*args)
-    if status:
-        raise error_for(status)
-
-
-def raise_for(status: int) -> NoReturn:
-    raise error_for(status)
+        raise error_for(status, where)
 
 
 def as_u64(value: object, name: str) -> int:
@@ -201,3 +194,13 @@ def timeout_ns(timeout: float | None) -> int:
     if not seconds >= 0:  # also refuses NaN
         raise ValueError(f"timeout must be None (wait forever) or a number of seconds >= 0, got {timeout!r}")
     return min(int(seconds * 1e9), WAIT_FOREVER - 1)
+
+
+core = _extension.load(Path(LIBRARY_PATH))
+"""``mmpool._core``: ``PoolBase`` and ``LeaseBase``, the C halves of Pool and Lease."""
+core._configure(exception_for, as_u64, timeout_ns)
+if core._library_symbol() != ctypes.cast(lib.mmpool_version, c_void_p).value:
+    raise ImportError(
+        f"mmpool._core ({core.__file__}) is linked to another copy of libmmpool than {LIBRARY_PATH}: "
+        "two copies would mean two global pools; reinstall the package"
+    )

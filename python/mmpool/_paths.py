@@ -1,6 +1,10 @@
 """Where the native files are: the shared library, the C headers and the CMake
 package config that the installed package carries in ``mmpool/_native/``.
 
+The package ships the library under its SONAME, ``libmmpool.so.0``, so that
+``mmpool._core`` (linked with an rpath of ``$ORIGIN/_native/lib``) and C
+extensions find the very file Python loads.
+
 In a source checkout without a build of the package (``PYTHONPATH=python``),
 the library comes from cargo's ``target/`` directory and the headers from
 ``include/``; ``MMPOOL_LIBRARY`` overrides the library path in every case.
@@ -15,14 +19,28 @@ _PACKAGE = Path(__file__).resolve().parent
 _NATIVE = _PACKAGE / "_native"
 _CHECKOUT = _PACKAGE.parent.parent
 
-LIBRARY_NAME = "libmmpool.so"
+LIBRARY_NAME = "libmmpool.so.0"
+"""The packaged library's file name: its SONAME."""
+CARGO_LIBRARY_NAME = "libmmpool.so"
+"""The name cargo gives it in ``target/``."""
+
+
+def in_checkout() -> bool:
+    """Whether the package is imported from a source checkout (``python/`` of
+    the repository), not from an installed copy."""
+    return (_CHECKOUT / "Cargo.toml").is_file()
+
+
+def checkout_target() -> Path:
+    """cargo's target directory of the checkout."""
+    return Path(os.environ.get("CARGO_TARGET_DIR", _CHECKOUT / "target"))
 
 
 def _checkout_candidates() -> list[Path]:
-    if not (_CHECKOUT / "Cargo.toml").is_file():
+    if not in_checkout():
         return []
-    target = Path(os.environ.get("CARGO_TARGET_DIR", _CHECKOUT / "target"))
-    return [target / "debug" / LIBRARY_NAME, target / "release" / LIBRARY_NAME]
+    target = checkout_target()
+    return [target / "debug" / CARGO_LIBRARY_NAME, target / "release" / CARGO_LIBRARY_NAME]
 
 
 def find_library() -> Path:

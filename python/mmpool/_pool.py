@@ -1,41 +1,19 @@
-"""``Pool`` and ``Lease``: the Pythonic face of one C pool handle."""
+"""``Pool`` and ``Lease``: the Pythonic face of one C pool handle. Their C
+halves (``mmpool._core``: acquire, try, release, resize, the handle) are
+the hot path; the rest calls the library through ctypes."""
 
 from __future__ import annotations
 
 import threading
-import time
 import weakref
 from ctypes import byref, c_void_p, sizeof
 from dataclasses import dataclass
-from typing import Any, ClassVar, Optional, TypeVar
+from typing import ClassVar, Optional, TypeVar
 
 from . import _lib
-from ._lib import (
-    ERR_TIMEOUT,
-    ERR_WOULD_BLOCK,
-    LeaseStruct,
-    StatsStruct,
-    TicketStruct,
-    as_u64,
-    check,
-    error_for,
-    lib,
-    timeout_ns,
-)
-
-WAIT_SLICE_NS = 50_000_000
-"""A blocked acquire returns to Python this often (50 ms) to let signal
-handlers run, so Ctrl-C interrupts it; its place in line is kept meanwhile."""
-
-_try_acquire = lib.mmpool_try_acquire
-_release = lib.mmpool_release
-_enqueue = lib.mmpool_enqueue
-_ticket_wait = lib.mmpool_ticket_wait
-_ticket_cancel = lib.mmpool_ticket_cancel
-_lease_resize = lib.mmpool_lease_resize
+from ._lib import StatsStruct, as_u64, check, core, lib
 
 P = TypeVar("P", bound="Pool")
-L = TypeVar("L", bound="Lease")
 
 
 @dataclass(frozen=True)
@@ -60,10 +38,11 @@ class PoolStats:
     waited_grants: int
     """Requests that waited in line before their grant."""
     timeouts: int
-    """Requests that gave up when their wait ran out."""
+    """Requests that gave up when their wait ran out (``acquire`` and
+    ``Lease.resize`` with a timeout, from Python or C)."""
     would_blocks: int
-    """Try-once requests refused because the bytes were not free at once
-    (a blocking ``acquire`` that has to queue counts one too: it tries first)."""
+    """``try_acquire`` calls refused because the bytes were not free at once
+    (an ``acquire`` that waits in line is not a refusal and is not counted)."""
     capacity_rejections: int
     """Requests refused because they exceed the total."""
     closed_rejections: int
@@ -76,11 +55,7 @@ class PoolStats:
     """Times a waiting thread woke and slept again without a grant."""
 
 
-_ID_FIELD = LeaseStruct.id
-_NBYTES_FIELD = LeaseStruct.nbytes
-
-
-class Lease(LeaseStruct):
+class Lease(core.LeaseBase):
     """Bytes granted by a :class:`Pool`, held until :meth:`release`.
 
     Use it as a context manager so the bytes go back even when the body
@@ -89,62 +64,20 @@ class Lease(LeaseStruct):
         with pool.acquire(nbytes):
             decode_on_gpu()
 
-    A lease that is dropped without being released keeps its bytes: release
-    it explicitly or with ``with``. Safe to use from several threads.
-    (It is the ``mmpool_lease`` struct itself, so no copy is made per call.)
+    A lease garbage-collected while it still holds bytes gives them back and
+    emits a ``ResourceWarning`` (shown under ``python -X dev``; with
+    ``-X tracemalloc`` it names the line that acquired it), as an unclosed
+    file does. To keep the bytes on purpose, for C code that will release
+    them, call :meth:`detach`. Safe to use from several threads.
+
+    ``id``, ``nbytes``, ``pool``, ``released``, ``detached``; ``release()``
+    (idempotent), ``resize(nbytes, timeout=None)``, ``detach()`` -> id.
     """
 
-    _pool: Pool
-    _released: bool
-
-    @property
-    def id(self) -> int:
-        """The lease's id: unique in the process, never reused."""
-        return _ID_FIELD.__get__(self, Lease)
-
-    @property
-    def nbytes(self) -> int:
-        """The bytes this lease holds (what it held, once released)."""
-        return _NBYTES_FIELD.__get__(self, Lease)
-
-    @property
-    def pool(self) -> Pool:
-        """The pool that granted it."""
-        return self._pool
-
-    @property
-    def released(self) -> bool:
-        return self._released
-
-    def release(self) -> None:
-        """Returns the bytes to the pool. Releasing again does nothing."""
-        if self._released:
-            return
-        status = _release(self._pool._handle, self)
-        if status:
-            raise error_for(status)
-        self._released = True
-
-    def resize(self, nbytes: int, timeout: float | None = None) -> None:
-        """Changes what the lease holds to ``nbytes``. Shrinking returns the
-        difference at once; growing waits in line for it (GIL released) up to
-        ``timeout`` seconds (``None``: no limit).
-
-        Raises ``ValueError`` (negative, above the total, or already
-        released), ``TimeoutError`` (the lease keeps its old size),
-        ``PoolClosedError``.
-        """
-        n = as_u64(nbytes, "nbytes")
-        check(_lease_resize(self._pool._handle, self, n, timeout_ns(timeout)))
-
-    def __enter__(self: L) -> L:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.release()
+    __slots__ = ()
 
     def __repr__(self) -> str:
-        state = "released" if self._released else "held"
+        state = "detached" if self.detached else "released" if self.released else "held"
         return f"<{type(self).__name__} id={self.id:#x} nbytes={self.nbytes} {state}>"
 
 
@@ -155,156 +88,74 @@ _wrappers: weakref.WeakValueDictionary[tuple[int, type], Pool] = weakref.WeakVal
 _wrappers_lock = threading.Lock()
 
 
-class Pool:
+class Pool(core.PoolBase):
     """A byte budget with first-come-first-served waiting, backed by the C
     library: the same pool can be used from C, C++ and Python at once.
 
     ``Pool(total_bytes)`` creates one. Every method may be called from any
     thread; a blocked :meth:`acquire` releases the GIL and can be interrupted
     with Ctrl-C. As a context manager, the pool is closed on exit.
+
+    ``acquire(nbytes, timeout=None)`` -> :class:`Lease` and
+    ``try_acquire(nbytes)`` -> ``Lease | None`` are compiled (``mmpool._core``).
     """
 
-    __slots__ = ("_handle", "_as_parameter_", "__weakref__")
+    __slots__ = ("__weakref__",)
     _lease_class: ClassVar[type[Lease]] = Lease
 
     def __init__(self, total_bytes: int) -> None:
         total = as_u64(total_bytes, "total_bytes")
         handle = c_void_p()
-        check(lib.mmpool_init(total, byref(handle)))
-        self._handle = handle
-        self._as_parameter_ = handle
+        check(lib.mmpool_init(total, byref(handle)), type(self).__name__)
+        self._own(handle.value, True)  # an in-process pool: calls keep the GIL
         _remember(self)
 
     @classmethod
-    def _adopt(cls: type[P], address: int) -> P:
+    def _adopt(cls: type[P], address: int, in_process: bool = False) -> P:
         """A wrapper of the handle at ``address``, taking over one reference
-        the caller owns (or the existing wrapper, dropping that reference)."""
+        the caller owns (or the existing wrapper, dropping that reference).
+        ``in_process``: the handle is known to be an in-process pool, whose
+        calls may keep the GIL; otherwise every call releases it."""
         with _wrappers_lock:
             existing = _wrappers.get((address, cls))
             if existing is None:
                 pool = cls.__new__(cls)
-                pool._handle = c_void_p(address)
-                pool._as_parameter_ = pool._handle
+                pool._own(address, in_process)
                 _wrappers[(address, cls)] = pool
                 return pool
         lib.mmpool_unref(address)
         return existing  # type: ignore[return-value]
 
-    def __del__(self, _unref: Any = lib.mmpool_unref) -> None:
-        # The default argument keeps the C function reachable during
-        # interpreter shutdown, when module globals may already be gone.
-        handle = getattr(self, "_handle", None)
-        if handle:
-            self._handle = None
-            _unref(handle)
-
-    @property
-    def handle(self) -> int:
-        """The ``mmpool *`` as an integer, for C code: a borrowed reference,
-        valid while this object lives (``mmpool_ref`` it to keep it longer)."""
-        return self._handle.value or 0
+    def _where(self, operation: str) -> str:
+        return f"{type(self).__name__}.{operation}"
 
     @property
     def total_bytes(self) -> int:
         """The pool's total budget in bytes."""
-        return lib.mmpool_total_bytes(self._handle)
+        return lib.mmpool_total_bytes(self.handle)
 
     @property
     def available_bytes(self) -> int:
         """Bytes grantable now."""
-        return lib.mmpool_available_bytes(self._handle)
-
-    def acquire(self, nbytes: int, timeout: float | None = None) -> Lease:
-        """Acquires ``nbytes``, waiting in line (first come, first served) up
-        to ``timeout`` seconds (``None``: as long as it takes; ``0``: only if
-        grantable at once). The GIL is released while waiting, and Ctrl-C
-        interrupts the wait without losing bytes.
-
-        Raises ``ValueError`` (negative, or more than the pool's total: it
-        could never be granted), ``TimeoutError`` (nothing was reserved),
-        ``PoolClosedError``.
-        """
-        n = nbytes if type(nbytes) is int and 0 <= nbytes <= _lib.U64_MAX else as_u64(nbytes, "nbytes")
-        wait_ns = _lib.WAIT_FOREVER if timeout is None else timeout_ns(timeout)
-        lease = self._lease_class()
-        status = _try_acquire(self._handle, n, lease)
-        if not status:
-            lease._pool = self
-            lease._released = False
-            return lease
-        if status != ERR_WOULD_BLOCK:
-            raise error_for(status)
-        if wait_ns == 0:
-            raise TimeoutError(
-                f"{n} bytes are not grantable at once ({self.available_bytes} available, "
-                f"or others wait in line); pass a longer timeout to wait for them"
-            )
-        return self._wait_in_line(n, wait_ns)
-
-    def _wait_in_line(self, n: int, wait_ns: int) -> Lease:
-        """Joins the line and waits in slices; on any exception (Ctrl-C too)
-        leaves it so that no granted byte is lost."""
-        handle = self._handle
-        ticket = TicketStruct()
-        check(_enqueue(handle, n, byref(ticket)))
-        lease = self._lease_class()
-        deadline = None if wait_ns == _lib.WAIT_FOREVER else time.monotonic_ns() + wait_ns
-        try:
-            while True:
-                slice_ns = WAIT_SLICE_NS
-                if deadline is not None:
-                    slice_ns = max(0, min(slice_ns, deadline - time.monotonic_ns()))
-                status = _ticket_wait(handle, ticket, slice_ns, lease)
-                if not status:
-                    lease._pool = self
-                    lease._released = False
-                    return lease
-                if status != ERR_TIMEOUT:
-                    raise error_for(status)  # the ticket has left the line
-                if deadline is not None and time.monotonic_ns() >= deadline:
-                    raise TimeoutError(
-                        f"timed out waiting for {n} bytes; nothing was reserved "
-                        "(wait longer, or free bytes sooner)"
-                    )
-        except BaseException:
-            if lease.id:
-                _release(handle, lease)  # granted and collected, not yet handed over
-            else:
-                _ticket_cancel(handle, ticket)  # gives back a grant not yet collected
-            raise
-
-    def try_acquire(self, nbytes: int) -> Lease | None:
-        """Acquires ``nbytes`` only if that is possible at once without jumping
-        the line; ``None`` otherwise. Raises ``ValueError`` (negative, above
-        the total) and ``PoolClosedError``."""
-        n = as_u64(nbytes, "nbytes")
-        lease = self._lease_class()
-        status = _try_acquire(self._handle, n, lease)
-        if not status:
-            lease._pool = self
-            lease._released = False
-            return lease
-        if status == ERR_WOULD_BLOCK:
-            return None
-        raise error_for(status)
+        return lib.mmpool_available_bytes(self.handle)
 
     def stats(self) -> PoolStats:
         """The pool's figures now."""
         raw = StatsStruct()
         raw.size = sizeof(StatsStruct)
-        check(lib.mmpool_get_stats(self._handle, byref(raw)))
+        check(lib.mmpool_get_stats(self.handle, byref(raw)), self._where("stats"))
         return PoolStats(*(getattr(raw, name) for name in _lib.STATS_FIELDS))
 
     def resize(self, total_bytes: int) -> None:
         """Changes the pool's total (1 to 2^60 bytes). Growing grants waiters at
         once; shrinking revokes nothing, and waiters larger than the new total
         fail with ``ValueError``."""
-        check(lib.mmpool_set_total(self._handle, as_u64(total_bytes, "total_bytes")))
+        check(lib.mmpool_set_total(self.handle, as_u64(total_bytes, "total_bytes")), self._where("resize"))
 
     def close(self) -> None:
         """Closes the pool: waiters wake with ``PoolClosedError``, later
         acquires fail with it, releases still return bytes. Idempotent."""
-        check(lib.mmpool_close(self._handle))
+        check(lib.mmpool_close(self.handle), self._where("close"))
 
     def __enter__(self: P) -> P:
         return self
@@ -371,9 +222,8 @@ class SharedPool(Pool):
                 raise ValueError(f"{key} must be below 2^32, got {value}")
             setattr(opts, key, value)
         handle = c_void_p()
-        check(lib.mmpool_open_shared_with(_shared_name(name), byref(opts), byref(handle)))
-        self._handle = handle
-        self._as_parameter_ = handle
+        check(lib.mmpool_open_shared_with(_shared_name(name), byref(opts), byref(handle)), "SharedPool")
+        self._own(handle.value, False)  # calls take the segment's lock: they release the GIL
         self._name = name
         _remember(self)
 
@@ -386,7 +236,7 @@ class SharedPool(Pool):
     def unlink(name: str) -> None:
         """Removes the pool's name; attached processes keep using the pool, and
         the next create makes a new one. Raises ``OSError`` if there is none."""
-        check(lib.mmpool_unlink_shared(_shared_name(name)))
+        check(lib.mmpool_unlink_shared(_shared_name(name)), "SharedPool.unlink")
 
     def __repr__(self) -> str:
         return f"<SharedPool {self._name!r} total_bytes={self.total_bytes} available_bytes={self.available_bytes}>"
@@ -403,8 +253,9 @@ def _remember(pool: Pool) -> None:
         _wrappers[(pool.handle, type(pool))] = pool
 
 
-def wrap_new_reference(address: Optional[int], cls: type[P]) -> P | None:
-    """A ``cls`` wrapper for a new reference returned by C (``None`` for NULL)."""
+def wrap_new_reference(address: Optional[int], cls: type[P], in_process: bool = False) -> P | None:
+    """A ``cls`` wrapper for a new reference returned by C (``None`` for NULL);
+    ``in_process`` as for :meth:`Pool._adopt`."""
     if not address:
         return None
-    return cls._adopt(address)
+    return cls._adopt(address, in_process)

@@ -18,7 +18,7 @@ from __future__ import annotations
 from typing import Optional
 
 from . import _global
-from ._lib import as_u64
+from ._lib import ERR_EXCEEDS_CAPACITY
 from ._pool import Lease, Pool
 
 __all__ = [
@@ -52,21 +52,19 @@ class MultiModalGPUMemoryPool(Pool):
             raise ValueError(f"the pool's total_bytes must be a positive number of bytes, got {total_bytes}")
         super().__init__(total_bytes)
 
-    def acquire(self, nbytes: int, timeout: Optional[float] = None) -> MultiModalGPUMemoryLease:  # type: ignore[override]
-        """Reserves ``nbytes``, blocking until they are free (first come, first
-        served). ``ValueError`` when ``nbytes`` is negative or larger than the
-        whole pool, since such a request could never be granted."""
-        if nbytes < 0:
-            raise ValueError(f"Cannot acquire a negative number of bytes ({nbytes}); pass the size to decode")
-        n = as_u64(nbytes, "nbytes")
-        total = self.total_bytes
-        if n > total:
-            raise ValueError(
-                f"Multimodal GPU decode requested {n} bytes, more than the total pool size of {total} "
-                "bytes, so it could never be granted. Raise --mm-ipc-gpu-memory-gb or send "
-                "smaller multimodal inputs."
+    # acquire(nbytes, timeout=None) is Pool's compiled one: it reserves
+    # nbytes, blocking until they are free (first come, first served), and
+    # raises ValueError when nbytes is negative or larger than the whole pool,
+    # since such a request could never be granted, in the words below.
+
+    def _exception(self, status: int, operation: str, nbytes: int, exception: BaseException) -> BaseException:
+        if status == ERR_EXCEEDS_CAPACITY:
+            return ValueError(
+                f"Multimodal GPU decode requested {nbytes} bytes, more than the total pool size of "
+                f"{self.total_bytes} bytes, so it could never be granted. Raise --mm-ipc-gpu-memory-gb "
+                "or send smaller multimodal inputs."
             )
-        return super().acquire(n, timeout)  # type: ignore[return-value]
+        return exception
 
     def _release(self, lease: Lease) -> None:
         lease.release()

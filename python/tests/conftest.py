@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import subprocess
+import threading
 import sys
 import textwrap
 import time
@@ -24,6 +25,20 @@ def wait_until(condition: Callable[[], bool], what: str, limit_s: float = 30.0) 
         if time.monotonic() > deadline:
             pytest.fail(f"gave up waiting for: {what}")
         time.sleep(0.002)
+
+
+def granted_after_a_wait(pool: mmpool.Pool, nbytes: int, timeout: float | None = None) -> mmpool.Lease:
+    """Fills ``pool``, has another thread ``acquire(nbytes, timeout)``, waits
+    until it is in line, frees the pool and returns the lease it was granted."""
+    held = pool.acquire(pool.total_bytes)
+    got = []
+    waiter = threading.Thread(target=lambda: got.append(pool.acquire(nbytes, timeout=timeout)))
+    waiter.start()
+    wait_until(lambda: pool.stats().waiters == 1, "the waiter is in line")
+    held.release()
+    waiter.join(30)
+    assert got, "the waiter was not granted"
+    return got[0]
 
 
 def run_python(code: str, timeout: float = 60.0) -> subprocess.CompletedProcess[str]:

@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import logging
+import os
+import subprocess
+import sys
+import textwrap
+import uuid
 
 import pytest
 
@@ -64,3 +69,64 @@ def test_library_log_lines_reach_python_logging(caplog):
     assert records, "no log line reached the mmpool logger"
     assert records[-1].levelno == logging.INFO
     assert str(GIB) in records[-1].getMessage()
+
+
+def test_global_pool_required_raises_when_there_is_none():
+    assert mmpool.global_pool() is None
+    with pytest.raises(mmpool.GlobalPoolError, match="none was installed"):
+        mmpool.global_pool(required=True)
+    pool = mmpool.init_global_pool(1.0)
+    assert mmpool.global_pool(required=True) is pool
+
+
+def test_a_shared_pool_of_another_total_is_loud_not_quiet(tmp_path):
+    # Another process holds the shared pool with a total of 4096 bytes; a
+    # process whose MMPOOL_SHARED_GIB asks for 1 GiB cannot attach. It must
+    # hear why where it looks: a logging warning, and an exception on
+    # explicit use.
+    name = f"pytest-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    holder = mmpool.SharedPool(name, 4096)
+    try:
+        env = dict(os.environ, MMPOOL_SHARED_NAME=name, MMPOOL_SHARED_GIB="1")
+        code = textwrap.dedent(
+            """
+            import logging, mmpool
+            logging.basicConfig(format="%(levelname)s %(name)s: %(message)s")
+            print("global:", mmpool.global_pool(), flush=True)
+            try:
+                mmpool.global_pool(required=True)
+            except mmpool.GlobalPoolError as e:
+                print("raised:", e, flush=True)
+            """
+        )
+        result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
+    finally:
+        mmpool.SharedPool.unlink(name)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0] == "global: None"
+    raised = lines[1]
+    assert raised.startswith("raised: no global pool: MMPOOL_SHARED_NAME=")
+    for words in ("4096", str(GIB), "MMPOOL_SHARED_GIB", "recreates it with its own total"):
+        assert words in raised, raised
+    assert "mmpool_" not in raised and "pass 0" not in raised
+    warnings = [line for line in result.stderr.splitlines() if line.startswith("WARNING mmpool: ")]
+    assert len(warnings) == 1, result.stderr  # once, not per lookup
+    assert "4096" in warnings[0] and "MMPOOL_SHARED_GIB" in warnings[0]
+    assert holder.total_bytes == 4096
+
+
+def test_a_matching_total_attaches_the_global_pool_to_the_shared_pool():
+    # The canary of the test above: the same environment with the right
+    # total gates on the shared pool, warning nothing.
+    name = f"pytest-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    holder = mmpool.SharedPool(name, GIB)
+    try:
+        env = dict(os.environ, MMPOOL_SHARED_NAME=name, MMPOOL_SHARED_GIB="1")
+        code = "import mmpool; p = mmpool.global_pool(required=True); print(p.total_bytes, p.acquire(7).nbytes)"
+        result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
+    finally:
+        mmpool.SharedPool.unlink(name)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == [str(GIB), "7"]
+    assert "WARNING" not in result.stderr and holder.total_bytes == GIB

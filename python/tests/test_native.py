@@ -1,6 +1,7 @@
-"""The native side: the header works with cffi and matches the ctypes
-declarations, C extensions built against the package share its global pool,
-and the installed package carries what it should."""
+"""The native side: the compiled hot path is the package's own extension,
+linked to the library the package ships; the header works with cffi and
+matches the ctypes declarations; C extensions built against the package share
+its global pool; and the installed package carries what it should."""
 
 from __future__ import annotations
 
@@ -9,13 +10,14 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 import mmpool
 from mmpool import _lib
-from conftest import REPO
+from conftest import REPO, run_python
 
 cffi = pytest.importorskip("cffi")
 
@@ -32,6 +34,9 @@ int ext_acquire(uint64_t nbytes) {
     mmpool_unref(pool);
     return (int)status;
 }
+
+/* Where this extension's calls into the library go. */
+void *ext_symbol(void) { return (void *)&mmpool_version; }
 
 int ext_release(void) {
     mmpool *pool = mmpool_global();
@@ -73,6 +78,7 @@ def load_extension(tmp_path: Path, name: str, build) -> ctypes.CDLL:
     ext = ctypes.CDLL(str(path))
     ext.ext_acquire.argtypes = [ctypes.c_uint64]
     ext.ext_install.argtypes = [ctypes.c_uint64]
+    ext.ext_symbol.restype = ctypes.c_void_p
     return ext
 
 
@@ -115,8 +121,11 @@ def mapped_mmpool_files() -> set[str]:
 @pytest.mark.parametrize("build", [build_with_gcc, build_with_cmake], ids=["gcc", "cmake"])
 def test_a_c_extension_shares_the_global_pool_with_python(tmp_path, build):
     ext = load_extension(tmp_path, build.__name__, build)
-    # One copy of the library in the process: the one Python loaded.
+    # One copy of the library in the process: the one Python loaded, which
+    # the package's compiled module and this extension both call.
     assert mapped_mmpool_files() == {str(Path(mmpool.get_library_path()).resolve())}
+    assert ext.ext_symbol() == _lib.core._library_symbol()
+    assert ext.ext_symbol() == ctypes.cast(_lib.lib.mmpool_version, ctypes.c_void_p).value
 
     pool = mmpool.init_global_pool(1.0)
     assert ext.ext_acquire(1000) == _lib.OK
@@ -183,10 +192,7 @@ def test_ctypes_prototypes_match_the_header(header_ffi, name):
     assert [cffi_kind(header_ffi, a) for a in fn.args] == [ctypes_kind(a) for a in argtypes]
 
 
-@pytest.mark.parametrize(
-    "cname, struct",
-    [("mmpool_lease", _lib.LeaseStruct), ("mmpool_ticket", _lib.TicketStruct), ("mmpool_stats", _lib.StatsStruct)],
-)
+@pytest.mark.parametrize("cname, struct", [("mmpool_stats", _lib.StatsStruct)])
 def test_ctypes_structs_match_the_header(header_ffi, cname, struct):
     fields = header_ffi.typeof(cname).fields
     assert [name for name, _ in fields] == [name for name, *_ in struct._fields_]
@@ -222,13 +228,64 @@ def test_status_codes_map_to_python_exceptions(status, exception):
 def test_the_installed_package_carries_library_headers_and_cmake_config():
     package = Path(mmpool.__file__).parent
     native = package / "_native"
-    assert Path(mmpool.get_library_path()) == native / "lib" / "libmmpool.so"
+    assert Path(mmpool.get_library_path()) == native / "lib" / "libmmpool.so.0"
     assert Path(mmpool.get_include()) == native / "include"
     assert Path(mmpool.get_cmake_dir()) == native / "cmake"
     assert (native / "include" / "mmpool.h").read_bytes() == (REPO / "include" / "mmpool.h").read_bytes()
     assert (native / "cmake" / "mmpoolConfig.cmake").is_file()
     assert (native / "cmake" / "mmpoolConfigVersion.cmake").is_file()
+    assert os.access(native / "bin" / "mmpool", os.X_OK)
     assert (package / "py.typed").is_file()
+
+
+def dynamic_section(path: Path) -> str:
+    readelf = shutil.which("readelf")
+    if readelf is None:
+        pytest.skip("readelf (binutils) is not installed")
+    return subprocess.run([readelf, "-d", str(path)], capture_output=True, text=True, check=True).stdout
+
+
+@pytest.mark.skipif("MMPOOL_LIBRARY" in os.environ, reason="MMPOOL_LIBRARY overrides the packaged library")
+def test_the_hot_path_is_the_packaged_extension_linked_to_the_packaged_library():
+    core = _lib.core
+    package = Path(mmpool.__file__).parent
+    # The compiled module itself, from the package (no fallback exists), on
+    # the limited API, and the base of the public classes.
+    assert Path(core.__file__) == package / "_core.abi3.so"
+    assert core.PoolBase in mmpool.Pool.__mro__ and core.LeaseBase in mmpool.Lease.__mro__
+    assert type(mmpool.Pool.acquire).__name__ == "method_descriptor"  # C, not a Python function
+    # It needs the library by its SONAME and finds it next to itself.
+    dynamic = dynamic_section(Path(core.__file__))
+    assert "[libmmpool.so.0]" in dynamic and "[$ORIGIN/_native/lib]" in dynamic, dynamic
+    assert "(SONAME)" in dynamic_section(Path(mmpool.get_library_path()))
+    assert "[libmmpool.so.0]" in dynamic_section(Path(mmpool.get_library_path()))
+    # And in the running process its calls go to the file ctypes loaded.
+    maps = Path("/proc/self/maps").read_text()
+    assert str(Path(core.__file__).resolve()) in maps
+    assert core._library_symbol() == ctypes.cast(_lib.lib.mmpool_version, ctypes.c_void_p).value
+    assert mapped_mmpool_files() == {str(Path(mmpool.get_library_path()).resolve())}
+
+
+def test_the_extension_alone_finds_the_packaged_library():
+    # In a fresh process, load the extension before anything else has mapped
+    # the library: the rpath alone must find the same file.
+    result = run_python(
+        """
+        import importlib.util, pathlib, re, sys
+        spec = importlib.util.find_spec("mmpool")
+        package = pathlib.Path(spec.origin).parent
+        core_spec = importlib.util.spec_from_file_location("mmpool._core", package / "_core.abi3.so")
+        core = importlib.util.module_from_spec(core_spec)
+        core_spec.loader.exec_module(core)
+        maps = pathlib.Path("/proc/self/maps").read_text().splitlines()
+        print(*sorted({l.split()[-1] for l in maps if re.search(r"/libmmpool[^/]*[.]so", l)}))
+        """
+    )
+    assert result.returncode == 0, result.stderr
+    expected = Path(mmpool.get_library_path()).resolve()
+    if "MMPOOL_LIBRARY" in os.environ or not (expected.parent.parent.parent / "_core.abi3.so").is_file():
+        pytest.skip("not an installed package")
+    assert result.stdout.split() == [str(expected)]
 
 
 def test_package_crate_and_library_versions_agree():
@@ -237,3 +294,29 @@ def test_package_crate_and_library_versions_agree():
     from importlib.metadata import version
 
     assert cargo == pyproject == mmpool.__version__ == version("mmpool")
+
+
+def test_a_source_checkout_compiles_the_extension_on_first_import(tmp_path):
+    # PYTHONPATH=python in a checkout never built as a package (as the bench
+    # and CUDA scripts use it): the module is compiled into cargo's target/
+    # on first import, linked to the library found there, and reused after.
+    checkout = tmp_path / "checkout"
+    (checkout / "python").mkdir(parents=True)
+    shutil.copytree(Path(mmpool.__file__).parent, checkout / "python" / "mmpool",
+                    ignore=shutil.ignore_patterns("_native", "*.so", "__pycache__"))
+    shutil.copytree(Path(mmpool.get_include()), checkout / "include")
+    (checkout / "Cargo.toml").write_text("[package]\n")
+    (checkout / "target" / "debug").mkdir(parents=True)
+    shutil.copy2(mmpool.get_library_path(), checkout / "target" / "debug" / "libmmpool.so")
+    env = {k: v for k, v in os.environ.items() if k not in ("MMPOOL_LIBRARY", "CARGO_TARGET_DIR")}
+    env["PYTHONPATH"] = str(checkout / "python")
+    code = "import mmpool; print(mmpool._lib.core.__file__, mmpool.get_library_path()); mmpool.Pool(9).acquire(9).release()"
+    runs = [subprocess.run([sys.executable, "-c", code], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120)
+            for _ in range(2)]
+    for result in runs:
+        assert result.returncode == 0, result.stderr
+    core, library = runs[0].stdout.split()
+    assert Path(core).parent.parent == checkout / "target" / "python" / "checkout-ext"
+    assert library == str(checkout / "target" / "debug" / "libmmpool.so")
+    assert "mmpool: " in runs[0].stderr and "_core.c" in runs[0].stderr  # compiled the first time,
+    assert runs[1].stderr == "" and runs[1].stdout == runs[0].stdout  # reused the second

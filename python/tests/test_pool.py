@@ -8,7 +8,7 @@ import threading
 import pytest
 
 import mmpool
-from conftest import wait_until
+from conftest import granted_after_a_wait, wait_until
 
 
 def test_acquire_and_release_move_bytes():
@@ -100,15 +100,9 @@ def test_timeout_raises_timeout_error_and_reserves_nothing():
 
 def test_a_timed_acquire_gets_the_bytes_when_they_come_in_time():
     pool = mmpool.Pool(100)
-    held = pool.acquire(100)
-    result = []
-    waiter = threading.Thread(target=lambda: result.append(pool.acquire(50, timeout=60)))
-    waiter.start()
-    wait_until(lambda: pool.stats().waiters == 1, "the waiter is in line")
-    held.release()
-    waiter.join(30)
-    assert result and result[0].nbytes == 50
-    result[0].release()
+    lease = granted_after_a_wait(pool, 50, timeout=60)
+    assert lease.nbytes == 50
+    lease.release()
 
 
 @pytest.mark.parametrize("bad", [-1, -(2**70)])
@@ -172,6 +166,7 @@ def test_close_wakes_waiters_with_pool_closed_error_and_release_still_works():
     pool.close()
     waiter.join(30)
     assert len(errors) == 1 and "closed" in str(errors[0])
+    assert str(errors[0]).startswith("Pool.acquire: ") and "mmpool_" not in str(errors[0])
     with pytest.raises(mmpool.PoolClosedError):
         pool.acquire(1)
     with pytest.raises(mmpool.PoolClosedError):
@@ -262,3 +257,17 @@ def test_a_lease_outlives_its_pool_object():
     assert lease.pool.available_bytes == 6
     lease.release()
     assert lease.pool.available_bytes == 10
+
+
+def test_acquire_takes_its_arguments_by_position_or_by_keyword():
+    pool = mmpool.Pool(100)
+    for lease in (pool.acquire(1), pool.acquire(2, 1.0), pool.acquire(3, timeout=None),
+                  pool.acquire(nbytes=4), pool.acquire(nbytes=5, timeout=0)):
+        lease.release()
+    assert pool.stats().grants == 5 and pool.available_bytes == 100
+    with pytest.raises(TypeError):
+        pool.acquire()  # type: ignore[call-arg]
+    with pytest.raises(TypeError):
+        pool.acquire(1, 2, 3)  # type: ignore[call-arg]
+    with pytest.raises(TypeError):
+        pool.acquire(1, size=2)  # type: ignore[call-arg]

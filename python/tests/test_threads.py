@@ -3,13 +3,14 @@ and an exception in the middle of a wait gives every byte back."""
 
 from __future__ import annotations
 
+import os
 import random
+import signal
 import threading
 
 import pytest
 
 import mmpool
-import mmpool._pool
 from conftest import run_python, wait_until
 
 
@@ -20,8 +21,8 @@ def test_a_blocked_acquire_releases_the_gil():
     # by the waiter shows as a timeout, not as a hung test run.
     result = run_python(
         """
-        import threading, mmpool, mmpool._pool
-        mmpool._pool.WAIT_SLICE_NS = 3600 * 10**9
+        import threading, mmpool
+        mmpool._lib.core._set_wait_slice_ns(3600 * 10**9)
         pool = mmpool.Pool(100)
         held = pool.acquire(100)
         got = []
@@ -146,53 +147,59 @@ class Interrupt(BaseException):
     pass
 
 
-def test_an_exception_after_the_grant_but_before_collection_gives_the_bytes_back(monkeypatch):
-    # The grant happens inside the library while the waiter is between two
-    # wait slices; an exception (such as KeyboardInterrupt) lands right then.
+@pytest.fixture
+def short_slices():
+    old = mmpool._lib.core._set_wait_slice_ns(1_000_000)
+    yield
+    mmpool._lib.core._set_wait_slice_ns(old)
+
+
+def interrupt_while_waiting(pool: mmpool.Pool, handler) -> None:
+    """Raises ``handler``'s exception in this (the main) thread between two
+    slices of a wait for 70 bytes: a signal handler runs there, as Ctrl-C's does."""
+    previous = signal.signal(signal.SIGUSR1, handler)
+    try:
+        sender = threading.Thread(
+            target=lambda: (wait_until(lambda: pool.stats().waiters == 1, "the main thread is in line"),
+                            os.kill(os.getpid(), signal.SIGUSR1))
+        )
+        sender.start()
+        with pytest.raises(Interrupt):
+            pool.acquire(70)
+        sender.join(30)
+    finally:
+        signal.signal(signal.SIGUSR1, previous)
+
+
+def test_an_exception_after_the_grant_but_before_collection_gives_the_bytes_back(short_slices):
+    # The handler runs after a slice ran out: it releases the bytes, so the
+    # ticket is granted in C, then raises before the grant is collected.
     pool = mmpool.Pool(100)
     held = pool.acquire(100)
-    real_wait = mmpool._pool._ticket_wait
-    calls = []
 
-    def wait_then_interrupt(*args):
-        calls.append(args)
-        if len(calls) == 2:
-            held.release()  # the ticket is granted in C now ...
-            assert pool.stats().waiters == 0
-            raise Interrupt()  # ... and never collected
-        return real_wait(*args)
+    def grant_then_interrupt(signum, frame):
+        held.release()
+        assert pool.stats().waiters == 0  # granted, not collected
+        raise Interrupt()
 
-    monkeypatch.setattr(mmpool._pool, "WAIT_SLICE_NS", 1_000_000)
-    monkeypatch.setattr(mmpool._pool, "_ticket_wait", wait_then_interrupt)
-    with pytest.raises(Interrupt):
-        pool.acquire(70)
+    interrupt_while_waiting(pool, grant_then_interrupt)
     stats = pool.stats()
     assert stats.available_bytes == 100
     assert stats.outstanding_leases == 0
     assert stats.waiters == 0
 
 
-def test_an_exception_while_in_line_leaves_the_line():
+def test_an_exception_while_in_line_leaves_the_line(short_slices):
     pool = mmpool.Pool(100)
     held = pool.acquire(100)
-    real_wait = mmpool._pool._ticket_wait
-    calls = []
 
-    def wait_then_interrupt(*args):
-        calls.append(args)
-        if len(calls) == 2:
-            raise Interrupt()
-        return real_wait(*args)
+    def interrupt(signum, frame):
+        assert pool.stats().waiters == 1
+        raise Interrupt()
 
-    mp = pytest.MonkeyPatch()
-    mp.setattr(mmpool._pool, "WAIT_SLICE_NS", 1_000_000)
-    mp.setattr(mmpool._pool, "_ticket_wait", wait_then_interrupt)
-    try:
-        with pytest.raises(Interrupt):
-            pool.acquire(70)
-    finally:
-        mp.undo()
-    assert pool.stats().waiters == 0
+    interrupt_while_waiting(pool, interrupt)
+    stats = pool.stats()
+    assert (stats.waiters, stats.timeouts) == (0, 0)  # left the line; not a timeout
     held.release()
     assert pool.available_bytes == 100
     with pool.acquire(100, timeout=0):  # nobody is left in line ahead

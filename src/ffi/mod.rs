@@ -16,6 +16,7 @@ pub mod handle;
 pub mod pool;
 pub mod process;
 pub mod shared;
+pub mod sliced_wait;
 pub mod status;
 pub mod types;
 

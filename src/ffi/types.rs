@@ -52,9 +52,12 @@ pub struct mmpool_stats {
     pub grants: u64,
     /// Requests (acquires and lease growths) that waited before their grant.
     pub waited_grants: u64,
-    /// Requests that gave up when their wait ran out.
+    /// Requests that gave up when their wait ran out: timed acquires and lease
+    /// growths, and tickets whose `mmpool_ticket_wait_or_leave` ran out (a
+    /// `mmpool_ticket_wait` slice that runs out keeps its place and is not counted).
     pub timeouts: u64,
-    /// Try-once requests refused because the bytes were not free at once.
+    /// `mmpool_try_acquire` calls refused because the bytes were not free at
+    /// once (a request that waits in line is not counted here).
     pub would_blocks: u64,
     /// Requests refused because they exceed the total.
     pub capacity_rejections: u64,

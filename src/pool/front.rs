@@ -3,7 +3,7 @@
 //! every process on the host (`SharedPool`). Each method is one match.
 
 use super::error::Error;
-use super::lease::{Lease, Ticket};
+use super::lease::{Admission, Lease, Ticket};
 use super::local::{LocalPool, Wait};
 #[cfg(not(loom))]
 use super::shared::{OpenFlags, SharedOptions, SharedPool, SharedSnapshot};
@@ -158,6 +158,19 @@ impl Pool {
     /// place and may be waited on again.
     pub fn wait_ticket(self: &Arc<Self>, ticket: Ticket, wait: Wait) -> Result<Lease, Error> {
         dispatch!(self, b => b.wait_ticket(self, ticket, wait))
+    }
+
+    /// Grants `nbytes` at once when possible without jumping the line, else
+    /// joins the line: what `acquire` does before it sleeps, for callers that
+    /// wait in their own slices. Counts neither a would-block nor a timeout.
+    pub fn acquire_or_enqueue(self: &Arc<Self>, nbytes: u64) -> Result<Admission, Error> {
+        dispatch!(self, b => b.acquire_or_enqueue(self, nbytes))
+    }
+
+    /// As `wait_ticket`, but when `wait` runs out the ticket leaves the line
+    /// and counts as a timeout, as a timed `acquire` does.
+    pub fn wait_ticket_or_leave(self: &Arc<Self>, ticket: Ticket, wait: Wait) -> Result<Lease, Error> {
+        dispatch!(self, b => b.wait_ticket_or_leave(self, ticket, wait))
     }
 
     /// Leaves the line; if the grant already happened, its bytes go back.

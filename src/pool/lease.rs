@@ -21,6 +21,16 @@ pub struct Ticket {
     pub id: u64,
 }
 
+/// What a request that may wait gets at once: its lease, or its place in line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Admission {
+    /// Granted without waiting.
+    Granted(Lease),
+    /// In line; redeem the ticket with `Pool::wait_ticket` or leave with
+    /// `Pool::cancel_ticket`.
+    Queued(Ticket),
+}
+
 /// Ids are dense counters: a multiply spreads them over the hash table.
 #[derive(Default)]
 pub(crate) struct IdHasher(u64);

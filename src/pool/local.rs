@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use super::error::Error;
 use super::front::{keep, Pool};
-use super::lease::{Lease, Ticket};
+use super::lease::{Admission, Lease, Ticket};
 use super::slots::{IdKind, LeaseSlots, Removed};
 use super::state::{Snapshot, State, MAX_TOTAL};
 use super::stats::Stats;
@@ -167,6 +167,26 @@ impl LocalPool {
     pub(crate) fn wait_ticket(&self, owner: &Arc<Pool>, ticket: Ticket, wait: Wait) -> Result<Lease, Error> {
         let _hold = Arc::clone(owner);
         let nbytes = self.wait_for(ticket.id, 0, wait, OnTimeout::Stay)?;
+        Ok(self.record_ticket(owner, ticket.id, nbytes))
+    }
+
+    /// Grants `nbytes` at once when that is possible without jumping the
+    /// line, else joins the line: the first step of `acquire`, for callers
+    /// that wait for the ticket in their own slices. Counts no refusal.
+    pub(crate) fn acquire_or_enqueue(&self, owner: &Arc<Pool>, nbytes: u64) -> Result<Admission, Error> {
+        self.check_request(nbytes)?;
+        match self.take_now(nbytes) {
+            Ok(()) => self.record(owner, nbytes).map(Admission::Granted),
+            Err(s) if s.closed => Err(self.closed()),
+            Err(_) => Ok(Admission::Queued(Ticket { id: self.join_line(nbytes)? })),
+        }
+    }
+
+    /// As `wait_ticket`, but a ticket whose time runs out leaves the line and
+    /// counts as a timeout, as the one-call `acquire` does.
+    pub(crate) fn wait_ticket_or_leave(&self, owner: &Arc<Pool>, ticket: Ticket, wait: Wait) -> Result<Lease, Error> {
+        let _hold = Arc::clone(owner);
+        let nbytes = self.wait_for(ticket.id, 0, wait, OnTimeout::Leave)?;
         Ok(self.record_ticket(owner, ticket.id, nbytes))
     }
 

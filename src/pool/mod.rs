@@ -23,7 +23,7 @@ pub use error::Error;
 pub use front::Pool;
 #[cfg(not(loom))]
 pub use global::{global, init_global, set_global, split_budget};
-pub use lease::{Lease, Ticket};
+pub use lease::{Admission, Lease, Ticket};
 pub use local::Wait;
 pub use state::MAX_TOTAL;
 pub use stats::Stats;

@@ -13,6 +13,8 @@ use std::time::{Duration, Instant};
 use mmpool::pool::shared::{self, OpenFlags};
 use mmpool::{Pool, Wait};
 
+use crate::args::{count, settle, unknown, Args};
+
 const USAGE: &str = "\
 usage: mmpool bench-shared [--iters N] [--kills K]
 
@@ -23,7 +25,7 @@ Measures, in one run:
   3. K times: a process holding the whole shared pool is killed with SIGKILL
      while this process waits for the bytes; the time from the kill to the
      grant (bounded by the reclaim interval).
-Defaults: --iters 200000, --kills 20.";
+--iters N (1 to 10^9, default 200000), --kills K (0 to 1000, default 20).";
 
 const CHUNK: u64 = 4096;
 const TOTAL: u64 = 1 << 30;
@@ -176,8 +178,9 @@ fn measure(name: &str, sharedp: &Arc<Pool>, iters: u64, kills: usize) -> Result<
         waits.sort();
         let ms = |d: Duration| d.as_secs_f64() * 1e3;
         println!(
-            "SIGKILL of a holder to its bytes granted to a waiter, {kills} times: min {:.1} ms, median {:.1} ms, \
+            "SIGKILL of a holder to its bytes granted to a waiter, {}: min {:.1} ms, median {:.1} ms, \
              max {:.1} ms (reclaim interval {:.0} ms)",
+            count(kills as u64, "time"),
             ms(waits[0]),
             ms(waits[waits.len() / 2]),
             ms(waits[waits.len() - 1]),
@@ -185,6 +188,21 @@ fn measure(name: &str, sharedp: &Arc<Pool>, iters: u64, kills: usize) -> Result<
         );
     }
     Ok(())
+}
+
+/// `--iters` and `--kills`; `None` for `--help`.
+fn parse(args: &[String]) -> Result<Option<(u64, usize)>, String> {
+    let (mut iters, mut kills) = (200_000, 20);
+    let mut a = Args::new(args);
+    while let Some(flag) = a.next_flag() {
+        match flag.as_str() {
+            "--iters" => iters = a.number_in(&flag, 1..=1_000_000_000)?,
+            "--kills" => kills = a.number_in(&flag, 0..=1000)?,
+            "-h" | "--help" => return Ok(None),
+            other => return Err(unknown(other)),
+        }
+    }
+    Ok(Some((iters, kills)))
 }
 
 /// `mmpool bench-shared`.
@@ -195,23 +213,10 @@ pub fn bench_shared_main(args: &[String]) -> i32 {
             return helper_role(role, name, iters);
         }
     }
-    let (mut iters, mut kills) = (200_000u64, 20usize);
-    let mut it = args.iter();
-    while let Some(flag) = it.next() {
-        let value = it.next().and_then(|v| v.parse::<u64>().ok());
-        match (flag.as_str(), value) {
-            ("--iters", Some(n)) if n > 0 => iters = n,
-            ("--kills", Some(k)) => kills = k as usize,
-            ("-h" | "--help", _) => {
-                println!("{USAGE}");
-                return 0;
-            }
-            _ => {
-                eprintln!("mmpool bench-shared: bad argument `{flag}`\n{USAGE}");
-                return 2;
-            }
-        }
-    }
+    let (iters, kills) = match settle("bench-shared", USAGE, parse(args)) {
+        Ok(counts) => counts,
+        Err(code) => return code,
+    };
     match run(iters, kills) {
         Ok(()) => 0,
         Err(e) => {

@@ -9,28 +9,53 @@
 use std::io::{IsTerminal, Write};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::thread;
+use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use mmpool::{Pool, Wait};
+use mmpool::pool::MAX_TOTAL;
+use mmpool::{Pool, Stats, Wait};
 
-use crate::args::{parse_bytes, Args};
+use crate::args::{count, parse_bytes, settle, unknown, Args};
 
 const HELP: &str = "\
-usage: mmpool demo [--budget BYTES] [--workers N] [--duration SECONDS] [--video-share F] [--seed N]
+usage: mmpool demo [--budget BYTES] [--workers N] [--duration SECONDS | --requests N]
+                   [--video-share F] [--seed N]
 
-  --budget BYTES       the pool's budget, e.g. 1GiB, 512MiB (default 1GiB)
-  --workers N          decoding threads (default 8)
-  --duration SECONDS   how long to run (default 3)
-  --video-share F      fraction of requests that are video batches (default 0.1)
-  --seed N             random seed (default 1)";
+Worker threads decode a random mix of images (1-8 MiB) and video batches
+(100-800 MiB) through one budget; a table then shows the peak against the
+budget, who waited and how long. Flags take `--flag value` or `--flag=value`.
+
+  --budget BYTES       the pool's budget, 800MiB to 2^60 bytes, e.g. 2GiB (default 1GiB)
+  --workers N          decoding threads, 1 to 1024 (default 8)
+  --duration SECONDS   how long to run, 0.001 to 86400 (default 3)
+  --requests N         instead of a duration: each worker makes N requests, then
+                       stops (1 to 1000000)
+  --video-share F      fraction of requests that are video batches, 0 to 1 (default 0.1)
+  --seed N             seeds each worker's sequence of request sizes and classes
+                       (default 1). It cannot fix timing: with --duration, how many
+                       requests fit in the time (so the grant counts) varies from
+                       run to run; with --requests the counts and the bytes repeat
+                       exactly, and only the waits and the peak vary.
+  --version            print the version";
 
 const MIB: u64 = 1 << 20;
+const MAX_WORKERS: usize = 1024;
+const MAX_SECONDS: f64 = 86_400.0;
+const MAX_REQUESTS: u64 = 1_000_000;
+
+/// When the workers stop.
+#[derive(Clone, Copy)]
+enum Length {
+    /// After this long (a worker finishes the decode it is in).
+    For(Duration),
+    /// After this many requests each.
+    Requests(u64),
+}
 
 struct Config {
     budget: u64,
     workers: usize,
-    duration: Duration,
+    length: Length,
     video_share: f64,
     seed: u64,
 }
@@ -71,41 +96,47 @@ fn parse(args: &[String]) -> Result<Option<Config>, String> {
     let mut c = Config {
         budget: 1 << 30,
         workers: 8,
-        duration: Duration::from_secs(3),
+        length: Length::For(Duration::from_secs(3)),
         video_share: 0.1,
         seed: 1,
     };
+    let (mut duration, mut requests) = (None, None);
     while let Some(flag) = a.next_flag() {
         match flag.as_str() {
-            "--budget" => c.budget = parse_bytes(&a.value(&flag)?)?,
-            "--workers" => c.workers = a.number(&flag)?,
-            "--duration" => c.duration = Duration::from_secs_f64(a.number(&flag)?),
-            "--video-share" => c.video_share = a.number(&flag)?,
-            "--seed" => c.seed = a.number(&flag)?,
+            "--budget" => c.budget = budget(&a.value(&flag)?)?,
+            "--workers" => c.workers = a.number_in(&flag, 1..=MAX_WORKERS)?,
+            "--duration" => duration = Some(a.number_in(&flag, 0.001..=MAX_SECONDS)?),
+            "--requests" => requests = Some(a.number_in(&flag, 1..=MAX_REQUESTS)?),
+            "--video-share" => c.video_share = a.number_in(&flag, 0.0..=1.0)?,
+            "--seed" => c.seed = a.number_in(&flag, 0..=u64::MAX)?,
             "--help" | "-h" => return Ok(None),
-            other => return Err(format!("unknown option `{other}`")),
+            other => return Err(unknown(other)),
         }
     }
-    if c.workers == 0 || !(0.0..=1.0).contains(&c.video_share) {
-        return Err("--workers must be at least 1 and --video-share between 0 and 1".into());
-    }
-    if c.budget < 800 * MIB {
-        return Err(format!("--budget must hold the largest video batch (800 MiB), got {} bytes", c.budget));
-    }
+    c.length = match (duration, requests) {
+        (Some(_), Some(_)) => return Err("--duration and --requests exclude each other: give one".into()),
+        (Some(seconds), None) => Length::For(Duration::from_secs_f64(seconds)),
+        (None, Some(n)) => Length::Requests(n),
+        (None, None) => c.length,
+    };
     Ok(Some(c))
 }
 
+/// `--budget`: a size that holds the largest video batch and that a pool accepts.
+fn budget(text: &str) -> Result<u64, String> {
+    let bytes = parse_bytes(text).map_err(|e| format!("--budget: {e}"))?;
+    if !(800 * MIB..=MAX_TOTAL).contains(&bytes) {
+        return Err(format!(
+            "--budget must be from 800 MiB (the largest video batch) to 2^60 bytes, got `{text}`"
+        ));
+    }
+    Ok(bytes)
+}
+
 pub fn main(args: &[String]) -> i32 {
-    let config = match parse(args) {
-        Ok(Some(c)) => c,
-        Ok(None) => {
-            println!("{HELP}");
-            return 0;
-        }
-        Err(e) => {
-            eprintln!("mmpool demo: {e}\n{HELP}");
-            return 2;
-        }
+    let config = match settle("demo", HELP, parse(args)) {
+        Ok(c) => c,
+        Err(code) => return code,
     };
     match run(&config) {
         Ok(()) => 0,
@@ -118,45 +149,47 @@ pub fn main(args: &[String]) -> i32 {
 
 fn run(c: &Config) -> Result<(), String> {
     let pool = Pool::new(c.budget).map_err(|e| e.to_string())?;
+    let length = match c.length {
+        Length::For(d) => format!(" for {:.1} s", d.as_secs_f64()),
+        Length::Requests(n) => format!(", {} each", count(n, "request")),
+    };
     println!(
-        "mmpool demo: {} workers decoding through a {} budget for {:.1} s ({:.0}% video batches)",
-        c.workers,
+        "mmpool demo: {} decoding through a {} budget{length} ({:.0}% video batches, seed {})",
+        count(c.workers as u64, "worker"),
         human(c.budget),
-        c.duration.as_secs_f64(),
-        c.video_share * 100.0
+        c.video_share * 100.0,
+        c.seed
     );
     let stop = Arc::new(AtomicBool::new(false));
     let started = Instant::now();
-    let workers: Vec<_> = (0..c.workers)
-        .map(|w| {
-            let (pool, stop) = (pool.clone(), stop.clone());
-            let (seed, share) = (c.seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ (w as u64 + 1), c.video_share);
-            thread::spawn(move || decode_loop(&pool, &stop, Rng(seed | 1), share))
-        })
-        .collect();
-
-    let live = std::io::stderr().is_terminal();
-    while started.elapsed() < c.duration {
-        thread::sleep(Duration::from_millis(if live { 100 } else { 1000 }));
-        let s = pool.stats();
-        let line = format!(
-            "{:5.1} s  decodes {:>7}  in use {:>9} / {}  peak {:>9}  waiting {:>2}",
-            started.elapsed().as_secs_f64(),
-            s.grants,
-            human(s.in_use_bytes),
-            human(s.total_bytes),
-            human(s.peak_in_use_bytes),
-            s.waiters
-        );
-        if live {
-            eprint!("\r{line}");
-            let _ = std::io::stderr().flush();
-        } else {
-            eprintln!("{line}");
+    let workers = match start_workers(c, &pool, &stop) {
+        Ok(w) => w,
+        Err((started, e)) => {
+            stop.store(true, Ordering::Relaxed);
+            for w in started {
+                let _ = w.join();
+            }
+            return Err(e);
         }
-    }
-    if live {
-        eprintln!();
+    };
+
+    // The live line counts grants so far: decodes finished and in flight.
+    let live = std::io::stderr().is_terminal();
+    let every = Duration::from_millis(if live { 100 } else { 1000 });
+    let mut printed = started;
+    loop {
+        let done = match c.length {
+            Length::For(d) => started.elapsed() >= d,
+            Length::Requests(_) => workers.iter().all(JoinHandle::is_finished),
+        };
+        if done {
+            break;
+        }
+        thread::sleep(Duration::from_millis(10));
+        if printed.elapsed() >= every {
+            printed = Instant::now();
+            progress(&pool.stats(), started, live, false);
+        }
     }
     stop.store(true, Ordering::Relaxed);
     let mut samples = Vec::new();
@@ -164,12 +197,60 @@ fn run(c: &Config) -> Result<(), String> {
         samples.extend(w.join().map_err(|_| "a worker panicked".to_string())?);
     }
     let elapsed = started.elapsed();
+    // The last line: every decode has ended, so its grants are the table's.
+    progress(&pool.stats(), started, live, true);
     report(&pool, &samples, elapsed)
 }
 
-fn decode_loop(pool: &Arc<Pool>, stop: &AtomicBool, mut rng: Rng, video_share: f64) -> Vec<Sample> {
+type Worker = JoinHandle<Vec<Sample>>;
+
+/// One thread per worker; on failure, the ones started and why.
+fn start_workers(c: &Config, pool: &Arc<Pool>, stop: &Arc<AtomicBool>) -> Result<Vec<Worker>, (Vec<Worker>, String)> {
+    let requests = match c.length {
+        Length::For(_) => u64::MAX,
+        Length::Requests(n) => n,
+    };
+    let mut workers = Vec::with_capacity(c.workers);
+    for w in 0..c.workers {
+        let (pool, stop) = (pool.clone(), stop.clone());
+        let (seed, share) = (c.seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ (w as u64 + 1), c.video_share);
+        let spawned = thread::Builder::new()
+            .name(format!("decode-{w}"))
+            .spawn(move || decode_loop(&pool, &stop, Rng(seed | 1), share, requests));
+        match spawned {
+            Ok(handle) => workers.push(handle),
+            Err(e) => return Err((workers, format!("cannot start worker {} of {}: {e}", w + 1, c.workers))),
+        }
+    }
+    Ok(workers)
+}
+
+fn progress(s: &Stats, started: Instant, live: bool, last: bool) {
+    let line = format!(
+        "{:5.1} s  grants {:>7}  in use {:>9} / {}  peak {:>9}  waiting {:>2}",
+        started.elapsed().as_secs_f64(),
+        s.grants,
+        human(s.in_use_bytes),
+        human(s.total_bytes),
+        human(s.peak_in_use_bytes),
+        s.waiters
+    );
+    match (live, last) {
+        (true, false) => {
+            eprint!("\r{line}");
+            let _ = std::io::stderr().flush();
+        }
+        (true, true) => eprintln!("\r{line}"),
+        (false, _) => eprintln!("{line}"),
+    }
+}
+
+fn decode_loop(pool: &Arc<Pool>, stop: &AtomicBool, mut rng: Rng, video_share: f64, requests: u64) -> Vec<Sample> {
     let mut out = Vec::new();
-    while !stop.load(Ordering::Relaxed) {
+    for _ in 0..requests {
+        if stop.load(Ordering::Relaxed) {
+            break;
+        }
         let (class, nbytes) = if rng.unit() < video_share {
             (Class::Video, (100 + rng.below(701)) * MIB)
         } else {
@@ -213,7 +294,7 @@ fn report(pool: &Pool, samples: &[Sample], elapsed: Duration) -> Result<(), Stri
         s.total_bytes,
         100.0 * s.peak_in_use_bytes as f64 / s.total_bytes as f64
     );
-    println!("{:<28}{}", "grants", s.grants);
+    println!("{:<28}{} (one per decode)", "grants", s.grants);
     println!("{:<28}{} ({:.1}%)", "grants that waited", s.waited_grants, 100.0 * s.waited_grants as f64 / s.grants.max(1) as f64);
     println!();
     println!("{:<8}{:>9}{:>12}{:>12}{:>12}", "class", "decodes", "wait p50", "wait p99", "wait max");
@@ -234,6 +315,7 @@ fn report(pool: &Pool, samples: &[Sample], elapsed: Duration) -> Result<(), Stri
         println!("{:<28}{} waited {}", "largest request", human(largest.nbytes), ms(largest.waited));
     }
     let bytes: u64 = samples.iter().map(|x| x.nbytes).sum();
+    println!("{:<28}{} ({bytes} bytes)", "bytes granted", human(bytes));
     println!(
         "{:<28}{:.0} decodes/s, {}/s admitted",
         "throughput",

@@ -18,22 +18,46 @@ mod demo;
 #[cfg(not(loom))]
 mod status;
 
-const USAGE: &str = "\
-usage: mmpool <command> [options]
+/// The commands and what each does, for `mmpool --help`.
+const COMMANDS: [(&str, &str); 6] = [
+    ("demo", "simulate a decoding front end on a GPU-memory budget (see `mmpool demo --help`)"),
+    ("bench", "measure mmpool against the usual alternatives (see `mmpool bench --help`)"),
+    ("status", "show a pool shared by processes: `mmpool status NAME [--json]`"),
+    ("unlink", "remove a shared pool's name: `mmpool unlink NAME`"),
+    ("bench-shared", "cost of the shared pool against the in-process one; kill-to-grant time"),
+    ("help", "print this text"),
+];
 
-commands:
-  demo      simulate a decoding front end on a GPU-memory budget (see `mmpool demo --help`)
-  bench     measure mmpool against the usual alternatives (see `mmpool bench --help`)
-  status    show a pool shared by processes: `mmpool status NAME [--json]`
-  unlink    remove a shared pool's name: `mmpool unlink NAME`
-  bench-shared  cost of the shared pool against the in-process one; kill-to-grant time
-  help      print this text";
+const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// The top-level help: one line a command, the descriptions in one column.
+fn usage() -> String {
+    let width = COMMANDS.iter().map(|(name, _)| name.len()).max().unwrap_or(0) + 2;
+    let mut out = String::from("usage: mmpool <command> [options]\n       mmpool --version\n\ncommands:\n");
+    for (name, what) in COMMANDS {
+        out += &format!("  {name:<width$}{what}\n");
+    }
+    out + "\nEvery command takes --help and --version; flags take `--flag value` or `--flag=value`."
+}
 
 #[cfg(not(loom))]
 fn main() {
+    // Output into a closed pipe (`mmpool status NAME | head -1`) ends the
+    // command quietly, as it ends other Unix tools, instead of a panic in
+    // `println!`: Rust programs start with SIGPIPE ignored.
+    // SAFETY: restoring a signal's default disposition before any thread
+    // starts; no handler runs.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
     let args: Vec<String> = std::env::args().skip(1).collect();
     let rest = args.get(1..).unwrap_or(&[]).to_vec();
-    let code = match args.first().map(String::as_str) {
+    let command = args.first().map(String::as_str);
+    // `--version` anywhere among a command's own flags prints the version.
+    let known = COMMANDS.iter().any(|(name, _)| Some(*name) == command);
+    if command == Some("--version") || (known && rest.iter().any(|a| a == "--version")) {
+        println!("mmpool {VERSION}");
+        std::process::exit(0);
+    }
+    let code = match command {
         Some("demo") => demo::main(&rest),
         Some("status") => status::status_main(&rest),
         Some("unlink") => status::unlink_main(&rest),
@@ -41,15 +65,15 @@ fn main() {
         #[cfg(feature = "bench")]
         Some("bench") => bench::main(&rest),
         Some("help" | "--help" | "-h") => {
-            println!("{USAGE}");
+            println!("{}", usage());
             0
         }
         Some(other) => {
-            eprintln!("mmpool: unknown command `{other}`\n{USAGE}");
+            eprintln!("mmpool: unknown command `{other}`\n{}", usage());
             2
         }
         None => {
-            eprintln!("{USAGE}");
+            eprintln!("{}", usage());
             2
         }
     };

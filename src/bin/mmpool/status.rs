@@ -190,10 +190,30 @@ pub fn status_main(args: &[String]) -> i32 {
             0
         }
         Err(e) => {
-            eprintln!("mmpool status: {e}");
+            eprintln!("mmpool status: {}", missing_pool(&name, &e).unwrap_or_else(|| e.to_string()));
             1
         }
     }
+}
+
+/// What an operator runs or sets to have the pool `name`, when opening it
+/// failed because its file does not exist.
+fn missing_pool(name: &str, e: &mmpool::Error) -> Option<String> {
+    let path = shared::path_of(name);
+    let absent = std::fs::symlink_metadata(&path).is_err_and(|m| m.kind() == std::io::ErrorKind::NotFound);
+    if !matches!(e, mmpool::Error::System(_)) || !absent {
+        return None;
+    }
+    Some(format!(
+        "no shared pool named {name:?} ({path} does not exist).
+A process creates it when it first uses the pool, and it stays until `mmpool unlink {name}` or a reboot:
+  - start the server and decoder processes with MMPOOL_SHARED_NAME={name} and
+    MMPOOL_SHARED_GIB=<total in GiB> (or MMPOOL_SHARED_TOTAL_BYTES=<bytes>) set, or
+  - from code: mmpool.SharedPool({name:?}, total_bytes) in Python,
+    mmpool_open_shared(\"{name}\", total_bytes, MMPOOL_SHARED_CREATE, &pool) in C.
+`mmpool status` only reads a pool that exists, never creates one: run it on the same host,
+as the user that created the pool."
+    ))
 }
 
 /// `mmpool unlink NAME`.

@@ -46,7 +46,7 @@ pub use file::{path_of, unlink, validate_name};
 
 use super::error::Error;
 use super::front::{keep, unkeep, Pool};
-use super::lease::{Lease, Ticket};
+use super::lease::{Admission, Lease, Ticket};
 use super::local::{check_total, Wait};
 use super::stats::Stats;
 use super::sync::Arc;
@@ -821,19 +821,44 @@ impl SharedPool {
     }
 
     pub(crate) fn wait_ticket(&self, owner: &Arc<Pool>, ticket: Ticket, wait: Wait) -> Result<Lease, Error> {
-        self.after(self.wait_ticket_in(owner, ticket, wait))
+        self.after(self.redeem(owner, ticket, wait, OnTimeout::Stay))
     }
 
-    fn wait_ticket_in(&self, owner: &Arc<Pool>, ticket: Ticket, wait: Wait) -> Result<Lease, Error> {
+    fn redeem(&self, owner: &Arc<Pool>, ticket: Ticket, wait: Wait, on_timeout: OnTimeout) -> Result<Lease, Error> {
         self.check_issued(ticket.id, "ticket")?;
         let i = segment::parse_id(ticket.id, self.seg().header.nonce.load(Relaxed)).map_or(0, |p| p.entry);
         let _hold = Arc::clone(owner);
-        let nbytes = self.wait_for(i, ticket.id, wait, OnTimeout::Stay, |g, i| {
+        let nbytes = self.wait_for(i, ticket.id, wait, on_timeout, |g, i| {
             g.make_lease(i);
             Ok(g.entry(i).nbytes.load(Relaxed))
         })?;
         keep(owner);
         Ok(Lease { id: ticket.id, nbytes })
+    }
+
+    /// Grants at once when possible without jumping the line, else joins it;
+    /// counts no refusal (see the local backend's).
+    pub(crate) fn acquire_or_enqueue(&self, owner: &Arc<Pool>, nbytes: u64) -> Result<Admission, Error> {
+        self.after(self.acquire_or_enqueue_in(owner, nbytes))
+    }
+
+    fn acquire_or_enqueue_in(&self, owner: &Arc<Pool>, nbytes: u64) -> Result<Admission, Error> {
+        let mut g = self.lock()?;
+        self.check_request(&g, nbytes)?;
+        if !Self::take_now(&mut g, nbytes) {
+            return Ok(Admission::Queued(Ticket { id: g.join_line(nbytes)?.1 }));
+        }
+        let (_, id) = g.alloc(LEASE, nbytes)?;
+        g.take(nbytes);
+        drop(g);
+        keep(owner);
+        Ok(Admission::Granted(Lease { id, nbytes }))
+    }
+
+    /// As `wait_ticket`, but a ticket whose time runs out leaves the line and
+    /// counts as a timeout.
+    pub(crate) fn wait_ticket_or_leave(&self, owner: &Arc<Pool>, ticket: Ticket, wait: Wait) -> Result<Lease, Error> {
+        self.after(self.redeem(owner, ticket, wait, OnTimeout::Leave))
     }
 
     pub(crate) fn cancel_ticket(&self, ticket: Ticket) -> Result<(), Error> {

@@ -1,6 +1,6 @@
 //! `mmpool bench`: mmpool (through its C functions) against the admission
 //! controllers people use today, over the same scenarios in one process, as
-//! one table and a JSON file of the figures.
+//! one table and, when asked, a JSON file of the figures.
 //!
 //! Scenario code is shared and generic over [`subject::Subject`]; each
 //! implementation is one adapter. The figures are measured, never judged
@@ -34,10 +34,10 @@ usage: mmpool bench [--quick] [--json PATH]
 
 Runs floor, mmpool (through its C functions), the reference algorithm on std
 and on parking_lot, and tokio's Semaphore over six scenarios and prints one
-table; the figures also go to a JSON file. Build with --release.
+table; with --json, the figures also go to a JSON file. Build with --release.
 
   --quick                a short run with small counts (smoke tests, ~5 s)
-  --json PATH            where the figures go (default target/bench.json)
+  --json PATH            write the figures to PATH (no file is written without it)
   --hold-us N            busy time a lease is held in scenarios 2 and 5
                          (default 2; longer holds show the cost of handing
                          bytes to a sleeping thread fade)
@@ -132,7 +132,7 @@ fn entries() -> Vec<Entry> {
 
 pub fn main(args: &[String]) -> i32 {
     let mut quick = false;
-    let mut json = String::from("target/bench.json");
+    let mut json: Option<String> = None;
     let mut callgrind: Option<String> = None;
     let mut pairs: u64 = 100_000;
     let mut help = false;
@@ -142,7 +142,7 @@ pub fn main(args: &[String]) -> i32 {
         while let Some(flag) = a.next_flag() {
             match flag.as_str() {
                 "--quick" => quick = true,
-                "--json" => json = a.value("--json")?,
+                "--json" => json = Some(a.value("--json")?),
                 "--callgrind-pair" => callgrind = Some(a.value("--callgrind-pair")?),
                 "--pairs" => pairs = a.number("--pairs")?,
                 "--hold-us" => hold_us = Some(a.number("--hold-us")?),
@@ -177,7 +177,7 @@ pub fn main(args: &[String]) -> i32 {
     if let Some(us) = hold_us {
         plan.hold = Duration::from_micros(us);
     }
-    match run(&plan, &json) {
+    match run(&plan, json.as_deref()) {
         Ok(()) => 0,
         Err(e) => {
             eprintln!("mmpool bench: {e}");
@@ -195,7 +195,7 @@ fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
-fn run(plan: &Plan, json_path: &str) -> Result<(), String> {
+fn run(plan: &Plan, json_path: Option<&str>) -> Result<(), String> {
     if cfg!(debug_assertions) && !plan.quick {
         eprintln!("mmpool bench: this is a debug build; figures need `cargo run --release`");
     }
@@ -270,6 +270,7 @@ fn run(plan: &Plan, json_path: &str) -> Result<(), String> {
     }
 
     print!("{}", report.table());
+    let Some(json_path) = json_path else { return Ok(()) };
     if let Some(dir) = std::path::Path::new(json_path).parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
     }
