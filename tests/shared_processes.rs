@@ -888,6 +888,15 @@ fn a_lock_word_naming_a_live_idle_process_times_out_timed_calls_and_shows_the_ho
         assert!(took >= Duration::from_millis(timeout_ms), "returned before its deadline: {took:?}");
     }
     assert!(matches!(pool.try_acquire(1), Err(Error::Timeout { .. })));
+    // The two-phase form that Python's acquire uses returns with a place at
+    // once, and its timed waits return at their deadline.
+    let deferred = match pool.acquire_or_enqueue(1).unwrap() {
+        mmpool::pool::Admission::Queued(t) => t,
+        granted => panic!("granted while the lock is taken: {granted:?}"),
+    };
+    let started = Instant::now();
+    assert!(matches!(pool.wait_ticket(deferred, Wait::timeout_ns(100_000_000)), Err(Error::Timeout { requested: 1 })));
+    assert!(started.elapsed() >= Duration::from_millis(100));
     // An untimed call waits for the live holder...
     let p = Arc::clone(&pool);
     let untimed = std::thread::spawn(move || {
@@ -907,6 +916,11 @@ fn a_lock_word_naming_a_live_idle_process_times_out_timed_calls_and_shows_the_ho
     let (lease, returned) = untimed.join().unwrap();
     assert!(returned > killed, "it returned only once the holder was gone");
     pool.release(lease.unwrap().id).unwrap();
+    // The deferred place joins the line once the lock is free, and is granted.
+    let lease = pool.wait_ticket(deferred, Wait::timeout_ns(5_000_000_000)).unwrap();
+    assert_eq!(lease.nbytes, 1);
+    pool.release(lease.id).unwrap();
+    assert!(matches!(pool.wait_ticket(deferred, Wait::timeout_ns(0)), Err(Error::InvalidLease(_))), "redeemed once");
     // The abandoned ticket holds nothing and waits no more.
     assert_whole(&pool, 0);
     assert_eq!(said(&logged, "has been held for"), 1, "said once: {:?}", logged.lock());

@@ -151,3 +151,36 @@ def test_a_truncated_file_fails_calls_instead_of_killing_the_process(name):
     mmpool.SharedPool.unlink(name)
     fresh = mmpool.SharedPool(name, 1 << 20)
     assert fresh.available_bytes == 1 << 20
+
+
+def test_a_lock_word_naming_a_live_idle_process_does_not_outlive_a_timeout(name):
+    import struct
+    import time
+
+    pool = mmpool.SharedPool(name, 1000)  # the first process attached: slot 0
+    proc = child(
+        f"""
+        import sys, time, mmpool
+        pool = mmpool.SharedPool({name!r}, 0, create=False)
+        print("attached", flush=True)
+        time.sleep(60)
+        """
+    )
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline().strip() == "attached"
+        # The lock word (offset 40 of the header) now names slot 1, the idle child.
+        with open(f"/dev/shm/mmpool.{name}", "r+b") as f:
+            f.seek(40)
+            f.write(struct.pack("<I", 2 | 1 << 8))
+        for timeout in (0.0, 0.2):
+            started = time.monotonic()
+            with pytest.raises(TimeoutError):
+                pool.acquire(1, timeout=timeout)
+            assert time.monotonic() - started >= timeout
+    finally:
+        proc.kill()
+        proc.wait()
+    # Its holder gone, the lock is taken over and the pool works.
+    with pool.acquire(1000, timeout=10):
+        pass

@@ -275,6 +275,9 @@ pub struct SharedPool {
     /// Tickets whose wait ran out while the lock could not be taken: freed
     /// by this process the next time it holds the lock.
     abandoned: parking_lot::Mutex<Vec<u64>>,
+    /// Tickets of `acquire_or_enqueue` not yet in line (see `defer`): by id,
+    /// their bytes and the ticket in line once they joined it.
+    deferred: parking_lot::Mutex<std::collections::HashMap<u64, (u64, Option<u64>)>>,
     /// Whether `abandoned` may hold any (checked before locking it).
     any_abandoned: AtomicBool,
     /// Whether the damage was logged.
@@ -511,6 +514,7 @@ impl SharedPool {
             inside: AtomicUsize::new(0),
             abandoned: parking_lot::Mutex::new(Vec::new()),
             any_abandoned: AtomicBool::new(false),
+            deferred: parking_lot::Mutex::new(std::collections::HashMap::new()),
             damage_logged: AtomicBool::new(false),
             moved_logged: AtomicBool::new(false),
         };
@@ -824,7 +828,63 @@ impl SharedPool {
         self.after(self.redeem(owner, ticket, wait, OnTimeout::Stay))
     }
 
+    /// Redeems a ticket; a deferred one (see `deferred`) first joins the
+    /// line, by the same deadline, and is forgotten once it has an outcome.
     fn redeem(&self, owner: &Arc<Pool>, ticket: Ticket, wait: Wait, on_timeout: OnTimeout) -> Result<Lease, Error> {
+        if !segment::is_deferred_id(ticket.id, self.seg().header.nonce.load(Relaxed)) {
+            return self.redeem_in_line(owner, ticket, wait, on_timeout);
+        }
+        let outcome = self.enqueue_deferred(ticket.id, wait.deadline()).and_then(|real| self.redeem_in_line(owner, real, wait, on_timeout));
+        if on_timeout == OnTimeout::Leave || !matches!(outcome, Err(Error::Timeout { .. })) {
+            self.deferred.lock().remove(&ticket.id);
+        }
+        outcome
+    }
+
+    /// The ticket in line for a deferred one, joining the line now if the
+    /// lock can be taken by `deadline`.
+    fn enqueue_deferred(&self, id: u64, deadline: Option<Instant>) -> Result<Ticket, Error> {
+        let forgotten = || Error::InvalidLease(format!("ticket {id:#x} was already redeemed or cancelled"));
+        let (nbytes, real) = *self.deferred.lock().get(&id).ok_or_else(forgotten)?;
+        if let Some(real) = real {
+            return Ok(Ticket { id: real });
+        }
+        let mut g = self.lock_by(deadline, nbytes)?;
+        self.check_request(&g, nbytes)?;
+        let real = if Self::take_now(&mut g, nbytes) {
+            let (_, real) = g.alloc(GRANTED, nbytes)?;
+            g.take(nbytes);
+            real
+        } else {
+            g.join_line(nbytes)?.1
+        };
+        drop(g);
+        match self.deferred.lock().get_mut(&id) {
+            Some(entry) => entry.1 = Some(real),
+            None => return Err(forgotten()),
+        }
+        Ok(Ticket { id: real })
+    }
+
+    /// A place "in line" for a request that could not take the pool's lock
+    /// within `SHORT_LOCK_WAIT`: a ticket of this process only, which joins
+    /// the line when it is first waited on and the lock can be taken.
+    fn defer(&self, nbytes: u64) -> Ticket {
+        let nonce = self.seg().header.nonce.load(Relaxed);
+        let mut map = self.deferred.lock();
+        let mut k = map.len() as u64;
+        let id = loop {
+            let id = segment::make_deferred_id(nonce, k);
+            if !map.contains_key(&id) {
+                break id;
+            }
+            k += 1;
+        };
+        map.insert(id, (nbytes, None));
+        Ticket { id }
+    }
+
+    fn redeem_in_line(&self, owner: &Arc<Pool>, ticket: Ticket, wait: Wait, on_timeout: OnTimeout) -> Result<Lease, Error> {
         self.check_issued(ticket.id, "ticket")?;
         let i = segment::parse_id(ticket.id, self.seg().header.nonce.load(Relaxed)).map_or(0, |p| p.entry);
         let _hold = Arc::clone(owner);
@@ -843,7 +903,12 @@ impl SharedPool {
     }
 
     fn acquire_or_enqueue_in(&self, owner: &Arc<Pool>, nbytes: u64) -> Result<Admission, Error> {
-        let mut g = self.lock()?;
+        // It has no deadline of its own; its caller waits next, in slices,
+        // with one: a lock that stays taken defers the joining to those waits.
+        let mut g = match self.lock_by(Some(Instant::now() + SHORT_LOCK_WAIT), nbytes) {
+            Err(Error::Timeout { .. }) => return Ok(Admission::Queued(self.defer(nbytes))),
+            locked => locked?,
+        };
         self.check_request(&g, nbytes)?;
         if !Self::take_now(&mut g, nbytes) {
             return Ok(Admission::Queued(Ticket { id: g.join_line(nbytes)?.1 }));
@@ -866,6 +931,14 @@ impl SharedPool {
     }
 
     fn cancel_ticket_in(&self, ticket: Ticket) -> Result<(), Error> {
+        let ticket = if segment::is_deferred_id(ticket.id, self.seg().header.nonce.load(Relaxed)) {
+            match self.deferred.lock().remove(&ticket.id) {
+                Some((_, Some(real))) => Ticket { id: real },
+                _ => return Ok(()), // never in line, or finished: nothing to give back
+            }
+        } else {
+            ticket
+        };
         self.check_issued(ticket.id, "ticket")?;
         let mut g = self.lock()?;
         if let Some(i) = self.own(&g, ticket.id, "ticket")? {

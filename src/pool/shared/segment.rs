@@ -236,6 +236,19 @@ pub(crate) fn make_id(nonce: u32, gen: u64, entry: usize) -> u64 {
         | entry as u64
 }
 
+/// An id for a ticket of one process that has not joined the line yet
+/// (generation 0, which no entry issues; `k` below 2^16).
+pub(crate) fn make_deferred_id(nonce: u32, k: u64) -> u64 {
+    1 << 63 | u64::from(nonce & NONCE_MASK) << (ENTRY_BITS + GEN_BITS) | (k & ((1 << ENTRY_BITS) - 1))
+}
+
+/// Whether `id` is one of `make_deferred_id`'s for this nonce.
+pub(crate) fn is_deferred_id(id: u64, nonce: u32) -> bool {
+    id >> 63 == 1
+        && ((id >> (ENTRY_BITS + GEN_BITS)) as u32 & NONCE_MASK) == nonce & NONCE_MASK
+        && (id >> ENTRY_BITS) & GEN_MAX == 0
+}
+
 /// A decoded id: which entry and generation, if it is a shared pool's id
 /// with this nonce at all.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -286,6 +299,9 @@ mod tests {
         assert_eq!(parse_id(id, 0x5a4), None, "another pool's nonce");
         assert_eq!(parse_id(7 << 40 | 3, 0x5a5), None, "an in-process pool's id");
         assert_eq!(parse_id(make_id(1, 0, 3), 1), None, "generation 0 is never issued");
+        let deferred = make_deferred_id(0x5a5, 9);
+        assert!(is_deferred_id(deferred, 0x5a5) && parse_id(deferred, 0x5a5).is_none());
+        assert!(!is_deferred_id(id, 0x5a5) && !is_deferred_id(deferred, 0x5a4));
     }
 
     #[test]
