@@ -53,7 +53,7 @@ use super::sync::Arc;
 use crate::log::{self, Level};
 use file::Mapping;
 use liveness::PROC_LOCK_BASE;
-use lock::Acquired;
+use lock::{Acquired, Until};
 use segment::*;
 
 use table::Locked;
@@ -155,9 +155,11 @@ pub struct LockHolder {
 /// log (once per holding) and `mmpool status` shows it.
 pub const LOCK_HELD_REPORT: Duration = Duration::from_secs(1);
 
-/// How long `try_acquire` (which has no deadline of its own) and a snapshot
-/// wait for the pool's lock before giving up on a holder that keeps it.
+/// How long `try_acquire` and `acquire_or_enqueue` (which have no deadline
+/// of their own), a snapshot and a detaching handle wait for the pool's lock
+/// while one holder keeps it (the lock changing hands starts it over).
 const SHORT_LOCK_WAIT: Duration = Duration::from_millis(100);
+const PATIENT: Until = Until::Unchanged(SHORT_LOCK_WAIT);
 
 /// The longest a survivor waits before it notices that a process died (while
 /// holding bytes, waiting in line, or inside the lock) and takes back what it
@@ -300,10 +302,10 @@ fn lock_segment<'a>(
     me: usize,
     fd: RawFd,
     inside: &'a AtomicUsize,
-    deadline: Option<Instant>,
+    until: Until,
 ) -> Result<Locked<'a>, lock::TimedOut> {
     let seg = map.segment();
-    let how = lock::lock(&seg.header.lock, me, inside, deadline, |slot, word| {
+    let how = lock::lock(&seg.header.lock, me, inside, until, |slot, word| {
         if file::shrunk(fd, map.len()) {
             map.damage();
             return true;
@@ -384,7 +386,7 @@ fn lock_holder(seg: &Segment<'_>, fd: RawFd) -> Option<LockHolder> {
 
 /// Registers this process in a slot of the segment; returns the slot.
 fn attach(pool: &SharedPool, fd: RawFd, opts: &SharedOptions, created: bool) -> Result<usize, Error> {
-    attach_by(pool, fd, opts, created, None)
+    attach_by(pool, fd, opts, created, Until::Forever)
 }
 
 /// `attach`, giving up (`Error::Timeout`) if the lock stays taken past `deadline`.
@@ -393,7 +395,7 @@ fn attach_by(
     fd: RawFd,
     opts: &SharedOptions,
     created: bool,
-    deadline: Option<Instant>,
+    until: Until,
 ) -> Result<usize, Error> {
     let (seg, name, flags) = (pool.seg(), pool.name.as_str(), opts.flags);
     let map = &pool.map;
@@ -418,7 +420,7 @@ fn attach_by(
     pool.inside.store(0, Relaxed);
     let registered = (|| {
         let mut g =
-            lock_segment(map, me, fd, &pool.inside, deadline).map_err(|_| Error::Timeout { requested: 0 })?;
+            lock_segment(map, me, fd, &pool.inside, until).map_err(|_| Error::Timeout { requested: 0 })?;
         pool.check_file(fd);
         pool.intact()?;
         g.repair()?;
@@ -622,15 +624,15 @@ impl SharedPool {
 
     #[inline]
     fn lock(&self) -> Result<Locked<'_>, Error> {
-        self.lock_by(None, 0)
+        self.lock_by(Until::Forever, 0)
     }
 
     /// Takes the lock by `deadline` (a request for `requested` bytes times
     /// out at it), first freeing the tickets this process abandoned.
     #[inline(always)]
-    fn lock_by(&self, deadline: Option<Instant>, requested: u64) -> Result<Locked<'_>, Error> {
+    fn lock_by(&self, until: Until, requested: u64) -> Result<Locked<'_>, Error> {
         let a = self.me()?;
-        let Ok(mut g) = lock_segment(&self.map, a.slot, a.fd, &self.inside, deadline) else {
+        let Ok(mut g) = lock_segment(&self.map, a.slot, a.fd, &self.inside, until) else {
             return Err(Error::Timeout { requested });
         };
         if self.any_abandoned.load(Relaxed) {
@@ -745,7 +747,7 @@ impl SharedPool {
     }
 
     fn acquire_in(&self, owner: &Arc<Pool>, nbytes: u64, wait: Wait) -> Result<Lease, Error> {
-        let mut g = self.lock_by(wait.deadline(), nbytes)?;
+        let mut g = self.lock_by(Until::from_deadline(wait.deadline()), nbytes)?;
         self.check_request(&g, nbytes)?;
         if Self::take_now(&mut g, nbytes) {
             let (_, id) = g.alloc(LEASE, nbytes)?;
@@ -770,7 +772,7 @@ impl SharedPool {
     }
 
     fn try_acquire_in(&self, owner: &Arc<Pool>, nbytes: u64) -> Result<Lease, Error> {
-        let mut g = self.lock_by(Some(Instant::now() + SHORT_LOCK_WAIT), nbytes)?;
+        let mut g = self.lock_by(PATIENT, nbytes)?;
         self.check_request(&g, nbytes)?;
         if !Self::take_now(&mut g, nbytes) {
             Self::bump(&self.seg().header.would_blocks);
@@ -849,7 +851,7 @@ impl SharedPool {
         if let Some(real) = real {
             return Ok(Ticket { id: real });
         }
-        let mut g = self.lock_by(deadline, nbytes)?;
+        let mut g = self.lock_by(Until::from_deadline(deadline), nbytes)?;
         self.check_request(&g, nbytes)?;
         let real = if Self::take_now(&mut g, nbytes) {
             let (_, real) = g.alloc(GRANTED, nbytes)?;
@@ -905,7 +907,7 @@ impl SharedPool {
     fn acquire_or_enqueue_in(&self, owner: &Arc<Pool>, nbytes: u64) -> Result<Admission, Error> {
         // It has no deadline of its own; its caller waits next, in slices,
         // with one: a lock that stays taken defers the joining to those waits.
-        let mut g = match self.lock_by(Some(Instant::now() + SHORT_LOCK_WAIT), nbytes) {
+        let mut g = match self.lock_by(PATIENT, nbytes) {
             Err(Error::Timeout { .. }) => return Ok(Admission::Queued(self.defer(nbytes))),
             locked => locked?,
         };
@@ -956,7 +958,7 @@ impl SharedPool {
     fn resize_lease_in(&self, owner: &Arc<Pool>, id: u64, new_nbytes: u64, wait: Wait) -> Result<Lease, Error> {
         self.check_issued(id, "lease")?;
         let released = || Error::InvalidLease(format!("lease {id:#x} was already released"));
-        let mut g = self.lock_by(wait.deadline(), new_nbytes)?;
+        let mut g = self.lock_by(Until::from_deadline(wait.deadline()), new_nbytes)?;
         let i = self.own(&g, id, "lease")?.ok_or_else(released)?;
         let e = g.entry(i);
         if e.state.load(Relaxed) != LEASE {
@@ -1030,7 +1032,7 @@ impl SharedPool {
     pub(crate) fn stats(&self) -> Stats {
         self.check_file_now();
         let h = self.seg().header;
-        let mut g = self.lock_by(Some(Instant::now() + SHORT_LOCK_WAIT), 0);
+        let mut g = self.lock_by(PATIENT, 0);
         if let Ok(g) = g.as_mut() {
             g.maybe_reap();
         }
@@ -1079,7 +1081,7 @@ impl SharedPool {
         self.intact()?;
         let stats = self.stats();
         let a = self.me()?;
-        match self.lock_by(Some(Instant::now() + SHORT_LOCK_WAIT), 0) {
+        match self.lock_by(PATIENT, 0) {
             Ok(mut g) => {
                 g.reap_dead();
                 Ok(self.snapshot_of(stats, Some(a.slot), None))
@@ -1137,8 +1139,7 @@ impl SharedPool {
     pub fn inspect(name: &str) -> Result<SharedSnapshot, Error> {
         let opts = SharedOptions::default();
         let (pool, fd, registry, _) = Self::map(name, &opts)?;
-        let deadline = Some(Instant::now() + SHORT_LOCK_WAIT);
-        let attached = attach_by(&pool, fd, &opts, false, deadline);
+        let attached = attach_by(&pool, fd, &opts, false, PATIENT);
         let snapshot = match attached {
             Ok(slot) => {
                 pool.attachment.store(Attachment { slot, registry, fd, generation: generation() }.pack(), Release);
@@ -1177,7 +1178,7 @@ impl SharedPool {
         let deadline = wait.deadline();
         let mut slept_out = false;
         loop {
-            let mut g = match self.lock_by(deadline, 0) {
+            let mut g = match self.lock_by(Until::from_deadline(deadline), 0) {
                 Ok(g) => g,
                 Err(Error::Timeout { .. }) => {
                     // The lock stayed taken to the end: the ticket cannot
@@ -1284,9 +1285,8 @@ impl Drop for SharedPool {
         }
         // Without the lock (damaged, or a holder that keeps it) the
         // descriptor is simply closed: the others then reap this process.
-        let deadline = Some(Instant::now() + SHORT_LOCK_WAIT);
         if self.intact().is_ok() {
-            if let Ok(mut g) = lock_segment(&self.map, a.slot, a.fd, &self.inside, deadline) {
+            if let Ok(mut g) = lock_segment(&self.map, a.slot, a.fd, &self.inside, PATIENT) {
                 g.release_owner(a.slot);
                 self.seg().procs[a.slot].state.store(PROC_FREE, Relaxed);
             }
