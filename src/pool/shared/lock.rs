@@ -35,6 +35,10 @@ const CONTENDED: u32 = 1 << 31;
 /// in which waiters for bytes check for dead processes.
 pub(crate) const RECLAIM_SLICE: Duration = Duration::from_millis(50);
 
+/// How long one holder must have kept the lock for a call past its deadline
+/// to give up on it (the lock is then stuck, not busy).
+pub(crate) const GRACE: Duration = Duration::from_millis(1);
+
 /// How the lock was obtained.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Acquired {
@@ -63,7 +67,9 @@ pub(crate) fn holder(word: u32) -> Option<usize> {
 pub(crate) enum Until {
     /// As long as it takes.
     Forever,
-    /// Until this instant.
+    /// Until this instant, if by then one holder has kept the lock for
+    /// `GRACE` (a lock that changes hands is still waited for: it is busy,
+    /// not stuck).
     Deadline(Instant),
     /// Until one holder has kept the lock this long (the word unchanged):
     /// for calls without a deadline that must not wait on a stuck holder,
@@ -116,21 +122,28 @@ pub(crate) fn lock(
             }
             continue;
         };
+        let mut held_for = || {
+            let since = match kept {
+                Some((w, since)) if w == seen & !CONTENDED => since,
+                _ => kept.insert((seen & !CONTENDED, Instant::now())).1,
+            };
+            since.elapsed()
+        };
         let slice = match until {
             Until::Forever => RECLAIM_SLICE,
             Until::Deadline(at) => {
+                let held = held_for();
                 let now = Instant::now();
-                if now >= at {
+                if now < at {
+                    (at - now).min(RECLAIM_SLICE)
+                } else if held >= GRACE {
                     return Err(TimedOut(seen));
+                } else {
+                    GRACE - held
                 }
-                (at - now).min(RECLAIM_SLICE)
             }
             Until::Unchanged(bound) => {
-                let since = match kept {
-                    Some((w, since)) if w == seen & !CONTENDED => since,
-                    _ => kept.insert((seen & !CONTENDED, Instant::now())).1,
-                };
-                let held = since.elapsed();
+                let held = held_for();
                 if held >= bound {
                     return Err(TimedOut(seen));
                 }
