@@ -683,8 +683,8 @@ enum mmpool_status mmpool_set_log_callback(mmpool_log_fn callback, void *user_da
  * it); every call on the handle then fails with `SYSTEM` saying what
  * happened and what to do, and releases do nothing. Remove the name
  * (`mmpool_unlink_shared`) and open the pool again. A call with a timeout
- * returns by its deadline also while another process holds the pool's lock;
- * `mmpool_try_acquire` waits for the lock at most 100 ms.
+ * returns by its deadline also while another process keeps the pool's lock;
+ * `mmpool_try_acquire` gives up when one holder keeps the lock 100 ms.
  *
  * Errors: `NULL_ARGUMENT`, `INVALID_ARGUMENT` (bad name, unknown flags, a
  * total out of range or different from the pool's, an existing pool with
