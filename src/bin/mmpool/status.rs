@@ -16,8 +16,11 @@ read without it and the holder's pid is shown with how long it has held it.
 const UNLINK_USAGE: &str = "\
 usage: mmpool unlink NAME
 
-Removes the name of the shared pool NAME. Processes attached keep using it;
-the next open with MMPOOL_SHARED_CREATE makes a new pool.";
+Removes the name of the shared pool NAME (and temporary files that creators
+killed mid-build left behind). Processes attached keep using the pool; the
+next process that opens NAME and may create it (MMPOOL_SHARED_NAME with
+MMPOOL_SHARED_GIB set, or mmpool.SharedPool(NAME, total_bytes)) makes a new
+pool with its own total.";
 
 fn gib(bytes: u64) -> String {
     format!("{:.2} GiB", bytes as f64 / (1u64 << 30) as f64)
