@@ -583,7 +583,8 @@ uint64_t mmpool_available_bytes(const struct mmpool *pool);
  * first (any multiple of 8 from 8 up is accepted: the fields that fit are
  * written and `out_stats->size` becomes the bytes written).
  *
- * Errors: `NULL_ARGUMENT`, `INVALID_ARGUMENT` (size not a multiple of 8, or 0).
+ * Errors: `NULL_ARGUMENT`, `INVALID_ARGUMENT` (size not a multiple of 8, or 0),
+ * `SYSTEM` (a shared pool whose file was truncated under this process).
  */
 enum mmpool_status mmpool_get_stats(const struct mmpool *pool, struct mmpool_stats *out_stats);
 

@@ -765,6 +765,7 @@ fn a_truncated_segment_kills_no_attached_process() {
         assert!(matches!(&mine, Err(Error::System(m)) if m.contains("was truncated") && m.contains("mmpool unlink")), "{cut}: {mine:?}");
         assert!(backend.is_damaged());
         assert!(matches!(pool.release(u64::MAX), Err(Error::System(_))), "releases report it");
+        assert!(matches!(pool.checked_stats(), Err(Error::System(m)) if m.contains("was truncated")), "{cut}: stats report it");
         drop(pool);
         // The name can be removed and a new pool made under it.
         shared::unlink(&name.0).unwrap();

@@ -148,6 +148,8 @@ def test_a_truncated_file_fails_calls_instead_of_killing_the_process(name):
         pool.acquire(1, timeout=1.0)
     with pytest.raises(OSError, match="mmpool unlink"):
         lease.release()
+    with pytest.raises(OSError, match="was truncated"):
+        pool.stats()
     mmpool.SharedPool.unlink(name)
     fresh = mmpool.SharedPool(name, 1 << 20)
     assert fresh.available_bytes == 1 << 20

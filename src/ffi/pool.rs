@@ -307,7 +307,8 @@ pub extern "C" fn mmpool_available_bytes(pool: *const mmpool) -> u64 {
 /// first (any multiple of 8 from 8 up is accepted: the fields that fit are
 /// written and `out_stats->size` becomes the bytes written).
 ///
-/// Errors: `NULL_ARGUMENT`, `INVALID_ARGUMENT` (size not a multiple of 8, or 0).
+/// Errors: `NULL_ARGUMENT`, `INVALID_ARGUMENT` (size not a multiple of 8, or 0),
+/// `SYSTEM` (a shared pool whose file was truncated under this process).
 #[no_mangle]
 pub extern "C" fn mmpool_get_stats(pool: *const mmpool, out_stats: *mut mmpool_stats) -> mmpool_status {
     boundary!("mmpool_get_stats", {
@@ -322,7 +323,7 @@ pub extern "C" fn mmpool_get_stats(pool: *const mmpool, out_stats: *mut mmpool_s
             ))
             .into());
         }
-        let mut stats = mmpool_stats::from(pool.stats());
+        let mut stats = mmpool_stats::from(pool.checked_stats()?);
         let len = (size as usize).min(std::mem::size_of::<mmpool_stats>());
         stats.size = len as u64;
         // SAFETY: `len` bytes fit in both the local struct and the caller's

@@ -346,6 +346,17 @@ impl Pool {
         dispatch!(self, b => b.stats())
     }
 
+    /// The figures, or why there are none: a shared pool whose file was
+    /// damaged under this process fails with that damage (`stats` reads
+    /// zeros then).
+    pub fn checked_stats(&self) -> Result<Stats, Error> {
+        match self.backend() {
+            Backend::Local(b) => Ok(b.stats()),
+            #[cfg(not(loom))]
+            Backend::Shared(b) => b.checked_stats(),
+        }
+    }
+
     /// Bytes held by outstanding leases, from the pool's own records (of every
     /// process, for a shared pool). With no grant waiting to be collected,
     /// `available + leased == total`.

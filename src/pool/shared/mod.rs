@@ -539,6 +539,15 @@ impl SharedPool {
     /// mapping (a fault there, see `sigbus.rs`, or `check_file`). Then the
     /// mapping reads zeros, and every call fails with this error.
     #[inline(always)]
+    /// `stats`, failing when the segment was damaged before or while they
+    /// were read (a damaged mapping reads as zeros).
+    pub(crate) fn checked_stats(&self) -> Result<Stats, Error> {
+        self.intact()?;
+        let stats = self.stats();
+        self.intact()?;
+        Ok(stats)
+    }
+
     fn intact(&self) -> Result<(), Error> {
         if self.map.is_damaged() {
             return Err(self.damage_error());
