@@ -247,6 +247,44 @@ typedef struct mmpool_stats {
  */
 typedef void (*mmpool_log_fn)(enum mmpool_log_level level, const char *message, void *user_data);
 
+/**
+ * Options of `mmpool_open_shared_with`. Zero-initialise it, set `size =
+ * sizeof(mmpool_shared_options)`, then the fields wanted: the struct can grow
+ * at its end, and fields past `size` read as 0.
+ *
+ * The limits are chosen by the creator and fixed for the pool's life; 0
+ * means the default when creating and "whatever the pool has" when
+ * attaching; any other value must equal the pool's. The caller owns the
+ * struct; the call only reads it.
+ */
+typedef struct mmpool_shared_options {
+  /**
+   * The caller's `sizeof(mmpool_shared_options)`: a multiple of 8, at least 8.
+   */
+  uint64_t size;
+  /**
+   * The budget (1 to 2^60); 0 accepts an existing pool's and cannot create.
+   */
+  uint64_t total_bytes;
+  /**
+   * `MMPOOL_SHARED_CREATE`, `MMPOOL_SHARED_EXCLUSIVE`, `MMPOOL_SHARED_GROUP`.
+   */
+  uint32_t flags;
+  /**
+   * Processes attached at once: 1 to 254, default 128.
+   */
+  uint32_t max_processes;
+  /**
+   * Outstanding leases plus tickets over all processes: 1 to 65536, default 4096.
+   */
+  uint32_t max_leases;
+  /**
+   * Requests waiting in line at once: 1 to `max_leases`, default 1024 (or
+   * `max_leases` if smaller).
+   */
+  uint32_t max_waiters;
+} mmpool_shared_options;
+
 #ifdef __cplusplus
 extern "C" {
 #endif // __cplusplus
@@ -636,7 +674,17 @@ enum mmpool_status mmpool_set_log_callback(mmpool_log_fn callback, void *user_da
  * as a process of its own. Leases are owned by the process that acquired
  * them; another process cannot release them. `mmpool_close` closes the pool
  * for every process. Limits: 128 attached processes, 4096 outstanding leases
- * plus tickets, 1024 waiters; beyond them calls fail with `SYSTEM` saying so.
+ * plus tickets, 1024 waiters, unless the creator chose others
+ * (`mmpool_open_shared_with`); beyond them calls fail with `SYSTEM` saying so.
+ *
+ * Damage: if the segment's file is truncated while processes are attached,
+ * none of them dies (a SIGBUS handler of mmpool takes faults in its own
+ * mappings only, passing every other SIGBUS to the handler installed before
+ * it); every call on the handle then fails with `SYSTEM` saying what
+ * happened and what to do, and releases do nothing. Remove the name
+ * (`mmpool_unlink_shared`) and open the pool again. A call with a timeout
+ * returns by its deadline also while another process holds the pool's lock;
+ * `mmpool_try_acquire` waits for the lock at most 100 ms.
  *
  * Errors: `NULL_ARGUMENT`, `INVALID_ARGUMENT` (bad name, unknown flags, a
  * total out of range or different from the pool's, an existing pool with
@@ -650,12 +698,31 @@ enum mmpool_status mmpool_open_shared(const char *name,
                                       struct mmpool **out_pool);
 
 /**
+ * `mmpool_open_shared` with every option, the limits included (see
+ * `mmpool_shared_options`); otherwise the same: ownership, crash safety,
+ * fork, thread rules and errors. An open that asks for limits other than
+ * the pool's fails with `INVALID_ARGUMENT` naming both; limits out of range
+ * give `INVALID_ARGUMENT` naming the bounds. Beyond the limits, calls fail
+ * with `SYSTEM` naming the limit (`max_processes`, `max_leases`, `max_waiters`).
+ *
+ * Errors: `NULL_ARGUMENT` (`name`, `options`, `out_pool`),
+ * `INVALID_ARGUMENT` (as for `mmpool_open_shared`; `options->size` not a
+ * multiple of 8 or 0, or longer than this library knows with bytes past it
+ * not 0; limits), `SYSTEM`.
+ */
+enum mmpool_status mmpool_open_shared_with(const char *name,
+                                           const struct mmpool_shared_options *options,
+                                           struct mmpool **out_pool);
+
+/**
  * Removes the name of the shared pool `name` (its file in /dev/shm).
  * Processes attached keep using the pool; the next open with
- * `MMPOOL_SHARED_CREATE` makes a new one. Operators: `mmpool unlink NAME`.
+ * `MMPOOL_SHARED_CREATE` makes a new one. Also removes the temporary files
+ * of the name that creators killed while building it left behind (never one
+ * a live creator is building). Operators: `mmpool unlink NAME`.
  *
  * Errors: `NULL_ARGUMENT`, `INVALID_ARGUMENT` (bad name), `SYSTEM` (no such
- * pool, or the OS refused).
+ * pool and no stale temporary file, or the OS refused).
  */
 enum mmpool_status mmpool_unlink_shared(const char *name);
 

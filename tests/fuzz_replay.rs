@@ -42,12 +42,18 @@ fn the_abi_corpus_agrees_with_the_model() {
 
 #[test]
 fn the_shared_attach_corpus_is_refused_or_usable() {
-    let opened = std::sync::atomic::AtomicUsize::new(0);
+    use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+    let (opened, live) = (AtomicUsize::new(0), AtomicUsize::new(0));
     let n = replay("shared_attach", |data| {
+        live.fetch_add(usize::from(data.starts_with(b"LIVE")), Relaxed);
         if shared_attach::run(data) {
-            opened.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            opened.fetch_add(1, Relaxed);
         }
     });
-    let opened = opened.into_inner();
-    println!("fuzz_replay: {n} damaged segments, {opened} opened and usable, {} refused", n - opened);
+    let (opened, live) = (opened.into_inner(), live.into_inner());
+    assert!(live > 0, "the corpus holds inputs of the live mode");
+    println!(
+        "fuzz_replay: {n} damaged segments ({live} damaged while attached), {opened} opened (or stayed) usable, {} refused",
+        n - opened
+    );
 }

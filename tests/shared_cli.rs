@@ -90,3 +90,77 @@ fn the_c_exports_open_use_and_unlink_a_shared_pool() {
     assert_eq!(mmpool_unlink_shared(name.as_ptr()), MMPOOL_ERR_SYSTEM);
     assert_eq!(mmpool_unlink_shared(std::ptr::null()), MMPOOL_ERR_NULL_ARGUMENT);
 }
+
+#[test]
+fn status_shows_the_limits_and_a_holder_that_keeps_the_lock() {
+    use std::os::unix::fs::FileExt;
+    let name = format!("cli-lock-{}", std::process::id());
+    let limits = shared::Limits { max_processes: 5, max_leases: 50, max_waiters: 7 };
+    let opts = shared::SharedOptions { total_bytes: 100, flags: OpenFlags { create: true, ..OpenFlags::default() }, limits };
+    let pool = Pool::open_shared_with(&name, &opts).unwrap();
+    let (code, out, err) = mmpool_cmd(&["status", &name]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("limits      5 processes, 50 leases and tickets, 7 waiters"), "{out}");
+    assert!(out.contains("lock        free"), "{out}");
+
+    // The lock word names this process, which sits idle: the status command
+    // reads the figures without the lock and shows who holds it.
+    let me = pool.shared_snapshot().unwrap().unwrap().procs.into_iter().find(|p| p.is_self).unwrap();
+    let word = (me.slot as u32 + 1) | 1 << 8;
+    let f = std::fs::OpenOptions::new().write(true).open(shared::path_of(&name)).unwrap();
+    f.write_all_at(&word.to_le_bytes(), shared::SharedPool::debug_lock_word_offset()).unwrap();
+    let (code, out, err) = mmpool_cmd(&["status", &name, "--json"]);
+    assert_eq!(code, 0, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["lock_holder"]["pid"], std::process::id(), "{v}");
+    assert_eq!(v["lock_holder"]["alive"], true, "{v}");
+    assert_eq!((v["max_processes"].as_u64(), v["max_leases"].as_u64(), v["max_waiters"].as_u64()), (Some(5), Some(50), Some(7)));
+    let (_, text, _) = mmpool_cmd(&["status", &name]);
+    assert!(text.contains(&format!("lock        held by pid {} (slot {}, alive) for", std::process::id(), me.slot)), "{text}");
+    // This process's next call finds that none of its threads holds it and takes it back.
+    let lease = pool.acquire(10, Wait::timeout_ns(5_000_000_000)).unwrap();
+    pool.release(lease.id).unwrap();
+    drop(pool);
+    shared::unlink(&name).unwrap();
+}
+
+#[test]
+fn the_c_export_with_options_checks_them() {
+    let name = CString::new(format!("ffi-opts-{}", std::process::id())).unwrap();
+    let size = std::mem::size_of::<mmpool_shared_options>() as u64;
+    let options = |total_bytes, flags, max_leases| mmpool_shared_options {
+        size,
+        total_bytes,
+        flags,
+        max_processes: 0,
+        max_leases,
+        max_waiters: 0,
+    };
+    let mut pool: *mut mmpool = std::ptr::null_mut();
+    assert_eq!(mmpool_open_shared_with(name.as_ptr(), std::ptr::null(), &mut pool), MMPOOL_ERR_NULL_ARGUMENT);
+    assert!(last_error().contains("`options`"), "{}", last_error());
+    let unsized_ = mmpool_shared_options { size: 0, ..options(1000, MMPOOL_SHARED_CREATE, 0) };
+    assert_eq!(mmpool_open_shared_with(name.as_ptr(), &unsized_, &mut pool), MMPOOL_ERR_INVALID_ARGUMENT);
+    assert!(last_error().contains("sizeof(mmpool_shared_options)"), "{}", last_error());
+    let out_of_range = options(1000, MMPOOL_SHARED_CREATE, 70_000);
+    assert_eq!(mmpool_open_shared_with(name.as_ptr(), &out_of_range, &mut pool), MMPOOL_ERR_INVALID_ARGUMENT);
+    assert!(last_error().contains("out of range"), "{}", last_error());
+    assert!(pool.is_null(), "out-parameters are written only on success");
+    // A longer struct from a newer header: its unknown tail must be zero.
+    #[repr(C)]
+    struct Longer(mmpool_shared_options, u64);
+    let longer = |tail| Longer(mmpool_shared_options { size: size + 8, ..options(1000, MMPOOL_SHARED_EXCLUSIVE, 64) }, tail);
+    assert_eq!(mmpool_open_shared_with(name.as_ptr(), &longer(1).0, &mut pool), MMPOOL_ERR_INVALID_ARGUMENT);
+    assert!(last_error().contains("the rest must be 0"), "{}", last_error());
+    assert_eq!(mmpool_open_shared_with(name.as_ptr(), &longer(0).0, &mut pool), MMPOOL_OK, "{}", last_error());
+    // A shorter one (only size and total): the rest reads as 0, accepting the pool's limits.
+    let mut again: *mut mmpool = std::ptr::null_mut();
+    let short = mmpool_shared_options { size: 16, ..options(1000, 0, 999) };
+    assert_eq!(mmpool_open_shared_with(name.as_ptr(), &short, &mut again), MMPOOL_OK, "{}", last_error());
+    mmpool_unref(again);
+    let other = options(0, 0, 65);
+    assert_eq!(mmpool_open_shared_with(name.as_ptr(), &other, &mut again), MMPOOL_ERR_INVALID_ARGUMENT);
+    assert!(last_error().contains("max_leases 64") && last_error().contains("65 was asked"), "{}", last_error());
+    mmpool_unref(pool);
+    assert_eq!(mmpool_unlink_shared(name.as_ptr()), MMPOOL_OK);
+}

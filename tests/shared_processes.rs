@@ -12,6 +12,7 @@
 #![cfg(not(loom))] // these tests use the C boundary and real threads; loom runs tests/loom.rs
 
 use std::io::{BufRead, BufReader, Read, Write};
+use std::os::unix::fs::FileExt;
 use std::process::{Child, ChildStdout, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -108,6 +109,16 @@ impl Helper {
         let rc = unsafe { libc::waitpid(self.pid(), &mut status, libc::WUNTRACED) };
         assert_eq!(rc, self.pid());
         assert!(libc::WIFSTOPPED(status), "helper did not stop: status {status:#x}");
+    }
+
+    /// Sends the helper one line (what `next_line` waits for).
+    fn tell(&mut self) {
+        self.child.stdin.as_mut().unwrap().write_all(b"go\n").unwrap();
+    }
+
+    fn signal(&self, sig: libc::c_int) {
+        // SAFETY: kill(2) of our own child, which has not been reaped.
+        assert_eq!(unsafe { libc::kill(self.pid(), sig) }, 0);
     }
 
     fn finish(mut self) -> std::process::ExitStatus {
@@ -215,8 +226,94 @@ fn helper() {
                 say(&format!("{k} {}", outcome.replace('\n', " ")));
             }
         }
+        // Attach, then hold a lease ("hold"), wait in line ("wait") or stop
+        // inside the lock ("inlock") while the parent damages the file; then
+        // report what each call answers. Must end normally.
+        "damaged" => {
+            let pool = attach(args[1]);
+            let outcome = match args[3] {
+                "hold" => {
+                    let lease = pool.acquire(n(2), Wait::Forever).unwrap();
+                    say(&format!("held {}", lease.id));
+                    next_line();
+                    let released = pool.release(lease.id);
+                    format!("release={}", kind(&released))
+                }
+                "wait" => {
+                    say("attached");
+                    format!("wait={}", kind(&pool.acquire(n(2), Wait::Forever)))
+                }
+                _ => format!("inlock={}", kind(&pool.shared_backend().unwrap().debug_stop_inside_lock(n(2)))),
+            };
+            say(&format!("{outcome} {}", after_damage(&pool)));
+        }
+        // Hold a lease and tell the process slot; park until told, then make
+        // one call (which heals a lock word that names this process).
+        "idle" => {
+            let pool = attach(args[1]);
+            let _lease = pool.acquire(1, Wait::Forever).unwrap();
+            let me = pool.shared_snapshot().unwrap().unwrap().procs.into_iter().find(|p| p.is_self).unwrap();
+            say(&format!("slot {}", me.slot));
+            park();
+        }
+        // A creator that took its temporary file's INIT_LOCK and builds forever.
+        "tmp-creator" => {
+            let f = std::fs::OpenOptions::new().read(true).write(true).create_new(true).open(args[1]).unwrap();
+            lock_byte(&f, shared::SharedPool::debug_init_lock_offset());
+            say("building");
+            park();
+        }
         other => panic!("unknown role {other}"),
     }
+}
+
+/// One line from the parent (or its end).
+fn next_line() {
+    let mut line = String::new();
+    let _ = std::io::stdin().read_line(&mut line);
+}
+
+/// A call's answer in a word, and the message of a system error.
+fn kind<T>(r: &Result<T, Error>) -> String {
+    match r {
+        Ok(_) => "ok".into(),
+        Err(Error::System(m)) if m.contains("was truncated") => "damaged".into(),
+        Err(Error::System(m)) => format!("system({m})"),
+        Err(Error::Timeout { .. }) => "timeout".into(),
+        Err(e) => format!("other({e})"),
+    }
+}
+
+/// What every kind of call answers on a damaged pool.
+fn after_damage(pool: &Arc<Pool>) -> String {
+    let stats = pool.stats();
+    let acquire = pool.acquire(1, Wait::timeout_ns(100_000_000));
+    let tried = pool.try_acquire(1);
+    let ticket = pool.enqueue(1);
+    let release = pool.release(u64::MAX);
+    let snap = pool.shared_snapshot().unwrap();
+    format!(
+        "acquire={} try={} enqueue={} release={} snapshot={} total={} damaged={}",
+        kind(&acquire),
+        kind(&tried),
+        kind(&ticket),
+        kind(&release),
+        kind(&snap),
+        stats.total_bytes,
+        pool.shared_backend().unwrap().is_damaged()
+    )
+}
+
+/// Takes an OFD write lock on byte `offset` of `f` (as the library does).
+fn lock_byte(f: &std::fs::File, offset: i64) {
+    // SAFETY: flock is a plain C struct; all-zero is valid.
+    let mut fl: libc::flock = unsafe { std::mem::zeroed() };
+    fl.l_type = libc::F_WRLCK as libc::c_short;
+    fl.l_whence = libc::SEEK_SET as libc::c_short;
+    fl.l_start = offset;
+    fl.l_len = 1;
+    // SAFETY: F_OFD_SETLK with a valid flock on an open descriptor.
+    assert_eq!(unsafe { libc::fcntl(std::os::fd::AsRawFd::as_raw_fd(f), libc::F_OFD_SETLK, &mut fl) }, 0);
 }
 
 /// Uses a pool that opened from a corrupted segment; it must behave as a pool.
@@ -262,9 +359,31 @@ fn fork_role(name: &str) {
 
 // ---- checks ------------------------------------------------------------------
 
-/// Drops this test process's log lines: each recovery below logs a warning.
-fn quiet() {
+/// The log sink is one per process: a test that sets it holds this while it runs.
+static LOG: parking_lot::Mutex<()> = parking_lot::Mutex::new(());
+
+/// Drops this test process's log lines (each recovery below logs a warning)
+/// while the guard lives.
+fn quiet() -> parking_lot::MutexGuard<'static, ()> {
+    let guard = LOG.lock();
     mmpool::log::set_sink(Some(Box::new(|_, _| {})));
+    guard
+}
+
+type Lines = Arc<parking_lot::Mutex<Vec<String>>>;
+
+/// Collects this test process's log lines while the guard lives.
+fn capture_log() -> (parking_lot::MutexGuard<'static, ()>, Lines) {
+    let guard = LOG.lock();
+    let lines: Lines = Arc::default();
+    let sink = Arc::clone(&lines);
+    mmpool::log::set_sink(Some(Box::new(move |_, m| sink.lock().push(m.to_string()))));
+    (guard, lines)
+}
+
+/// How many collected lines contain `text`.
+fn said(lines: &Lines, text: &str) -> usize {
+    lines.lock().iter().filter(|m| m.contains(text)).count()
 }
 
 fn assert_whole(pool: &Pool, round: usize) {
@@ -373,7 +492,7 @@ fn kill_9_of_the_head_waiter_lets_the_next_one_through() {
 
 #[test]
 fn kill_9_of_a_process_stopped_inside_the_lock() {
-    quiet();
+    let _log = quiet();
     let name = Name::new("inlock");
     let pool = Pool::open_shared(&name.0, 1000, CREATE).unwrap();
     let backend = pool.shared_backend().unwrap();
@@ -583,4 +702,257 @@ fn corrupted_segments_are_refused_or_usable_never_a_crash() {
     }
     println!("corrupted segments: {cases} cases, {opened} opened and usable, {refused} refused with an error");
     assert!(refused > 0 && opened > 0, "the mutations should produce both outcomes");
+}
+
+// ---- a damaged file under attached processes -------------------------------------
+
+fn path(name: &Name) -> String {
+    shared::path_of(&name.0)
+}
+
+fn truncate(name: &Name, len: u64) {
+    std::fs::OpenOptions::new().write(true).open(path(name)).unwrap().set_len(len).unwrap();
+}
+
+/// Every call of a helper after the damage says so; the helper lived to tell.
+fn assert_told_damage(line: &str, first: &str) {
+    assert!(line.starts_with(first), "{line}");
+    for call in ["acquire", "try", "enqueue", "release", "snapshot"] {
+        assert!(line.contains(&format!("{call}=damaged")), "{call}: {line}");
+    }
+    assert!(line.ends_with("total=0 damaged=true"), "{line}");
+}
+
+#[test]
+fn a_truncated_segment_kills_no_attached_process() {
+    let _log = quiet();
+    for cut in ["empty", "one page", "half"] {
+        let name = Name::new("cut");
+        let pool = Pool::open_shared(&name.0, 1000, CREATE).unwrap();
+        let backend = pool.shared_backend().unwrap();
+        let size = std::fs::metadata(path(&name)).unwrap().len();
+        let len = match cut {
+            "empty" => 0,
+            "one page" => 4096,
+            _ => size / 2,
+        };
+        // One process holds a lease, one waits in line behind it, one sits
+        // inside the lock (stopped), and a thread of this one waits for the lock.
+        let mut holder = Helper::spawn("damaged", &[&name.0, "600", "hold"], &[]);
+        assert!(holder.report().starts_with("held "));
+        let mut waiter = Helper::spawn("damaged", &[&name.0, "600", "wait"], &[]);
+        assert_eq!(waiter.report(), "attached");
+        until("the helper waits in line", || pool.stats().waiters == 1);
+        let inlock = Helper::spawn("damaged", &[&name.0, "100", "inlock"], &[]);
+        inlock.wait_stopped();
+        let p = Arc::clone(&pool);
+        let mine = std::thread::spawn(move || p.acquire(1, Wait::timeout_ns(30_000_000_000)));
+        until("this process's thread sleeps on the lock", || backend.debug_lock_contended());
+
+        truncate(&name, len);
+        inlock.signal(libc::SIGCONT);
+        holder.tell();
+
+        let mut inlock = inlock;
+        assert_told_damage(&inlock.report(), "inlock=");
+        assert_told_damage(&holder.report(), "release=damaged");
+        assert_told_damage(&waiter.report(), "wait=damaged");
+        for (who, h) in [("holder", holder), ("waiter", waiter), ("inlock", inlock)] {
+            let status = h.finish();
+            assert!(status.success(), "{cut}: the {who} ended with {status:?}");
+        }
+        let mine = mine.join().unwrap();
+        assert!(matches!(&mine, Err(Error::System(m)) if m.contains("was truncated") && m.contains("mmpool unlink")), "{cut}: {mine:?}");
+        assert!(backend.is_damaged());
+        assert!(matches!(pool.release(u64::MAX), Err(Error::System(_))), "releases report it");
+        drop(pool);
+        // The name can be removed and a new pool made under it.
+        shared::unlink(&name.0).unwrap();
+        let fresh = Pool::open_shared(&name.0, 1000, CREATE).unwrap();
+        let lease = fresh.acquire(1000, Wait::Forever).unwrap();
+        fresh.release(lease.id).unwrap();
+        println!("truncated to {cut} ({len} of {size} bytes): every process lived and was told");
+    }
+}
+
+#[test]
+fn a_file_replaced_under_attached_processes_kills_none() {
+    let (_log, logged) = capture_log();
+    // Rewritten in place (`cp other file`: O_TRUNC, then new bytes), and
+    // replaced by another file (rename over the name).
+    let name = Name::new("replace");
+    let other = Name::new("replace-other");
+    let pool = Pool::open_shared(&name.0, 1000, CREATE).unwrap();
+    let lease = pool.acquire(10, Wait::Forever).unwrap();
+    {
+        let _o = Pool::open_shared(&other.0, 77, CREATE).unwrap();
+    }
+    let mut holder = Helper::spawn("damaged", &[&name.0, "5", "hold"], &[]);
+    assert!(holder.report().starts_with("held "));
+    let bytes = std::fs::read(path(&other)).unwrap();
+    {
+        let f = std::fs::OpenOptions::new().write(true).truncate(true).open(path(&name)).unwrap();
+        f.write_all_at(&bytes, 0).unwrap();
+    }
+    holder.tell();
+    let told = holder.report();
+    assert!(holder.finish().success(), "{told}");
+    // Whatever this process reads now (the other pool's bytes, or zeros if
+    // it touched the file while it was empty), it answers with a status.
+    let answers = after_damage(&pool);
+    assert!(!answers.contains("other(internal"), "{answers}");
+    let _ = pool.release(lease.id);
+    drop(pool);
+
+    // Replaced by another file: the attached process keeps its whole pool.
+    let name = Name::new("rename");
+    let pool = Pool::open_shared(&name.0, 1000, CREATE).unwrap();
+    let lease = pool.acquire(10, Wait::Forever).unwrap();
+    logged.lock().clear();
+    std::fs::rename(path(&other), path(&name)).unwrap();
+    for _ in 0..2 {
+        let _ = pool.stats();
+    }
+    assert!(!pool.shared_backend().unwrap().is_damaged());
+    pool.release(lease.id).unwrap();
+    assert_eq!(pool.available_bytes(), 1000, "its own segment, not the file now under the name");
+    assert_eq!(said(&logged, "removed or replaced"), 1, "the log says it once: {:?}", logged.lock());
+    let now = Pool::open_shared(&name.0, 0, OpenFlags::default()).unwrap();
+    assert_eq!(now.total_bytes(), 77, "the name opens the file now under it");
+}
+
+// ---- a corrupt lock word -----------------------------------------------------------
+
+/// Writes the pool's lock word in its file, as a stray write would.
+fn write_lock_word(name: &Name, word: u32) {
+    let f = std::fs::OpenOptions::new().write(true).open(path(name)).unwrap();
+    f.write_all_at(&word.to_le_bytes(), shared::SharedPool::debug_lock_word_offset()).unwrap();
+}
+
+/// A word naming slot `slot` as holder (sequence 1, nobody sleeping on it).
+fn word_naming(slot: usize) -> u32 {
+    (slot as u32 + 1) | 1 << 8
+}
+
+fn my_slot(pool: &Pool) -> usize {
+    pool.shared_snapshot().unwrap().unwrap().procs.into_iter().find(|p| p.is_self).unwrap().slot
+}
+
+#[test]
+fn a_lock_word_naming_no_live_holder_is_taken_over_timed_or_not() {
+    let name = Name::new("word");
+    let pool = Pool::open_shared(&name.0, 100, CREATE).unwrap();
+    let (_log, logged) = capture_log();
+    let me = my_slot(&pool);
+    // This process itself (it does not hold the lock), a slot with no
+    // process, and garbage past the table; each with a timed and an untimed call.
+    let words = [word_naming(me), word_naming(77), 0xfe | 5 << 8, 0x7fff_ffff];
+    let before = pool.shared_snapshot().unwrap().unwrap().lock_recoveries;
+    for (k, word) in words.into_iter().enumerate() {
+        for timed in [true, false] {
+            write_lock_word(&name, word);
+            let wait = if timed { Wait::timeout_ns(5_000_000_000) } else { Wait::Forever };
+            let lease = pool.acquire(10, wait).unwrap_or_else(|e| panic!("word {word:#x}, timed {timed}: {e}"));
+            pool.release(lease.id).unwrap();
+            assert_whole(&pool, k);
+        }
+    }
+    let after = pool.shared_snapshot().unwrap().unwrap().lock_recoveries;
+    assert_eq!(after - before, 2 * words.len() as u64, "each word was taken over once");
+    assert_eq!(said(&logged, "named this process, which did not hold it"), 2, "{:?}", logged.lock());
+}
+
+#[test]
+fn a_lock_word_naming_a_live_idle_process_times_out_timed_calls_and_shows_the_holder() {
+    let name = Name::new("stuck");
+    let pool = Pool::open_shared(&name.0, 100, CREATE).unwrap();
+    let (_log, logged) = capture_log();
+    let mut idle = Helper::spawn("idle", &[&name.0], &[]);
+    let slot: usize = idle.report().strip_prefix("slot ").unwrap().parse().unwrap();
+    // A request waits in line (the bytes are held) when the word goes bad.
+    let big = pool.acquire(99, Wait::Forever).unwrap();
+    let p = Arc::clone(&pool);
+    let in_line = std::thread::spawn(move || p.acquire(1, Wait::timeout_ns(300_000_000)));
+    until("a request waits in line", || pool.stats().waiters == 1);
+    write_lock_word(&name, word_naming(slot));
+    // Its wait runs out while the lock cannot be taken: it returns, and its
+    // ticket leaves the line the next time this process holds the lock.
+    assert!(matches!(in_line.join().unwrap(), Err(Error::Timeout { requested: 1 })));
+
+    // Timed calls return at their deadline.
+    for timeout_ms in [0u64, 200] {
+        let started = Instant::now();
+        let r = pool.acquire(1, Wait::timeout_ns(timeout_ms * 1_000_000));
+        let took = started.elapsed();
+        assert!(matches!(r, Err(Error::Timeout { requested: 1 })), "{r:?}");
+        assert!(took >= Duration::from_millis(timeout_ms), "returned before its deadline: {took:?}");
+    }
+    assert!(matches!(pool.try_acquire(1), Err(Error::Timeout { .. })));
+    // The two-phase form that Python's acquire uses returns with a place at
+    // once, and its timed waits return at their deadline.
+    let deferred = match pool.acquire_or_enqueue(1).unwrap() {
+        mmpool::pool::Admission::Queued(t) => t,
+        granted => panic!("granted while the lock is taken: {granted:?}"),
+    };
+    let started = Instant::now();
+    assert!(matches!(pool.wait_ticket(deferred, Wait::timeout_ns(100_000_000)), Err(Error::Timeout { requested: 1 })));
+    assert!(started.elapsed() >= Duration::from_millis(100));
+    // An untimed call waits for the live holder...
+    let p = Arc::clone(&pool);
+    let untimed = std::thread::spawn(move || {
+        let lease = p.acquire(1, Wait::Forever);
+        (lease, Instant::now())
+    });
+    // ...and the holder is visible: its pid, for how long, said once in the log.
+    until("the holder is reported", || said(&logged, "has been held for") > 0);
+    assert_eq!(said(&logged, &format!("by pid {} (slot {slot})", idle.pid())), 1, "{:?}", logged.lock());
+    let snap = pool.shared_snapshot().unwrap().unwrap();
+    let holder = snap.lock_holder.expect("the snapshot could not take the lock");
+    assert_eq!((holder.pid, holder.slot, holder.alive), (idle.pid() as u32, slot, true));
+    assert!(holder.held_for >= mmpool::pool::shared::LOCK_HELD_REPORT, "{holder:?}");
+    assert!(!untimed.is_finished(), "the untimed call must wait for a live holder");
+    let killed = idle.kill();
+    pool.release(big.id).unwrap();
+    let (lease, returned) = untimed.join().unwrap();
+    assert!(returned > killed, "it returned only once the holder was gone");
+    pool.release(lease.unwrap().id).unwrap();
+    // The deferred place joins the line once the lock is free, and is granted.
+    let lease = pool.wait_ticket(deferred, Wait::timeout_ns(5_000_000_000)).unwrap();
+    assert_eq!(lease.nbytes, 1);
+    pool.release(lease.id).unwrap();
+    assert!(matches!(pool.wait_ticket(deferred, Wait::timeout_ns(0)), Err(Error::InvalidLease(_))), "redeemed once");
+    // The abandoned ticket holds nothing and waits no more.
+    assert_whole(&pool, 0);
+    assert_eq!(said(&logged, "has been held for"), 1, "said once: {:?}", logged.lock());
+}
+
+// ---- temporary files of creators that died ----------------------------------------
+
+#[test]
+fn temporary_files_of_dead_creators_are_removed_and_live_ones_kept() {
+    let name = Name::new("litter");
+    let tmp = |who: &str| format!("{}~{who}~1.tmp", path(&name));
+    let (dead, live) = (tmp("dead"), tmp("live"));
+    // A pool whose name looks like a temporary file of this one: never touched.
+    let lookalike = Name(format!("{}.1.2.tmp", name.0));
+    let _l = Pool::open_shared(&lookalike.0, 5, CREATE).unwrap();
+    let mut killed = Helper::spawn("tmp-creator", &[&dead], &[]);
+    assert_eq!(killed.report(), "building");
+    let mut building = Helper::spawn("tmp-creator", &[&live], &[]);
+    assert_eq!(building.report(), "building");
+    killed.kill();
+    // A later creator removes what the dead one left, not the live one's.
+    let pool = Pool::open_shared(&name.0, 100, CREATE).unwrap();
+    assert!(!std::path::Path::new(&dead).exists(), "the dead creator's file is gone");
+    assert!(std::path::Path::new(&live).exists(), "a live creator's file is kept");
+    drop(pool);
+    shared::unlink(&name.0).unwrap();
+    assert!(std::path::Path::new(&live).exists(), "unlink keeps a live creator's file too");
+    building.kill();
+    // `mmpool unlink` (this call) removes it once its creator is gone, even
+    // with no pool under the name.
+    shared::unlink(&name.0).unwrap();
+    assert!(!std::path::Path::new(&live).exists());
+    assert!(matches!(shared::unlink(&name.0), Err(Error::System(_))), "nothing left to remove");
+    assert_eq!(Pool::open_shared(&lookalike.0, 0, OpenFlags::default()).unwrap().total_bytes(), 5);
 }

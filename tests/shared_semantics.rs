@@ -3,7 +3,7 @@
 //! shared_processes.rs). Each test uses its own pool name and removes it.
 #![cfg(not(loom))] // these tests use the C boundary and real threads; loom runs tests/loom.rs
 
-use mmpool::pool::shared::{self, OpenFlags};
+use mmpool::pool::shared::{self, Limits, OpenFlags, SharedOptions};
 use mmpool::pool::sync::Arc;
 use mmpool::{Error, Pool, Ticket, Wait};
 
@@ -286,4 +286,63 @@ fn a_file_others_may_read_or_of_another_size_is_refused() {
     f.set_len(16 << 20).unwrap();
     let err = Pool::open_shared(&name.0, 0, OpenFlags::default()).err().unwrap();
     assert!(matches!(&err, Error::System(t) if t.contains("not an mmpool segment")), "{err:?}");
+}
+
+// ---- limits chosen at creation ----------------------------------------------------
+
+fn with_limits(name: &Name, total: u64, max_processes: u32, max_leases: u32, max_waiters: u32) -> Result<Arc<Pool>, Error> {
+    let limits = Limits { max_processes, max_leases, max_waiters };
+    Pool::open_shared_with(&name.0, &SharedOptions { total_bytes: total, flags: CREATE, limits })
+}
+
+#[test]
+fn limits_set_at_creation_are_kept_shown_and_enforced() {
+    let name = Name::new("limits");
+    let pool = with_limits(&name, 100, 2, 3, 1).unwrap();
+    let snap = pool.shared_snapshot().unwrap().unwrap();
+    assert_eq!(snap.limits, Limits { max_processes: 2, max_leases: 3, max_waiters: 1 });
+    // Processes: each handle is an attachment of its own; a third finds no slot.
+    let second = Pool::open_shared(&name.0, 0, OpenFlags::default()).unwrap();
+    let third = Pool::open_shared(&name.0, 0, OpenFlags::default()).map(|_| ());
+    assert!(matches!(&third, Err(Error::System(m)) if m.contains("all 2 process slots") && m.contains("max_processes")), "{third:?}");
+    drop(second);
+    // Waiters: one may wait; the second is refused, naming the limit.
+    let a = pool.acquire(100, Wait::Forever).unwrap();
+    let t = pool.enqueue(1).unwrap();
+    let over = pool.enqueue(1);
+    assert!(matches!(&over, Err(Error::System(m)) if m.contains("1 requests already wait") && m.contains("max_waiters")), "{over:?}");
+    pool.cancel_ticket(t).unwrap();
+    pool.release(a.id).unwrap();
+    // Leases plus tickets: three, then none.
+    let leases: Vec<_> = (0..3).map(|_| pool.acquire(1, Wait::Forever).unwrap()).collect();
+    let fourth = pool.acquire(1, Wait::Forever);
+    assert!(matches!(&fourth, Err(Error::System(m)) if m.contains("all 3 lease and ticket records") && m.contains("max_leases")), "{fourth:?}");
+    for l in leases {
+        pool.release(l.id).unwrap();
+    }
+    assert_whole(&pool);
+}
+
+#[test]
+fn an_attach_asking_for_other_limits_is_refused_naming_both() {
+    let name = Name::new("limits-mismatch");
+    let _pool = with_limits(&name, 100, 0, 64, 0).unwrap();
+    let got = _pool.shared_snapshot().unwrap().unwrap().limits;
+    assert_eq!(got, Limits { max_processes: 128, max_leases: 64, max_waiters: 64 }, "defaults fill what was not asked");
+    let err = with_limits(&name, 0, 0, 65, 0).map(|_| ()).unwrap_err();
+    assert!(matches!(&err, Error::InvalidArgument(m) if m.contains("max_leases 64") && m.contains("65 was asked")), "{err:?}");
+    assert!(with_limits(&name, 0, 128, 64, 64).is_ok(), "the same limits attach");
+    assert!(with_limits(&name, 0, 0, 0, 0).is_ok(), "0 accepts the pool's");
+}
+
+#[test]
+fn limits_out_of_bounds_are_refused_naming_the_bounds() {
+    let name = Name::new("limits-bounds");
+    for (p, e, w, what) in [(255, 0, 0, "max processes 255"), (0, 65537, 0, "max leases and tickets 65537"), (0, 8, 9, "max waiters 9")] {
+        let err = with_limits(&name, 100, p, e, w).map(|_| ()).unwrap_err();
+        assert!(matches!(&err, Error::InvalidArgument(m) if m.contains(what) && m.contains("out of range")), "{err:?}");
+    }
+    assert!(!std::path::Path::new(&shared::path_of(&name.0)).exists(), "nothing was created");
+    let big = with_limits(&name, 100, 254, 65536, 65536).unwrap();
+    assert_eq!(big.shared_snapshot().unwrap().unwrap().limits.max_leases, 65536);
 }

@@ -67,6 +67,19 @@ class StatsStruct(Structure):
 LOG_FN = ctypes.CFUNCTYPE(None, c_int, c_char_p, c_void_p)
 """``mmpool_log_fn``: ``void (*)(mmpool_log_level, const char *, void *)``."""
 
+class SharedOptionsStruct(Structure):
+    """``mmpool_shared_options`` (size first)."""
+
+    _fields_ = [
+        ("size", c_uint64),
+        ("total_bytes", c_uint64),
+        ("flags", c_uint32),
+        ("max_processes", c_uint32),
+        ("max_leases", c_uint32),
+        ("max_waiters", c_uint32),
+    ]
+
+
 _POOL = c_void_p
 
 # name: (restype, argtypes), as declared in include/mmpool.h. Only the calls
@@ -88,6 +101,7 @@ PROTOTYPES: dict[str, tuple[Any, list[Any]]] = {
     "mmpool_version": (c_char_p, []),
     "mmpool_set_log_callback": (c_int, [LOG_FN, c_void_p]),
     "mmpool_open_shared": (c_int, [c_char_p, c_uint64, c_uint32, POINTER(c_void_p)]),
+    "mmpool_open_shared_with": (c_int, [c_char_p, POINTER(SharedOptionsStruct), POINTER(c_void_p)]),
     "mmpool_unlink_shared": (c_int, [c_char_p]),
 }
 

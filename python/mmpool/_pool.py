@@ -191,6 +191,11 @@ class SharedPool(Pool):
 
     The pool lives in ``/dev/shm/mmpool.<name>``, mode 0600 (0660 with
     ``group=True``); :meth:`unlink` removes the name.
+
+    ``max_processes``, ``max_leases`` (leases plus tickets) and
+    ``max_waiters`` are the limits chosen when the pool is created (0: the
+    defaults 128, 4096 and 1024); attaching with other non-zero values
+    raises ``ValueError`` naming both.
     """
 
     __slots__ = ("_name",)
@@ -203,12 +208,21 @@ class SharedPool(Pool):
         create: bool = True,
         exclusive: bool = False,
         group: bool = False,
+        max_processes: int = 0,
+        max_leases: int = 0,
+        max_waiters: int = 0,
     ) -> None:
         total = as_u64(total_bytes, "total_bytes")
         flags = (SHARED_CREATE if create else 0) | (SHARED_EXCLUSIVE if exclusive else 0)
         flags |= SHARED_GROUP if group else 0
+        limits = {"max_processes": max_processes, "max_leases": max_leases, "max_waiters": max_waiters}
+        opts = _lib.SharedOptionsStruct(sizeof(_lib.SharedOptionsStruct), total, flags)
+        for key, value in limits.items():
+            if as_u64(value, key) >= 2**32:
+                raise ValueError(f"{key} must be below 2^32, got {value}")
+            setattr(opts, key, value)
         handle = c_void_p()
-        check(lib.mmpool_open_shared(_shared_name(name), total, flags, byref(handle)), "SharedPool")
+        check(lib.mmpool_open_shared_with(_shared_name(name), byref(opts), byref(handle)), "SharedPool")
         self._own(handle.value, False)  # calls take the segment's lock: they release the GIL
         self._name = name
         _remember(self)

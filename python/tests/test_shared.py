@@ -123,3 +123,64 @@ def test_attach_rules_and_errors(name):
     with pytest.raises(OSError):
         mmpool.SharedPool.unlink(name)
     assert pool.available_bytes == 64  # attached handles keep working
+
+
+def test_limits_chosen_at_creation_are_enforced_and_checked_on_attach(name):
+    pool = mmpool.SharedPool(name, 100, max_processes=3, max_leases=2, max_waiters=1)
+    leases = [pool.acquire(1), pool.acquire(1)]
+    with pytest.raises(OSError, match="max_leases"):
+        pool.acquire(1)
+    for lease in leases:
+        lease.release()
+    with pytest.raises(ValueError, match="max_leases 2, but 5 was asked"):
+        mmpool.SharedPool(name, 0, max_leases=5)
+    same = mmpool.SharedPool(name, 0, max_processes=3, max_leases=2, max_waiters=1)
+    assert same.total_bytes == 100
+    with pytest.raises(ValueError, match="out of range"):
+        mmpool.SharedPool(name + "-x", 100, max_processes=255)
+
+
+def test_a_truncated_file_fails_calls_instead_of_killing_the_process(name):
+    pool = mmpool.SharedPool(name, 1 << 20)
+    lease = pool.acquire(1000)
+    os.truncate(f"/dev/shm/mmpool.{name}", 0)
+    with pytest.raises(OSError, match="was truncated"):
+        pool.acquire(1, timeout=1.0)
+    with pytest.raises(OSError, match="mmpool unlink"):
+        lease.release()
+    mmpool.SharedPool.unlink(name)
+    fresh = mmpool.SharedPool(name, 1 << 20)
+    assert fresh.available_bytes == 1 << 20
+
+
+def test_a_lock_word_naming_a_live_idle_process_does_not_outlive_a_timeout(name):
+    import struct
+    import time
+
+    pool = mmpool.SharedPool(name, 1000)  # the first process attached: slot 0
+    proc = child(
+        f"""
+        import sys, time, mmpool
+        pool = mmpool.SharedPool({name!r}, 0, create=False)
+        print("attached", flush=True)
+        time.sleep(60)
+        """
+    )
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline().strip() == "attached"
+        # The lock word (offset 40 of the header) now names slot 1, the idle child.
+        with open(f"/dev/shm/mmpool.{name}", "r+b") as f:
+            f.seek(40)
+            f.write(struct.pack("<I", 2 | 1 << 8))
+        for timeout in (0.0, 0.2):
+            started = time.monotonic()
+            with pytest.raises(TimeoutError):
+                pool.acquire(1, timeout=timeout)
+            assert time.monotonic() - started >= timeout
+    finally:
+        proc.kill()
+        proc.wait()
+    # Its holder gone, the lock is taken over and the pool works.
+    with pool.acquire(1000, timeout=10):
+        pass

@@ -6,7 +6,7 @@ use super::error::Error;
 use super::lease::{Admission, Lease, Ticket};
 use super::local::{LocalPool, Wait};
 #[cfg(not(loom))]
-use super::shared::{OpenFlags, SharedPool, SharedSnapshot};
+use super::shared::{OpenFlags, SharedOptions, SharedPool, SharedSnapshot};
 use super::stats::Stats;
 use super::sync::{Arc, AtomicU64, Ordering};
 
@@ -71,6 +71,12 @@ impl Pool {
     #[cfg(not(loom))]
     pub fn open_shared(name: &str, total_bytes: u64, flags: OpenFlags) -> Result<Arc<Pool>, Error> {
         Ok(Self::with(Backend::Shared(SharedPool::open(name, total_bytes, flags)?)))
+    }
+
+    /// `open_shared` with every option, the limits included.
+    #[cfg(not(loom))]
+    pub fn open_shared_with(name: &str, options: &SharedOptions) -> Result<Arc<Pool>, Error> {
+        Ok(Self::with(Backend::Shared(SharedPool::open_with(name, options)?)))
     }
 
     fn with(backend: Backend) -> Arc<Pool> {

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use super::error::Error;
 use super::front::Pool;
-use super::shared::OpenFlags;
+use super::shared::{Limits, OpenFlags, SharedOptions};
 use super::sync::Arc;
 use crate::log::{self, Level};
 
@@ -67,7 +67,8 @@ fn from_env() -> Option<Arc<Pool>> {
     let opened = env_total().map_err(Error::InvalidArgument).and_then(|total| {
         let group = std::env::var(ENV_GROUP).is_ok_and(|v| matches!(v.trim(), "1" | "true" | "yes"));
         let flags = OpenFlags { create: total != 0, exclusive: false, group };
-        Pool::open_shared(&name, total, flags)
+        let limits = Limits::from_env()?;
+        Pool::open_shared_with(&name, &SharedOptions { total_bytes: total, flags, limits })
     });
     match opened {
         Ok(pool) => {

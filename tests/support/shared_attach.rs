@@ -8,6 +8,12 @@
 //! message, never a panic (not even one the boundary catches: `INTERNAL`) or
 //! a hang; a pool that opens must then work as a pool through the ABI.
 //!
+//! An input that starts with `LIVE` runs the other mode: the same patches
+//! (and truncations) are written into the file of a pool this process is
+//! attached to, holding a lease and a waiting ticket; then every call must
+//! still answer a documented status, and the process must live (a truncated
+//! file makes the pool refuse calls with `SYSTEM`, never a SIGBUS).
+//!
 //! Shared by the fuzz target (fuzz/fuzz_targets/shared_attach.rs) and the
 //! replay of its corpus (tests/fuzz_replay.rs); each includes this file with
 //! `#[path]`.
@@ -92,12 +98,17 @@ fn take_u32(data: &mut &[u8]) -> u32 {
     u32::from_le_bytes([take_u8(data), take_u8(data), take_u8(data), take_u8(data)])
 }
 
-/// The segment the input describes: a sequence of patches, each
-/// `[kind][offset: u32 LE][len][len bytes]` (raw bytes), or `[kind][offset]
-/// [which]` (one of `EXTREMES` as an aligned word), or a new length.
-pub fn patched_segment(mut data: &[u8]) -> Vec<u8> {
-    let mut seg = base_segment().to_vec();
-    let size = seg.len();
+/// One change an input asks for.
+enum Patch<'a> {
+    Bytes(usize, &'a [u8]),
+    Word(usize, u64),
+    Len(usize),
+}
+
+/// Reads the patches of an input for a segment of `size` bytes: a sequence
+/// of `[kind][offset: u32 LE][len][len bytes]` (raw bytes), or `[kind]
+/// [offset][which]` (one of `EXTREMES` as an aligned word), or a new length.
+fn patches(mut data: &[u8], size: usize, mut apply: impl FnMut(Patch<'_>)) {
     while !data.is_empty() {
         let kind = take_u8(&mut data);
         let offset = take_u32(&mut data) as usize;
@@ -109,40 +120,56 @@ pub fn patched_segment(mut data: &[u8]) -> Vec<u8> {
         };
         match kind >> 2 & 3 {
             0 | 1 => {
+                // Bytes past the input's end read as 0.
                 let len = usize::from(take_u8(&mut data) % 32);
-                for i in 0..len {
-                    let b = take_u8(&mut data);
-                    if let Some(slot) = seg.get_mut(at + i) {
-                        *slot = b;
-                    }
-                }
+                let bytes: Vec<u8> = (0..len).map(|_| take_u8(&mut data)).collect();
+                apply(Patch::Bytes(at, &bytes));
             }
-            2 => {
-                let word = EXTREMES[usize::from(take_u8(&mut data)) % EXTREMES.len()];
-                let at = at & !7;
-                if at + 8 <= seg.len() {
-                    seg[at..at + 8].copy_from_slice(&word.to_le_bytes());
-                }
-            }
-            _ => {
-                // A file of another length: cut short, or grown with zeros.
-                if kind & 0x80 == 0 {
-                    seg.truncate(offset % size);
-                } else {
-                    seg.resize(size + offset % 8192, 0);
+            2 => apply(Patch::Word(at & !7, EXTREMES[usize::from(take_u8(&mut data)) % EXTREMES.len()])),
+            // A file of another length: cut short, or grown with zeros.
+            _ if kind & 0x80 == 0 => apply(Patch::Len(offset % size)),
+            _ => apply(Patch::Len(size + offset % 8192)),
+        }
+    }
+}
+
+/// The segment the input describes (see `patches`).
+pub fn patched_segment(data: &[u8]) -> Vec<u8> {
+    let mut seg = base_segment().to_vec();
+    let size = seg.len();
+    patches(data, size, |p| match p {
+        Patch::Bytes(at, bytes) => {
+            for (i, &b) in bytes.iter().enumerate() {
+                if let Some(slot) = seg.get_mut(at + i) {
+                    *slot = b;
                 }
             }
         }
-    }
+        Patch::Word(at, word) => {
+            if at + 8 <= seg.len() {
+                seg[at..at + 8].copy_from_slice(&word.to_le_bytes());
+            }
+        }
+        Patch::Len(len) => seg.resize(len, 0),
+    });
     seg
 }
 
 /// Statuses an open of a damaged segment may answer.
 const OPEN_ANSWERS: [mmpool_status; 3] = [MMPOOL_OK, MMPOOL_ERR_INVALID_ARGUMENT, MMPOOL_ERR_SYSTEM];
 
+/// Runs one input in the mode it names (see the module documentation).
+/// Returns whether the pool opened (live: whether it still worked after).
+pub fn run(data: &[u8]) -> bool {
+    match data.strip_prefix(b"LIVE") {
+        Some(rest) => run_live(rest),
+        None => run_attach(data),
+    }
+}
+
 /// Writes the segment `data` describes, attaches to it, and uses the pool if
 /// it opened. Returns whether it opened.
-pub fn run(data: &[u8]) -> bool {
+fn run_attach(data: &[u8]) -> bool {
     let seg = patched_segment(data);
     let name = fresh_name("case");
     let path = path_of(&name);
@@ -168,6 +195,56 @@ pub fn run(data: &[u8]) -> bool {
     }
     let _ = std::fs::remove_file(&path);
     opened
+}
+
+/// Damages the file of a pool this process is attached to (holding a lease
+/// and a waiting ticket) as `data` says, then uses the pool. Returns whether
+/// the pool still granted.
+fn run_live(data: &[u8]) -> bool {
+    use std::os::unix::fs::FileExt;
+    let name = fresh_name("live");
+    let path = path_of(&name);
+    let mut p = ptr::null_mut::<mmpool>();
+    ok("mmpool_open_shared", mmpool_open_shared(name.as_ptr(), 1 << 20, MMPOOL_SHARED_EXCLUSIVE, &mut p));
+    let mut held = mmpool_lease::default();
+    ok("mmpool_acquire", mmpool_acquire(p, 1000, &mut held));
+    let mut t = mmpool_ticket::default();
+    ok("mmpool_enqueue", mmpool_enqueue(p, 1 << 20, &mut t));
+    let file = std::fs::OpenOptions::new().write(true).open(&path).expect("open the segment");
+    let size = file.metadata().expect("stat the segment").len() as usize;
+    patches(data, size, |patch| {
+        let _ = match patch {
+            Patch::Bytes(at, bytes) => file.write_all_at(bytes, at as u64),
+            Patch::Word(at, word) => file.write_all_at(&word.to_le_bytes(), at as u64),
+            Patch::Len(len) => file.set_len(len as u64),
+        };
+    });
+    let no_bug = |function: &str, st: mmpool_status| {
+        assert_ne!(st, MMPOOL_ERR_INTERNAL, "{function}: {}", last_error());
+        st
+    };
+    let mut l = mmpool_lease::default();
+    let granted = no_bug("mmpool_try_acquire", mmpool_try_acquire(p, 1, &mut l)) == MMPOOL_OK;
+    if granted {
+        no_bug("mmpool_release", mmpool_release(p, l));
+    }
+    exercise(p);
+    // What was held before the damage: given back, refused, or a no-op that
+    // reports the damage; never a crash.
+    for (what, st) in [
+        ("mmpool_ticket_cancel", mmpool_ticket_cancel(p, t)),
+        ("mmpool_release", mmpool_release(p, held)),
+    ] {
+        let st = no_bug(what, st);
+        assert!(
+            [MMPOOL_OK, MMPOOL_ERR_INVALID_LEASE, MMPOOL_ERR_SYSTEM].contains(&st),
+            "{what} answered {st:?}: {}",
+            last_error()
+        );
+    }
+    mmpool_unref(p);
+    let _ = std::fs::remove_file(&path);
+    granted
 }
 
 /// Uses a pool that opened from a damaged segment: every call answers a

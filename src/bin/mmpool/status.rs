@@ -1,16 +1,17 @@
 //! `mmpool status NAME [--json]` and `mmpool unlink NAME`: operators' view of a
 //! pool shared by the processes of a host.
 
-use mmpool::pool::shared::{self, OpenFlags, SharedSnapshot};
-use mmpool::Pool;
+use mmpool::pool::shared::{self, LockHolder, SharedPool, SharedSnapshot};
 
 const STATUS_USAGE: &str = "\
 usage: mmpool status NAME [--json]
 
 Prints the shared pool NAME (/dev/shm/mmpool.NAME): total, in use, peak,
-waiters, counters, and a table of the attached processes (pid, leases, bytes
-held, requests waiting). Processes that died are reclaimed first. --json
-prints one JSON object instead.";
+waiters, counters, the limits chosen at its creation, and a table of the
+attached processes (pid, leases, bytes held, requests waiting). Processes that
+died are reclaimed first. If a process keeps the pool's lock, the figures are
+read without it and the holder's pid is shown with how long it has held it.
+--json prints one JSON object instead.";
 
 const UNLINK_USAGE: &str = "\
 usage: mmpool unlink NAME
@@ -50,6 +51,14 @@ fn text(s: &SharedSnapshot) -> String {
             ),
         ),
         ("recoveries", format!("{} dead processes reclaimed, {} locks taken over", s.reaped_procs, s.lock_recoveries)),
+        (
+            "limits",
+            format!(
+                "{} processes, {} leases and tickets, {} waiters",
+                s.limits.max_processes, s.limits.max_leases, s.limits.max_waiters
+            ),
+        ),
+        ("lock", lock_text(s.lock_holder.as_ref())),
     ];
     for (k, v) in rows {
         out += &format!("  {k:<12}{v}\n");
@@ -63,6 +72,32 @@ fn text(s: &SharedSnapshot) -> String {
         }
     }
     out
+}
+
+fn lock_text(holder: Option<&LockHolder>) -> String {
+    match holder {
+        None => "free (taken and released for this report)".into(),
+        Some(h) => format!(
+            "held by pid {} (slot {}, {}) for {:.1} s; figures read without the lock",
+            h.pid,
+            h.slot,
+            if h.alive { "alive" } else { "gone" },
+            h.held_for.as_secs_f64()
+        ),
+    }
+}
+
+fn lock_json(holder: Option<&LockHolder>) -> String {
+    match holder {
+        None => "null".into(),
+        Some(h) => format!(
+            "{{\"pid\":{},\"slot\":{},\"alive\":{},\"held_ns\":{}}}",
+            h.pid,
+            h.slot,
+            h.alive,
+            h.held_for.as_nanos()
+        ),
+    }
 }
 
 fn json_string(s: &str) -> String {
@@ -108,6 +143,9 @@ fn json(s: &SharedSnapshot) -> String {
         ("closed_rejections", st.closed_rejections),
         ("reaped_processes", s.reaped_procs),
         ("lock_recoveries", s.lock_recoveries),
+        ("max_processes", u64::from(s.limits.max_processes)),
+        ("max_leases", u64::from(s.limits.max_leases)),
+        ("max_waiters", u64::from(s.limits.max_waiters)),
     ];
     let mut fields = vec![
         format!("\"name\":{}", json_string(&s.name)),
@@ -115,6 +153,7 @@ fn json(s: &SharedSnapshot) -> String {
         format!("\"closed\":{}", s.closed),
     ];
     fields.extend(numbers.iter().map(|(k, v)| format!("\"{k}\":{v}")));
+    fields.push(format!("\"lock_holder\":{}", lock_json(s.lock_holder.as_ref())));
     fields.push(format!("\"processes\":[{}]", procs.join(",")));
     format!("{{{}}}", fields.join(","))
 }
@@ -140,10 +179,7 @@ pub fn status_main(args: &[String]) -> i32 {
         eprintln!("{STATUS_USAGE}");
         return 2;
     };
-    let snapshot = Pool::open_shared(&name, 0, OpenFlags::default()).and_then(|pool| match pool.shared_snapshot() {
-        Some(snap) => snap,
-        None => unreachable!("open_shared returns a shared pool"),
-    });
+    let snapshot = SharedPool::inspect(&name);
     match snapshot {
         Ok(s) => {
             if as_json {
@@ -207,7 +243,7 @@ pub fn unlink_main(args: &[String]) -> i32 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use mmpool::pool::shared::ProcInfo;
+    use mmpool::pool::shared::{Limits, ProcInfo};
     use mmpool::Stats;
 
     #[test]
@@ -223,11 +259,23 @@ mod tests {
             ],
             lock_recoveries: 0,
             reaped_procs: 2,
+            limits: Limits { max_processes: 3, max_leases: 40, max_waiters: 5 },
+            lock_holder: None,
         };
         let j = json(&s);
         assert!(j.starts_with("{\"name\":\"a\\\"b\""), "{j}");
         assert!(j.contains("\"processes\":[{\"pid\":7,\"leases\":1,\"bytes_held\":4,\"waiting\":0}]"), "{j}");
         assert!(j.contains("\"total_bytes\":10,\"in_use_bytes\":4"), "{j}");
         assert!(text(&s).contains("processes attached: 1"));
+        assert!(j.contains("\"max_processes\":3,\"max_leases\":40,\"max_waiters\":5"), "{j}");
+        assert!(j.contains("\"lock_holder\":null"), "{j}");
+        assert!(text(&s).contains("limits      3 processes, 40 leases and tickets, 5 waiters"), "{}", text(&s));
+    }
+
+    #[test]
+    fn a_holder_that_keeps_the_lock_is_shown_with_its_pid_and_time() {
+        let holder = LockHolder { slot: 4, pid: 4242, alive: true, held_for: std::time::Duration::from_millis(2500) };
+        assert_eq!(lock_text(Some(&holder)), "held by pid 4242 (slot 4, alive) for 2.5 s; figures read without the lock");
+        assert_eq!(lock_json(Some(&holder)), "{\"pid\":4242,\"slot\":4,\"alive\":true,\"held_ns\":2500000000}");
     }
 }

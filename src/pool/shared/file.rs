@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 use super::futex::now_ns;
 use super::liveness::{self, INIT_LOCK};
 use super::segment::*;
+use super::sigbus::{self, Registered};
 use super::OpenFlags;
 use crate::pool::Error;
 
@@ -29,6 +30,8 @@ pub(crate) const SHM_DIR: &str = "/dev/shm";
 pub(crate) const FILE_PREFIX: &str = "mmpool.";
 /// Longest pool name accepted.
 pub(crate) const MAX_NAME_LEN: usize = 64;
+/// The largest segment any limits make (with a margin): bigger files are refused unmapped.
+const MAX_SEGMENT: usize = 8 << 20;
 /// How long an opener waits for another process to finish creating the segment.
 const CREATION_WAIT: Duration = Duration::from_secs(2);
 
@@ -59,7 +62,16 @@ fn sys(what: &str, path: &str, err: io::Error) -> Error {
 
 /// A segment mapped into this process. Unmapped on drop.
 pub(crate) struct Mapping {
-    ptr: NonNull<Segment>,
+    ptr: NonNull<u8>,
+    /// Bytes mapped.
+    len: usize,
+    /// The tables' places; `None` until the header was checked.
+    layout: Option<Layout>,
+    /// The tables themselves, made once by `check` (borrowed as `'_` only:
+    /// `segment` shortens the lifetime to the mapping's).
+    tables: Option<Segment<'static>>,
+    /// Its registration with the SIGBUS handler.
+    guard: Registered,
 }
 
 // SAFETY: the mapping is plain shared memory whose every field is an atomic;
@@ -69,40 +81,83 @@ unsafe impl Send for Mapping {}
 unsafe impl Sync for Mapping {}
 
 impl Mapping {
-    fn new(fd: RawFd, path: &str) -> Result<Mapping, Error> {
-        // SAFETY: a fresh shared mapping of a file the caller checked to be at
-        // least SEGMENT_SIZE bytes long; no existing memory is affected.
+    /// Maps the first `len` bytes of the file (a whole number of pages, at
+    /// least one, that the caller checked the file has).
+    fn new(fd: RawFd, path: &str, len: usize) -> Result<Mapping, Error> {
+        // SAFETY: a fresh shared mapping of the file; no existing memory is affected.
         let ptr = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                SEGMENT_SIZE,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_SHARED,
-                fd,
-                0,
-            )
+            libc::mmap(std::ptr::null_mut(), len, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_SHARED, fd, 0)
         };
         if ptr == libc::MAP_FAILED {
             return Err(sys("mmap", path, io::Error::last_os_error()));
         }
-        let ptr = NonNull::new(ptr.cast::<Segment>()).ok_or_else(|| Error::System("mmap returned NULL".into()))?;
-        Ok(Mapping { ptr })
+        let unmap = |e: Error| {
+            // SAFETY: unmaps the region just mapped, which nothing uses yet.
+            unsafe { libc::munmap(ptr, len) };
+            e
+        };
+        let guard = sigbus::register(ptr.cast(), len).map_err(|e| unmap(Error::System(e)))?;
+        let ptr = NonNull::new(ptr.cast::<u8>()).ok_or_else(|| Error::System("mmap returned NULL".into()))?;
+        Ok(Mapping { ptr, len, layout: None, tables: None, guard })
     }
 
-    pub(crate) fn segment(&self) -> &Segment {
-        // SAFETY: the mapping is SEGMENT_SIZE bytes, page-aligned (so aligned
-        // for Segment), lives as long as `self`, and Segment consists only of
-        // atomics, for which every bit pattern is valid and shared mutation
-        // through `&` is sound.
-        unsafe { self.ptr.as_ref() }
+    /// Whether a fault or `damage` replaced the mapping by zero pages.
+    #[inline]
+    pub(crate) fn is_damaged(&self) -> bool {
+        sigbus::is_damaged(self.guard)
+    }
+
+    /// Replaces the mapping by zero pages (its file shrank): from now on it
+    /// reads zeros and never faults.
+    pub(crate) fn damage(&self) {
+        sigbus::mark_damaged(self.guard);
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+
+    /// The header, which the first page holds.
+    pub(crate) fn header(&self) -> &Header {
+        // SAFETY: at least one page is mapped, page-aligned, for as long as
+        // `self`; Header consists only of atomics (any bit pattern is valid).
+        unsafe { &*self.ptr.as_ptr().cast::<Header>() }
+    }
+
+    /// Checks the header and that its layout is what is mapped.
+    fn check(&mut self, path: &str) -> Result<(), Error> {
+        let layout = check_header(self.header()).map_err(|why| Error::System(format!("{path}: {why}")))?;
+        if layout.size != self.len {
+            return Err(Error::System(format!(
+                "{path} is {} bytes, its header makes a segment of {}: truncated or not an mmpool segment",
+                self.len, layout.size
+            )));
+        }
+        self.layout = Some(layout);
+        // SAFETY: the checked layout fits in the `len` bytes mapped at `ptr`,
+        // which stay mapped until `self` is dropped; `segment` hands the
+        // tables out only for borrows of `self`.
+        self.tables = Some(unsafe { layout.segment(self.ptr.as_ptr()) });
+        Ok(())
+    }
+
+    pub(crate) fn layout(&self) -> Layout {
+        // Mappings handed out are checked (`Opened` is built after `check`).
+        self.layout.unwrap_or_else(|| unreachable!("an unchecked mapping was used"))
+    }
+
+    pub(crate) fn segment(&self) -> &Segment<'_> {
+        // Mappings handed out are checked (`Opened` is built after `check`).
+        self.tables.as_ref().unwrap_or_else(|| unreachable!("an unchecked mapping was used"))
     }
 }
 
 impl Drop for Mapping {
     fn drop(&mut self) {
+        sigbus::unregister(self.guard);
         // SAFETY: unmaps exactly the region mmap returned; no reference into it
         // outlives `self` (they all borrow from it).
-        unsafe { libc::munmap(self.ptr.as_ptr().cast(), SEGMENT_SIZE) };
+        unsafe { libc::munmap(self.ptr.as_ptr().cast(), self.len) };
     }
 }
 
@@ -125,7 +180,7 @@ fn open_fd(path: &str, extra: libc::c_int, mode: libc::mode_t) -> io::Result<Own
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
-fn fstat(fd: RawFd, path: &str) -> Result<libc::stat, Error> {
+pub(crate) fn fstat(fd: RawFd, path: &str) -> Result<libc::stat, Error> {
     // SAFETY: stat is a plain C struct; all-zero is valid.
     let mut st: libc::stat = unsafe { std::mem::zeroed() };
     // SAFETY: a valid descriptor and out-pointer.
@@ -135,8 +190,18 @@ fn fstat(fd: RawFd, path: &str) -> Result<libc::stat, Error> {
     Ok(st)
 }
 
+/// Whether the file behind `fd` is now shorter than `len`, the bytes mapped
+/// (a failed fstat says no: only a sure answer damages a mapping).
+pub(crate) fn shrunk(fd: RawFd, len: usize) -> bool {
+    // SAFETY: stat is a plain C struct; all-zero is valid.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: a descriptor and a valid out-pointer; a bad descriptor fails.
+    let ok = unsafe { libc::fstat(fd, &mut st) } == 0;
+    ok && (st.st_size.max(0) as u64) < len as u64
+}
+
 /// Identity of whatever the path names now, if anything.
-fn identity_of_path(path: &str) -> Option<(u64, u64)> {
+pub(crate) fn identity_of_path(path: &str) -> Option<(u64, u64)> {
     let c = cpath(path);
     // SAFETY: as in fstat.
     let mut st: libc::stat = unsafe { std::mem::zeroed() };
@@ -178,16 +243,15 @@ fn check_owner_and_mode(st: &libc::stat, path: &str, flags: OpenFlags) -> Result
 }
 
 /// Writes a fresh header and empty tables into a zero-filled segment.
-pub(crate) fn initialise(seg: &Segment, total: u64) {
-    let h = &seg.header;
+pub(crate) fn initialise(h: &Header, layout: &Layout, total: u64) {
     h.init_state.store(0, Relaxed);
     h.magic.store(MAGIC, Relaxed);
     h.layout_version.store(LAYOUT_VERSION, Relaxed);
     h.header_size.store(HEADER_SIZE as u32, Relaxed);
-    h.segment_size.store(SEGMENT_SIZE as u64, Relaxed);
-    h.max_procs.store(MAX_PROCS as u32, Relaxed);
-    h.max_entries.store(MAX_ENTRIES as u32, Relaxed);
-    h.max_waiters.store(MAX_WAITERS as u32, Relaxed);
+    h.segment_size.store(layout.size as u64, Relaxed);
+    h.max_procs.store(layout.procs as u32, Relaxed);
+    h.max_entries.store(layout.entries as u32, Relaxed);
+    h.max_waiters.store(layout.waiters as u32, Relaxed);
     h.lock.store(0, Relaxed);
     let nonce = (now_ns() ^ u64::from(std::process::id()).rotate_left(17)) as u32;
     h.nonce.store(nonce.wrapping_mul(0x9e37_79b9) >> 21 & NONCE_MASK, Relaxed);
@@ -198,33 +262,103 @@ pub(crate) fn initialise(seg: &Segment, total: u64) {
     h.init_state.store(INIT_READY, Release);
 }
 
+/// What a creator makes: the total, the flags, the tables' layout.
+#[derive(Clone, Copy)]
+pub(crate) struct Making {
+    pub(crate) total: u64,
+    pub(crate) flags: OpenFlags,
+    pub(crate) layout: Layout,
+}
+
+/// The temporary name a creator builds under: `mmpool.NAME~PID~NS.tmp`. `~`
+/// is never part of a pool name, so no pool's file looks like one.
+fn tmp_prefix(path: &str) -> String {
+    format!("{path}~")
+}
+
+/// Attempts at a temporary name before giving up (each is lost only to a
+/// cleaner that removed the file between its creation and its lock).
+const BUILD_ATTEMPTS: usize = 8;
+
 /// Builds a complete segment under a temporary name; returns its descriptor,
-/// mapping and temporary path. The caller publishes it.
-fn build(path: &str, total: u64, flags: OpenFlags) -> Result<(Opened, String), Error> {
-    let tmp = format!("{path}.{}.{}.tmp", std::process::id(), now_ns());
-    let mode: libc::mode_t = if flags.group { 0o660 } else { 0o600 };
-    let fd = open_fd(&tmp, libc::O_CREAT | libc::O_EXCL, mode).map_err(|e| sys("create", &tmp, e))?;
-    let remove = |e: Error| {
-        let c = cpath(&tmp);
-        // SAFETY: removes the temporary file this call created.
-        unsafe { libc::unlink(c.as_ptr()) };
-        e
-    };
-    // Exact mode whatever the umask; then size and lock it while it is built.
-    // SAFETY: a valid descriptor this call owns.
-    if unsafe { libc::fchmod(fd.as_raw_fd(), mode) } != 0 {
-        return Err(remove(sys("fchmod", &tmp, io::Error::last_os_error())));
+/// mapping and temporary path. The descriptor holds the file's `INIT_LOCK`
+/// from before the segment is written until the caller has published it and
+/// removed the temporary name (`finish_tmp`): a temporary file whose
+/// `INIT_LOCK` nobody holds is a dead creator's (`remove_stale_tmp`).
+fn build(path: &str, making: Making) -> Result<(Opened, String), Error> {
+    let mode: libc::mode_t = if making.flags.group { 0o660 } else { 0o600 };
+    for _ in 0..BUILD_ATTEMPTS {
+        let tmp = format!("{}{}~{}.tmp", tmp_prefix(path), std::process::id(), now_ns());
+        let fd = open_fd(&tmp, libc::O_CREAT | libc::O_EXCL, mode).map_err(|e| sys("create", &tmp, e))?;
+        let st = fstat(fd.as_raw_fd(), &tmp)?;
+        let identity = (st.st_dev, st.st_ino);
+        // Claimed only if the name still refers to this file once it is
+        // locked: a cleaner removes a file only while holding its lock.
+        if !liveness::try_lock(fd.as_raw_fd(), INIT_LOCK).map_err(|e| sys("lock", &tmp, e))?
+            || identity_of_path(&tmp) != Some(identity)
+        {
+            continue;
+        }
+        let remove = |e: Error| {
+            unlink_path(&tmp);
+            e
+        };
+        // Exact mode whatever the umask; then size it.
+        // SAFETY: a valid descriptor this call owns.
+        if unsafe { libc::fchmod(fd.as_raw_fd(), mode) } != 0 {
+            return Err(remove(sys("fchmod", &tmp, io::Error::last_os_error())));
+        }
+        // SAFETY: as above.
+        if unsafe { libc::ftruncate(fd.as_raw_fd(), making.layout.size as libc::off_t) } != 0 {
+            return Err(remove(sys("ftruncate", &tmp, io::Error::last_os_error())));
+        }
+        let mut map = Mapping::new(fd.as_raw_fd(), &tmp, making.layout.size).map_err(remove)?;
+        initialise(map.header(), &making.layout, making.total);
+        map.check(&tmp).map_err(remove)?;
+        return Ok((Opened { fd, map, identity }, tmp));
     }
-    // SAFETY: as above.
-    if unsafe { libc::ftruncate(fd.as_raw_fd(), SEGMENT_SIZE as libc::off_t) } != 0 {
-        return Err(remove(sys("ftruncate", &tmp, io::Error::last_os_error())));
+    Err(Error::System(format!("could not claim a temporary file for {path} in {BUILD_ATTEMPTS} attempts")))
+}
+
+/// After publishing (or failing to): removes the temporary name, then lets
+/// go of the `INIT_LOCK` that kept cleaners away from it.
+fn finish_tmp(opened: &Opened, tmp: &str) {
+    unlink_path(tmp);
+    liveness::unlock(opened.fd.as_raw_fd(), INIT_LOCK);
+}
+
+/// Removes the temporary files of pool `path` whose creators died before
+/// publishing them: those whose `INIT_LOCK` this process can take, and that
+/// the name still refers to while it holds it. Returns how many.
+pub(crate) fn remove_stale_tmp(path: &str) -> usize {
+    let prefix = tmp_prefix(path);
+    let Ok(dir) = std::fs::read_dir(SHM_DIR) else { return 0 };
+    let mut removed = 0;
+    for entry in dir.flatten() {
+        let candidate = format!("{SHM_DIR}/{}", entry.file_name().to_string_lossy());
+        if !candidate.starts_with(&prefix) || !candidate.ends_with(".tmp") {
+            continue;
+        }
+        let Ok(fd) = open_fd(&candidate, 0, 0) else { continue };
+        let Ok(st) = fstat(fd.as_raw_fd(), &candidate) else { continue };
+        if st.st_mode & libc::S_IFMT != libc::S_IFREG {
+            continue;
+        }
+        if liveness::try_lock(fd.as_raw_fd(), INIT_LOCK).unwrap_or(false)
+            && identity_of_path(&candidate) == Some((st.st_dev, st.st_ino))
+        {
+            unlink_path(&candidate);
+            removed += 1;
+        }
+        // Closing `fd` drops the lock.
     }
-    liveness::try_lock(fd.as_raw_fd(), INIT_LOCK).map_err(|e| remove(sys("lock", &tmp, e)))?;
-    let map = Mapping::new(fd.as_raw_fd(), &tmp).map_err(remove)?;
-    initialise(map.segment(), total);
-    liveness::unlock(fd.as_raw_fd(), INIT_LOCK);
-    let st = fstat(fd.as_raw_fd(), &tmp).map_err(remove)?;
-    Ok((Opened { fd, map, identity: (st.st_dev, st.st_ino) }, tmp))
+    if removed > 0 {
+        crate::log::log(
+            crate::log::Level::Info,
+            &format!("removed {removed} temporary file(s) of {path} left by creators that died"),
+        );
+    }
+    removed
 }
 
 fn unlink_path(path: &str) {
@@ -235,13 +369,14 @@ fn unlink_path(path: &str) {
 
 /// Creates the segment if it does not exist: `Ok(None)` when another process
 /// published one first.
-fn create(path: &str, total: u64, flags: OpenFlags) -> Result<Option<Opened>, Error> {
-    let (opened, tmp) = build(path, total, flags)?;
+fn create(path: &str, making: Making) -> Result<Option<Opened>, Error> {
+    remove_stale_tmp(path);
+    let (opened, tmp) = build(path, making)?;
     let (ct, cp) = (cpath(&tmp), cpath(path));
     // SAFETY: two NUL-terminated paths.
     let rc = unsafe { libc::link(ct.as_ptr(), cp.as_ptr()) };
     let err = io::Error::last_os_error();
-    unlink_path(&tmp);
+    finish_tmp(&opened, &tmp);
     match rc {
         0 => Ok(Some(opened)),
         _ if err.raw_os_error() == Some(libc::EEXIST) => Ok(None),
@@ -251,8 +386,8 @@ fn create(path: &str, total: u64, flags: OpenFlags) -> Result<Option<Opened>, Er
 
 /// Replaces a segment left unfinished under the name, if it is still the one
 /// the name refers to and nobody else is replacing it.
-fn replace_unfinished(path: &str, old: &OwnedFd, old_identity: (u64, u64), total: u64, flags: OpenFlags) -> Result<(), Error> {
-    if total == 0 {
+fn replace_unfinished(path: &str, old: &OwnedFd, old_identity: (u64, u64), making: Making) -> Result<(), Error> {
+    if making.total == 0 {
         return Err(Error::InvalidArgument(format!(
             "{path} was left unfinished by a creator that died; give a total to rebuild it, or remove it with \
              `mmpool unlink`"
@@ -264,12 +399,13 @@ fn replace_unfinished(path: &str, old: &OwnedFd, old_identity: (u64, u64), total
     if identity_of_path(path) != Some(old_identity) {
         return Ok(()); // already replaced or removed
     }
-    let (_opened, tmp) = build(path, total, flags)?;
+    let (opened, tmp) = build(path, making)?;
     let (ct, cp) = (cpath(&tmp), cpath(path));
     // SAFETY: two NUL-terminated paths.
-    if unsafe { libc::rename(ct.as_ptr(), cp.as_ptr()) } != 0 {
-        let err = io::Error::last_os_error();
-        unlink_path(&tmp);
+    let renamed = unsafe { libc::rename(ct.as_ptr(), cp.as_ptr()) } == 0;
+    let err = io::Error::last_os_error();
+    finish_tmp(&opened, &tmp);
+    if !renamed {
         return Err(sys("rename over", path, err));
     }
     crate::log::log(crate::log::Level::Warn, &format!("rebuilt {path}: its creator died before finishing it"));
@@ -279,7 +415,8 @@ fn replace_unfinished(path: &str, old: &OwnedFd, old_identity: (u64, u64), total
 /// Opens (and with `flags.create`, creates) the segment of `name`, checks its
 /// owner, mode, size and header, and maps it. `created` tells whether this
 /// call made it.
-pub(crate) fn open(name: &str, total: u64, flags: OpenFlags) -> Result<(Opened, bool), Error> {
+pub(crate) fn open(name: &str, making: Making) -> Result<(Opened, bool), Error> {
+    let (total, flags) = (making.total, making.flags);
     let path = path_of(name);
     let give_up_at = Instant::now() + CREATION_WAIT;
     loop {
@@ -291,7 +428,7 @@ pub(crate) fn open(name: &str, total: u64, flags: OpenFlags) -> Result<(Opened, 
                         "no shared pool named {name:?} exists, and total_bytes 0 cannot create one"
                     )));
                 }
-                match create(&path, total, flags)? {
+                match create(&path, making)? {
                     Some(opened) => return Ok((opened, true)),
                     None if flags.exclusive => return Err(exists(name, &path)),
                     None => continue,
@@ -311,41 +448,33 @@ pub(crate) fn open(name: &str, total: u64, flags: OpenFlags) -> Result<(Opened, 
         check_owner_and_mode(&st, &path, flags)?;
         let size = st.st_size.max(0) as u64;
         let identity = (st.st_dev, st.st_ino);
-        if size > SEGMENT_SIZE as u64 {
+        if size != 0 && (size < PAGE as u64 || size % PAGE as u64 != 0 || size > MAX_SEGMENT as u64) {
             return Err(Error::System(format!(
-                "{path} is {size} bytes, a segment of this layout is {SEGMENT_SIZE}: not an mmpool segment \
-                 of this version (remove it with `mmpool unlink {name}`)"
+                "{path} is {size} bytes, not a whole number of pages up to {MAX_SEGMENT}: truncated or not an \
+                 mmpool segment (remove it with `mmpool unlink {name}`)"
             )));
         }
-        let unfinished = if size < SEGMENT_SIZE as u64 {
-            if size != 0 && size != SEGMENT_SIZE as u64 {
-                return Err(Error::System(format!(
-                    "{path} is {size} bytes, a segment of this layout is {SEGMENT_SIZE}: truncated or not an \
-                     mmpool segment (remove it with `mmpool unlink {name}`)"
-                )));
-            }
-            true
-        } else {
-            let map = Mapping::new(fd.as_raw_fd(), &path)?;
-            let seg = map.segment();
-            if seg.header.init_state.load(std::sync::atomic::Ordering::Acquire) == INIT_READY {
-                check_header(&seg.header).map_err(|why| Error::System(format!("{path}: {why}")))?;
+        if size != 0 {
+            let mut map = Mapping::new(fd.as_raw_fd(), &path, size as usize)?;
+            if map.header().init_state.load(std::sync::atomic::Ordering::Acquire) == INIT_READY {
+                map.check(&path).map_err(|e| match e {
+                    Error::System(why) => Error::System(format!("{why} (remove it with `mmpool unlink {name}`)")),
+                    other => other,
+                })?;
                 return Ok((Opened { fd, map, identity }, false));
             }
-            true
-        };
-        if unfinished {
-            let creator_alive = liveness::held_by_other(fd.as_raw_fd(), INIT_LOCK).map_err(|e| sys("probe", &path, e))?;
-            if !creator_alive {
-                replace_unfinished(&path, &fd, identity, total, flags)?;
-            }
-            if Instant::now() >= give_up_at {
-                return Err(Error::System(format!(
-                    "{path} is still being created by another process after {CREATION_WAIT:?}"
-                )));
-            }
-            std::thread::sleep(Duration::from_millis(1));
         }
+        // Empty, or not READY: unfinished.
+        let creator_alive = liveness::held_by_other(fd.as_raw_fd(), INIT_LOCK).map_err(|e| sys("probe", &path, e))?;
+        if !creator_alive {
+            replace_unfinished(&path, &fd, identity, making)?;
+        }
+        if Instant::now() >= give_up_at {
+            return Err(Error::System(format!(
+                "{path} is still being created by another process after {CREATION_WAIT:?}"
+            )));
+        }
+        std::thread::sleep(Duration::from_millis(1));
     }
 }
 
@@ -372,13 +501,22 @@ pub(crate) fn reopen(name: &str, identity: (u64, u64)) -> Result<OwnedFd, Error>
 
 /// Removes a pool's name. Processes attached keep using it; the next open
 /// with MMPOOL_SHARED_CREATE makes a new pool.
+///
+/// Also removes temporary files of the name that creators killed while
+/// building left behind (never one a live creator is building); it succeeds
+/// if it removed any, even when the name itself did not exist.
 pub fn unlink(name: &str) -> Result<(), Error> {
     validate_name(name)?;
     let path = path_of(name);
+    let stale = remove_stale_tmp(&path);
     let c = cpath(&path);
     // SAFETY: a NUL-terminated path.
     if unsafe { libc::unlink(c.as_ptr()) } != 0 {
-        return Err(sys("unlink", &path, io::Error::last_os_error()));
+        let err = io::Error::last_os_error();
+        if stale > 0 && err.raw_os_error() == Some(libc::ENOENT) {
+            return Ok(());
+        }
+        return Err(sys("unlink", &path, err));
     }
     Ok(())
 }

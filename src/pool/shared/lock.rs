@@ -10,12 +10,19 @@
 //! the exact value it saw. The sequence makes that swap fail if the lock
 //! changed hands meanwhile, even to a new process in the same slot.
 //!
+//! A holder named by the word is judged after every slice the word stayed
+//! the same (`judge`): a dead process's word is taken over; so is a word
+//! naming this very process when none of its threads holds or is taking the
+//! lock (`inside`, counted per attachment: a corrupt word, or one left by a
+//! predecessor in the slot). A word naming a live process that does not let
+//! go cannot be taken from it; calls with a deadline give up at it.
+//!
 //! Not a process-shared condition variable, nor a pthread mutex: it never
-//! loses a wake-up after a crash and a corrupt word cannot hang anyone (an
-//! owner that no live process holds is taken over like a dead one).
+//! loses a wake-up after a crash and a corrupt word cannot hang a call that
+//! has a deadline.
 
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::Duration;
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 
 use super::futex;
 
@@ -33,8 +40,9 @@ pub(crate) const RECLAIM_SLICE: Duration = Duration::from_millis(50);
 pub(crate) enum Acquired {
     /// From a holder that released it: the segment is consistent.
     Clean,
-    /// From a holder that died inside it: the segment must be repaired.
-    TakenOver,
+    /// From the holder in the slot given, gone or (this slot) not holding it:
+    /// the segment must be repaired.
+    TakenOver(usize),
 }
 
 fn word_for(slot: usize, seen: u32, contended: bool) -> u32 {
@@ -50,45 +58,75 @@ pub(crate) fn holder(word: u32) -> Option<usize> {
     }
 }
 
-/// Takes the lock for process slot `me`. `is_dead(slot)` says whether the
-/// process in `slot` is gone; it is asked only after a full slice of waiting.
-/// (For `me` itself the caller answers: another thread of this process holds
-/// it, unless the slot was just claimed and the word is a dead predecessor's.)
-pub(crate) fn lock(word: &AtomicU32, me: usize, is_dead: impl Fn(usize) -> bool) -> Acquired {
+/// The deadline passed while the word named another holder (its last value).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct TimedOut(pub(crate) u32);
+
+/// Takes the lock for process slot `me`, by `deadline` if one is given.
+/// `inside` counts this attachment's threads that hold the lock or are
+/// swapping the word to take it; `judge(owner, word)` says whether a holder
+/// other than `me` is gone, asked after each full slice the word stayed at
+/// `word`. A word naming `me` is taken over when `inside` shows that no
+/// thread of this attachment holds it.
+pub(crate) fn lock(
+    word: &AtomicU32,
+    me: usize,
+    inside: &AtomicUsize,
+    deadline: Option<Instant>,
+    judge: impl Fn(usize, u32) -> bool,
+) -> Result<Acquired, TimedOut> {
     let mut slept = false;
+    // A swap of the word counts in `inside` from before it until the unlock
+    // (or its failure): whoever sees the word name `me` and then `inside` at
+    // 0 knows that no thread of `me` swapped it in and still holds it.
+    let swap = |from: u32, to: u32| {
+        inside.fetch_add(1, Ordering::SeqCst);
+        let ok = word.compare_exchange(from, to, Ordering::SeqCst, Ordering::Relaxed).is_ok();
+        if !ok {
+            inside.fetch_sub(1, Ordering::SeqCst);
+        }
+        ok
+    };
     loop {
-        let seen = word.load(Ordering::Relaxed);
+        let seen = word.load(Ordering::SeqCst);
         let Some(owner) = holder(seen) else {
-            if word
-                .compare_exchange_weak(seen, word_for(me, seen, slept), Ordering::Acquire, Ordering::Relaxed)
-                .is_ok()
-            {
-                return Acquired::Clean;
+            if swap(seen, word_for(me, seen, slept)) {
+                return Ok(Acquired::Clean);
             }
             continue;
+        };
+        let slice = match deadline {
+            None => RECLAIM_SLICE,
+            Some(at) => {
+                let now = Instant::now();
+                if now >= at {
+                    return Err(TimedOut(seen));
+                }
+                (at - now).min(RECLAIM_SLICE)
+            }
         };
         if seen & CONTENDED == 0
             && word.compare_exchange_weak(seen, seen | CONTENDED, Ordering::Relaxed, Ordering::Relaxed).is_err()
         {
             continue;
         }
-        let timed_out = futex::wait(word, seen | CONTENDED, RECLAIM_SLICE);
+        let now = seen | CONTENDED;
+        let timed_out = futex::wait(word, now, slice);
         slept = true;
-        if timed_out && is_dead(owner) {
-            let now = seen | CONTENDED;
-            if word
-                .compare_exchange(now, word_for(me, now, true), Ordering::Acquire, Ordering::Relaxed)
-                .is_ok()
-            {
-                return Acquired::TakenOver;
-            }
+        if !timed_out || word.load(Ordering::SeqCst) != now {
+            continue;
+        }
+        let gone = if owner == me { inside.load(Ordering::SeqCst) == 0 } else { judge(owner, now) };
+        if gone && swap(now, word_for(me, now, true)) {
+            return Ok(Acquired::TakenOver(owner));
         }
     }
 }
 
 /// Releases the lock; wakes one sleeper if any.
-pub(crate) fn unlock(word: &AtomicU32) {
-    let before = word.fetch_and(SEQ_MASK, Ordering::Release);
+pub(crate) fn unlock(word: &AtomicU32, inside: &AtomicUsize) {
+    let before = word.fetch_and(SEQ_MASK, Ordering::SeqCst);
+    inside.fetch_sub(1, Ordering::SeqCst);
     if before & CONTENDED != 0 {
         futex::wake(word, 1);
     }
@@ -104,31 +142,59 @@ pub(crate) fn is_contended(word: &AtomicU32) -> bool {
 mod tests {
     use super::*;
 
+    fn take(word: &AtomicU32, me: usize, inside: &AtomicUsize, judge: impl Fn(usize, u32) -> bool) -> Acquired {
+        lock(word, me, inside, None, judge).unwrap()
+    }
+
     #[test]
     fn a_dead_holder_is_taken_over_and_a_live_one_is_not() {
-        let word = AtomicU32::new(0);
-        assert_eq!(lock(&word, 3, |_| panic!("no holder to ask about")), Acquired::Clean);
+        let (word, a, b) = (AtomicU32::new(0), AtomicUsize::new(0), AtomicUsize::new(0));
+        assert_eq!(take(&word, 3, &a, |_, _| panic!("no holder to ask about")), Acquired::Clean);
         assert_eq!(holder(word.load(Ordering::Relaxed)), Some(3));
+        assert_eq!(a.load(Ordering::Relaxed), 1, "the holder counts in its attachment");
         // Slot 3 "dies" holding it: slot 5 takes it over after one slice.
-        assert_eq!(lock(&word, 5, |slot| slot == 3), Acquired::TakenOver);
+        assert_eq!(take(&word, 5, &b, |slot, _| slot == 3), Acquired::TakenOver(3));
         assert_eq!(holder(word.load(Ordering::Relaxed)), Some(5));
-        unlock(&word);
+        unlock(&word, &b);
         assert_eq!(holder(word.load(Ordering::Relaxed)), None);
+        assert_eq!(b.load(Ordering::Relaxed), 0);
     }
 
     #[test]
     fn every_acquisition_changes_the_word() {
-        let word = AtomicU32::new(0);
-        lock(&word, 0, |_| false);
+        let (word, inside) = (AtomicU32::new(0), AtomicUsize::new(0));
+        take(&word, 0, &inside, |_, _| false);
         let first = word.load(Ordering::Relaxed);
-        unlock(&word);
-        lock(&word, 0, |_| false);
+        unlock(&word, &inside);
+        take(&word, 0, &inside, |_, _| false);
         assert_ne!(word.load(Ordering::Relaxed), first, "the sequence must differ");
     }
 
     #[test]
     fn a_corrupt_holder_beyond_the_table_is_taken_over() {
-        let word = AtomicU32::new(0xfe);
-        assert_eq!(lock(&word, 1, |slot| slot >= 128), Acquired::TakenOver);
+        let (word, inside) = (AtomicU32::new(0xfe), AtomicUsize::new(0));
+        assert_eq!(take(&word, 1, &inside, |slot, _| slot >= 128), Acquired::TakenOver(253));
+    }
+
+    #[test]
+    fn a_word_naming_me_is_mine_only_while_a_thread_of_mine_is_inside() {
+        // Nobody of slot 2 is inside: the word is stale, taken over.
+        let (word, inside) = (AtomicU32::new(3 | SEQ_ONE), AtomicUsize::new(0));
+        assert_eq!(take(&word, 2, &inside, |_, _| panic!("not asked about itself")), Acquired::TakenOver(2));
+        // A thread of slot 2 holds it (inside 1): another one of slot 2 waits,
+        // here until its deadline.
+        let at = Instant::now() + Duration::from_millis(120);
+        assert_eq!(lock(&word, 2, &inside, Some(at), |_, _| true).map(|_| ()), Err(TimedOut(word.load(Ordering::Relaxed))));
+        assert!(Instant::now() >= at);
+    }
+
+    #[test]
+    fn a_live_holder_keeps_it_until_the_deadline() {
+        let (word, inside) = (AtomicU32::new(8 | SEQ_ONE), AtomicUsize::new(0));
+        let at = Instant::now() + Duration::from_millis(80);
+        assert!(lock(&word, 1, &inside, Some(at), |slot, _| slot != 7).is_err());
+        assert!(Instant::now() >= at, "returned at the deadline, not before");
+        assert_eq!(inside.load(Ordering::Relaxed), 0, "a call that timed out leaves no count behind");
+        assert_eq!(holder(word.load(Ordering::Relaxed)), Some(7));
     }
 }

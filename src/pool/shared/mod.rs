@@ -19,20 +19,27 @@
 //! * fork: a child does not inherit its parent's attachment; on first use it
 //!   attaches afresh, with its own slot, leases and tickets.
 //!
-//! Limits: `MAX_PROCS` attached processes, `MAX_ENTRIES` outstanding leases
-//! plus tickets, `MAX_WAITERS` waiting at once; past them a request fails
-//! with `Error::System` saying which limit.
+//! * Damage: a segment file truncated under the mappings would end every
+//!   attached process with SIGBUS; `sigbus.rs` turns such a fault into a
+//!   handle that refuses every call (`SharedPool::intact`). A lock word that
+//!   no thread holds is taken over (`lock.rs`); calls with a deadline keep it
+//!   also while waiting for the lock.
+//!
+//! Limits (`Limits`), chosen by the creator and recorded in the header:
+//! attached processes, outstanding leases plus tickets, requests waiting at
+//! once; past them a request fails with `Error::System` naming the limit.
 
 mod file;
 mod futex;
 mod liveness;
 mod lock;
 mod segment;
+mod sigbus;
 mod table;
 
 use std::os::fd::{AsRawFd, IntoRawFd, RawFd};
 use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 pub use file::{path_of, unlink, validate_name};
@@ -49,17 +56,108 @@ use liveness::PROC_LOCK_BASE;
 use lock::Acquired;
 use segment::*;
 
-/// The fixed capacities of a shared pool: attached processes, outstanding
-/// leases plus tickets, waiting requests, and the longest name.
-pub fn limits() -> [(&'static str, usize); 4] {
-    [
-        ("attached processes", MAX_PROCS),
-        ("leases and tickets", MAX_ENTRIES),
-        ("waiting requests", MAX_WAITERS),
-        ("name length", file::MAX_NAME_LEN),
-    ]
-}
 use table::Locked;
+
+/// The sizes of a shared pool's tables, chosen when it is created and fixed
+/// for its life. In a request, 0 means the default when creating and
+/// whatever the pool has when attaching; any other value must equal the
+/// pool's, or the open fails naming both.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Limits {
+    /// Processes attached at once (1 to 254; default 128).
+    pub max_processes: u32,
+    /// Outstanding leases plus tickets, over all processes (1 to 65536;
+    /// default 4096).
+    pub max_leases: u32,
+    /// Requests waiting in line at once (1 to `max_leases`; default 1024, or
+    /// `max_leases` if that is smaller).
+    pub max_waiters: u32,
+}
+
+impl Limits {
+    /// What a pool gets when its creator chooses nothing.
+    pub const DEFAULT: Limits =
+        Limits { max_processes: DEFAULT_PROCS, max_leases: DEFAULT_ENTRIES, max_waiters: DEFAULT_WAITERS };
+
+    /// The layout a creator asking for these makes (0s become defaults).
+    fn layout(self) -> Result<Layout, Error> {
+        let pick = |v: u32, default: u32| if v == 0 { default } else { v };
+        let procs = pick(self.max_processes, DEFAULT_PROCS);
+        let entries = pick(self.max_leases, DEFAULT_ENTRIES);
+        let waiters = pick(self.max_waiters, DEFAULT_WAITERS.min(entries));
+        Layout::new(procs, entries, waiters).map_err(|why| Error::InvalidArgument(format!("shared pool limits: {why}")))
+    }
+
+    fn of(layout: &Layout) -> Limits {
+        Limits { max_processes: layout.procs as u32, max_leases: layout.entries as u32, max_waiters: layout.waiters as u32 }
+    }
+
+    /// Refuses an attach whose requested limits differ from the pool's.
+    fn check_against(self, name: &str, has: Limits) -> Result<(), Error> {
+        let pairs = [
+            ("max_processes", self.max_processes, has.max_processes),
+            ("max_leases", self.max_leases, has.max_leases),
+            ("max_waiters", self.max_waiters, has.max_waiters),
+        ];
+        for (what, asked, existing) in pairs {
+            if asked != 0 && asked != existing {
+                return Err(Error::InvalidArgument(format!(
+                    "shared pool {name:?} has {what} {existing}, but {asked} was asked for (limits are chosen \
+                     when a pool is created; pass 0 to accept the existing one)"
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Limits {
+    /// Environment variables that set the limits of the global pool
+    /// (`MMPOOL_SHARED_NAME`): unset or 0 means as `Limits` says for 0.
+    pub const ENV: [&'static str; 3] =
+        ["MMPOOL_SHARED_MAX_PROCESSES", "MMPOOL_SHARED_MAX_LEASES", "MMPOOL_SHARED_MAX_WAITERS"];
+
+    /// The limits the environment asks for; an unparsable value is named.
+    pub fn from_env() -> Result<Limits, Error> {
+        let mut v = [0u32; 3];
+        for (slot, key) in v.iter_mut().zip(Self::ENV) {
+            if let Ok(text) = std::env::var(key) {
+                *slot = text.trim().parse().map_err(|e| Error::InvalidArgument(format!("{key}={text:?}: {e}")))?;
+            }
+        }
+        Ok(Limits { max_processes: v[0], max_leases: v[1], max_waiters: v[2] })
+    }
+}
+
+/// Everything an open of a shared pool can ask for.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SharedOptions {
+    /// The budget; 0 accepts an existing pool's (and cannot create).
+    pub total_bytes: u64,
+    pub flags: OpenFlags,
+    pub limits: Limits,
+}
+
+/// Who holds the pool's lock, when a snapshot could not take it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LockHolder {
+    /// The process slot the lock word names (it may be out of the table).
+    pub slot: usize,
+    /// That slot's pid, 0 if none is recorded there.
+    pub pid: u32,
+    /// Whether that slot's process lives.
+    pub alive: bool,
+    /// How long the word has named it unchanged, as far as waiters saw.
+    pub held_for: Duration,
+}
+
+/// The longest a holder may keep the lock before the waiters say so in the
+/// log (once per holding) and `mmpool status` shows it.
+pub const LOCK_HELD_REPORT: Duration = Duration::from_secs(1);
+
+/// How long `try_acquire` (which has no deadline of its own) and a snapshot
+/// wait for the pool's lock before giving up on a holder that keeps it.
+const SHORT_LOCK_WAIT: Duration = Duration::from_millis(100);
 
 /// The longest a survivor waits before it notices that a process died (while
 /// holding bytes, waiting in line, or inside the lock) and takes back what it
@@ -124,6 +222,11 @@ pub struct SharedSnapshot {
     pub lock_recoveries: u64,
     /// Dead processes whose holdings were taken back.
     pub reaped_procs: u64,
+    /// The limits chosen at creation.
+    pub limits: Limits,
+    /// Set when the lock could not be taken for the snapshot (the figures
+    /// were then read without it).
+    pub lock_holder: Option<LockHolder>,
 }
 
 /// What a one-call wait does when its time runs out.
@@ -167,37 +270,137 @@ pub struct SharedPool {
     identity: (u64, u64),
     attachment: AtomicU64,
     reattach: parking_lot::Mutex<()>,
+    /// Threads of this attachment inside the lock (see `lock.rs`).
+    inside: AtomicUsize,
+    /// Tickets whose wait ran out while the lock could not be taken: freed
+    /// by this process the next time it holds the lock.
+    abandoned: parking_lot::Mutex<Vec<u64>>,
+    /// Tickets of `acquire_or_enqueue` not yet in line (see `defer`): by id,
+    /// their bytes and the ticket in line once they joined it.
+    deferred: parking_lot::Mutex<std::collections::HashMap<u64, (u64, Option<u64>)>>,
+    /// Whether `abandoned` may hold any (checked before locking it).
+    any_abandoned: AtomicBool,
+    /// Whether the damage was logged.
+    damage_logged: AtomicBool,
+    /// Whether a replaced or removed file was logged.
+    moved_logged: AtomicBool,
 }
 
 fn generation() -> u16 {
     liveness::fork_generation() as u16
 }
 
-/// Takes the segment's lock for `me`, repairing the segment if it was taken
-/// over from a dead holder. `attaching`: `me` was just claimed, so a word
-/// naming `me` is a dead predecessor's.
-fn lock_segment(seg: &Segment, me: usize, fd: RawFd, attaching: bool) -> Result<Locked<'_>, Error> {
-    let how = lock::lock(&seg.header.lock, me, |slot| {
-        if slot == me {
-            attaching
-        } else {
-            Locked::is_dead(fd, slot)
+/// Takes the segment's lock for `me` by `deadline`, repairing the segment
+/// if it was taken over from a holder that is gone. A waiter also looks at
+/// the file after each slice: if it shrank, the mapping is damaged (zero
+/// pages, see `sigbus.rs`) and the wait ends at once.
+#[inline]
+fn lock_segment<'a>(
+    map: &'a Mapping,
+    me: usize,
+    fd: RawFd,
+    inside: &'a AtomicUsize,
+    deadline: Option<Instant>,
+) -> Result<Locked<'a>, lock::TimedOut> {
+    let seg = map.segment();
+    let how = lock::lock(&seg.header.lock, me, inside, deadline, |slot, word| {
+        if file::shrunk(fd, map.len()) {
+            map.damage();
+            return true;
         }
-    });
-    let mut g = Locked::new(seg, me, fd);
-    if how == Acquired::TakenOver {
-        seg.header.lock_recoveries.fetch_add(1, Relaxed);
-        log::log(Level::Warn, "shared pool: took the lock over from a process that died holding it; repairing");
-        g.repair()?;
-        g.reap_dead();
+        let dead = table::slot_is_dead(seg, fd, slot);
+        if !dead {
+            note_held(seg, slot, word);
+        }
+        dead
+    })?;
+    let mut g = Locked::new(seg, me, fd, inside);
+    if let Acquired::TakenOver(holder) = how {
+        repair_after_takeover(&mut g, holder);
     }
     Ok(g)
 }
 
+/// After the lock was taken over from `holder`: count it, say it, repair.
+#[cold]
+fn repair_after_takeover(g: &mut Locked<'_>, holder: usize) {
+    let (seg, me) = (g.seg, g.me);
+    {
+        seg.header.lock_recoveries.fetch_add(1, Relaxed);
+        log::log(
+            Level::Warn,
+            if holder == me {
+                "shared pool: the lock word named this process, which did not hold it (a corrupt word or a \
+                 predecessor's); took it over and repaired the pool from its lease table"
+            } else {
+                "shared pool: took the lock over from a process that died holding it; repairing"
+            },
+        );
+        // A total out of range leaves the segment as it is; the calls then
+        // refuse it one by one.
+        let _ = g.repair();
+        g.reap_dead();
+    }
+}
+
+/// A waiter saw `word` name the live process in `slot` for a whole slice:
+/// records since when (for `mmpool status`), and says in the log, once per
+/// holding, when that passes `LOCK_HELD_REPORT`.
+fn note_held(seg: &Segment<'_>, slot: usize, word: u32) {
+    let h = seg.header;
+    let now = futex::now_ns();
+    if h.lock_seen_word.load(Acquire) != word {
+        h.lock_seen_ns.store(now.saturating_sub(lock::RECLAIM_SLICE.as_nanos() as u64), Relaxed);
+        h.lock_seen_word.store(word, Release);
+        return;
+    }
+    let held = Duration::from_nanos(now.saturating_sub(h.lock_seen_ns.load(Relaxed)));
+    if held >= LOCK_HELD_REPORT && h.lock_reported_word.swap(word, Relaxed) != word {
+        let pid = seg.procs.get(slot).map_or(0, |p| p.pid.load(Relaxed));
+        log::log(
+            Level::Warn,
+            &format!(
+                "shared pool: the lock has been held for {:.1} s by pid {pid} (slot {slot}), which is alive; calls \
+                 with a timeout time out, calls without one wait for it (`mmpool status` shows the holder)",
+                held.as_secs_f64()
+            ),
+        );
+    }
+}
+
+/// Who the lock word names now, seen without the lock.
+fn lock_holder(seg: &Segment<'_>, fd: RawFd) -> Option<LockHolder> {
+    let word = seg.header.lock.load(Relaxed);
+    let slot = lock::holder(word)?;
+    let h = seg.header;
+    let since = if h.lock_seen_word.load(Acquire) == word { h.lock_seen_ns.load(Relaxed) } else { futex::now_ns() };
+    Some(LockHolder {
+        slot,
+        pid: seg.procs.get(slot).map_or(0, |p| p.pid.load(Relaxed)),
+        alive: !table::slot_is_dead(seg, fd, slot),
+        held_for: Duration::from_nanos(futex::now_ns().saturating_sub(since)),
+    })
+}
+
 /// Registers this process in a slot of the segment; returns the slot.
-fn attach(seg: &Segment, fd: RawFd, name: &str, total: u64, flags: OpenFlags, created: bool) -> Result<usize, Error> {
+fn attach(pool: &SharedPool, fd: RawFd, opts: &SharedOptions, created: bool) -> Result<usize, Error> {
+    attach_by(pool, fd, opts, created, None)
+}
+
+/// `attach`, giving up (`Error::Timeout`) if the lock stays taken past `deadline`.
+fn attach_by(
+    pool: &SharedPool,
+    fd: RawFd,
+    opts: &SharedOptions,
+    created: bool,
+    deadline: Option<Instant>,
+) -> Result<usize, Error> {
+    let (seg, name, flags) = (pool.seg(), pool.name.as_str(), opts.flags);
+    let map = &pool.map;
+    let has = Limits::of(&pool.map.layout());
+    opts.limits.check_against(name, has)?;
     let mut slot = None;
-    for s in 0..MAX_PROCS {
+    for s in 0..seg.procs.len() {
         let claimed = liveness::try_lock(fd, PROC_LOCK_BASE + s as i64)
             .map_err(|e| Error::System(format!("lock a process slot of {}: {e}", path_of(name))))?;
         if claimed {
@@ -207,18 +410,26 @@ fn attach(seg: &Segment, fd: RawFd, name: &str, total: u64, flags: OpenFlags, cr
     }
     let Some(me) = slot else {
         return Err(Error::System(format!(
-            "all {MAX_PROCS} process slots of shared pool {name:?} are taken (its fixed limit)"
+            "all {} process slots of shared pool {name:?} are taken (its limit max_processes, chosen at creation)",
+            seg.procs.len()
         )));
     };
+    // A fresh slot: no thread of this attachment is inside the lock.
+    pool.inside.store(0, Relaxed);
     let registered = (|| {
-        let mut g = lock_segment(seg, me, fd, true)?;
+        let mut g =
+            lock_segment(map, me, fd, &pool.inside, deadline).map_err(|_| Error::Timeout { requested: 0 })?;
+        pool.check_file(fd);
+        pool.intact()?;
         g.repair()?;
         // Whatever the slot still records is a dead predecessor's: this
         // process holds the slot's byte lock now.
         g.release_owner(me);
         g.reap_dead();
-        let others = (0..MAX_PROCS).filter(|&s| s != me && seg.procs[s].state.load(Relaxed) == PROC_ATTACHED).count();
+        let others =
+            (0..seg.procs.len()).filter(|&s| s != me && seg.procs[s].state.load(Relaxed) == PROC_ATTACHED).count();
         let existing = g.total();
+        let total = opts.total_bytes;
         if others == 0 && flags.create && !created {
             reset_abandoned(&mut g, if total == 0 { existing } else { total });
             log::log(Level::Info, &format!("shared pool {name:?}: no live process was attached; reset it"));
@@ -237,15 +448,16 @@ fn attach(seg: &Segment, fd: RawFd, name: &str, total: u64, flags: OpenFlags, cr
     if registered.is_err() {
         liveness::unlock(fd, PROC_LOCK_BASE + me as i64);
     }
+    pool.intact()?;
     registered
 }
 
 /// Starts an abandoned pool over: no process is attached, so nothing it
 /// records is held by anyone.
 fn reset_abandoned(g: &mut Locked<'_>, total: u64) {
-    let h = &g.seg.header;
-    for i in 0..MAX_ENTRIES {
-        g.seg.entries[i].state.store(FREE, Relaxed);
+    let h = g.seg.header;
+    for e in g.seg.entries {
+        e.state.store(FREE, Relaxed);
     }
     h.total.store(total, Relaxed);
     h.available.store(total as i64, Relaxed);
@@ -262,11 +474,34 @@ impl SharedPool {
     /// Creates or attaches to the pool `name`. `total` 0 accepts the existing
     /// pool's total; otherwise it must equal it (or creates with it).
     pub fn open(name: &str, total: u64, flags: OpenFlags) -> Result<SharedPool, Error> {
+        Self::open_with(name, &SharedOptions { total_bytes: total, flags, limits: Limits::default() })
+    }
+
+    /// Creates or attaches to the pool `name` as `opts` says.
+    pub fn open_with(name: &str, opts: &SharedOptions) -> Result<SharedPool, Error> {
+        let (pool, fd, registry, created) = Self::map(name, opts)?;
+        let unregistered = |e: Error| {
+            if liveness::unregister(registry, fd) {
+                // SAFETY: the descriptor this call opened and nothing else uses.
+                unsafe { libc::close(fd) };
+            }
+            e
+        };
+        let slot = attach(&pool, fd, opts, created).map_err(unregistered)?;
+        pool.attachment.store(Attachment { slot, registry, fd, generation: generation() }.pack(), Release);
+        Ok(pool)
+    }
+
+    /// Opens (or creates) and maps the segment, not yet attached: the pool,
+    /// its descriptor (registered for fork at the index given) and whether
+    /// this call created it.
+    fn map(name: &str, opts: &SharedOptions) -> Result<(SharedPool, RawFd, usize, bool), Error> {
         validate_name(name)?;
-        if total != 0 {
-            check_total(total)?;
+        if opts.total_bytes != 0 {
+            check_total(opts.total_bytes)?;
         }
-        let (opened, created) = file::open(name, total, flags)?;
+        let making = file::Making { total: opts.total_bytes, flags: opts.flags, layout: opts.limits.layout()? };
+        let (opened, created) = file::open(name, making)?;
         let file::Opened { fd, map, identity } = opened;
         let registry = liveness::register(fd.as_raw_fd()).map_err(Error::System)?;
         let fd = fd.into_raw_fd();
@@ -276,17 +511,19 @@ impl SharedPool {
             identity,
             attachment: AtomicU64::new(NO_SLOT),
             reattach: parking_lot::Mutex::new(()),
+            inside: AtomicUsize::new(0),
+            abandoned: parking_lot::Mutex::new(Vec::new()),
+            any_abandoned: AtomicBool::new(false),
+            deferred: parking_lot::Mutex::new(std::collections::HashMap::new()),
+            damage_logged: AtomicBool::new(false),
+            moved_logged: AtomicBool::new(false),
         };
-        let unregistered = |e: Error| {
-            if liveness::unregister(registry, fd) {
-                // SAFETY: the descriptor this call opened and nothing else uses.
-                unsafe { libc::close(fd) };
-            }
-            e
-        };
-        let slot = attach(pool.map.segment(), fd, name, total, flags, created).map_err(unregistered)?;
-        pool.attachment.store(Attachment { slot, registry, fd, generation: generation() }.pack(), Release);
-        Ok(pool)
+        Ok((pool, fd, registry, created))
+    }
+
+    /// The limits the pool was created with.
+    pub fn limits(&self) -> Limits {
+        Limits::of(&self.map.layout())
     }
 
     /// The pool's name.
@@ -294,16 +531,70 @@ impl SharedPool {
         &self.name
     }
 
-    fn seg(&self) -> &Segment {
+    fn seg(&self) -> &Segment<'_> {
         self.map.segment()
     }
 
+    /// `Ok` unless the segment was found damaged: its file shrank under the
+    /// mapping (a fault there, see `sigbus.rs`, or `check_file`). Then the
+    /// mapping reads zeros, and every call fails with this error.
+    #[inline(always)]
+    fn intact(&self) -> Result<(), Error> {
+        if self.map.is_damaged() {
+            return Err(self.damage_error());
+        }
+        Ok(())
+    }
+
+    #[cold]
+    fn damage_error(&self) -> Error {
+        let path = path_of(&self.name);
+        let msg = format!(
+            "shared pool {:?}: its file {path} was truncated while this process was attached, so the pool \
+             is gone for this handle (its leases and tickets with it; releasing them does nothing); remove the \
+             file with `mmpool unlink {}` and open the pool again",
+            self.name, self.name
+        );
+        if !self.damage_logged.swap(true, Relaxed) {
+            log::log(Level::Error, &msg);
+        }
+        Error::System(msg)
+    }
+
+    /// The cheap detector, on slow paths: a file shorter than the mapping is
+    /// damage (found before an access faults); a name that now refers to
+    /// another file, or none, is said in the log once (this handle keeps the
+    /// segment it has, which is whole).
+    fn check_file(&self, fd: RawFd) {
+        let path = path_of(&self.name);
+        if file::shrunk(fd, self.map.len()) {
+            self.map.damage();
+            return;
+        }
+        if file::identity_of_path(&path) != Some(self.identity) && !self.moved_logged.swap(true, Relaxed) {
+            log::log(
+                Level::Warn,
+                &format!(
+                    "shared pool {:?}: {path} was removed or replaced by another file; this process keeps the \
+                     pool it attached to, which processes opening the name now do not share",
+                    self.name
+                ),
+            );
+        }
+    }
+
     /// This process's attachment; in a child after fork, a fresh one.
+    #[inline(always)]
     fn me(&self) -> Result<Attachment, Error> {
         let a = Attachment::unpack(self.attachment.load(Acquire));
         if a.generation == generation() && a.slot as u64 != NO_SLOT {
             return Ok(a);
         }
+        self.attach_afresh()
+    }
+
+    #[cold]
+    fn attach_afresh(&self) -> Result<Attachment, Error> {
         let _one = self.reattach.lock();
         let a = Attachment::unpack(self.attachment.load(Acquire));
         if a.generation == generation() && a.slot as u64 != NO_SLOT {
@@ -313,7 +604,7 @@ impl SharedPool {
         let fd = file::reopen(&self.name, self.identity)?;
         let registry = liveness::register(fd.as_raw_fd()).map_err(Error::System)?;
         let fd = fd.into_raw_fd();
-        match attach(self.seg(), fd, &self.name, 0, OpenFlags::default(), false) {
+        match attach(self, fd, &SharedOptions::default(), false) {
             Ok(slot) => {
                 let a = Attachment { slot, registry, fd, generation: generation() };
                 self.attachment.store(a.pack(), Release);
@@ -329,9 +620,55 @@ impl SharedPool {
         }
     }
 
+    #[inline]
     fn lock(&self) -> Result<Locked<'_>, Error> {
+        self.lock_by(None, 0)
+    }
+
+    /// Takes the lock by `deadline` (a request for `requested` bytes times
+    /// out at it), first freeing the tickets this process abandoned.
+    #[inline(always)]
+    fn lock_by(&self, deadline: Option<Instant>, requested: u64) -> Result<Locked<'_>, Error> {
         let a = self.me()?;
-        lock_segment(self.seg(), a.slot, a.fd, false)
+        let Ok(mut g) = lock_segment(&self.map, a.slot, a.fd, &self.inside, deadline) else {
+            return Err(Error::Timeout { requested });
+        };
+        if self.any_abandoned.load(Relaxed) {
+            self.free_abandoned(&mut g);
+        }
+        self.intact()?;
+        Ok(g)
+    }
+
+    /// Frees the tickets this process abandoned (see `abandoned`).
+    #[cold]
+    fn free_abandoned(&self, g: &mut Locked<'_>) {
+        {
+            let mut ids = self.abandoned.lock();
+            self.any_abandoned.store(false, Relaxed);
+            for id in ids.drain(..) {
+                if let Some(i) = g.find(id).filter(|&i| g.entry(i).owner.load(Relaxed) as usize == g.me) {
+                    if g.entry(i).state.load(Relaxed) != LEASE {
+                        g.free(i);
+                    }
+                }
+            }
+        }
+    }
+
+    /// A call's result, unless the segment was found damaged meanwhile.
+    #[inline(always)]
+    fn after<T>(&self, r: Result<T, Error>) -> Result<T, Error> {
+        self.intact()?;
+        r
+    }
+
+    /// `check_file` with this process's descriptor, if attached.
+    fn check_file_now(&self) {
+        let a = Attachment::unpack(self.attachment.load(Acquire));
+        if a.slot as u64 != NO_SLOT && a.generation == generation() {
+            self.check_file(a.fd);
+        }
     }
 
     fn bump(counter: &AtomicU64) {
@@ -404,7 +741,11 @@ impl SharedPool {
     }
 
     pub(crate) fn acquire(&self, owner: &Arc<Pool>, nbytes: u64, wait: Wait) -> Result<Lease, Error> {
-        let mut g = self.lock()?;
+        self.after(self.acquire_in(owner, nbytes, wait))
+    }
+
+    fn acquire_in(&self, owner: &Arc<Pool>, nbytes: u64, wait: Wait) -> Result<Lease, Error> {
+        let mut g = self.lock_by(wait.deadline(), nbytes)?;
         self.check_request(&g, nbytes)?;
         if Self::take_now(&mut g, nbytes) {
             let (_, id) = g.alloc(LEASE, nbytes)?;
@@ -425,7 +766,11 @@ impl SharedPool {
     }
 
     pub(crate) fn try_acquire(&self, owner: &Arc<Pool>, nbytes: u64) -> Result<Lease, Error> {
-        let mut g = self.lock()?;
+        self.after(self.try_acquire_in(owner, nbytes))
+    }
+
+    fn try_acquire_in(&self, owner: &Arc<Pool>, nbytes: u64) -> Result<Lease, Error> {
+        let mut g = self.lock_by(Some(Instant::now() + SHORT_LOCK_WAIT), nbytes)?;
         self.check_request(&g, nbytes)?;
         if !Self::take_now(&mut g, nbytes) {
             Self::bump(&self.seg().header.would_blocks);
@@ -443,6 +788,10 @@ impl SharedPool {
     }
 
     pub(crate) fn release(&self, owner: &Arc<Pool>, id: u64) -> Result<(), Error> {
+        self.after(self.release_in(owner, id))
+    }
+
+    fn release_in(&self, owner: &Arc<Pool>, id: u64) -> Result<(), Error> {
         self.check_issued(id, "lease")?;
         let mut g = self.lock()?;
         let Some(i) = self.own(&g, id, "lease")? else { return Ok(()) };
@@ -459,6 +808,10 @@ impl SharedPool {
     }
 
     pub(crate) fn enqueue(&self, nbytes: u64) -> Result<Ticket, Error> {
+        self.after(self.enqueue_in(nbytes))
+    }
+
+    fn enqueue_in(&self, nbytes: u64) -> Result<Ticket, Error> {
         let mut g = self.lock()?;
         self.check_request(&g, nbytes)?;
         let id = if Self::take_now(&mut g, nbytes) {
@@ -472,10 +825,66 @@ impl SharedPool {
     }
 
     pub(crate) fn wait_ticket(&self, owner: &Arc<Pool>, ticket: Ticket, wait: Wait) -> Result<Lease, Error> {
-        self.redeem(owner, ticket, wait, OnTimeout::Stay)
+        self.after(self.redeem(owner, ticket, wait, OnTimeout::Stay))
     }
 
+    /// Redeems a ticket; a deferred one (see `deferred`) first joins the
+    /// line, by the same deadline, and is forgotten once it has an outcome.
     fn redeem(&self, owner: &Arc<Pool>, ticket: Ticket, wait: Wait, on_timeout: OnTimeout) -> Result<Lease, Error> {
+        if !segment::is_deferred_id(ticket.id, self.seg().header.nonce.load(Relaxed)) {
+            return self.redeem_in_line(owner, ticket, wait, on_timeout);
+        }
+        let outcome = self.enqueue_deferred(ticket.id, wait.deadline()).and_then(|real| self.redeem_in_line(owner, real, wait, on_timeout));
+        if on_timeout == OnTimeout::Leave || !matches!(outcome, Err(Error::Timeout { .. })) {
+            self.deferred.lock().remove(&ticket.id);
+        }
+        outcome
+    }
+
+    /// The ticket in line for a deferred one, joining the line now if the
+    /// lock can be taken by `deadline`.
+    fn enqueue_deferred(&self, id: u64, deadline: Option<Instant>) -> Result<Ticket, Error> {
+        let forgotten = || Error::InvalidLease(format!("ticket {id:#x} was already redeemed or cancelled"));
+        let (nbytes, real) = *self.deferred.lock().get(&id).ok_or_else(forgotten)?;
+        if let Some(real) = real {
+            return Ok(Ticket { id: real });
+        }
+        let mut g = self.lock_by(deadline, nbytes)?;
+        self.check_request(&g, nbytes)?;
+        let real = if Self::take_now(&mut g, nbytes) {
+            let (_, real) = g.alloc(GRANTED, nbytes)?;
+            g.take(nbytes);
+            real
+        } else {
+            g.join_line(nbytes)?.1
+        };
+        drop(g);
+        match self.deferred.lock().get_mut(&id) {
+            Some(entry) => entry.1 = Some(real),
+            None => return Err(forgotten()),
+        }
+        Ok(Ticket { id: real })
+    }
+
+    /// A place "in line" for a request that could not take the pool's lock
+    /// within `SHORT_LOCK_WAIT`: a ticket of this process only, which joins
+    /// the line when it is first waited on and the lock can be taken.
+    fn defer(&self, nbytes: u64) -> Ticket {
+        let nonce = self.seg().header.nonce.load(Relaxed);
+        let mut map = self.deferred.lock();
+        let mut k = map.len() as u64;
+        let id = loop {
+            let id = segment::make_deferred_id(nonce, k);
+            if !map.contains_key(&id) {
+                break id;
+            }
+            k += 1;
+        };
+        map.insert(id, (nbytes, None));
+        Ticket { id }
+    }
+
+    fn redeem_in_line(&self, owner: &Arc<Pool>, ticket: Ticket, wait: Wait, on_timeout: OnTimeout) -> Result<Lease, Error> {
         self.check_issued(ticket.id, "ticket")?;
         let i = segment::parse_id(ticket.id, self.seg().header.nonce.load(Relaxed)).map_or(0, |p| p.entry);
         let _hold = Arc::clone(owner);
@@ -490,7 +899,16 @@ impl SharedPool {
     /// Grants at once when possible without jumping the line, else joins it;
     /// counts no refusal (see the local backend's).
     pub(crate) fn acquire_or_enqueue(&self, owner: &Arc<Pool>, nbytes: u64) -> Result<Admission, Error> {
-        let mut g = self.lock()?;
+        self.after(self.acquire_or_enqueue_in(owner, nbytes))
+    }
+
+    fn acquire_or_enqueue_in(&self, owner: &Arc<Pool>, nbytes: u64) -> Result<Admission, Error> {
+        // It has no deadline of its own; its caller waits next, in slices,
+        // with one: a lock that stays taken defers the joining to those waits.
+        let mut g = match self.lock_by(Some(Instant::now() + SHORT_LOCK_WAIT), nbytes) {
+            Err(Error::Timeout { .. }) => return Ok(Admission::Queued(self.defer(nbytes))),
+            locked => locked?,
+        };
         self.check_request(&g, nbytes)?;
         if !Self::take_now(&mut g, nbytes) {
             return Ok(Admission::Queued(Ticket { id: g.join_line(nbytes)?.1 }));
@@ -505,10 +923,22 @@ impl SharedPool {
     /// As `wait_ticket`, but a ticket whose time runs out leaves the line and
     /// counts as a timeout.
     pub(crate) fn wait_ticket_or_leave(&self, owner: &Arc<Pool>, ticket: Ticket, wait: Wait) -> Result<Lease, Error> {
-        self.redeem(owner, ticket, wait, OnTimeout::Leave)
+        self.after(self.redeem(owner, ticket, wait, OnTimeout::Leave))
     }
 
     pub(crate) fn cancel_ticket(&self, ticket: Ticket) -> Result<(), Error> {
+        self.after(self.cancel_ticket_in(ticket))
+    }
+
+    fn cancel_ticket_in(&self, ticket: Ticket) -> Result<(), Error> {
+        let ticket = if segment::is_deferred_id(ticket.id, self.seg().header.nonce.load(Relaxed)) {
+            match self.deferred.lock().remove(&ticket.id) {
+                Some((_, Some(real))) => Ticket { id: real },
+                _ => return Ok(()), // never in line, or finished: nothing to give back
+            }
+        } else {
+            ticket
+        };
         self.check_issued(ticket.id, "ticket")?;
         let mut g = self.lock()?;
         if let Some(i) = self.own(&g, ticket.id, "ticket")? {
@@ -520,9 +950,13 @@ impl SharedPool {
     }
 
     pub(crate) fn resize_lease(&self, owner: &Arc<Pool>, id: u64, new_nbytes: u64, wait: Wait) -> Result<Lease, Error> {
+        self.after(self.resize_lease_in(owner, id, new_nbytes, wait))
+    }
+
+    fn resize_lease_in(&self, owner: &Arc<Pool>, id: u64, new_nbytes: u64, wait: Wait) -> Result<Lease, Error> {
         self.check_issued(id, "lease")?;
         let released = || Error::InvalidLease(format!("lease {id:#x} was already released"));
-        let mut g = self.lock()?;
+        let mut g = self.lock_by(wait.deadline(), new_nbytes)?;
         let i = self.own(&g, id, "lease")?.ok_or_else(released)?;
         let e = g.entry(i);
         if e.state.load(Relaxed) != LEASE {
@@ -569,20 +1003,21 @@ impl SharedPool {
     pub(crate) fn set_total(&self, new_total: u64) -> Result<(), Error> {
         check_total(new_total)?;
         let mut g = self.lock()?;
-        let h = &self.seg().header;
+        let h = self.seg().header;
         let old = h.total.swap(new_total, Relaxed);
         g.add_available(i128::from(new_total) - i128::from(old));
         let failed = g.fail_where(FAILED_CAPACITY, |n| n > new_total);
         h.capacity_rejections.fetch_add(failed, Relaxed);
         g.grant_ready();
-        Ok(())
+        drop(g);
+        self.intact()
     }
 
     pub(crate) fn close(&self) {
         // Closing cannot report failure; a pool this process cannot lock
         // (only after a failed re-attach in a forked child) stays as it is.
         let Ok(mut g) = self.lock() else { return };
-        let h = &self.seg().header;
+        let h = self.seg().header;
         h.closed.store(1, Relaxed);
         let failed = g.fail_where(FAILED_CLOSED, |_| true);
         h.closed_rejections.fetch_add(failed, Relaxed);
@@ -590,9 +1025,12 @@ impl SharedPool {
 
     /// The pool's figures. Dead processes are reaped first (at most once per
     /// half reclaim slice), so an observer sees their bytes back.
+    /// A holder that keeps the lock delays this by `SHORT_LOCK_WAIT` at most:
+    /// the figures are then read without it.
     pub(crate) fn stats(&self) -> Stats {
-        let h = &self.seg().header;
-        let mut g = self.lock();
+        self.check_file_now();
+        let h = self.seg().header;
+        let mut g = self.lock_by(Some(Instant::now() + SHORT_LOCK_WAIT), 0);
         if let Ok(g) = g.as_mut() {
             g.maybe_reap();
         }
@@ -634,13 +1072,27 @@ impl SharedPool {
         (e.state.load(Relaxed) == LEASE).then(|| Lease { id, nbytes: e.nbytes.load(Relaxed) })
     }
 
-    /// Figures and the table of attached processes (dead ones are reaped first).
+    /// Figures and the table of attached processes (dead ones are reaped
+    /// first). If a holder keeps the lock past `SHORT_LOCK_WAIT`, they are
+    /// read without it and `lock_holder` says who holds it.
     pub fn snapshot(&self) -> Result<SharedSnapshot, Error> {
+        self.intact()?;
         let stats = self.stats();
-        let mut g = self.lock()?;
-        g.reap_dead();
+        let a = self.me()?;
+        match self.lock_by(Some(Instant::now() + SHORT_LOCK_WAIT), 0) {
+            Ok(mut g) => {
+                g.reap_dead();
+                Ok(self.snapshot_of(stats, Some(a.slot), None))
+            }
+            Err(Error::Timeout { .. }) => Ok(self.snapshot_of(stats, Some(a.slot), lock_holder(self.seg(), a.fd))),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The snapshot as the segment reads now; `me` is this process's slot.
+    fn snapshot_of(&self, stats: Stats, me: Option<usize>, lock_holder: Option<LockHolder>) -> SharedSnapshot {
         let seg = self.seg();
-        let mut procs: Vec<ProcInfo> = (0..MAX_PROCS)
+        let mut procs: Vec<ProcInfo> = (0..seg.procs.len())
             .filter(|&s| seg.procs[s].state.load(Relaxed) == PROC_ATTACHED)
             .map(|s| ProcInfo {
                 slot: s,
@@ -648,11 +1100,13 @@ impl SharedPool {
                 leases: 0,
                 bytes_held: 0,
                 waiting: 0,
-                is_self: s == g.me,
+                is_self: Some(s) == me,
             })
             .collect();
-        for e in &seg.entries {
+        let mut waiting = 0;
+        for e in seg.entries {
             let state = e.state.load(Relaxed);
+            waiting += u64::from(state == WAITING);
             let Some(p) = procs.iter_mut().find(|p| p.slot == e.owner.load(Relaxed) as usize) else { continue };
             match state {
                 LEASE => {
@@ -663,16 +1117,49 @@ impl SharedPool {
                 _ => {}
             }
         }
-        let h = &seg.header;
-        Ok(SharedSnapshot {
+        let h = seg.header;
+        SharedSnapshot {
             name: self.name.clone(),
             path: path_of(&self.name),
-            closed: g.closed(),
-            stats: Stats { waiters: g.waiting(), ..stats },
+            closed: h.closed.load(Relaxed) != 0,
+            stats: Stats { waiters: waiting, ..stats },
             procs,
             lock_recoveries: u64::from(h.lock_recoveries.load(Relaxed)),
             reaped_procs: h.reaped_procs.load(Relaxed),
-        })
+            limits: self.limits(),
+            lock_holder,
+        }
+    }
+
+    /// What `mmpool status` shows: attaches to the pool `name` and takes a
+    /// snapshot; if the pool's lock stays taken by a live holder, the
+    /// snapshot is read without attaching, and says who holds the lock.
+    pub fn inspect(name: &str) -> Result<SharedSnapshot, Error> {
+        let opts = SharedOptions::default();
+        let (pool, fd, registry, _) = Self::map(name, &opts)?;
+        let deadline = Some(Instant::now() + SHORT_LOCK_WAIT);
+        let attached = attach_by(&pool, fd, &opts, false, deadline);
+        let snapshot = match attached {
+            Ok(slot) => {
+                pool.attachment.store(Attachment { slot, registry, fd, generation: generation() }.pack(), Release);
+                return pool.snapshot();
+            }
+            Err(Error::Timeout { .. }) => {
+                let stats = Stats {
+                    total_bytes: pool.total_bytes(),
+                    available_bytes: pool.available_bytes(),
+                    in_use_bytes: pool.total_bytes().saturating_sub(pool.available_bytes()),
+                    ..Stats::default()
+                };
+                Ok(pool.snapshot_of(stats, None, lock_holder(pool.seg(), fd)))
+            }
+            Err(e) => Err(e),
+        };
+        if liveness::unregister(registry, fd) {
+            // SAFETY: the descriptor `map` opened, used by nothing else.
+            unsafe { libc::close(fd) };
+        }
+        snapshot
     }
 
     /// Waits for a ticket's fate and collects it with `collect` (under the
@@ -690,9 +1177,26 @@ impl SharedPool {
         let deadline = wait.deadline();
         let mut slept_out = false;
         loop {
-            let mut g = self.lock()?;
+            let mut g = match self.lock_by(deadline, 0) {
+                Ok(g) => g,
+                Err(Error::Timeout { .. }) => {
+                    // The lock stayed taken to the end: the ticket cannot
+                    // leave the line now; it does the next time this process
+                    // holds the lock.
+                    if on_timeout == OnTimeout::Leave {
+                        self.abandoned.lock().push(id);
+                        self.any_abandoned.store(true, Relaxed);
+                        Self::bump(&self.seg().header.timeouts);
+                    }
+                    let requested = self.seg().entries.get(i).map_or(0, |e| e.nbytes.load(Relaxed));
+                    return Err(Error::Timeout { requested });
+                }
+                Err(e) => return Err(e),
+            };
             if slept_out {
+                self.check_file_now();
                 g.maybe_reap();
+                self.intact()?;
             }
             let Some(i) = self.own(&g, id, "ticket")?.filter(|&k| k == i) else {
                 return Err(Error::InvalidLease(format!("ticket {id:#x} was already redeemed or cancelled")));
@@ -736,6 +1240,19 @@ impl SharedPool {
         liveness::INIT_LOCK
     }
 
+    /// Where the lock word lies in the segment's file (for tests that
+    /// corrupt it).
+    #[doc(hidden)]
+    pub fn debug_lock_word_offset() -> u64 {
+        std::mem::offset_of!(Header, lock) as u64
+    }
+
+    /// Whether this handle found its segment damaged (its file truncated
+    /// under it): every call on it then fails.
+    pub fn is_damaged(&self) -> bool {
+        self.map.is_damaged()
+    }
+
     /// Whether a thread of some process sleeps waiting for the segment's lock.
     #[doc(hidden)]
     pub fn debug_lock_contended(&self) -> bool {
@@ -754,7 +1271,8 @@ impl SharedPool {
         // SAFETY: raise(3) with a valid signal number.
         unsafe { libc::raise(libc::SIGSTOP) };
         g.give(nbytes);
-        Ok(())
+        drop(g);
+        self.intact()
     }
 }
 
@@ -764,9 +1282,14 @@ impl Drop for SharedPool {
         if a.slot as u64 == NO_SLOT || a.generation != generation() {
             return; // never attached, or an ancestor's attachment (closed at fork)
         }
-        if let Ok(mut g) = lock_segment(self.seg(), a.slot, a.fd, false) {
-            g.release_owner(a.slot);
-            self.seg().procs[a.slot].state.store(PROC_FREE, Relaxed);
+        // Without the lock (damaged, or a holder that keeps it) the
+        // descriptor is simply closed: the others then reap this process.
+        let deadline = Some(Instant::now() + SHORT_LOCK_WAIT);
+        if self.intact().is_ok() {
+            if let Ok(mut g) = lock_segment(&self.map, a.slot, a.fd, &self.inside, deadline) {
+                g.release_owner(a.slot);
+                self.seg().procs[a.slot].state.store(PROC_FREE, Relaxed);
+            }
         }
         if liveness::unregister(a.registry, a.fd) {
             // SAFETY: this attachment's descriptor, used by nothing else now;

@@ -13,15 +13,18 @@ use std::sync::atomic::{AtomicI64, AtomicU32, AtomicU64};
 /// "MMPOOLSH", little-endian.
 pub(crate) const MAGIC: u64 = u64::from_le_bytes(*b"MMPOOLSH");
 /// Bumped whenever the layout below changes.
-pub(crate) const LAYOUT_VERSION: u32 = 1;
+pub(crate) const LAYOUT_VERSION: u32 = 2;
 
-/// Processes that can be attached at once.
-pub(crate) const MAX_PROCS: usize = 128;
-/// Leases plus tickets (waiting, granted or failed) outstanding at once, over
-/// all processes.
-pub(crate) const MAX_ENTRIES: usize = 4096;
-/// Requests that can wait in line at once.
-pub(crate) const MAX_WAITERS: usize = 1024;
+/// The sizes of a segment's tables, chosen by its creator (see `Limits`).
+/// Bounds: processes 1 ..= 254 (a slot must fit the lock word's byte and
+/// leave 0 for "free"), leases plus tickets 1 ..= 65536 (an id's entry
+/// bits), waiters 1 ..= the entries (each waiter is an entry).
+pub(crate) const PROCS_RANGE: (u32, u32) = (1, 254);
+pub(crate) const ENTRIES_RANGE: (u32, u32) = (1, 1 << ENTRY_BITS);
+/// Defaults: what every segment had before the limits could be chosen.
+pub(crate) const DEFAULT_PROCS: u32 = 128;
+pub(crate) const DEFAULT_ENTRIES: u32 = 4096;
+pub(crate) const DEFAULT_WAITERS: u32 = 1024;
 
 /// `Header::init_state`: the creator writes `READY` last.
 pub(crate) const INIT_READY: u32 = 0x5245_4459;
@@ -77,7 +80,7 @@ pub(crate) struct Header {
     pub(crate) wait_ns_max: AtomicU64,
     /// Order of arrival of tickets.
     pub(crate) next_pos: AtomicU64,
-    /// The line: ids at `ring[head % MAX_WAITERS .. tail % MAX_WAITERS]`.
+    /// The line: ids at `ring[head % waiters .. tail % waiters]`.
     pub(crate) ring_head: AtomicU64,
     pub(crate) ring_tail: AtomicU64,
     /// Entries in state `WAITING` (derivable).
@@ -91,6 +94,13 @@ pub(crate) struct Header {
     /// Recoveries of the lock from a process that died holding it.
     pub(crate) lock_recoveries: AtomicU32,
     pub(crate) reaped_procs: AtomicU64,
+    /// A lock word that a waiter saw unchanged for a whole slice while its
+    /// holder lived, and since when (CLOCK_MONOTONIC, written first): what
+    /// `mmpool status` shows as the lock's holder and for how long.
+    pub(crate) lock_seen_word: AtomicU32,
+    /// The last such word reported in the log (each is reported once).
+    pub(crate) lock_reported_word: AtomicU32,
+    pub(crate) lock_seen_ns: AtomicU64,
 }
 
 /// An attached process. Whether it lives is decided by its byte lock on the
@@ -120,38 +130,123 @@ pub(crate) struct Entry {
     pub(crate) futex: AtomicU32,
 }
 
-#[repr(C, align(4096))]
-pub(crate) struct Segment {
-    pub(crate) header: Header,
-    pub(crate) procs: [Proc; MAX_PROCS],
-    pub(crate) entries: [Entry; MAX_ENTRIES],
-    pub(crate) ring: [AtomicU64; MAX_WAITERS],
+/// A mapped segment seen through its tables, whose lengths are the
+/// segment's limits (checked against the file when it was mapped).
+#[derive(Clone, Copy)]
+pub(crate) struct Segment<'a> {
+    pub(crate) header: &'a Header,
+    pub(crate) procs: &'a [Proc],
+    pub(crate) entries: &'a [Entry],
+    pub(crate) ring: &'a [AtomicU64],
 }
 
-/// Bytes of a segment file.
-pub(crate) const SEGMENT_SIZE: usize = std::mem::size_of::<Segment>();
+/// Where the tables of a segment with given limits lie, and its size.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Layout {
+    pub(crate) procs: usize,
+    pub(crate) entries: usize,
+    pub(crate) waiters: usize,
+    pub(crate) procs_at: usize,
+    pub(crate) entries_at: usize,
+    pub(crate) ring_at: usize,
+    /// Bytes of the file: a whole number of pages.
+    pub(crate) size: usize,
+}
+
+pub(crate) const PAGE: usize = 4096;
 pub(crate) const HEADER_SIZE: usize = std::mem::size_of::<Header>();
+
+const fn round_up(n: usize, to: usize) -> usize {
+    n.div_ceil(to) * to
+}
+
+impl Layout {
+    /// The layout for `(procs, entries, waiters)`, or why they are out of bounds.
+    pub(crate) fn new(procs: u32, entries: u32, waiters: u32) -> Result<Layout, String> {
+        let within = |what: &str, v: u32, (lo, hi): (u32, u32)| {
+            if v < lo || v > hi {
+                Err(format!("{what} {v} is out of range ({lo} to {hi})"))
+            } else {
+                Ok(())
+            }
+        };
+        within("max processes", procs, PROCS_RANGE)?;
+        within("max leases and tickets", entries, ENTRIES_RANGE)?;
+        within("max waiters", waiters, (1, entries))?;
+        let (procs, entries, waiters) = (procs as usize, entries as usize, waiters as usize);
+        let procs_at = round_up(HEADER_SIZE, 64);
+        let entries_at = round_up(procs_at + procs * std::mem::size_of::<Proc>(), 64);
+        let ring_at = entries_at + entries * std::mem::size_of::<Entry>();
+        let size = round_up(ring_at + waiters * 8, PAGE);
+        Ok(Layout { procs, entries, waiters, procs_at, entries_at, ring_at, size })
+    }
+
+    /// The layout a header declares, checked against the bounds and against
+    /// the size it records.
+    pub(crate) fn of_header(h: &Header) -> Result<Layout, String> {
+        use std::sync::atomic::Ordering::Relaxed;
+        let l = Layout::new(h.max_procs.load(Relaxed), h.max_entries.load(Relaxed), h.max_waiters.load(Relaxed))
+            .map_err(|why| format!("its header is corrupt: {why}"))?;
+        let recorded = h.segment_size.load(Relaxed);
+        if recorded != l.size as u64 {
+            return Err(format!("segment size is {recorded}, its limits make it {}", l.size));
+        }
+        Ok(l)
+    }
+
+    /// The tables of a mapping of at least `self.size` bytes at `base`.
+    ///
+    /// # Safety
+    /// `base` is page-aligned and points to `self.size` mapped, readable and
+    /// writable bytes that stay mapped for `'a`.
+    pub(crate) unsafe fn segment<'a>(&self, base: *const u8) -> Segment<'a> {
+        // SAFETY: the caller's contract; every offset is within `size` and
+        // aligned for its type (64 for the tables, the page for the header);
+        // every type here consists only of atomics, for which any bit pattern
+        // is valid and shared mutation through `&` is sound.
+        unsafe {
+            Segment {
+                header: &*base.cast::<Header>(),
+                procs: std::slice::from_raw_parts(base.add(self.procs_at).cast::<Proc>(), self.procs),
+                entries: std::slice::from_raw_parts(base.add(self.entries_at).cast::<Entry>(), self.entries),
+                ring: std::slice::from_raw_parts(base.add(self.ring_at).cast::<AtomicU64>(), self.waiters),
+            }
+        }
+    }
+}
 
 // ---- ids ------------------------------------------------------------------
 //
-// A shared pool's id is `1 << 63 | nonce << 52 | gen << 12 | entry`: the top
+// A shared pool's id is `1 << 63 | nonce << 52 | gen << 16 | entry`: the top
 // bit keeps it apart from in-process pools' ids (which never set it), the
 // nonce from other shared pools', and (entry, generation) pairs are never
 // reused, so an id is unique and tells where its record lives.
 
-const ENTRY_BITS: u32 = 12;
-const GEN_BITS: u32 = 40;
+const ENTRY_BITS: u32 = 16;
+const GEN_BITS: u32 = 36;
 pub(crate) const NONCE_MASK: u32 = (1 << 11) - 1;
 /// The last generation an entry may issue; an entry that reached it retires.
 pub(crate) const GEN_MAX: u64 = (1 << GEN_BITS) - 1;
-const _: () = assert!(MAX_ENTRIES == 1 << ENTRY_BITS);
-const _: () = assert!(MAX_PROCS < 255);
+const _: () = assert!(PROCS_RANGE.1 < 255);
 
 pub(crate) fn make_id(nonce: u32, gen: u64, entry: usize) -> u64 {
     1 << 63
         | u64::from(nonce & NONCE_MASK) << (ENTRY_BITS + GEN_BITS)
         | (gen & GEN_MAX) << ENTRY_BITS
         | entry as u64
+}
+
+/// An id for a ticket of one process that has not joined the line yet
+/// (generation 0, which no entry issues; `k` below 2^16).
+pub(crate) fn make_deferred_id(nonce: u32, k: u64) -> u64 {
+    1 << 63 | u64::from(nonce & NONCE_MASK) << (ENTRY_BITS + GEN_BITS) | (k & ((1 << ENTRY_BITS) - 1))
+}
+
+/// Whether `id` is one of `make_deferred_id`'s for this nonce.
+pub(crate) fn is_deferred_id(id: u64, nonce: u32) -> bool {
+    id >> 63 == 1
+        && ((id >> (ENTRY_BITS + GEN_BITS)) as u32 & NONCE_MASK) == nonce & NONCE_MASK
+        && (id >> ENTRY_BITS) & GEN_MAX == 0
 }
 
 /// A decoded id: which entry and generation, if it is a shared pool's id
@@ -171,9 +266,10 @@ pub(crate) fn parse_id(id: u64, nonce: u32) -> Option<IdParts> {
     (gen != 0).then_some(IdParts { entry, gen })
 }
 
-/// Checks the fixed part of a header against this build's layout. Any
-/// difference is a segment made by another layout or not by mmpool at all.
-pub(crate) fn check_header(h: &Header) -> Result<(), String> {
+/// Checks the fixed part of a header against this build's layout and
+/// returns the layout its limits give. Any difference is a segment made by
+/// another layout or not by mmpool at all.
+pub(crate) fn check_header(h: &Header) -> Result<Layout, String> {
     use std::sync::atomic::Ordering::Relaxed;
     let magic = h.magic.load(Relaxed);
     if magic != MAGIC {
@@ -185,19 +281,11 @@ pub(crate) fn check_header(h: &Header) -> Result<(), String> {
             "layout version {version}, this library reads version {LAYOUT_VERSION}"
         ));
     }
-    let fields = [
-        ("header size", u64::from(h.header_size.load(Relaxed)), HEADER_SIZE as u64),
-        ("segment size", h.segment_size.load(Relaxed), SEGMENT_SIZE as u64),
-        ("process table size", u64::from(h.max_procs.load(Relaxed)), MAX_PROCS as u64),
-        ("entry table size", u64::from(h.max_entries.load(Relaxed)), MAX_ENTRIES as u64),
-        ("line size", u64::from(h.max_waiters.load(Relaxed)), MAX_WAITERS as u64),
-    ];
-    for (what, found, expected) in fields {
-        if found != expected {
-            return Err(format!("{what} is {found}, expected {expected}"));
-        }
+    let header_size = h.header_size.load(Relaxed);
+    if header_size != HEADER_SIZE as u32 {
+        return Err(format!("header size is {header_size}, expected {HEADER_SIZE}"));
     }
-    Ok(())
+    Layout::of_header(h)
 }
 
 #[cfg(test)]
@@ -206,16 +294,25 @@ mod tests {
 
     #[test]
     fn ids_round_trip_and_carry_their_pool() {
-        let id = make_id(0x5a5, 7, 4095);
-        assert_eq!(parse_id(id, 0x5a5), Some(IdParts { entry: 4095, gen: 7 }));
+        let id = make_id(0x5a5, 7, 65535);
+        assert_eq!(parse_id(id, 0x5a5), Some(IdParts { entry: 65535, gen: 7 }));
         assert_eq!(parse_id(id, 0x5a4), None, "another pool's nonce");
         assert_eq!(parse_id(7 << 40 | 3, 0x5a5), None, "an in-process pool's id");
         assert_eq!(parse_id(make_id(1, 0, 3), 1), None, "generation 0 is never issued");
+        let deferred = make_deferred_id(0x5a5, 9);
+        assert!(is_deferred_id(deferred, 0x5a5) && parse_id(deferred, 0x5a5).is_none());
+        assert!(!is_deferred_id(id, 0x5a5) && !is_deferred_id(deferred, 0x5a4));
     }
 
     #[test]
-    fn layout_is_what_the_header_says() {
+    fn layouts_are_whole_pages_and_refuse_limits_out_of_bounds() {
         assert_eq!(std::mem::size_of::<Entry>(), 64);
-        assert_eq!(SEGMENT_SIZE % 4096, 0);
+        let l = Layout::new(DEFAULT_PROCS, DEFAULT_ENTRIES, DEFAULT_WAITERS).unwrap();
+        assert_eq!(l.size % PAGE, 0);
+        assert!(l.ring_at + 8 * 1024 <= l.size && l.entries_at % 64 == 0);
+        assert!(Layout::new(1, 1, 1).is_ok() && Layout::new(254, 65536, 65536).is_ok());
+        for (p, e, w) in [(0, 1, 1), (255, 1, 1), (1, 0, 1), (1, 65537, 1), (1, 4, 0), (1, 4, 5)] {
+            assert!(Layout::new(p, e, w).is_err(), "({p}, {e}, {w})");
+        }
     }
 }

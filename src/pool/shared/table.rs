@@ -7,6 +7,7 @@
 //! in order of arrival (plus holes: ids whose entry moved on, skipped).
 
 use std::os::fd::RawFd;
+use std::sync::atomic::AtomicUsize;
 use std::sync::atomic::Ordering::Relaxed;
 
 use super::futex::{self, now_ns};
@@ -19,11 +20,13 @@ use crate::pool::Error;
 /// The segment while this process holds its lock. Unlocks on drop, then wakes
 /// the tickets whose fate it changed.
 pub(crate) struct Locked<'a> {
-    pub(crate) seg: &'a Segment,
+    pub(crate) seg: &'a Segment<'a>,
     /// This process's slot.
     pub(crate) me: usize,
     /// This process's descriptor of the segment file (for liveness probes).
     pub(crate) fd: RawFd,
+    /// The attachment's count of threads inside the lock (see `lock.rs`).
+    inside: &'a AtomicUsize,
     woken: Vec<usize>,
 }
 
@@ -33,7 +36,7 @@ impl Drop for Locked<'_> {
             // A bug interrupted an update: leave the segment consistent.
             let _ = self.repair();
         }
-        lock::unlock(&self.seg.header.lock);
+        lock::unlock(&self.seg.header.lock, self.inside);
         for &i in &self.woken {
             if let Some(e) = self.seg.entries.get(i) {
                 futex::wake(&e.futex, i32::MAX);
@@ -48,12 +51,15 @@ fn sat(v: i128) -> i64 {
 
 impl<'a> Locked<'a> {
     /// Wraps a lock the caller has just taken.
-    pub(crate) fn new(seg: &'a Segment, me: usize, fd: RawFd) -> Self {
-        Locked { seg, me, fd, woken: Vec::new() }
+    pub(crate) fn new(seg: &'a Segment<'a>, me: usize, fd: RawFd, inside: &'a AtomicUsize) -> Self {
+        Locked { seg, me, fd, inside, woken: Vec::new() }
     }
 
     pub(crate) fn entry(&self, i: usize) -> &'a Entry {
-        &self.seg.entries[i % MAX_ENTRIES]
+        // Callers pass indices below the length; the rest wrap (no division
+        // on the common path).
+        let entries = self.seg.entries;
+        entries.get(i).unwrap_or_else(|| &entries[i % entries.len()])
     }
 
     pub(crate) fn total(&self) -> u64 {
@@ -73,12 +79,12 @@ impl<'a> Locked<'a> {
     }
 
     pub(crate) fn add_available(&self, delta: i128) {
-        let h = &self.seg.header;
+        let h = self.seg.header;
         h.available.store(sat(i128::from(h.available.load(Relaxed)) + delta), Relaxed);
     }
 
     fn note_peak(&self) {
-        let h = &self.seg.header;
+        let h = self.seg.header;
         let in_use = (i128::from(self.total()) - i128::from(self.available())).max(0) as u64;
         if in_use > h.peak.load(Relaxed) {
             h.peak.store(in_use, Relaxed);
@@ -112,10 +118,11 @@ impl<'a> Locked<'a> {
 
     /// Records a new entry owned by this process; `state` is stored last.
     pub(crate) fn alloc(&self, state: u32, nbytes: u64) -> Result<(usize, u64), Error> {
-        let h = &self.seg.header;
-        let start = h.alloc_hint.load(Relaxed) as usize;
-        for k in 0..MAX_ENTRIES {
-            let i = (start + k) % MAX_ENTRIES;
+        let h = self.seg.header;
+        let n = self.seg.entries.len();
+        let start = h.alloc_hint.load(Relaxed) as usize % n;
+        for k in 0..n {
+            let i = if start + k < n { start + k } else { start + k - n };
             let e = &self.seg.entries[i];
             let gen = e.gen.load(Relaxed);
             if e.state.load(Relaxed) != FREE || gen >= GEN_MAX {
@@ -130,7 +137,7 @@ impl<'a> Locked<'a> {
             h.next_pos.store(h.next_pos.load(Relaxed).wrapping_add(1), Relaxed);
             e.since_ns.store(now_ns(), Relaxed);
             e.state.store(state, Relaxed);
-            h.alloc_hint.store(((i + 1) % MAX_ENTRIES) as u32, Relaxed);
+            h.alloc_hint.store(if i + 1 < n { i as u32 + 1 } else { 0 }, Relaxed);
             match state {
                 LEASE => {
                     h.leases.fetch_add(1, Relaxed);
@@ -144,26 +151,28 @@ impl<'a> Locked<'a> {
             return Ok((i, id));
         }
         Err(Error::System(format!(
-            "all {MAX_ENTRIES} lease and ticket records of the shared pool are in use (its fixed limit); \
-             release leases or cancel tickets"
+            "all {n} lease and ticket records of the shared pool are in use (its limit max_leases, chosen at \
+             creation); release leases or cancel tickets, or create the pool with a larger max_leases"
         )))
     }
 
     /// Puts a new WAITING entry at the end of the line.
     pub(crate) fn join_line(&mut self, nbytes: u64) -> Result<(usize, u64), Error> {
-        let h = &self.seg.header;
+        let h = self.seg.header;
+        let cap = self.seg.ring.len() as u64;
         let len = |h: &Header| h.ring_tail.load(Relaxed).wrapping_sub(h.ring_head.load(Relaxed));
-        if len(h) >= MAX_WAITERS as u64 {
+        if len(h) >= cap {
             self.rebuild_ring();
-            if len(h) >= MAX_WAITERS as u64 {
+            if len(h) >= cap {
                 return Err(Error::System(format!(
-                    "{MAX_WAITERS} requests already wait in the shared pool's line (its fixed limit)"
+                    "{cap} requests already wait in the shared pool's line (its limit max_waiters, chosen at \
+                     creation)"
                 )));
             }
         }
         let (i, id) = self.alloc(WAITING, nbytes)?;
         let tail = h.ring_tail.load(Relaxed);
-        self.seg.ring[(tail % MAX_WAITERS as u64) as usize].store(id, Relaxed);
+        self.seg.ring[(tail % cap) as usize].store(id, Relaxed);
         h.ring_tail.store(tail.wrapping_add(1), Relaxed);
         Ok((i, id))
     }
@@ -179,7 +188,7 @@ impl<'a> Locked<'a> {
     /// Frees an entry, returning its bytes if it held any, and fixing counts.
     pub(crate) fn free(&mut self, i: usize) {
         let e = self.entry(i);
-        let h = &self.seg.header;
+        let h = self.seg.header;
         let state = e.state.load(Relaxed);
         e.state.store(FREE, Relaxed);
         match state {
@@ -199,7 +208,7 @@ impl<'a> Locked<'a> {
 
     /// Turns a collected GRANTED entry into a lease.
     pub(crate) fn make_lease(&self, i: usize) {
-        let h = &self.seg.header;
+        let h = self.seg.header;
         self.entry(i).state.store(LEASE, Relaxed);
         h.leases.fetch_add(1, Relaxed);
         h.grants.fetch_add(1, Relaxed);
@@ -207,18 +216,19 @@ impl<'a> Locked<'a> {
 
     /// The id at the head of the line, skipping holes.
     fn head(&mut self) -> Option<usize> {
-        let h = &self.seg.header;
+        let h = self.seg.header;
+        let cap = self.seg.ring.len() as u64;
         loop {
             let (head, tail) = (h.ring_head.load(Relaxed), h.ring_tail.load(Relaxed));
             let len = tail.wrapping_sub(head);
             if len == 0 {
                 return None;
             }
-            if len > MAX_WAITERS as u64 {
+            if len > cap {
                 self.rebuild_ring();
                 continue;
             }
-            let id = self.seg.ring[(head % MAX_WAITERS as u64) as usize].load(Relaxed);
+            let id = self.seg.ring[(head % cap) as usize].load(Relaxed);
             match self.find(id) {
                 Some(i) if self.entry(i).state.load(Relaxed) == WAITING => return Some(i),
                 _ => h.ring_head.store(head.wrapping_add(1), Relaxed),
@@ -228,7 +238,7 @@ impl<'a> Locked<'a> {
 
     /// Grants from the head of the line, in order, as far as the bytes reach.
     pub(crate) fn grant_ready(&mut self) {
-        let h = &self.seg.header;
+        let h = self.seg.header;
         while let Some(i) = self.head() {
             let e = self.entry(i);
             let nbytes = e.nbytes.load(Relaxed);
@@ -248,10 +258,9 @@ impl<'a> Locked<'a> {
 
     /// Fails every WAITING entry for which `doomed(nbytes)` holds; returns how many.
     pub(crate) fn fail_where(&mut self, state: u32, doomed: impl Fn(u64) -> bool) -> u64 {
-        let h = &self.seg.header;
+        let h = self.seg.header;
         let mut failed = 0;
-        for i in 0..MAX_ENTRIES {
-            let e = &self.seg.entries[i];
+        for (i, e) in self.seg.entries.iter().enumerate() {
             if e.state.load(Relaxed) == WAITING && doomed(e.nbytes.load(Relaxed)) {
                 h.waiting.store(h.waiting.load(Relaxed).saturating_sub(1), Relaxed);
                 self.set_fate(i, state);
@@ -263,17 +272,18 @@ impl<'a> Locked<'a> {
 
     /// Rewrites the line from the WAITING entries, in order of arrival.
     fn rebuild_ring(&mut self) {
-        let h = &self.seg.header;
-        let mut line: Vec<(u64, usize)> = (0..MAX_ENTRIES)
+        let h = self.seg.header;
+        let cap = self.seg.ring.len();
+        let mut line: Vec<(u64, usize)> = (0..self.seg.entries.len())
             .filter(|&i| self.seg.entries[i].state.load(Relaxed) == WAITING)
             .map(|i| (self.seg.entries[i].pos.load(Relaxed), i))
             .collect();
         line.sort_unstable();
-        for &(_, i) in line.iter().skip(MAX_WAITERS) {
+        for &(_, i) in line.iter().skip(cap) {
             // More waiting than the line holds: only a corrupt segment does this.
             self.set_fate(i, FAILED_CAPACITY);
         }
-        line.truncate(MAX_WAITERS);
+        line.truncate(cap);
         for (k, &(_, i)) in line.iter().enumerate() {
             self.seg.ring[k].store(self.seg.entries[i].id.load(Relaxed), Relaxed);
         }
@@ -291,16 +301,13 @@ impl<'a> Locked<'a> {
     /// through `fd`, which must not be the slot's own descriptor. A failed
     /// probe counts as alive: reclaiming a live process's bytes would break
     /// the budget; waiting longer only delays.
-    pub(crate) fn is_dead(fd: RawFd, slot: usize) -> bool {
-        if slot >= MAX_PROCS {
-            return true;
-        }
-        !liveness::held_by_other(fd, PROC_LOCK_BASE + slot as i64).unwrap_or(true)
+    pub(crate) fn is_dead(&self, slot: usize) -> bool {
+        slot_is_dead(self.seg, self.fd, slot)
     }
 
     /// Frees every entry of the process in `slot` (bytes come back).
     pub(crate) fn release_owner(&mut self, slot: usize) {
-        for i in 0..MAX_ENTRIES {
+        for i in 0..self.seg.entries.len() {
             let e = &self.seg.entries[i];
             if e.state.load(Relaxed) != FREE && e.owner.load(Relaxed) as usize == slot {
                 self.free(i);
@@ -311,11 +318,11 @@ impl<'a> Locked<'a> {
     /// Finds processes that died and gives back everything they held.
     /// Returns how many were found.
     pub(crate) fn reap_dead(&mut self) -> u64 {
-        let h = &self.seg.header;
+        let h = self.seg.header;
         let mut reaped = 0;
-        for slot in 0..MAX_PROCS {
+        for slot in 0..self.seg.procs.len() {
             let p = &self.seg.procs[slot];
-            if slot == self.me || p.state.load(Relaxed) != PROC_ATTACHED || !Self::is_dead(self.fd, slot) {
+            if slot == self.me || p.state.load(Relaxed) != PROC_ATTACHED || !self.is_dead(slot) {
                 continue;
             }
             self.release_owner(slot);
@@ -345,12 +352,12 @@ impl<'a> Locked<'a> {
     /// dead holder, on attaching, and after a caught panic. Fails only if the
     /// total itself is out of range (a corrupt segment that no entry can fix).
     pub(crate) fn repair(&mut self) -> Result<(), Error> {
-        let h = &self.seg.header;
+        let h = self.seg.header;
         let total = h.total.load(Relaxed);
         if total == 0 || total > MAX_TOTAL {
             return Err(Error::System(format!("the shared pool's total ({total}) is out of range: the segment is corrupt")));
         }
-        for p in &self.seg.procs {
+        for p in self.seg.procs {
             if !matches!(p.state.load(Relaxed), PROC_FREE | PROC_ATTACHED) {
                 p.state.store(PROC_FREE, Relaxed);
             }
@@ -378,10 +385,18 @@ impl<'a> Locked<'a> {
         }
         h.available.store(sat(i128::from(total) - held), Relaxed);
         h.leases.store(leases, Relaxed);
-        h.alloc_hint.store(h.alloc_hint.load(Relaxed) % MAX_ENTRIES as u32, Relaxed);
+        h.alloc_hint.store(h.alloc_hint.load(Relaxed) % self.seg.entries.len() as u32, Relaxed);
         self.rebuild_ring();
         self.note_peak();
         self.grant_ready();
         Ok(())
     }
+}
+
+/// See `Locked::is_dead`; usable without holding the lock.
+pub(crate) fn slot_is_dead(seg: &Segment<'_>, fd: RawFd, slot: usize) -> bool {
+    if slot >= seg.procs.len() {
+        return true;
+    }
+    !liveness::held_by_other(fd, PROC_LOCK_BASE + slot as i64).unwrap_or(true)
 }
