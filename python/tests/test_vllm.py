@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import textwrap
 import threading
 
 import pytest
 
 import mmpool
-from conftest import wait_until
+from conftest import run_python, wait_until
 from mmpool.vllm import (
     MultiModalGPUMemoryLease,
     MultiModalGPUMemoryPool,
@@ -197,3 +200,28 @@ def test_reserve_names_all_three_figures_when_nothing_is_left():
     assert "only 8.1 GiB is available for the KV cache" in message
     assert "mm_ipc_gpu_memory_gb" in message
     assert reserve_mm_ipc_gpu_memory(reserved + 1, config, 2) == 1  # one byte more is enough
+
+
+def test_api_servers_share_one_named_pool_through_the_environment(shared_name):
+    """The README's recipe: each server installs the pool MMPOOL_SHARED_NAME
+    names as vLLM's pool and sees the whole budget and the others' holdings."""
+    code = f"""
+        import os, sys
+        os.environ.update(MMPOOL_SHARED_NAME={shared_name!r}, MMPOOL_SHARED_GIB="1")
+        import mmpool, mmpool.vllm
+        mmpool.vllm.set_mm_gpu_ipc_pool(mmpool.global_pool(required=True))
+        pool = mmpool.vllm.get_mm_gpu_ipc_pool()
+        lease = pool.acquire(1000)
+        print(type(pool).__name__, pool.total_bytes, pool.available_bytes)
+        sys.stdout.flush()
+        sys.stdin.readline()
+    """
+    first = subprocess.Popen([sys.executable, "-c", textwrap.dedent(code)], stdin=subprocess.PIPE,
+                             stdout=subprocess.PIPE, text=True)
+    try:
+        assert first.stdout.readline().split() == ["MultiModalGPUMemoryPool", str(GIB), str(GIB - 1000)]
+        second = run_python(code.replace("sys.stdin.readline()", ""))
+        assert second.returncode == 0, second.stderr
+        assert second.stdout.split() == ["MultiModalGPUMemoryPool", str(GIB), str(GIB - 2000)]
+    finally:
+        first.communicate("\n", timeout=30)
