@@ -13,6 +13,7 @@
 
 use std::time::{Duration, Instant};
 
+use super::bottleneck::{Loud, Scene};
 use super::error::Error;
 use super::front::{keep, Pool};
 use super::lease::{Admission, Lease, Ticket};
@@ -70,6 +71,7 @@ pub(crate) struct LocalPool {
     would_blocks: AtomicU64,
     capacity_rejections: AtomicU64,
     closed_rejections: AtomicU64,
+    loud: Loud,
 }
 
 fn bump(counter: &AtomicU64) {
@@ -90,6 +92,7 @@ impl LocalPool {
             would_blocks: AtomicU64::new(0),
             capacity_rejections: AtomicU64::new(0),
             closed_rejections: AtomicU64::new(0),
+            loud: Loud::default(),
         })
     }
 
@@ -415,11 +418,36 @@ impl LocalPool {
         Ok(ticket)
     }
 
-    /// Waits for a ticket's fate and collects it: its granted bytes, or why not.
+    /// Waits for a ticket's fate and collects it: its granted bytes, or why
+    /// not; then, holding no lock, says so if the wait was too long.
     fn wait_for(&self, ticket: u64, nbytes: u64, wait: Wait, on_timeout: OnTimeout) -> Result<u64, Error> {
+        let mut joined = None;
+        let outcome = self.wait_in_line(ticket, nbytes, wait, on_timeout, &mut joined);
+        let waited = joined.map(|at: Instant| at.elapsed().as_nanos().min(u128::from(u64::MAX)) as u64);
+        self.loud.after_wait(&outcome, waited, || {
+            let s = self.stats();
+            let pool = format!("in-process pool {:p}", self);
+            Scene { pool, in_use_bytes: s.in_use_bytes, total_bytes: s.total_bytes, waiters: s.waiters }
+        });
+        outcome
+    }
+
+    /// `wait_for` under the lock; `joined` gets the time the ticket joined
+    /// the line, if it is still in line when first looked at.
+    fn wait_in_line(
+        &self,
+        ticket: u64,
+        nbytes: u64,
+        wait: Wait,
+        on_timeout: OnTimeout,
+        joined: &mut Option<Instant>,
+    ) -> Result<u64, Error> {
         let deadline = wait.deadline();
         let mut wl = self.waitlist.lock();
         loop {
+            if joined.is_none() {
+                *joined = wl.joined(ticket);
+            }
             let signal = match wl.fate(ticket) {
                 None => {
                     self.check_ticket(&wl, ticket)?;

@@ -83,6 +83,14 @@ impl Waitlist {
         self.line.len()
     }
 
+    /// When a ticket still in line joined it.
+    pub(crate) fn joined(&self, ticket: u64) -> Option<Instant> {
+        match self.fates.get(&ticket)? {
+            Fate::Waiting { pos, .. } => self.line.get(pos).map(|w| w.since),
+            _ => None,
+        }
+    }
+
     pub(crate) fn fate(&self, ticket: u64) -> Option<&Fate> {
         self.fates.get(&ticket)
     }
