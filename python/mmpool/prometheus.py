@@ -27,7 +27,12 @@ from __future__ import annotations
 
 from typing import Iterable, Iterator, Mapping, Tuple, Union
 
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric, SummaryMetricFamily
+try:
+    from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric, SummaryMetricFamily
+except ImportError as error:  # pragma: no cover - depends on the environment
+    raise ImportError(
+        "mmpool.prometheus needs prometheus_client: pip install mmpool[prometheus] (or prometheus_client)"
+    ) from error
 
 from ._pool import Pool, PoolStats, SharedPool
 
