@@ -87,9 +87,16 @@ fn slow_waits_and_timeouts_are_logged_with_the_holders_and_rate_limited() {
     let name = format!("slow-wait-{}", std::process::id());
     let shared = Pool::open_shared(&name, 1000, OpenFlags { create: true, ..OpenFlags::default() }).unwrap();
     let held = shared.acquire(900, Wait::Forever).unwrap();
+    // A ticket whose wait runs out but that stays in line has not timed out
+    // (callers wait in slices so): no line, and none held back.
+    let ticket = shared.enqueue(200).unwrap();
+    assert!(matches!(shared.wait_ticket(ticket, Wait::timeout_ns(30_000_000)), Err(Error::Timeout { .. })));
+    shared.cancel_ticket(ticket).unwrap();
+    assert_eq!(lines(&seen).len(), 2, "{:?}", lines(&seen));
     assert!(matches!(shared.acquire(200, Wait::timeout_ns(30_000_000)), Err(Error::Timeout { .. })));
     let got = lines(&seen);
     assert_eq!(got.len(), 3, "{got:?}");
+    assert!(!got[2].contains("more slow waits"), "{}", got[2]);
     assert!(got[2].starts_with(&format!("shared pool {name:?}: a request for 200 bytes timed out after ")), "{}", got[2]);
     assert!(got[2].contains("900 of 1000 bytes held, 0 requests waiting"), "{}", got[2]);
     shared.release(held.id).unwrap();

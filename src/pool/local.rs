@@ -424,11 +424,14 @@ impl LocalPool {
         let mut joined = None;
         let outcome = self.wait_in_line(ticket, nbytes, wait, on_timeout, &mut joined);
         let waited = joined.map(|at: Instant| at.elapsed().as_nanos().min(u128::from(u64::MAX)) as u64);
-        self.loud.after_wait(&outcome, waited, || {
-            let s = self.stats();
-            let pool = format!("in-process pool {:p}", self);
-            Scene { pool, in_use_bytes: s.in_use_bytes, total_bytes: s.total_bytes, waiters: s.waiters }
-        });
+        // A ticket that stays in line has not timed out, only this wait's slice.
+        if on_timeout == OnTimeout::Leave || outcome.is_ok() {
+            self.loud.after_wait(&outcome, waited, || {
+                let s = self.stats();
+                let pool = format!("in-process pool {:p}", self);
+                Scene { pool, in_use_bytes: s.in_use_bytes, total_bytes: s.total_bytes, waiters: s.waiters }
+            });
+        }
         outcome
     }
 

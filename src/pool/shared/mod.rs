@@ -1180,12 +1180,15 @@ impl SharedPool {
     ) -> Result<u64, Error> {
         let mut joined = None;
         let outcome = self.wait_in_line(i, id, wait, on_timeout, collect, &mut joined);
-        // Holding no lock now: says so if the wait was too long.
-        self.loud.after_wait(&outcome, joined.map(|at| futex::now_ns().saturating_sub(at)), || {
-            let s = self.stats();
-            let pool = format!("shared pool {:?}", self.name);
-            Scene { pool, in_use_bytes: s.in_use_bytes, total_bytes: s.total_bytes, waiters: s.waiters }
-        });
+        // Holding no lock now: says so if the wait was too long. A ticket that
+        // stays in line has not timed out, only this wait's slice.
+        if on_timeout == OnTimeout::Leave || outcome.is_ok() {
+            self.loud.after_wait(&outcome, joined.map(|at| futex::now_ns().saturating_sub(at)), || {
+                let s = self.stats();
+                let pool = format!("shared pool {:?}", self.name);
+                Scene { pool, in_use_bytes: s.in_use_bytes, total_bytes: s.total_bytes, waiters: s.waiters }
+            });
+        }
         outcome
     }
 
