@@ -137,8 +137,10 @@ typedef struct CUstream_st CUstream_st;
  * A pool. Opaque, thread-safe (every function may be called on one pool from
  * many threads at once) and reference-counted: `mmpool_init` returns it with
  * one reference; `mmpool_ref` adds one; `mmpool_unref` drops one. Each
- * outstanding lease, each thread waiting in it and the global slot hold a
- * reference too, so its memory is freed only when nothing can reach it.
+ * thread waiting in it and the global slot hold a reference too. An
+ * outstanding lease keeps the pool's memory: after the last reference is
+ * dropped the pool is closed, its outstanding leases may still be released
+ * (and its figures read), and the release of the last one frees it.
  */
 typedef struct mmpool mmpool;
 
@@ -455,8 +457,9 @@ enum mmpool_status mmpool_init(uint64_t total_bytes, struct mmpool **out_pool);
 void mmpool_ref(struct mmpool *pool);
 
 /**
- * Drops a reference to `pool`; the pool is freed when nothing references it
- * (no handle, lease, waiting thread or global slot). NULL is ignored.
+ * Drops a reference to `pool`. With the last one (no handle, waiting thread
+ * or global slot left) the pool is closed, and freed at once if no lease is
+ * outstanding, else by the release of its last lease. NULL is ignored.
  */
 void mmpool_unref(struct mmpool *pool);
 
@@ -494,6 +497,8 @@ enum mmpool_status mmpool_try_acquire(struct mmpool *pool,
 /**
  * Returns a lease's bytes to the pool. The pool's own record decides how many,
  * not `lease.nbytes`. Releasing a lease already released is a no-op (`OK`).
+ * Allowed after the pool's last reference was dropped, for its outstanding
+ * leases; the last such release frees the pool.
  *
  * Errors: `NULL_ARGUMENT`, `INVALID_LEASE` (an id this pool never issued,
  * including another pool's leases and id 0).
@@ -683,8 +688,8 @@ enum mmpool_status mmpool_set_log_callback(mmpool_log_fn callback, void *user_da
  * it); every call on the handle then fails with `SYSTEM` saying what
  * happened and what to do, and releases do nothing. Remove the name
  * (`mmpool_unlink_shared`) and open the pool again. A call with a timeout
- * returns by its deadline also while another process holds the pool's lock;
- * `mmpool_try_acquire` waits for the lock at most 100 ms.
+ * returns by its deadline also while another process keeps the pool's lock;
+ * `mmpool_try_acquire` gives up when one holder keeps the lock 100 ms.
  *
  * Errors: `NULL_ARGUMENT`, `INVALID_ARGUMENT` (bad name, unknown flags, a
  * total out of range or different from the pool's, an existing pool with

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Benchmarks of mmpool against the usual alternatives (not part of the tests):
-#   1. `mmpool bench` from a release build: one table, figures in target/bench.json;
+#   1. `mmpool-bench` (the workspace's bench/ crate) from a release build: one
+#      table, figures in target/bench.json;
 #   2. instructions per uncontended acquire+release under callgrind, if valgrind
 #      is installed (stable on noisy machines, unlike nanoseconds);
 #   3. the Python rows (python/bench/bench_with.py), if the package imports.
@@ -24,12 +25,13 @@ JSON=${BENCH_JSON:-target/bench.json}
 section() { printf '\n==== %s ====\n' "$*"; }
 
 section "build (release)"
-cargo build --release --lib --bin mmpool
-BIN=$CARGO_TARGET_DIR/release/mmpool
+cargo build --release --lib
+cargo build --release -p mmpool-bench
+BIN=$CARGO_TARGET_DIR/release/mmpool-bench
 LIB=$CARGO_TARGET_DIR/release/libmmpool.so
 
-section "mmpool bench"
-"$BIN" bench $QUICK --json "$JSON"
+section "mmpool-bench"
+"$BIN" $QUICK ${HOLD_US:+--hold-us "$HOLD_US"} --json "$JSON"
 
 section "instructions per uncontended acquire+release (callgrind)"
 if command -v valgrind >/dev/null; then
@@ -41,7 +43,7 @@ if command -v valgrind >/dev/null; then
     instructions() {
         local out="$tmp/$1.$2.out"
         valgrind --tool=callgrind --callgrind-out-file="$out" \
-            "$BIN" bench --callgrind-pair "$1" --pairs "$2" >/dev/null 2>"$tmp/log"
+            "$BIN" --callgrind-pair "$1" --pairs "$2" >/dev/null 2>"$tmp/log"
         awk '/^(summary|totals):/ { print $2; exit }' "$out"
     }
     printf '%-16s %12s %10s\n' implementation "instr/pair" "x floor"
@@ -54,6 +56,24 @@ if command -v valgrind >/dev/null; then
         printf '%-16s %12s %10s\n' "$impl" "$per" "$(awk -v p="$per" -v f="$floor" 'BEGIN { printf "%.2f", p / f }')"
     done
     echo "(valgrind --tool=callgrind; (Ir of $PAIRS pairs - Ir of 0 pairs) / $PAIRS, same binary)"
+
+    section "instructions per hand-off: a release granting a sleeping waiter, and its wake-up (callgrind)"
+    ROUNDS=1000
+    [ -n "$QUICK" ] && ROUNDS=200
+    handoff() {
+        local out="$tmp/h.$1.$2.out"
+        valgrind --tool=callgrind --callgrind-out-file="$out" \
+            "$BIN" --callgrind-handoff "$1" --rounds "$2" >/dev/null 2>"$tmp/log"
+        awk '/^(summary|totals):/ { print $2; exit }' "$out"
+    }
+    printf '%-16s %14s\n' implementation "instr/hand-off"
+    for impl in mmpool ref-std ref-parking_lot tokio; do
+        base=$(handoff "$impl" 0)
+        full=$(handoff "$impl" "$ROUNDS")
+        printf '%-16s %14s\n' "$impl" "$(awk -v a="$base" -v b="$full" -v n="$ROUNDS" 'BEGIN { printf "%.0f", (b - a) / (2 * n) }')"
+    done
+    echo "(user-space instructions of one release that grants plus the waiter's acquire, both"
+    echo " threads' harness included (a 200 us sleep per hand-off); (Ir of N rounds - Ir of 0) / 2N)"
 else
     echo "valgrind is not installed: skipped (apt-get install valgrind)"
 fi

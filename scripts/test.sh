@@ -15,6 +15,7 @@ section() {
 
 section "Rust: unit, integration and header-freshness tests"
 cargo test --all-targets
+cargo test -p mmpool-bench --test smoke
 
 section "Rust: loom model checking of the engine"
 # Optimised for speed of the models, without the release profile's LTO.

@@ -406,3 +406,92 @@ fn a_lease_growth_waits_for_another_lease_release() {
         assert_eq!(pool.available_bytes(), 3);
     });
 }
+
+#[test]
+fn a_grant_races_the_cancel_of_the_ticket_it_goes_to() {
+    model("a_grant_races_the_cancel_of_the_ticket_it_goes_to", || {
+        let pool = Pool::new(1).unwrap();
+        let hold = pool.acquire(1, Wait::Forever).unwrap();
+        let ticket = pool.enqueue(1).unwrap();
+        // A thread asleep on the ticket's record: the release writes the
+        // grant there while the cancel takes the ticket away.
+        let waiter = on_thread(&pool, move |p| match p.wait_ticket(ticket, Wait::Forever) {
+            Ok(l) => {
+                p.release(l.id).unwrap();
+                true
+            }
+            Err(Error::InvalidLease(_)) => false,
+            Err(e) => panic!("unexpected {e:?}"),
+        });
+        let canceller = on_thread(&pool, move |p| p.cancel_ticket(ticket).unwrap());
+        let releaser = on_thread(&pool, move |p| p.release(hold.id).unwrap());
+        canceller.join().unwrap();
+        releaser.join().unwrap();
+        waiter.join().unwrap();
+        assert_whole(&pool);
+        assert_eq!(pool.available_bytes(), 1);
+        assert_eq!(pool.stats().outstanding_leases, 0);
+    });
+}
+
+/// The pool's last handle, dropped on one thread while another releases
+/// its last lease through the pointer, as C does: in every interleaving
+/// the pool is freed exactly once (the engine holds a loom leak tracker:
+/// never freed fails the model; freed twice crashes it).
+#[test]
+fn the_last_release_of_a_dropped_pool_frees_it() {
+    model("the_last_release_of_a_dropped_pool_frees_it", || {
+        let pool = Pool::new(2).unwrap();
+        let lease = pool.acquire(1, Wait::Forever).unwrap();
+        let raw = Arc::into_raw(pool) as usize;
+        let dropper = thread::spawn(move || {
+            // SAFETY: `raw` holds the pool's only handle, dropped here once.
+            unsafe { Arc::decrement_strong_count(raw as *const Pool) };
+        });
+        let releaser = thread::spawn(move || {
+            // SAFETY: the lease is outstanding until this release, so the
+            // pool's memory is live; the view never drops a count.
+            let view = std::mem::ManuallyDrop::new(unsafe { Arc::from_raw(raw as *const Pool) });
+            view.release(lease.id).unwrap();
+        });
+        dropper.join().unwrap();
+        releaser.join().unwrap();
+    });
+}
+
+#[test]
+fn two_last_releases_race_the_drop_of_the_last_handle() {
+    model("two_last_releases_race_the_drop_of_the_last_handle", || {
+        let pool = Pool::new(2).unwrap();
+        let a = pool.acquire(1, Wait::Forever).unwrap();
+        let b = pool.acquire(1, Wait::Forever).unwrap();
+        let raw = Arc::into_raw(pool) as usize;
+        let releasers: Vec<_> = [a, b]
+            .into_iter()
+            .map(|lease| {
+                thread::spawn(move || {
+                    // SAFETY: as above; each lease keeps the memory until released.
+                    let view = std::mem::ManuallyDrop::new(unsafe { Arc::from_raw(raw as *const Pool) });
+                    view.release(lease.id).unwrap();
+                })
+            })
+            .collect();
+        // SAFETY: `raw` holds the pool's only handle, dropped here once.
+        let dropper = thread::spawn(move || unsafe { Arc::decrement_strong_count(raw as *const Pool) });
+        dropper.join().unwrap();
+        for r in releasers {
+            r.join().unwrap();
+        }
+    });
+}
+
+/// The canary of the two models above: a pool that is never freed must fail
+/// the model, or their leak check checks nothing.
+#[test]
+#[should_panic]
+fn a_pool_never_freed_fails_the_model() {
+    loom::model(|| {
+        let pool = Pool::new(1).unwrap();
+        std::mem::forget(pool);
+    });
+}

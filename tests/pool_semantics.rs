@@ -376,13 +376,21 @@ fn leases_and_waiters_keep_the_pool_alive() {
     let lease = pool.acquire(3, FOREVER).unwrap();
     let keeper = pool.clone();
     drop(pool);
-    assert!(weak.upgrade().is_some());
-    drop(keeper);
-    // Only the outstanding lease holds it now.
-    let pool = weak.upgrade().expect("an outstanding lease keeps the pool");
-    pool.release(lease.id).unwrap();
-    drop(pool);
-    assert!(weak.upgrade().is_none(), "freed once nothing references it");
+    assert!(weak.upgrade().is_some(), "a handle left keeps the pool");
+    // The last handle, as C holds it: a raw pointer.
+    let raw = Arc::into_raw(keeper);
+    // SAFETY: `raw` holds the last reference; it is dropped here.
+    unsafe { Arc::decrement_strong_count(raw) };
+    assert!(weak.upgrade().is_none(), "no handle is left");
+    // The outstanding lease keeps the memory: the pool is closed, its
+    // figures readable and the lease releasable, which frees it.
+    // SAFETY: the lease is outstanding, so the pool's memory is live; the
+    // `Arc` is never dropped (the count is already zero).
+    let view = std::mem::ManuallyDrop::new(unsafe { Arc::from_raw(raw) });
+    assert!(view.is_closed());
+    assert_eq!(view.available_bytes(), 7);
+    assert_eq!(view.stats().outstanding_leases, 1);
+    view.release(lease.id).unwrap();
 }
 
 #[test]

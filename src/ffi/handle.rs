@@ -10,8 +10,10 @@ use crate::pool::{Error, Pool};
 /// A pool. Opaque, thread-safe (every function may be called on one pool from
 /// many threads at once) and reference-counted: `mmpool_init` returns it with
 /// one reference; `mmpool_ref` adds one; `mmpool_unref` drops one. Each
-/// outstanding lease, each thread waiting in it and the global slot hold a
-/// reference too, so its memory is freed only when nothing can reach it.
+/// thread waiting in it and the global slot hold a reference too. An
+/// outstanding lease keeps the pool's memory: after the last reference is
+/// dropped the pool is closed, its outstanding leases may still be released
+/// (and its figures read), and the release of the last one frees it.
 pub struct mmpool {
     _opaque: [u8; 0],
 }
@@ -49,6 +51,19 @@ pub(crate) unsafe fn borrow(ptr: *const mmpool, name: &'static str) -> Result<Bo
         return Err(Error::InvalidArgument(format!("`{name}` is not a live mmpool handle")).into());
     }
     Ok(Borrowed(pool))
+}
+
+/// The pool behind `ptr` for an export's fast path, or `None` (NULL, or not
+/// a live handle) to take the export's full path, which says why.
+///
+/// # Safety
+/// As for [`borrow`].
+#[inline]
+pub(crate) unsafe fn peek<'a>(ptr: *const mmpool) -> Option<&'a Pool> {
+    // SAFETY: per the contract of `borrow`, a non-NULL `ptr` is a live
+    // allocation holding a `Pool` for the duration of the call.
+    let pool = unsafe { (ptr as *const Pool).as_ref() }?;
+    pool.is_live().then_some(pool)
 }
 
 /// Adds a reference.

@@ -32,8 +32,9 @@ pub extern "C" fn mmpool_ref(pool: *mut mmpool) {
     });
 }
 
-/// Drops a reference to `pool`; the pool is freed when nothing references it
-/// (no handle, lease, waiting thread or global slot). NULL is ignored.
+/// Drops a reference to `pool`. With the last one (no handle, waiting thread
+/// or global slot left) the pool is closed, and freed at once if no lease is
+/// outstanding, else by the release of its last lease. NULL is ignored.
 #[no_mangle]
 pub extern "C" fn mmpool_unref(pool: *mut mmpool) {
     boundary!("mmpool_unref", {
@@ -48,6 +49,18 @@ pub extern "C" fn mmpool_unref(pool: *mut mmpool) {
 /// Errors: `NULL_ARGUMENT`, `EXCEEDS_CAPACITY` (nbytes > total), `CLOSED`.
 #[no_mangle]
 pub extern "C" fn mmpool_acquire(pool: *mut mmpool, nbytes: u64, out_lease: *mut mmpool_lease) -> mmpool_status {
+    // SAFETY: the C contract: `pool` is NULL or a held handle, `out_lease` NULL or writable.
+    if unsafe { acquire_fast(pool, nbytes, out_lease) } {
+        return mmpool_status::MMPOOL_OK;
+    }
+    acquire_full(pool, nbytes, out_lease)
+}
+
+/// Out of line and `extern "C"` (it cannot unwind: the boundary catches
+/// panics), so that the export reaches it with a plain jump.
+#[cold]
+#[inline(never)]
+extern "C" fn acquire_full(pool: *mut mmpool, nbytes: u64, out_lease: *mut mmpool_lease) -> mmpool_status {
     acquire("mmpool_acquire", pool, nbytes, Some(Wait::Forever), out_lease)
 }
 
@@ -62,6 +75,18 @@ pub extern "C" fn mmpool_acquire_timeout(
     timeout_ns: u64,
     out_lease: *mut mmpool_lease,
 ) -> mmpool_status {
+    // SAFETY: as in `mmpool_acquire`.
+    if unsafe { acquire_fast(pool, nbytes, out_lease) } {
+        return mmpool_status::MMPOOL_OK;
+    }
+    acquire_timeout_full(pool, nbytes, timeout_ns, out_lease)
+}
+
+/// Out of line and `extern "C"` (it cannot unwind: the boundary catches
+/// panics), so that the export reaches it with a plain jump.
+#[cold]
+#[inline(never)]
+extern "C" fn acquire_timeout_full(pool: *mut mmpool, nbytes: u64, timeout_ns: u64, out_lease: *mut mmpool_lease) -> mmpool_status {
     acquire("mmpool_acquire_timeout", pool, nbytes, Some(Wait::timeout_ns(timeout_ns)), out_lease)
 }
 
@@ -71,9 +96,42 @@ pub extern "C" fn mmpool_acquire_timeout(
 /// others are waiting; nothing was reserved).
 #[no_mangle]
 pub extern "C" fn mmpool_try_acquire(pool: *mut mmpool, nbytes: u64, out_lease: *mut mmpool_lease) -> mmpool_status {
+    // SAFETY: as in `mmpool_acquire`.
+    if unsafe { acquire_fast(pool, nbytes, out_lease) } {
+        return mmpool_status::MMPOOL_OK;
+    }
+    try_acquire_full(pool, nbytes, out_lease)
+}
+
+/// Out of line and `extern "C"` (it cannot unwind: the boundary catches
+/// panics), so that the export reaches it with a plain jump.
+#[cold]
+#[inline(never)]
+extern "C" fn try_acquire_full(pool: *mut mmpool, nbytes: u64, out_lease: *mut mmpool_lease) -> mmpool_status {
     acquire("mmpool_try_acquire", pool, nbytes, None, out_lease)
 }
 
+/// The engine's uncontended acquire, outside the boundary (it cannot panic):
+/// `true` when it granted and wrote `*out_lease`; `false` leaves everything to
+/// the full path.
+///
+/// # Safety
+/// `pool` is NULL or a held handle; `out_lease` is NULL or writable.
+#[inline(always)]
+unsafe fn acquire_fast(pool: *mut mmpool, nbytes: u64, out_lease: *mut mmpool_lease) -> bool {
+    // SAFETY: the contract above.
+    let Some(p) = (unsafe { handle::peek(pool) }) else { return false };
+    if out_lease.is_null() {
+        return false;
+    }
+    let Some(lease) = p.acquire_fast(nbytes) else { return false };
+    // SAFETY: `out_lease` is non-NULL and writable per the contract.
+    unsafe { out_lease.write(lease.into()) };
+    true
+}
+
+/// The full path of the acquire exports: the boundary, every check, waiting.
+#[inline]
 fn acquire(
     name: &'static str,
     pool: *mut mmpool,
@@ -95,11 +153,27 @@ fn acquire(
 
 /// Returns a lease's bytes to the pool. The pool's own record decides how many,
 /// not `lease.nbytes`. Releasing a lease already released is a no-op (`OK`).
+/// Allowed after the pool's last reference was dropped, for its outstanding
+/// leases; the last such release frees the pool.
 ///
 /// Errors: `NULL_ARGUMENT`, `INVALID_LEASE` (an id this pool never issued,
 /// including another pool's leases and id 0).
 #[no_mangle]
 pub extern "C" fn mmpool_release(pool: *mut mmpool, lease: mmpool_lease) -> mmpool_status {
+    // SAFETY: the C contract: `pool` is NULL or a handle the caller holds, or
+    // the pool of an outstanding lease.
+    if let Some(p) = unsafe { handle::peek(pool) } {
+        if p.release_fast(lease.id) {
+            return mmpool_status::MMPOOL_OK;
+        }
+    }
+    release(pool, lease)
+}
+
+/// Out of line and `extern "C"`, as `acquire_full`.
+#[cold]
+#[inline(never)]
+extern "C" fn release(pool: *mut mmpool, lease: mmpool_lease) -> mmpool_status {
     boundary!("mmpool_release", {
         // SAFETY: the C contract: `pool` is a held handle.
         let pool = unsafe { borrow(pool, "pool") }?;

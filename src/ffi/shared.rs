@@ -67,8 +67,8 @@ unsafe fn name_arg<'a>(name: *const c_char) -> Result<&'a str, super::boundary::
 /// it); every call on the handle then fails with `SYSTEM` saying what
 /// happened and what to do, and releases do nothing. Remove the name
 /// (`mmpool_unlink_shared`) and open the pool again. A call with a timeout
-/// returns by its deadline also while another process holds the pool's lock;
-/// `mmpool_try_acquire` waits for the lock at most 100 ms.
+/// returns by its deadline also while another process keeps the pool's lock;
+/// `mmpool_try_acquire` gives up when one holder keeps the lock 100 ms.
 ///
 /// Errors: `NULL_ARGUMENT`, `INVALID_ARGUMENT` (bad name, unknown flags, a
 /// total out of range or different from the pool's, an existing pool with

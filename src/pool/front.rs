@@ -2,61 +2,89 @@
 //! bytes, either in this process (`LocalPool`) or in a named segment shared by
 //! every process on the host (`SharedPool`). Each method is one match.
 
+use std::cell::UnsafeCell;
+use std::mem::ManuallyDrop;
+
 use super::error::Error;
 use super::lease::{Admission, Lease, Ticket};
-use super::local::{LocalPool, Wait};
+use super::local::{LocalPool, Released, Wait};
 #[cfg(not(loom))]
 use super::shared::{OpenFlags, SharedOptions, SharedPool, SharedSnapshot};
 use super::stats::Stats;
-use super::sync::{Arc, AtomicU64, Ordering};
-
-/// Holds one reference of the pool for a lease just granted: a pool lives as
-/// long as any lease can still be released into it.
-pub(crate) fn keep(owner: &Arc<Pool>) {
-    std::mem::forget(Arc::clone(owner));
-}
-
-/// Drops the reference a released lease held (see `keep`). It may be the last
-/// one, freeing the pool; `owner` itself stays valid as a value.
-///
-/// # Safety
-/// The caller removed a lease whose grant called `keep`, drops its reference
-/// exactly once, and does not use the pool after this call.
-pub(crate) unsafe fn unkeep(owner: &Arc<Pool>) {
-    // SAFETY: the count dropped here was added by `keep` for this lease.
-    unsafe { Arc::decrement_strong_count(Arc::as_ptr(owner)) };
-}
+use super::sync::{Arc, AtomicU64, Ordering, Weak};
 
 const LIVE: u64 = 0x6d6d_706f_6f6c_2121;
 
+// The in-process backend stays inline: the fast path reaches it with no
+// indirection. A pool is one allocation either way.
+#[allow(clippy::large_enum_variant)]
 enum Backend {
     Local(LocalPool),
     #[cfg(not(loom))]
     Shared(SharedPool),
 }
 
+/// What the pool's memory holds besides its liveness mark. Dropped by hand
+/// (`Pool::free`), by whoever ends the pool's life.
+struct Inner {
+    backend: ManuallyDrop<Backend>,
+    /// Keeps the allocation after the last handle, while leases remain.
+    anchor: ManuallyDrop<Weak<Pool>>,
+}
+
 /// A byte budget. Cheap to share as `Arc<Pool>`; every method may be called
 /// from any thread at any time.
+///
+/// Lifetime: the `Arc`'s count is the handles (and the threads waiting in
+/// the pool, which hold one each while they wait). Outstanding leases do not
+/// count there: when the last handle goes, an in-process pool is retired
+/// (closed, and every release then goes through its lock, where the leases
+/// left are counted down), and the release of its last lease frees it; the
+/// memory stays meanwhile, held by a weak reference of its own. A shared
+/// pool's leases hold one handle each instead: its release takes a lock in
+/// any case.
 pub struct Pool {
     live: AtomicU64,
-    backend: Backend,
+    inner: UnsafeCell<Inner>,
 }
+
+// SAFETY: `inner` is written only by `free`, which runs once, when nothing
+// else can use the pool (no handle, no outstanding lease); until then it is
+// only read, and the backends are Send + Sync.
+unsafe impl Sync for Pool {}
+// SAFETY: as above.
+unsafe impl Send for Pool {}
 
 impl Drop for Pool {
     fn drop(&mut self) {
-        self.live.store(0, Ordering::Release);
+        let idle = match self.backend() {
+            Backend::Local(b) => b.retire(),
+            #[cfg(not(loom))]
+            Backend::Shared(_) => true,
+        };
+        if idle {
+            // SAFETY: no handle is left and no lease is outstanding.
+            unsafe { self.free() };
+        }
     }
 }
 
 /// Calls the same method on whichever backend the pool has.
 macro_rules! dispatch {
     ($self:expr, $b:ident => $call:expr) => {
-        match &$self.backend {
+        match $self.backend() {
             Backend::Local($b) => $call,
             #[cfg(not(loom))]
             Backend::Shared($b) => $call,
         }
     };
+}
+
+/// Holds one handle of the pool for a lease of the shared backend just
+/// granted (see `Pool`'s lifetime rules).
+#[cfg(not(loom))]
+fn keep(owner: &Arc<Pool>) {
+    std::mem::forget(Arc::clone(owner));
 }
 
 impl Pool {
@@ -80,7 +108,36 @@ impl Pool {
     }
 
     fn with(backend: Backend) -> Arc<Pool> {
-        Arc::new(Pool { live: AtomicU64::new(LIVE), backend })
+        Arc::new_cyclic(|me| Pool {
+            live: AtomicU64::new(LIVE),
+            inner: UnsafeCell::new(Inner {
+                backend: ManuallyDrop::new(backend),
+                anchor: ManuallyDrop::new(me.clone()),
+            }),
+        })
+    }
+
+    #[inline]
+    fn backend(&self) -> &Backend {
+        // SAFETY: see `Sync` above: only `free` writes `inner`, after every use.
+        unsafe { &(*self.inner.get()).backend }
+    }
+
+    /// Ends the pool: drops the backend, then the anchor, which frees the
+    /// memory once the `Arc` lets go of it too.
+    ///
+    /// # Safety
+    /// Called once, when no handle is left and no lease is outstanding; the
+    /// caller does not touch the pool afterwards.
+    unsafe fn free(&self) {
+        self.live.store(0, Ordering::Release);
+        // SAFETY: the contract above: nobody else uses the pool any more.
+        let inner = unsafe { &mut *self.inner.get() };
+        // SAFETY: dropped once, here, and never used again.
+        unsafe { ManuallyDrop::drop(&mut inner.backend) };
+        // SAFETY: taken once; the weak reference may be the allocation's last,
+        // so it is moved out before it is dropped.
+        drop(unsafe { ManuallyDrop::take(&mut inner.anchor) });
     }
 
     /// Whether this memory still holds a pool that has not been dropped. Only a
@@ -91,14 +148,14 @@ impl Pool {
 
     /// Whether the bytes live in a segment shared by processes.
     pub fn is_shared(&self) -> bool {
-        !matches!(self.backend, Backend::Local(_))
+        !matches!(self.backend(), Backend::Local(_))
     }
 
     /// A shared pool's figures with its table of attached processes; `None`
     /// for an in-process pool.
     #[cfg(not(loom))]
     pub fn shared_snapshot(&self) -> Option<Result<SharedSnapshot, Error>> {
-        match &self.backend {
+        match self.backend() {
             Backend::Shared(s) => Some(s.snapshot()),
             Backend::Local(_) => None,
         }
@@ -109,7 +166,7 @@ impl Pool {
     #[cfg(not(loom))]
     #[doc(hidden)]
     pub fn shared_backend(&self) -> Option<&SharedPool> {
-        match &self.backend {
+        match self.backend() {
             Backend::Shared(s) => Some(s),
             Backend::Local(_) => None,
         }
@@ -123,30 +180,84 @@ impl Pool {
         dispatch!(self, b => b.available_bytes())
     }
 
+    /// The uncontended acquire of an in-process pool, for the C boundary's
+    /// fast path: a lease, or `None` to call [`Pool::acquire`] or
+    /// [`Pool::try_acquire`] (nothing is held then). Never panics.
+    #[inline]
+    pub fn acquire_fast(&self, nbytes: u64) -> Option<Lease> {
+        match self.backend() {
+            Backend::Local(b) => b.acquire_fast(nbytes),
+            #[cfg(not(loom))]
+            Backend::Shared(_) => None,
+        }
+    }
+
+    /// The uncontended release of an in-process pool's lease, for the C
+    /// boundary's fast path: `true` when done, `false` to call
+    /// [`Pool::release`] (which also handles every misuse). Never panics.
+    #[inline]
+    pub fn release_fast(&self, id: u64) -> bool {
+        match self.backend() {
+            Backend::Local(b) => b.release_fast(id),
+            #[cfg(not(loom))]
+            Backend::Shared(_) => false,
+        }
+    }
+
     /// Waits in line for `nbytes`, up to `wait`.
     pub fn acquire(self: &Arc<Self>, nbytes: u64, wait: Wait) -> Result<Lease, Error> {
-        dispatch!(self, b => b.acquire(self, nbytes, wait))
+        match self.backend() {
+            Backend::Local(b) => b.acquire_fast(nbytes).map_or_else(
+                || {
+                    let _waiting = Arc::clone(self);
+                    b.acquire(nbytes, wait)
+                },
+                Ok,
+            ),
+            #[cfg(not(loom))]
+            Backend::Shared(b) => {
+                let lease = b.acquire(nbytes, wait)?;
+                keep(self);
+                Ok(lease)
+            }
+        }
     }
 
     /// Grants `nbytes` only if that is possible at once without jumping the line.
     pub fn try_acquire(self: &Arc<Self>, nbytes: u64) -> Result<Lease, Error> {
-        dispatch!(self, b => b.try_acquire(self, nbytes))
+        match self.backend() {
+            Backend::Local(b) => b.acquire_fast(nbytes).map_or_else(|| b.try_acquire(nbytes), Ok),
+            #[cfg(not(loom))]
+            Backend::Shared(b) => {
+                let lease = b.try_acquire(nbytes)?;
+                keep(self);
+                Ok(lease)
+            }
+        }
     }
 
-    /// Returns a lease's bytes. Releasing a lease twice is a no-op.
+    /// Returns a lease's bytes. Releasing a lease twice is a no-op. This is
+    /// the one call allowed on a pool whose handles are all gone, for the
+    /// leases still outstanding; the last of them frees the pool.
     pub fn release(self: &Arc<Self>, id: u64) -> Result<(), Error> {
-        match &self.backend {
+        match self.backend() {
             Backend::Local(b) => {
-                if b.release(id)? {
-                    // SAFETY: a lease was removed, and its grant called `keep`;
-                    // this is the call's last use of the pool.
-                    unsafe { unkeep(self) };
+                if !b.release_fast(id) && b.release(id)? == Released::Last {
+                    // SAFETY: the pool's handles are gone and this was its
+                    // last lease; this is the call's last use of the pool.
+                    unsafe { self.free() };
                 }
-                Ok(())
             }
             #[cfg(not(loom))]
-            Backend::Shared(b) => b.release(self, id),
+            Backend::Shared(b) => {
+                if b.release(id)? {
+                    // SAFETY: a lease was removed and its grant called `keep`;
+                    // this is the call's last use of the pool.
+                    unsafe { Arc::decrement_strong_count(Arc::as_ptr(self)) };
+                }
+            }
         }
+        Ok(())
     }
 
     /// Joins the line for `nbytes` and returns at once with the place.
@@ -157,20 +268,48 @@ impl Pool {
     /// Waits up to `wait` for a ticket's grant. On timeout the ticket keeps its
     /// place and may be waited on again.
     pub fn wait_ticket(self: &Arc<Self>, ticket: Ticket, wait: Wait) -> Result<Lease, Error> {
-        dispatch!(self, b => b.wait_ticket(self, ticket, wait))
+        let _waiting = Arc::clone(self);
+        match self.backend() {
+            Backend::Local(b) => b.wait_ticket(ticket, wait),
+            #[cfg(not(loom))]
+            Backend::Shared(b) => {
+                let lease = b.wait_ticket(ticket, wait)?;
+                keep(self);
+                Ok(lease)
+            }
+        }
     }
 
     /// Grants `nbytes` at once when possible without jumping the line, else
     /// joins the line: what `acquire` does before it sleeps, for callers that
     /// wait in their own slices. Counts neither a would-block nor a timeout.
     pub fn acquire_or_enqueue(self: &Arc<Self>, nbytes: u64) -> Result<Admission, Error> {
-        dispatch!(self, b => b.acquire_or_enqueue(self, nbytes))
+        match self.backend() {
+            Backend::Local(b) => b.acquire_fast(nbytes).map_or_else(|| b.acquire_or_enqueue(nbytes), |l| Ok(Admission::Granted(l))),
+            #[cfg(not(loom))]
+            Backend::Shared(b) => {
+                let admission = b.acquire_or_enqueue(nbytes)?;
+                if let Admission::Granted(_) = admission {
+                    keep(self);
+                }
+                Ok(admission)
+            }
+        }
     }
 
     /// As `wait_ticket`, but when `wait` runs out the ticket leaves the line
     /// and counts as a timeout, as a timed `acquire` does.
     pub fn wait_ticket_or_leave(self: &Arc<Self>, ticket: Ticket, wait: Wait) -> Result<Lease, Error> {
-        dispatch!(self, b => b.wait_ticket_or_leave(self, ticket, wait))
+        let _waiting = Arc::clone(self);
+        match self.backend() {
+            Backend::Local(b) => b.wait_ticket_or_leave(ticket, wait),
+            #[cfg(not(loom))]
+            Backend::Shared(b) => {
+                let lease = b.wait_ticket_or_leave(ticket, wait)?;
+                keep(self);
+                Ok(lease)
+            }
+        }
     }
 
     /// Leaves the line; if the grant already happened, its bytes go back.
@@ -182,7 +321,8 @@ impl Pool {
     /// Changes what a lease holds. Shrinking returns bytes at once; growing
     /// waits in line for the difference, like an acquire, up to `wait`.
     pub fn resize_lease(self: &Arc<Self>, id: u64, new_nbytes: u64, wait: Wait) -> Result<Lease, Error> {
-        dispatch!(self, b => b.resize_lease(self, id, new_nbytes, wait))
+        let _waiting = Arc::clone(self);
+        dispatch!(self, b => b.resize_lease(id, new_nbytes, wait))
     }
 
     /// Changes the total. Growing grants waiters at once; shrinking never

@@ -15,13 +15,13 @@ use std::time::{Duration, Instant};
 
 use super::bottleneck::{Loud, Scene};
 use super::error::Error;
-use super::front::{keep, Pool};
 use super::lease::{Admission, Lease, Ticket};
 use super::slots::{IdKind, LeaseSlots, Removed};
 use super::state::{Snapshot, State, MAX_TOTAL};
 use super::stats::Stats;
-use super::sync::{Arc, AtomicU64, Mutex, MutexGuard, Ordering};
-use super::waitlist::{Fate, Waitlist};
+use super::sync::{Arc, AtomicI64, AtomicU64, LeakCheck, Mutex, MutexGuard, Ordering};
+use std::ops::{Deref, DerefMut};
+use super::waitlist::{Fate, Waiter, Waitlist};
 
 /// How long a request may wait for its grant.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -58,20 +58,35 @@ enum OnTimeout {
     Stay,
 }
 
+/// What a release did, for the front, which owns the pool's lifetime.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Released {
+    /// An outstanding lease was removed and its bytes returned.
+    Now,
+    /// The lease was released before: a no-op.
+    Already,
+    /// As `Now`, and it was the last lease of a pool whose handles are all
+    /// gone (`retire`): the caller frees the pool, touching it no more.
+    Last,
+}
+
 /// A byte budget shared by the threads of one process; the front `Pool`
-/// holds it. Methods that may create leases or sleep take the front's `Arc`
-/// (`owner`): leases and waiting threads keep it alive.
+/// holds it and decides its lifetime (see `retire`).
 pub(crate) struct LocalPool {
     total: AtomicU64,
     state: State,
     leases: LeaseSlots,
     waitlist: Mutex<Waitlist>,
-    peak: AtomicU64,
+    /// The fewest bytes ever available, so that the peak in use is
+    /// `total - low_water` (moved with the total when it changes).
+    low_water: AtomicI64,
     timeouts: AtomicU64,
     would_blocks: AtomicU64,
     capacity_rejections: AtomicU64,
     closed_rejections: AtomicU64,
+    futile_wakeups: AtomicU64,
     loud: Loud,
+    _leak_check: LeakCheck,
 }
 
 fn bump(counter: &AtomicU64) {
@@ -87,12 +102,14 @@ impl LocalPool {
             state: State::new(total_bytes),
             leases: LeaseSlots::new()?,
             waitlist: Mutex::new(Waitlist::default()),
-            peak: AtomicU64::new(0),
+            low_water: AtomicI64::new(total_bytes as i64),
             timeouts: AtomicU64::new(0),
             would_blocks: AtomicU64::new(0),
             capacity_rejections: AtomicU64::new(0),
             closed_rejections: AtomicU64::new(0),
+            futile_wakeups: AtomicU64::new(0),
             loud: Loud::default(),
+            _leak_check: LeakCheck::new(),
         })
     }
 
@@ -104,25 +121,57 @@ impl LocalPool {
         self.state.load().available.max(0) as u64
     }
 
-    /// Waits in line for `nbytes`, up to `wait`.
-    pub(crate) fn acquire(&self, owner: &Arc<Pool>, nbytes: u64, wait: Wait) -> Result<Lease, Error> {
+    /// The uncontended acquire: with nobody in line and enough free (a first
+    /// look at the state word), one compare-and-swap on this thread's home
+    /// slot of the lease table, claimed first, and one on the state word. `None` sends the caller to
+    /// `acquire` or `try_acquire`, which start over and say why (nothing is
+    /// held then). Nothing in it can panic.
+    #[inline(always)]
+    pub(crate) fn acquire_fast(&self, nbytes: u64) -> Option<Lease> {
+        let seen = self.state.peek_take(nbytes)?;
+        let claim = self.leases.claim_home()?;
+        match self.state.take_from(seen, nbytes) {
+            Some(left) => {
+                self.note_low(left);
+                Some(Lease { id: self.leases.fill(claim, nbytes), nbytes })
+            }
+            None => {
+                self.leases.unclaim(claim);
+                None
+            }
+        }
+    }
+
+    /// The uncontended release of a slot lease: one compare-and-swap on the
+    /// slot, one on the state word, then the slot is free (the last thing
+    /// done to the pool). `false` sends the caller to `release`.
+    #[inline]
+    pub(crate) fn release_fast(&self, id: u64) -> bool {
+        self.leases.remove_fast(id, |nbytes| self.state.try_give(nbytes))
+    }
+
+    /// Waits in line for `nbytes`, up to `wait` (after `acquire_fast`
+    /// turned it down).
+    pub(crate) fn acquire(&self, nbytes: u64, wait: Wait) -> Result<Lease, Error> {
         self.check_request(nbytes)?;
         match self.take_now(nbytes) {
-            Ok(()) => return self.record(owner, nbytes),
+            Ok(()) => return self.record(nbytes),
             Err(s) if s.closed => return Err(self.closed()),
             Err(_) => {}
         }
-        let _hold = Arc::clone(owner);
-        let ticket = self.join_line(nbytes)?;
-        let nbytes = self.wait_for(ticket, nbytes, wait, OnTimeout::Leave)?;
-        Ok(self.record_ticket(owner, ticket, nbytes))
+        match self.join_line(nbytes, false)? {
+            Joined::Now(_) => {}
+            Joined::Queued(w) => self.wait_for(&w, wait, OnTimeout::Leave)?,
+        }
+        self.record(nbytes)
     }
 
-    /// Grants `nbytes` only if that is possible at once without jumping the line.
-    pub(crate) fn try_acquire(&self, owner: &Arc<Pool>, nbytes: u64) -> Result<Lease, Error> {
+    /// Grants `nbytes` only if that is possible at once without jumping the
+    /// line (after `acquire_fast` turned it down).
+    pub(crate) fn try_acquire(&self, nbytes: u64) -> Result<Lease, Error> {
         self.check_request(nbytes)?;
         match self.take_now(nbytes) {
-            Ok(()) => self.record(owner, nbytes),
+            Ok(()) => self.record(nbytes),
             Err(s) if s.closed => Err(self.closed()),
             Err(s) => {
                 bump(&self.would_blocks);
@@ -135,83 +184,147 @@ impl LocalPool {
         }
     }
 
-    /// Returns a lease's bytes. Releasing a lease twice is a no-op. `Ok(true)`
-    /// when a lease was outstanding: the caller then drops the reference the
-    /// lease held on the pool (`record`), as its very last use of the pool.
-    pub(crate) fn release(&self, id: u64) -> Result<bool, Error> {
+    /// Returns a lease's bytes (after `release_fast` turned it down), under
+    /// the wait-list lock: someone is in line (the bytes go to its head),
+    /// the lease is in the overflow map, it was released before, or the pool
+    /// is retired. Releasing a lease twice is a no-op.
+    pub(crate) fn release(&self, id: u64) -> Result<Released, Error> {
+        let mut wl = self.lock();
         match self.leases.remove(id)? {
             Removed::Now(nbytes) => {
-                self.give_back(nbytes);
-                Ok(true)
+                self.state.add(nbytes as i64);
+                self.grant_ready(&mut wl);
+                Ok(match wl.retired.as_mut() {
+                    Some(left) => {
+                        *left -= 1;
+                        if *left == 0 {
+                            Released::Last
+                        } else {
+                            Released::Now
+                        }
+                    }
+                    None => Released::Now,
+                })
             }
             Removed::Already => {
                 if let IdKind::Ticket { .. } = self.leases.kind(id) {
-                    let wl = self.waitlist.lock();
-                    if wl.fate(id).is_some() {
+                    if wl.ticket(id).is_some() {
                         return Err(Error::InvalidLease(format!(
                             "{id:#x} is a ticket not yet redeemed: redeem it with wait or leave with cancel"
                         )));
                     }
                     self.check_ticket(&wl, id)?;
                 }
-                Ok(false)
+                Ok(Released::Already)
             }
         }
+    }
+
+    /// The pool's last handle is gone. From now on it is closed and every
+    /// release takes the lock, where the leases still outstanding are
+    /// counted down; tickets nobody can redeem return their bytes. `true`
+    /// when no lease is outstanding: the caller frees the pool now;
+    /// otherwise the release that returns the last lease says `Last`.
+    pub(crate) fn retire(&self) -> bool {
+        let mut wl = self.lock();
+        self.state.retire();
+        let granted = wl.drop_tickets();
+        self.state.add(granted as i64);
+        // After `retire` above no fast release can finish, and a release that
+        // finished before it is waited out of its slot here.
+        let outstanding = self.leases.outstanding();
+        wl.retired = Some(outstanding);
+        outstanding == 0
     }
 
     /// Joins the line for `nbytes` and returns at once with the place.
     pub(crate) fn enqueue(&self, nbytes: u64) -> Result<Ticket, Error> {
         self.check_request(nbytes)?;
-        Ok(Ticket { id: self.join_line(nbytes)? })
+        let id = match self.join_line(nbytes, true)? {
+            Joined::Now(id) => id,
+            Joined::Queued(w) => w.ticket,
+        };
+        Ok(Ticket { id })
     }
 
     /// Waits up to `wait` for a ticket's grant. On timeout the ticket keeps its
     /// place and may be waited on again.
-    pub(crate) fn wait_ticket(&self, owner: &Arc<Pool>, ticket: Ticket, wait: Wait) -> Result<Lease, Error> {
-        let _hold = Arc::clone(owner);
-        let nbytes = self.wait_for(ticket.id, 0, wait, OnTimeout::Stay)?;
-        Ok(self.record_ticket(owner, ticket.id, nbytes))
+    pub(crate) fn wait_ticket(&self, ticket: Ticket, wait: Wait) -> Result<Lease, Error> {
+        self.redeem(ticket, wait, OnTimeout::Stay)
+    }
+
+    /// Waits for a ticket's fate and collects it. A ticket that times out
+    /// keeps its place (`Stay`) or has left the line (`Leave`: `wait_for`
+    /// took it out of the ticket map with the line, under one lock).
+    fn redeem(&self, ticket: Ticket, wait: Wait, on_timeout: OnTimeout) -> Result<Lease, Error> {
+        let w = {
+            let wl = self.lock();
+            match wl.ticket(ticket.id) {
+                Some(w) => Arc::clone(w),
+                None => {
+                    self.check_ticket(&wl, ticket.id)?;
+                    return Err(Error::InvalidLease(format!(
+                        "ticket {:#x} was already redeemed or cancelled",
+                        ticket.id
+                    )));
+                }
+            }
+        };
+        match self.wait_for(&w, wait, on_timeout) {
+            Err(e @ Error::Timeout { .. }) => Err(e),
+            outcome => {
+                // Granted or failed: whoever takes the ticket's record owns
+                // its fate (a cancel may have taken it first).
+                if self.lock().take_ticket(ticket.id).is_none() {
+                    return Err(Error::InvalidLease(format!("ticket {:#x} was cancelled meanwhile", ticket.id)));
+                }
+                outcome?;
+                self.leases.insert_ticket(ticket.id, w.nbytes);
+                Ok(Lease { id: ticket.id, nbytes: w.nbytes })
+            }
+        }
     }
 
     /// Grants `nbytes` at once when that is possible without jumping the
     /// line, else joins the line: the first step of `acquire`, for callers
     /// that wait for the ticket in their own slices. Counts no refusal.
-    pub(crate) fn acquire_or_enqueue(&self, owner: &Arc<Pool>, nbytes: u64) -> Result<Admission, Error> {
+    pub(crate) fn acquire_or_enqueue(&self, nbytes: u64) -> Result<Admission, Error> {
         self.check_request(nbytes)?;
         match self.take_now(nbytes) {
-            Ok(()) => self.record(owner, nbytes).map(Admission::Granted),
+            Ok(()) => self.record(nbytes).map(Admission::Granted),
             Err(s) if s.closed => Err(self.closed()),
-            Err(_) => Ok(Admission::Queued(Ticket { id: self.join_line(nbytes)? })),
+            Err(_) => self.enqueue(nbytes).map(Admission::Queued),
         }
     }
 
     /// As `wait_ticket`, but a ticket whose time runs out leaves the line and
     /// counts as a timeout, as the one-call `acquire` does.
-    pub(crate) fn wait_ticket_or_leave(&self, owner: &Arc<Pool>, ticket: Ticket, wait: Wait) -> Result<Lease, Error> {
-        let _hold = Arc::clone(owner);
-        let nbytes = self.wait_for(ticket.id, 0, wait, OnTimeout::Leave)?;
-        Ok(self.record_ticket(owner, ticket.id, nbytes))
+    pub(crate) fn wait_ticket_or_leave(&self, ticket: Ticket, wait: Wait) -> Result<Lease, Error> {
+        self.redeem(ticket, wait, OnTimeout::Leave)
     }
 
     /// Leaves the line; if the grant already happened, its bytes go back.
     /// Cancelling a finished ticket is a no-op.
     pub(crate) fn cancel_ticket(&self, ticket: Ticket) -> Result<(), Error> {
-        let mut wl = self.waitlist.lock();
-        match wl.take_fate(ticket.id) {
-            Some(Fate::Waiting { .. }) => self.grant_ready(&mut wl),
-            Some(Fate::Granted { nbytes }) => {
-                self.state.add(nbytes as i64);
+        let mut wl = self.lock();
+        let Some(fate) = wl.ticket(ticket.id).map(|w| w.fate()) else {
+            return self.check_ticket(&wl, ticket.id);
+        };
+        let w = wl.take_ticket(ticket.id);
+        match fate {
+            Fate::Waiting => self.grant_ready(&mut wl),
+            Fate::Granted => {
+                self.state.add(w.map_or(0, |w| w.nbytes) as i64);
                 self.grant_ready(&mut wl);
             }
-            Some(Fate::Failed(_)) => {}
-            None => self.check_ticket(&wl, ticket.id)?,
+            Fate::Failed(_) => {}
         }
         Ok(())
     }
 
     /// Changes what a lease holds. Shrinking returns bytes at once; growing
     /// waits in line for the difference, like an acquire, up to `wait`.
-    pub(crate) fn resize_lease(&self, owner: &Arc<Pool>, id: u64, new_nbytes: u64, wait: Wait) -> Result<Lease, Error> {
+    pub(crate) fn resize_lease(&self, id: u64, new_nbytes: u64, wait: Wait) -> Result<Lease, Error> {
         let old = self.leases.get(id)?;
         if new_nbytes <= old {
             let (before, after) = self.leases.update(id, |cur| cur.min(new_nbytes))?;
@@ -220,13 +333,13 @@ impl LocalPool {
         }
         self.check_request(new_nbytes)?;
         let delta = new_nbytes - old;
-        let _hold = Arc::clone(owner);
         match self.take_now(delta) {
             Ok(()) => {}
             Err(s) if s.closed => return Err(self.closed()),
             Err(_) => {
-                let ticket = self.join_line(delta)?;
-                self.wait_for(ticket, delta, wait, OnTimeout::Leave)?;
+                if let Joined::Queued(w) = self.join_line(delta, false)? {
+                    self.wait_for(&w, wait, OnTimeout::Leave)?;
+                }
             }
         }
         match self.leases.update(id, |cur| cur + delta) {
@@ -242,12 +355,13 @@ impl LocalPool {
     /// revokes a lease, and waiters larger than the new total fail.
     pub(crate) fn set_total(&self, new_total: u64) -> Result<(), Error> {
         check_total(new_total)?;
-        let mut wl = self.waitlist.lock();
+        let mut wl = self.lock();
         let old = self.total.swap(new_total, Ordering::AcqRel);
-        self.state.add(new_total as i64 - old as i64);
-        let before = wl.len();
-        wl.fail_where(|n| n > new_total, |n| Error::ExceedsCapacity { requested: n, total: new_total });
-        self.capacity_rejections.fetch_add((before - wl.len()) as u64, Ordering::Relaxed);
+        let delta = new_total as i64 - old as i64;
+        self.state.add(delta);
+        self.low_water.fetch_add(delta, Ordering::Relaxed);
+        let failed = wl.fail_where(Some(new_total));
+        self.capacity_rejections.fetch_add(failed, Ordering::Relaxed);
         self.grant_ready(&mut wl);
         Ok(())
     }
@@ -255,11 +369,13 @@ impl LocalPool {
     /// Closes the pool: waiters wake with `Closed`, new requests fail with it,
     /// releases still return bytes. Closing twice is a no-op.
     pub(crate) fn close(&self) {
-        let mut wl = self.waitlist.lock();
+        let mut wl = self.lock();
         self.state.set_closed();
-        self.closed_rejections.fetch_add(wl.len() as u64, Ordering::Relaxed);
-        wl.fail_where(|_| true, |_| Error::Closed);
-        self.state.clear_queued();
+        let failed = wl.fail_where(None);
+        self.closed_rejections.fetch_add(failed, Ordering::Relaxed);
+        if wl.retired.is_none() {
+            self.state.clear_queued();
+        }
     }
 
     pub(crate) fn is_closed(&self) -> bool {
@@ -269,16 +385,16 @@ impl LocalPool {
     pub(crate) fn stats(&self) -> Stats {
         // The total and the free bytes are read together under the wait-list
         // lock, which `set_total` holds while it changes both.
-        let (waiters, counters, total, s) = {
-            let wl = self.waitlist.lock();
-            (wl.len() as u64, wl.counters, self.total_bytes(), self.state.load())
+        let (waiters, counters, total, s, low) = {
+            let wl = self.lock();
+            (wl.len() as u64, wl.counters, self.total_bytes(), self.state.load(), self.low_water.load(Ordering::Relaxed))
         };
         let (outstanding, _, grants) = self.leases.totals();
         Stats {
             total_bytes: total,
             available_bytes: s.available.max(0) as u64,
             in_use_bytes: (total as i64 - s.available).max(0) as u64,
-            peak_in_use_bytes: self.peak.load(Ordering::Relaxed),
+            peak_in_use_bytes: (total as i64 - low).max(0) as u64,
             outstanding_leases: outstanding,
             waiters,
             grants,
@@ -289,7 +405,7 @@ impl LocalPool {
             closed_rejections: self.closed_rejections.load(Ordering::Relaxed),
             wait_ns_total: counters.wait_ns_total,
             wait_ns_max: counters.wait_ns_max,
-            futile_wakeups: counters.futile_wakeups,
+            futile_wakeups: self.futile_wakeups.load(Ordering::Relaxed),
         }
     }
 
@@ -305,6 +421,12 @@ impl LocalPool {
     }
 
     // ---- internals -------------------------------------------------------
+
+    /// Takes the wait-list lock; threads granted while it is held are woken
+    /// after it is let go.
+    fn lock(&self) -> Held<'_> {
+        Held(Some(self.waitlist.lock()))
+    }
 
     fn check_request(&self, nbytes: u64) -> Result<(), Error> {
         let total = self.total_bytes();
@@ -327,25 +449,22 @@ impl LocalPool {
             return if s.closed { Err(s) } else { Ok(()) };
         }
         let left = self.state.try_take(nbytes)?;
-        self.note_in_use(left);
+        self.note_low(left);
         Ok(())
     }
 
-    fn note_in_use(&self, left: i64) {
-        let in_use = (self.total_bytes() as i64 - left).max(0) as u64;
-        if in_use > self.peak.load(Ordering::Relaxed) {
-            self.peak.fetch_max(in_use, Ordering::Relaxed);
+    /// Lowers the low-water mark of available bytes to `left` if it is lower.
+    #[inline(always)]
+    fn note_low(&self, left: i64) {
+        if left < self.low_water.load(Ordering::Relaxed) {
+            self.low_water.fetch_min(left, Ordering::Relaxed);
         }
     }
 
-    /// Records bytes already taken as a new lease. The lease holds a
-    /// reference on the pool until it is released (see `release`).
-    fn record(&self, owner: &Arc<Pool>, nbytes: u64) -> Result<Lease, Error> {
+    /// Records bytes already taken as a new lease.
+    fn record(&self, nbytes: u64) -> Result<Lease, Error> {
         match self.leases.insert(nbytes) {
-            Ok(id) => {
-                keep(owner);
-                Ok(Lease { id, nbytes })
-            }
+            Ok(id) => Ok(Lease { id, nbytes }),
             Err(e) => {
                 self.give_back(nbytes);
                 Err(e)
@@ -353,14 +472,7 @@ impl LocalPool {
         }
     }
 
-    /// Records the lease of a granted ticket; it keeps the ticket's id.
-    fn record_ticket(&self, owner: &Arc<Pool>, ticket: u64, nbytes: u64) -> Lease {
-        self.leases.insert_ticket(ticket, nbytes);
-        keep(owner);
-        Lease { id: ticket, nbytes }
-    }
-
-    /// Refuses a ticket id that has no fate: never issued, or already finished.
+    /// Refuses a ticket id that has no record: never issued, or already finished.
     fn check_ticket(&self, wl: &Waitlist, id: u64) -> Result<(), Error> {
         match self.leases.kind(id) {
             IdKind::Ticket { seq } if wl.ticket_issued(seq) => Ok(()),
@@ -374,59 +486,67 @@ impl LocalPool {
         if nbytes == 0 || self.state.try_give(nbytes) {
             return;
         }
-        let mut wl = self.waitlist.lock();
+        let mut wl = self.lock();
         self.state.add(nbytes as i64);
         self.grant_ready(&mut wl);
     }
 
     /// Under the lock: grants from the head of the line while the bytes reach.
-    fn grant_ready(&self, wl: &mut MutexGuard<'_, Waitlist>) {
+    fn grant_ready(&self, wl: &mut Waitlist) {
         while let Some(head) = wl.head() {
             match self.state.take_locked(head.nbytes) {
                 Some(left) => {
-                    self.note_in_use(left);
+                    self.note_low(left);
                     wl.grant_head();
                 }
                 None => return,
             }
         }
-        self.state.clear_queued();
+        // A retired pool keeps `QUEUED` so that releases keep coming here.
+        if wl.retired.is_none() {
+            self.state.clear_queued();
+        }
     }
 
     /// Takes a ticket and either grants it at once or puts it in line.
-    fn join_line(&self, nbytes: u64) -> Result<u64, Error> {
-        let mut wl = self.waitlist.lock();
+    fn join_line(&self, nbytes: u64, two_phase: bool) -> Result<Joined, Error> {
+        let mut wl = self.lock();
         let ticket = self.leases.ticket_id(wl.next_ticket_seq())?;
         if self.state.load().closed {
             return Err(self.closed());
         }
         // Re-checked under the lock: the total may have shrunk meanwhile.
         self.check_request(nbytes)?;
-        if nbytes == 0 {
-            wl.granted_at_once(ticket, 0);
+        let now = if nbytes == 0 {
+            true
         } else if !wl.is_empty() {
-            wl.push(ticket, nbytes);
+            false
         } else {
             match self.state.take_or_queue(nbytes) {
                 Ok(left) => {
-                    self.note_in_use(left);
-                    wl.granted_at_once(ticket, nbytes);
+                    self.note_low(left);
+                    true
                 }
-                Err(()) => wl.push(ticket, nbytes),
+                Err(()) => false,
             }
+        };
+        if now {
+            if two_phase {
+                wl.granted_at_once(ticket, nbytes);
+            }
+            return Ok(Joined::Now(ticket));
         }
-        Ok(ticket)
+        Ok(Joined::Queued(wl.push(ticket, nbytes, two_phase)))
     }
 
-    /// Waits for a ticket's fate and collects it: its granted bytes, or why
-    /// not; then, holding no lock, says so if the wait was too long.
-    fn wait_for(&self, ticket: u64, nbytes: u64, wait: Wait, on_timeout: OnTimeout) -> Result<u64, Error> {
-        let mut joined = None;
-        let outcome = self.wait_in_line(ticket, nbytes, wait, on_timeout, &mut joined);
-        let waited = joined.map(|at: Instant| at.elapsed().as_nanos().min(u128::from(u64::MAX)) as u64);
-        // A ticket that stays in line has not timed out, only this wait's slice.
+    /// Waits until the request's fate is decided (`Ok` for a grant) or its
+    /// time runs out; then, holding no lock, says so if the wait was too
+    /// long (a ticket that stays in line has not timed out, only this wait).
+    fn wait_for(&self, w: &Waiter, wait: Wait, on_timeout: OnTimeout) -> Result<(), Error> {
+        let outcome = self.wait_in_line(w, wait, on_timeout);
         if on_timeout == OnTimeout::Leave || outcome.is_ok() {
-            self.loud.after_wait(&outcome, waited, || {
+            let seen = outcome.clone().map(|()| w.nbytes);
+            self.loud.after_wait(&seen, Some(w.waited_ns()), || {
                 let s = self.stats();
                 let pool = format!("in-process pool {:p}", self);
                 Scene { pool, in_use_bytes: s.in_use_bytes, total_bytes: s.total_bytes, waiters: s.waiters }
@@ -435,57 +555,71 @@ impl LocalPool {
         outcome
     }
 
-    /// `wait_for` under the lock; `joined` gets the time the ticket joined
-    /// the line, if it is still in line when first looked at.
-    fn wait_in_line(
-        &self,
-        ticket: u64,
-        nbytes: u64,
-        wait: Wait,
-        on_timeout: OnTimeout,
-        joined: &mut Option<Instant>,
-    ) -> Result<u64, Error> {
+    /// `wait_for`'s wait. The grant is read from the request's own record,
+    /// without the wait-list lock; only giving up takes it.
+    fn wait_in_line(&self, w: &Waiter, wait: Wait, on_timeout: OnTimeout) -> Result<(), Error> {
         let deadline = wait.deadline();
-        let mut wl = self.waitlist.lock();
         loop {
-            if joined.is_none() {
-                *joined = wl.joined(ticket);
+            match w.fate() {
+                Fate::Granted => return Ok(()),
+                Fate::Failed(e) => return Err(e),
+                Fate::Waiting => {}
             }
-            let signal = match wl.fate(ticket) {
-                None => {
-                    self.check_ticket(&wl, ticket)?;
-                    return Err(Error::InvalidLease(format!(
-                        "ticket {ticket:#x} was already redeemed or cancelled"
-                    )));
+            if deadline.is_some_and(|at| Instant::now() >= at) {
+                if on_timeout == OnTimeout::Stay {
+                    return Err(Error::Timeout { requested: w.nbytes });
                 }
-                Some(Fate::Waiting { signal, nbytes: queued, .. }) => {
-                    if deadline.is_some_and(|at| Instant::now() >= at) {
-                        let requested = (*queued).max(nbytes);
-                        if on_timeout == OnTimeout::Leave {
-                            wl.take_fate(ticket);
-                            self.grant_ready(&mut wl);
-                            bump(&self.timeouts);
-                        }
-                        return Err(Error::Timeout { requested });
-                    }
-                    Arc::clone(signal)
+                let mut wl = self.lock();
+                // Under the lock the fate is settled: leave, or take what came.
+                if wl.leave(w) {
+                    self.grant_ready(&mut wl);
+                    bump(&self.timeouts);
+                    return Err(Error::Timeout { requested: w.nbytes });
                 }
-                Some(Fate::Granted { .. } | Fate::Failed(_)) => {
-                    return match wl.take_fate(ticket) {
-                        Some(Fate::Granted { nbytes }) => Ok(nbytes),
-                        Some(Fate::Failed(e)) => Err(e),
-                        _ => Err(Error::Internal("a ticket's fate changed under the lock".into())),
-                    };
-                }
-            };
-            signal.wait(&mut wl, deadline);
-            if matches!(wl.fate(ticket), Some(Fate::Waiting { .. }))
-                && deadline.map_or(true, |at| Instant::now() < at)
-            {
-                wl.counters.futile_wakeups += 1;
+                continue;
+            }
+            w.sleep(deadline);
+            if w.is_waiting() && deadline.map_or(true, |at| Instant::now() < at) {
+                bump(&self.futile_wakeups);
             }
         }
     }
+}
+
+/// The wait-list lock, held. Dropping it lets go of the lock, then wakes
+/// the threads whose requests were settled meanwhile.
+struct Held<'a>(Option<MutexGuard<'a, Waitlist>>);
+
+impl Deref for Held<'_> {
+    type Target = Waitlist;
+    fn deref(&self) -> &Waitlist {
+        self.0.as_ref().expect("held until dropped")
+    }
+}
+
+impl DerefMut for Held<'_> {
+    fn deref_mut(&mut self) -> &mut Waitlist {
+        self.0.as_mut().expect("held until dropped")
+    }
+}
+
+impl Drop for Held<'_> {
+    fn drop(&mut self) {
+        if let Some(mut guard) = self.0.take() {
+            if let Some(wakes) = guard.take_wakes() {
+                drop(guard);
+                wakes.run();
+            }
+        }
+    }
+}
+
+/// How a request joined the line.
+enum Joined {
+    /// Granted at once, under this ticket id.
+    Now(u64),
+    /// Waiting, with its own record.
+    Queued(Arc<Waiter>),
 }
 
 pub(crate) fn check_total(total: u64) -> Result<(), Error> {

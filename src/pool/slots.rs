@@ -86,33 +86,73 @@ pub(crate) enum Removed {
     Already,
 }
 
+/// A slot claimed for a lease about to be granted, and its word before.
+#[derive(Clone, Copy)]
+pub(crate) struct Claim {
+    index: usize,
+    word: u64,
+}
+
 pub(crate) struct LeaseSlots {
     tag: u64,
-    slots: Box<[Slot]>,
+    /// The high bits every slot lease id of this pool shares (tag and kind).
+    prefix: u64,
+    slots: Box<[Slot; SLOTS]>,
     overflow: Mutex<Overflow>,
 }
 
 /// Where this thread starts looking for a free slot: its stack address,
 /// mixed, is stable for the thread and differs between threads.
+#[inline(always)]
 fn home_slot() -> usize {
-    let marker = 0u8;
-    let addr = std::hint::black_box(&marker) as *const u8 as u64;
-    ((addr >> 14).wrapping_mul(0x9e37_79b9_7f4a_7c15) >> (64 - SLOT_BITS)) as usize
+    (stack_address().wrapping_shr(14).wrapping_mul(0x9e37_79b9_7f4a_7c15) >> (64 - SLOT_BITS)) as usize
+}
+
+/// An address on this thread's stack: the stack pointer where it is one
+/// instruction to read, else a local's address.
+#[inline(always)]
+fn stack_address() -> u64 {
+    #[cfg(all(target_arch = "x86_64", not(loom)))]
+    {
+        let sp: u64;
+        // SAFETY: reads the stack pointer into a register; touches no memory.
+        unsafe { std::arch::asm!("mov {}, rsp", out(reg) sp, options(nomem, nostack, preserves_flags)) };
+        sp
+    }
+    #[cfg(all(target_arch = "aarch64", not(loom)))]
+    {
+        let sp: u64;
+        // SAFETY: reads the stack pointer into a register; touches no memory.
+        unsafe { std::arch::asm!("mov {}, sp", out(reg) sp, options(nomem, nostack, preserves_flags)) };
+        sp
+    }
+    #[cfg(any(loom, not(any(target_arch = "x86_64", target_arch = "aarch64"))))]
+    {
+        let marker = 0u8;
+        std::hint::black_box(&marker) as *const u8 as u64
+    }
 }
 
 impl LeaseSlots {
     pub(crate) fn new() -> Result<Self, Error> {
         let tag = NEXT_TAG.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        // A loom run creates millions of pools, one or two alive at a time:
+        // there the tags wrap (they need only differ between live pools).
+        #[cfg(loom)]
+        let tag = tag % ((1 << TAG_BITS) - 1) + 1;
         if tag >= 1 << TAG_BITS {
             return Err(Error::System(format!(
                 "this process has created {} pools, the most it can tell apart",
                 (1u64 << TAG_BITS) - 1
             )));
         }
-        let slots = (0..SLOTS).map(|_| Slot { word: AtomicU64::new(0), nbytes: AtomicU64::new(0) }).collect();
-        Ok(LeaseSlots { tag, slots, overflow: Mutex::new(Overflow { next_seq: 1, ..Overflow::default() }) })
+        let slots: Box<[Slot]> =
+            (0..SLOTS).map(|_| Slot { word: AtomicU64::new(0), nbytes: AtomicU64::new(0) }).collect();
+        let slots: Box<[Slot; SLOTS]> = slots.try_into().map_err(|_| Error::Internal("lease table size".into()))?;
+        Ok(LeaseSlots { tag, prefix: tag << TAG_SHIFT | KIND_SLOT << LOW_BITS, slots, overflow: Mutex::new(Overflow { next_seq: 1, ..Overflow::default() }) })
     }
 
+    #[inline(always)]
     fn id(&self, kind: u64, low: u64) -> u64 {
         self.tag << TAG_SHIFT | kind << LOW_BITS | low
     }
@@ -147,28 +187,58 @@ impl LeaseSlots {
         overflow.ticket_grants += 1;
     }
 
-    /// Records a lease of `nbytes` and returns its new id.
+    /// Claims this thread's home slot for a lease about to be granted, if it
+    /// is free: the slot is `BUSY` until [`fill`](Self::fill) or
+    /// [`unclaim`](Self::unclaim). One slot only, so that the fast path
+    /// stays small; [`insert`](Self::insert) probes further. Lock-free;
+    /// nothing in it can panic.
+    #[inline(always)]
+    pub(crate) fn claim_home(&self) -> Option<Claim> {
+        self.claim_at(home_slot())
+    }
+
+    /// Claims slot `index` if it is free.
+    #[inline(always)]
+    fn claim_at(&self, index: usize) -> Option<Claim> {
+        let slot = &self.slots[index & (SLOTS - 1)];
+        let word = slot.word.load(Ordering::Relaxed);
+        // Free (state 0) and below the last generation, in one comparison:
+        // a state other than 0 rotates into the top bits.
+        if word.rotate_right(2) >= GEN_MAX {
+            return None;
+        }
+        slot.word.compare_exchange(word, ((word >> 2) + 1) << 2 | BUSY, Ordering::Acquire, Ordering::Relaxed).ok()?;
+        Some(Claim { index: index & (SLOTS - 1), word })
+    }
+
+    /// Records a lease of `nbytes` in a claimed slot; returns its id.
+    #[inline(always)]
+    pub(crate) fn fill(&self, claim: Claim, nbytes: u64) -> u64 {
+        let slot = &self.slots[claim.index];
+        let gen = (claim.word >> 2) + 1;
+        slot.nbytes.store(nbytes, Ordering::Relaxed);
+        slot.word.store(gen << 2 | HELD, Ordering::Release);
+        self.prefix | gen << SLOT_BITS | claim.index as u64
+    }
+
+    /// Gives a claimed slot back unused.
+    #[inline(always)]
+    pub(crate) fn unclaim(&self, claim: Claim) {
+        self.slots[claim.index].word.store(claim.word, Ordering::Release);
+    }
+
+    /// Records a lease of `nbytes` and returns its new id: in a slot, or in
+    /// the overflow map when the slots near this thread are taken.
     pub(crate) fn insert(&self, nbytes: u64) -> Result<u64, Error> {
         let home = home_slot();
-        for i in 0..PROBES {
-            let index = (home + i) & (SLOTS - 1);
-            let slot = &self.slots[index];
-            let word = slot.word.load(Ordering::Relaxed);
-            let gen = word >> 2;
-            if word & STATE != FREE || gen >= GEN_MAX {
-                continue;
-            }
-            let gen = gen + 1;
-            if slot
-                .word
-                .compare_exchange(word, gen << 2 | BUSY, Ordering::Acquire, Ordering::Relaxed)
-                .is_ok()
-            {
-                slot.nbytes.store(nbytes, Ordering::Relaxed);
-                slot.word.store(gen << 2 | HELD, Ordering::Release);
-                return Ok(self.id(KIND_SLOT, gen << SLOT_BITS | index as u64));
-            }
+        if let Some(claim) = (0..PROBES).find_map(|i| self.claim_at(home + i)) {
+            return Ok(self.fill(claim, nbytes));
         }
+        self.insert_overflow(nbytes)
+    }
+
+    #[cold]
+    fn insert_overflow(&self, nbytes: u64) -> Result<u64, Error> {
         let mut overflow = self.overflow.lock();
         let seq = overflow.next_seq;
         if seq > LOW_MASK {
@@ -178,6 +248,49 @@ impl LeaseSlots {
         let id = self.id(KIND_OVERFLOW, seq);
         overflow.leases.insert(id, nbytes);
         Ok(id)
+    }
+
+    /// Removes a slot lease in one pass if `give(nbytes)` accepts its bytes:
+    /// the slot goes `HELD` -> `BUSY`, `give` runs, then the slot is `FREE`,
+    /// and that store is the last this call does to the pool. `false` (and
+    /// the slot `HELD` again) for anything else: an id that is no slot lease,
+    /// a slot someone else holds busy, or a `give` that refused; the full
+    /// `remove` then decides. Lock-free, and nothing in it can panic.
+    #[inline]
+    pub(crate) fn remove_fast(&self, id: u64, give: impl FnOnce(u64) -> bool) -> bool {
+        // Generation 0 is never `HELD`, so the exchange below refuses it.
+        if id & !LOW_MASK != self.prefix {
+            return false;
+        }
+        let (index, gen) = ((id as usize) & (SLOTS - 1), (id & LOW_MASK) >> SLOT_BITS);
+        let slot = &self.slots[index];
+        let held = gen << 2 | HELD;
+        if slot.word.compare_exchange(held, gen << 2 | BUSY, Ordering::Acquire, Ordering::Relaxed).is_err() {
+            return false;
+        }
+        if !give(slot.nbytes.load(Ordering::Relaxed)) {
+            slot.word.store(held, Ordering::Release);
+            return false;
+        }
+        slot.word.store(gen << 2 | FREE, Ordering::Release);
+        true
+    }
+
+    /// Outstanding leases, counted exactly: a slot some thread holds `BUSY`
+    /// is waited out, so that a release caught between returning its bytes
+    /// and freeing its slot is not counted. Callers make sure no new lease
+    /// can appear meanwhile.
+    pub(crate) fn outstanding(&self) -> u64 {
+        let mut count = 0;
+        for slot in self.slots.iter() {
+            let mut word = slot.word.load(Ordering::Acquire);
+            while word & STATE == BUSY {
+                spin_wait();
+                word = slot.word.load(Ordering::Acquire);
+            }
+            count += u64::from(word & STATE == HELD);
+        }
+        count + self.overflow.lock().leases.len() as u64
     }
 
     /// Takes slot `index` at generation `gen` from `HELD` to `BUSY`, waiting

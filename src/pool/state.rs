@@ -30,6 +30,7 @@ pub(crate) struct Snapshot {
 }
 
 impl Snapshot {
+    #[inline(always)]
     fn decode(word: u64) -> Self {
         Snapshot {
             available: (word as i64) >> SHIFT,
@@ -44,6 +45,7 @@ impl Snapshot {
     }
 }
 
+#[inline(always)]
 fn encode(word: u64, available: i64) -> u64 {
     ((available << SHIFT) as u64) | (word & FLAGS)
 }
@@ -65,6 +67,7 @@ impl State {
     /// reading and returns the new available bytes and flags, or `None` to
     /// leave the word as it is. Returns the reading it acted on, and whether
     /// it changed the word.
+    #[inline(always)]
     fn update(&self, change: impl Fn(Snapshot, u64) -> Option<u64>) -> (Snapshot, bool) {
         match self.word.fetch_update(Ordering::AcqRel, Ordering::Acquire, |w| change(Snapshot::decode(w), w)) {
             Ok(w) => (Snapshot::decode(w), true),
@@ -75,6 +78,7 @@ impl State {
     /// Fast path: takes `nbytes` if nobody is queued, the pool is open and
     /// enough is available; returns the bytes left. On failure returns the
     /// reading that refused it.
+    #[inline(always)]
     pub(crate) fn try_take(&self, nbytes: u64) -> Result<i64, Snapshot> {
         let (s, taken) = self.update(|s, w| {
             (!s.queued && !s.closed && s.fits(nbytes)).then(|| encode(w, s.available - nbytes as i64))
@@ -86,8 +90,36 @@ impl State {
         }
     }
 
+    /// Fast path, first look: the word as read and the bytes that taking
+    /// `nbytes` would leave, if the word grants them now (nobody queued,
+    /// open, enough available).
+    #[inline(always)]
+    pub(crate) fn peek_take(&self, nbytes: u64) -> Option<(u64, i64)> {
+        Self::would_take(self.word.load(Ordering::Acquire), nbytes)
+    }
+
+    #[inline(always)]
+    fn would_take(w: u64, nbytes: u64) -> Option<(u64, i64)> {
+        let s = Snapshot::decode(w);
+        (!s.queued && !s.closed && s.fits(nbytes)).then(|| (w, s.available - nbytes as i64))
+    }
+
+    /// Fast path, second step: takes the bytes `peek_take` saw, re-checking
+    /// if the word changed since; returns the bytes left.
+    #[inline(always)]
+    pub(crate) fn take_from(&self, seen: (u64, i64), nbytes: u64) -> Option<i64> {
+        let (mut w, mut left) = seen;
+        loop {
+            match self.word.compare_exchange_weak(w, encode(w, left), Ordering::AcqRel, Ordering::Acquire) {
+                Ok(_) => return Some(left),
+                Err(now) => (w, left) = Self::would_take(now, nbytes)?,
+            }
+        }
+    }
+
     /// Fast path: gives back `nbytes` unless someone is queued, in which case
     /// nothing changes and the caller must give them back under the lock.
+    #[inline(always)]
     pub(crate) fn try_give(&self, nbytes: u64) -> bool {
         self.update(|s, w| (!s.queued).then(|| encode(w, s.available + nbytes as i64))).1
     }
@@ -126,5 +158,12 @@ impl State {
 
     pub(crate) fn set_closed(&self) {
         self.word.fetch_or(CLOSED, Ordering::AcqRel);
+    }
+
+    /// Under the wait-list lock, when the pool's last handle is gone: closed,
+    /// and `QUEUED` for good, so that from now on every release takes the
+    /// lock, where the outstanding leases are counted down.
+    pub(crate) fn retire(&self) {
+        self.word.fetch_or(CLOSED | QUEUED, Ordering::AcqRel);
     }
 }

@@ -8,13 +8,13 @@
 use std::time::Instant;
 
 #[cfg(loom)]
-pub(crate) use loom::sync::atomic::{AtomicU64, Ordering};
+pub(crate) use loom::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 #[cfg(not(loom))]
-pub(crate) use std::sync::atomic::{AtomicU64, Ordering};
+pub(crate) use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 
 /// Reference counts stay std's under loom too: they are not what the models
 /// check, and methods taking `self: &Arc<Self>` need std's `Arc`.
-pub use std::sync::Arc;
+pub use std::sync::{Arc, Weak};
 
 /// A mutual-exclusion lock. It is never held while a thread sleeps in the pool.
 pub(crate) struct Mutex<T> {
@@ -79,45 +79,134 @@ impl<T> std::ops::DerefMut for MutexGuard<'_, T> {
     }
 }
 
-/// A condition variable used with [`Mutex`]. The engine gives each waiting
-/// request its own, so a notification reaches exactly the threads it concerns.
+/// The value a waiting request's word holds while its thread sleeps on it
+/// (0 while it waits awake; anything else is its fate). No fate may share
+/// its low 32 bits.
+pub(crate) const ASLEEP: u64 = u64::MAX;
+
+/// Where the thread of one waiting request sleeps until that request's own
+/// record, an atomic word, holds its fate. Outside loom it is a private
+/// futex on the word's low half: the thread marks the word `ASLEEP` and
+/// sleeps while it says so (the kernel re-reads it, so a fate written first
+/// is never missed), and whoever writes the fate wakes it only if it was
+/// marked, so a grant to a thread that has not gone to sleep costs no system
+/// call. Under loom the same marks, with a lock and a condition variable of
+/// its own in place of the futex.
 #[derive(Default)]
-pub(crate) struct Condvar {
-    #[cfg(not(loom))]
-    inner: parking_lot::Condvar,
+pub(crate) struct Parker {
     #[cfg(loom)]
-    inner: loom::sync::Condvar,
+    lock: loom::sync::Mutex<()>,
+    #[cfg(loom)]
+    cv: loom::sync::Condvar,
 }
 
-impl Condvar {
-    pub(crate) fn new() -> Self {
-        Self::default()
+/// The 32-bit half of `word` that holds its low bits, for the futex calls.
+#[cfg(not(loom))]
+fn low_half(word: &AtomicU64) -> *mut u32 {
+    let p = word.as_ptr() as *mut u32;
+    if cfg!(target_endian = "big") {
+        p.wrapping_add(1)
+    } else {
+        p
     }
+}
 
-    /// Sleeps until notified or until `deadline` (`None`: no deadline).
-    /// Spurious returns are allowed; callers re-check their condition.
-    pub(crate) fn wait<T>(&self, guard: &mut MutexGuard<'_, T>, deadline: Option<Instant>) {
+impl Parker {
+    /// Sleeps while `word` shows no fate (0 or `ASLEEP`), until woken or
+    /// `deadline`. Spurious returns are allowed (a signal, the deadline);
+    /// callers re-check the word.
+    pub(crate) fn sleep(&self, word: &AtomicU64, deadline: Option<Instant>) {
         #[cfg(not(loom))]
         {
-            match deadline {
+            let timeout = match deadline {
+                None => None,
                 Some(at) => {
-                    self.inner.wait_until(&mut guard.0, at);
+                    let left = at.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        return;
+                    }
+                    Some(libc::timespec {
+                        tv_sec: left.as_secs().min(i64::MAX as u64) as libc::time_t,
+                        tv_nsec: left.subsec_nanos() as libc::c_long,
+                    })
                 }
-                None => self.inner.wait(&mut guard.0),
+            };
+            if word.compare_exchange(0, ASLEEP, Ordering::AcqRel, Ordering::Acquire).is_err_and(|w| w != ASLEEP) {
+                return;
+            }
+            let ts = timeout.as_ref().map_or(std::ptr::null(), |t| t as *const libc::timespec);
+            // SAFETY: the futex word is the live, aligned low half of `word`,
+            // private to this process; `ts` is NULL or a valid timespec.
+            // FUTEX_WAIT only reads the word, and sleeps only while it shows
+            // `ASLEEP`'s low half.
+            unsafe {
+                libc::syscall(
+                    libc::SYS_futex,
+                    low_half(word),
+                    libc::FUTEX_WAIT | libc::FUTEX_PRIVATE_FLAG,
+                    ASLEEP as u32,
+                    ts,
+                    std::ptr::null::<u32>(),
+                    0u32,
+                );
             }
         }
         #[cfg(loom)]
         {
-            // loom does not model time: a timed wait is a plain wait there, and
-            // the models exercise timeouts by abandoning a ticket instead.
             let _ = deadline;
-            let g = guard.0.take().expect("guard present");
-            guard.0 = Some(self.inner.wait(g).unwrap());
+            let guard = self.lock.lock().unwrap();
+            if matches!(word.compare_exchange(0, ASLEEP, Ordering::AcqRel, Ordering::Acquire), Ok(_) | Err(ASLEEP)) {
+                drop(self.cv.wait(guard).unwrap());
+            }
         }
     }
 
-    pub(crate) fn notify_all(&self) {
-        self.inner.notify_all();
+    /// Writes `fate` into `word`; `true` when a thread sleeps on it and must
+    /// be woken with [`wake`](Self::wake) (which may wait until the caller
+    /// has let go of its lock, as long as the word's memory stays).
+    #[must_use]
+    pub(crate) fn settle(&self, word: &AtomicU64, fate: u64) -> bool {
+        word.swap(fate, Ordering::AcqRel) == ASLEEP
+    }
+
+    /// Wakes the thread asleep on `word` (see `settle`).
+    pub(crate) fn wake(&self, word: &AtomicU64) {
+        #[cfg(not(loom))]
+        // SAFETY: as in `sleep`; FUTEX_WAKE uses the address only as a key.
+        unsafe {
+            libc::syscall(
+                libc::SYS_futex,
+                low_half(word),
+                libc::FUTEX_WAKE | libc::FUTEX_PRIVATE_FLAG,
+                i32::MAX,
+                0usize,
+                0usize,
+                0u32,
+            );
+        }
+        #[cfg(loom)]
+        {
+            let _ = word;
+            let _guard = self.lock.lock().unwrap();
+            self.cv.notify_all();
+        }
+    }
+}
+
+/// Under loom, a value whose leak fails the model: the engine holds one, so
+/// a pool never freed (a lifetime bug) is reported. Nothing outside loom.
+#[derive(Default)]
+pub(crate) struct LeakCheck {
+    #[cfg(loom)]
+    _track: Option<loom::alloc::Track<()>>,
+}
+
+impl LeakCheck {
+    pub(crate) fn new() -> Self {
+        LeakCheck {
+            #[cfg(loom)]
+            _track: Some(loom::alloc::Track::new(())),
+        }
     }
 }
 

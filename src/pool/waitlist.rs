@@ -1,30 +1,114 @@
-//! The line of waiting requests and the fate of every ticket, kept under one
-//! lock. Order of arrival decides order of grant; each request has its own
-//! condition variable, so a grant wakes exactly the threads waiting on it.
+//! The line of waiting requests, kept under one lock, and each request's own
+//! record. Order of arrival decides order of grant.
+//!
+//! A request in line is a [`Waiter`]: its size, its place, and one atomic
+//! word that says where it stands (waiting, granted, or why it left). The
+//! grant is decided under the lock and written straight into that word; the
+//! requesting thread sleeps on the word alone, so it wakes only for its own
+//! fate and reads it without taking the lock again. Two-phase tickets
+//! (`enqueue`, then `wait` in slices) are also kept by id until redeemed.
 
-use std::collections::BTreeMap;
+use std::collections::VecDeque;
 use std::time::Instant;
 
 use super::error::Error;
 use super::lease::IdMap;
-use super::sync::{Arc, Condvar};
+use super::sync::{Arc, AtomicU64, Ordering, Parker, ASLEEP};
 
-/// A request waiting in line.
+const WAITING: u64 = 0;
+const GRANTED: u64 = 1;
+const CLOSED: u64 = 2;
+const CANCELLED: u64 = 3;
+/// The total that made it fail sits above the three low bits.
+const TOO_LARGE: u64 = 4;
+const TOTAL_SHIFT: u32 = 3;
+
+/// A request waiting in line, or finished: its own record.
 pub(crate) struct Waiter {
     pub(crate) ticket: u64,
     pub(crate) nbytes: u64,
-    pub(crate) since: Instant,
-    pub(crate) signal: Arc<Condvar>,
+    since: Instant,
+    /// `WAITING` (`ASLEEP` while its thread sleeps on it), or a fate:
+    /// `GRANTED`, `CLOSED`, `CANCELLED`, `total << 3 | TOO_LARGE` (none has
+    /// `ASLEEP`'s low half, as `Parker` needs). The fate is written once,
+    /// under the wait-list lock.
+    word: AtomicU64,
+    parker: Parker,
 }
 
-/// Where a ticket stands.
+/// Where a request stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Fate {
-    /// In line at `pos`; threads waiting for it sleep on `signal`.
-    Waiting { pos: u64, nbytes: u64, signal: Arc<Condvar> },
+    Waiting,
     /// Its bytes were taken from the pool for it; the collector records them.
-    Granted { nbytes: u64 },
-    /// It left the line without bytes (pool closed, total lowered below it).
+    Granted,
+    /// It left the line without bytes.
     Failed(Error),
+}
+
+impl Waiter {
+    fn new(ticket: u64, nbytes: u64, word: u64) -> Waiter {
+        Waiter { ticket, nbytes, since: Instant::now(), word: AtomicU64::new(word), parker: Parker::default() }
+    }
+
+    /// How long ago the request joined the line.
+    pub(crate) fn waited_ns(&self) -> u64 {
+        self.since.elapsed().as_nanos().min(u128::from(u64::MAX)) as u64
+    }
+
+    /// Its fate; read without the lock (a fate, once written, never changes).
+    pub(crate) fn fate(&self) -> Fate {
+        match self.word.load(Ordering::Acquire) {
+            WAITING | ASLEEP => Fate::Waiting,
+            GRANTED => Fate::Granted,
+            CLOSED => Fate::Failed(Error::Closed),
+            CANCELLED => Fate::Failed(Error::InvalidLease(format!("ticket {:#x} was cancelled", self.ticket))),
+            w => Fate::Failed(Error::ExceedsCapacity { requested: self.nbytes, total: w >> TOTAL_SHIFT }),
+        }
+    }
+
+    pub(crate) fn is_waiting(&self) -> bool {
+        matches!(self.word.load(Ordering::Acquire), WAITING | ASLEEP)
+    }
+
+    /// Sleeps while it is waiting, at most until `deadline`; may return early.
+    pub(crate) fn sleep(&self, deadline: Option<Instant>) {
+        self.parker.sleep(&self.word, deadline);
+    }
+
+}
+
+/// Threads whose request was settled under the wait-list lock and that are
+/// asleep: woken by [`Wakes::run`] once the lock is let go, so that the lock
+/// is never held across the system call. Holding their records keeps the
+/// words alive (a record still held is not reused).
+#[derive(Default)]
+pub(crate) struct Wakes {
+    /// Filled from the front.
+    list: [Option<Arc<Waiter>>; 4],
+}
+
+impl Wakes {
+    pub(crate) fn is_empty(&self) -> bool {
+        self.list[0].is_none()
+    }
+
+    pub(crate) fn run(self) {
+        for w in self.list.iter().map_while(Option::as_ref) {
+            w.parker.wake(&w.word);
+        }
+    }
+}
+
+/// Under the lock: writes `w`'s fate; its thread, if asleep, is woken later
+/// (or at once when `wakes` is full).
+fn settle(wakes: &mut Wakes, w: &Arc<Waiter>, fate: u64) {
+    if w.parker.settle(&w.word, fate) {
+        match wakes.list.iter_mut().find(|e| e.is_none()) {
+            Some(e) => *e = Some(Arc::clone(w)),
+            None => w.parker.wake(&w.word),
+        }
+    }
 }
 
 /// Counters only the lock holder changes.
@@ -33,18 +117,26 @@ pub(crate) struct WaitCounters {
     pub(crate) waited_grants: u64,
     pub(crate) wait_ns_total: u64,
     pub(crate) wait_ns_max: u64,
-    /// Times a sleeping thread woke and found its request still waiting.
-    pub(crate) futile_wakeups: u64,
 }
 
 #[derive(Default)]
 pub(crate) struct Waitlist {
     tickets_issued: u64,
-    next_pos: u64,
-    line: BTreeMap<u64, Waiter>,
-    fates: IdMap<Fate>,
+    line: VecDeque<Arc<Waiter>>,
+    /// Two-phase tickets not yet redeemed or cancelled, by id.
+    tickets: IdMap<Arc<Waiter>>,
     pub(crate) counters: WaitCounters,
+    /// Once the pool's last handle is gone: the leases still outstanding.
+    pub(crate) retired: Option<u64>,
+    /// Records of finished requests, reused once their thread let go of
+    /// them, so that waiting costs no allocation in the steady state.
+    spare: Vec<Arc<Waiter>>,
+    /// Threads to wake once the lock is let go.
+    wakes: Wakes,
 }
+
+/// Spare records kept at most.
+const SPARES: usize = 64;
 
 impl Waitlist {
     /// Numbers the next ticket (from 1).
@@ -57,22 +149,44 @@ impl Waitlist {
         seq != 0 && seq <= self.tickets_issued
     }
 
-    /// Puts a request at the end of the line.
-    pub(crate) fn push(&mut self, ticket: u64, nbytes: u64) {
-        let pos = self.next_pos;
-        self.next_pos += 1;
-        let signal = Arc::new(Condvar::new());
-        self.line.insert(pos, Waiter { ticket, nbytes, since: Instant::now(), signal: signal.clone() });
-        self.fates.insert(ticket, Fate::Waiting { pos, nbytes, signal });
+    /// Puts a request at the end of the line; a two-phase ticket is also
+    /// kept by id.
+    pub(crate) fn push(&mut self, ticket: u64, nbytes: u64, two_phase: bool) -> Arc<Waiter> {
+        let w = self.record(Waiter::new(ticket, nbytes, WAITING));
+        self.line.push_back(Arc::clone(&w));
+        if two_phase {
+            self.tickets.insert(ticket, Arc::clone(&w));
+        }
+        w
     }
 
-    /// Records a ticket that was granted without waiting.
+    /// Records a two-phase ticket that was granted without waiting.
     pub(crate) fn granted_at_once(&mut self, ticket: u64, nbytes: u64) {
-        self.fates.insert(ticket, Fate::Granted { nbytes });
+        let w = self.record(Waiter::new(ticket, nbytes, GRANTED));
+        self.tickets.insert(ticket, w);
+    }
+
+    /// `fresh` in a spare record nobody holds any more, or in a new one.
+    fn record(&mut self, fresh: Waiter) -> Arc<Waiter> {
+        if let Some(i) = self.spare.iter().position(|w| Arc::strong_count(w) == 1) {
+            let mut w = self.spare.swap_remove(i);
+            if let Some(slot) = Arc::get_mut(&mut w) {
+                *slot = fresh;
+                return w;
+            }
+        }
+        Arc::new(fresh)
+    }
+
+    /// Keeps a finished request's record for reuse.
+    fn recycle(&mut self, w: Arc<Waiter>) {
+        if self.spare.len() < SPARES {
+            self.spare.push(w);
+        }
     }
 
     pub(crate) fn head(&self) -> Option<&Waiter> {
-        self.line.first_key_value().map(|(_, w)| w)
+        self.line.front().map(|w| &**w)
     }
 
     pub(crate) fn is_empty(&self) -> bool {
@@ -83,49 +197,86 @@ impl Waitlist {
         self.line.len()
     }
 
-    /// When a ticket still in line joined it.
-    pub(crate) fn joined(&self, ticket: u64) -> Option<Instant> {
-        match self.fates.get(&ticket)? {
-            Fate::Waiting { pos, .. } => self.line.get(pos).map(|w| w.since),
-            _ => None,
+    /// The record of a two-phase ticket not yet redeemed.
+    pub(crate) fn ticket(&self, id: u64) -> Option<&Arc<Waiter>> {
+        self.tickets.get(&id)
+    }
+
+    /// Ends a two-phase ticket: forgets its id and, if it still waits, takes
+    /// it out of line (its thread, if any, wakes to `CANCELLED`).
+    pub(crate) fn take_ticket(&mut self, id: u64) -> Option<Arc<Waiter>> {
+        let w = self.tickets.remove(&id)?;
+        if w.is_waiting() {
+            self.unlink(&w);
+            settle(&mut self.wakes, &w, CANCELLED);
+        }
+        Some(w)
+    }
+
+    /// A request that gave up leaves the line, if it is still in it; `false`
+    /// when its fate was decided first.
+    pub(crate) fn leave(&mut self, w: &Waiter) -> bool {
+        if !w.is_waiting() {
+            return false;
+        }
+        self.unlink(w);
+        self.tickets.remove(&w.ticket);
+        true
+    }
+
+    /// Takes a waiting request out of the line (a scan: lines are short, and
+    /// only requests that give up leave from the middle).
+    fn unlink(&mut self, w: &Waiter) {
+        if let Some(i) = self.line.iter().position(|x| std::ptr::eq(&**x, w)) {
+            self.line.remove(i);
         }
     }
 
-    pub(crate) fn fate(&self, ticket: u64) -> Option<&Fate> {
-        self.fates.get(&ticket)
-    }
-
-    /// Removes a finished ticket's record and returns it.
-    pub(crate) fn take_fate(&mut self, ticket: u64) -> Option<Fate> {
-        let fate = self.fates.remove(&ticket)?;
-        if let Fate::Waiting { pos, .. } = fate {
-            self.line.remove(&pos);
-        }
-        Some(fate)
-    }
-
-    /// Grants the head of the line: it leaves the line and its threads wake.
+    /// Grants the head of the line: it leaves the line, its record says
+    /// `GRANTED`, and its thread wakes.
     pub(crate) fn grant_head(&mut self) {
-        if let Some((_, w)) = self.line.pop_first() {
+        if let Some(w) = self.line.pop_front() {
             let waited = w.since.elapsed().as_nanos().min(u128::from(u64::MAX)) as u64;
             let c = &mut self.counters;
             c.waited_grants += 1;
             c.wait_ns_total = c.wait_ns_total.saturating_add(waited);
             c.wait_ns_max = c.wait_ns_max.max(waited);
-            self.fates.insert(w.ticket, Fate::Granted { nbytes: w.nbytes });
-            w.signal.notify_all();
+            settle(&mut self.wakes, &w, GRANTED);
+            self.recycle(w);
         }
     }
 
-    /// Fails every waiter for which `doomed(nbytes)` holds with `error()`.
-    pub(crate) fn fail_where(&mut self, doomed: impl Fn(u64) -> bool, error: impl Fn(u64) -> Error) {
-        let positions: Vec<u64> =
-            self.line.iter().filter(|(_, w)| doomed(w.nbytes)).map(|(p, _)| *p).collect();
-        for pos in positions {
-            if let Some(w) = self.line.remove(&pos) {
-                self.fates.insert(w.ticket, Fate::Failed(error(w.nbytes)));
-                w.signal.notify_all();
+    /// Fails every waiter larger than `total` (`None`: every waiter, the
+    /// pool is closed). Returns how many.
+    pub(crate) fn fail_where(&mut self, total: Option<u64>) -> u64 {
+        let before = self.line.len();
+        let wakes = &mut self.wakes;
+        self.line.retain(|w| {
+            let doomed = total.map_or(true, |t| w.nbytes > t);
+            if doomed {
+                settle(wakes, w, total.map_or(CLOSED, |t| t << TOTAL_SHIFT | TOO_LARGE));
+            }
+            !doomed
+        });
+        (before - self.line.len()) as u64
+    }
+
+    /// The threads to wake, taken out before the lock is let go; `None`
+    /// when there are none (the common case, kept cheap).
+    pub(crate) fn take_wakes(&mut self) -> Option<Wakes> {
+        (!self.wakes.is_empty()).then(|| std::mem::take(&mut self.wakes))
+    }
+
+    /// Forgets every two-phase ticket (nobody can redeem them any more) and
+    /// returns the bytes of those granted and never collected.
+    pub(crate) fn drop_tickets(&mut self) -> u64 {
+        let mut granted = 0;
+        for (_, w) in std::mem::take(&mut self.tickets) {
+            if w.fate() == Fate::Granted {
+                granted += w.nbytes;
             }
         }
+        self.fail_where(None);
+        granted
     }
 }

@@ -47,13 +47,6 @@ impl<'a> Args<'a> {
         self.rest.next().cloned().ok_or_else(|| format!("{flag} needs a value"))
     }
 
-    /// The value of `flag`, parsed as a number (for `mmpool bench`).
-    #[cfg_attr(not(feature = "bench"), allow(dead_code))]
-    pub fn number<T: FromStr>(&mut self, flag: &str) -> Result<T, String> {
-        let v = self.value(flag)?;
-        v.parse().map_err(|_| format!("{flag} needs a number, got `{v}`"))
-    }
-
     /// The value of `flag`, a number within `range` (NaN is in no range).
     pub fn number_in<T: FromStr + PartialOrd + Display>(
         &mut self,

@@ -9,8 +9,6 @@ fn main() {}
 
 #[cfg(not(loom))]
 mod args;
-#[cfg(all(not(loom), feature = "bench"))]
-mod bench;
 #[cfg(not(loom))]
 mod bench_shared;
 #[cfg(not(loom))]
@@ -23,9 +21,8 @@ mod exposition;
 mod status;
 
 /// The commands and what each does, for `mmpool --help`.
-const COMMANDS: [(&str, &str); 7] = [
+const COMMANDS: [(&str, &str); 6] = [
     ("demo", "simulate a decoding front end on a GPU-memory budget (see `mmpool demo --help`)"),
-    ("bench", "measure mmpool against the usual alternatives (see `mmpool bench --help`)"),
     ("status", "show a pool shared by processes: `mmpool status NAME [--json | --prometheus]`"),
     ("exporter", "serve shared pools' figures to Prometheus: `mmpool exporter NAME... --listen ADDR`"),
     ("unlink", "remove a shared pool's name: `mmpool unlink NAME`"),
@@ -68,8 +65,6 @@ fn main() {
         Some("unlink") => status::unlink_main(&rest),
         Some("exporter") => exporter::main(&rest),
         Some("bench-shared") => bench_shared::bench_shared_main(&rest),
-        #[cfg(feature = "bench")]
-        Some("bench") => bench::main(&rest),
         Some("help" | "--help" | "-h") => {
             println!("{}", usage());
             0

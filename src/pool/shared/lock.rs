@@ -35,6 +35,10 @@ const CONTENDED: u32 = 1 << 31;
 /// in which waiters for bytes check for dead processes.
 pub(crate) const RECLAIM_SLICE: Duration = Duration::from_millis(50);
 
+/// How long one holder must have kept the lock for a call past its deadline
+/// to give up on it (the lock is then stuck, not busy).
+pub(crate) const GRACE: Duration = Duration::from_millis(1);
+
 /// How the lock was obtained.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Acquired {
@@ -58,11 +62,32 @@ pub(crate) fn holder(word: u32) -> Option<usize> {
     }
 }
 
-/// The deadline passed while the word named another holder (its last value).
+/// How long `lock` may wait.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Until {
+    /// As long as it takes.
+    Forever,
+    /// Until this instant, if by then one holder has kept the lock for
+    /// `GRACE` (a lock that changes hands is still waited for: it is busy,
+    /// not stuck).
+    Deadline(Instant),
+    /// Until one holder has kept the lock this long (the word unchanged):
+    /// for calls without a deadline that must not wait on a stuck holder,
+    /// yet wait as long as the lock changes hands.
+    Unchanged(Duration),
+}
+
+impl Until {
+    pub(crate) fn from_deadline(deadline: Option<Instant>) -> Until {
+        deadline.map_or(Until::Forever, Until::Deadline)
+    }
+}
+
+/// The wait ended while the word named another holder (its last value).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct TimedOut(pub(crate) u32);
 
-/// Takes the lock for process slot `me`, by `deadline` if one is given.
+/// Takes the lock for process slot `me`, waiting as `until` says.
 /// `inside` counts this attachment's threads that hold the lock or are
 /// swapping the word to take it; `judge(owner, word)` says whether a holder
 /// other than `me` is gone, asked after each full slice the word stayed at
@@ -72,10 +97,12 @@ pub(crate) fn lock(
     word: &AtomicU32,
     me: usize,
     inside: &AtomicUsize,
-    deadline: Option<Instant>,
+    until: Until,
     judge: impl Fn(usize, u32) -> bool,
 ) -> Result<Acquired, TimedOut> {
     let mut slept = false;
+    // For `Until::Unchanged`: the word (without CONTENDED) and since when.
+    let mut kept: Option<(u32, Instant)> = None;
     // A swap of the word counts in `inside` from before it until the unlock
     // (or its failure): whoever sees the word name `me` and then `inside` at
     // 0 knows that no thread of `me` swapped it in and still holds it.
@@ -95,14 +122,32 @@ pub(crate) fn lock(
             }
             continue;
         };
-        let slice = match deadline {
-            None => RECLAIM_SLICE,
-            Some(at) => {
+        let mut held_for = || {
+            let since = match kept {
+                Some((w, since)) if w == seen & !CONTENDED => since,
+                _ => kept.insert((seen & !CONTENDED, Instant::now())).1,
+            };
+            since.elapsed()
+        };
+        let slice = match until {
+            Until::Forever => RECLAIM_SLICE,
+            Until::Deadline(at) => {
+                let held = held_for();
                 let now = Instant::now();
-                if now >= at {
+                if now < at {
+                    (at - now).min(RECLAIM_SLICE)
+                } else if held >= GRACE {
+                    return Err(TimedOut(seen));
+                } else {
+                    GRACE - held
+                }
+            }
+            Until::Unchanged(bound) => {
+                let held = held_for();
+                if held >= bound {
                     return Err(TimedOut(seen));
                 }
-                (at - now).min(RECLAIM_SLICE)
+                (bound - held).min(RECLAIM_SLICE)
             }
         };
         if seen & CONTENDED == 0
@@ -143,7 +188,7 @@ mod tests {
     use super::*;
 
     fn take(word: &AtomicU32, me: usize, inside: &AtomicUsize, judge: impl Fn(usize, u32) -> bool) -> Acquired {
-        lock(word, me, inside, None, judge).unwrap()
+        lock(word, me, inside, Until::Forever, judge).unwrap()
     }
 
     #[test]
@@ -184,7 +229,7 @@ mod tests {
         // A thread of slot 2 holds it (inside 1): another one of slot 2 waits,
         // here until its deadline.
         let at = Instant::now() + Duration::from_millis(120);
-        assert_eq!(lock(&word, 2, &inside, Some(at), |_, _| true).map(|_| ()), Err(TimedOut(word.load(Ordering::Relaxed))));
+        assert_eq!(lock(&word, 2, &inside, Until::Deadline(at), |_, _| true).map(|_| ()), Err(TimedOut(word.load(Ordering::Relaxed))));
         assert!(Instant::now() >= at);
     }
 
@@ -192,9 +237,26 @@ mod tests {
     fn a_live_holder_keeps_it_until_the_deadline() {
         let (word, inside) = (AtomicU32::new(8 | SEQ_ONE), AtomicUsize::new(0));
         let at = Instant::now() + Duration::from_millis(80);
-        assert!(lock(&word, 1, &inside, Some(at), |slot, _| slot != 7).is_err());
+        assert!(lock(&word, 1, &inside, Until::Deadline(at), |slot, _| slot != 7).is_err());
         assert!(Instant::now() >= at, "returned at the deadline, not before");
         assert_eq!(inside.load(Ordering::Relaxed), 0, "a call that timed out leaves no count behind");
         assert_eq!(holder(word.load(Ordering::Relaxed)), Some(7));
+    }
+
+    #[test]
+    fn a_bound_on_one_holder_resets_when_the_lock_changes_hands() {
+        let (word, inside) = (AtomicU32::new(8 | SEQ_ONE), AtomicUsize::new(0));
+        let started = Instant::now();
+        let r = std::thread::scope(|scope| {
+            scope.spawn(|| {
+                // Another acquisition by the same holder after 60 ms: the
+                // word changes (its sequence), so the 100 ms bound starts over.
+                std::thread::sleep(Duration::from_millis(60));
+                word.store(8 | 2 * SEQ_ONE, Ordering::SeqCst);
+            });
+            lock(&word, 1, &inside, Until::Unchanged(Duration::from_millis(100)), |_, _| false)
+        });
+        assert!(r.is_err());
+        assert!(started.elapsed() >= Duration::from_millis(160), "{:?}", started.elapsed());
     }
 }

@@ -46,15 +46,13 @@ pub use file::{path_of, unlink, validate_name};
 
 use super::bottleneck::{Loud, Scene};
 use super::error::Error;
-use super::front::{keep, unkeep, Pool};
 use super::lease::{Admission, Lease, Ticket};
 use super::local::{check_total, Wait};
 use super::stats::Stats;
-use super::sync::Arc;
 use crate::log::{self, Level};
 use file::Mapping;
 use liveness::PROC_LOCK_BASE;
-use lock::Acquired;
+use lock::{Acquired, Until};
 use segment::*;
 
 use table::Locked;
@@ -156,9 +154,11 @@ pub struct LockHolder {
 /// log (once per holding) and `mmpool status` shows it.
 pub const LOCK_HELD_REPORT: Duration = Duration::from_secs(1);
 
-/// How long `try_acquire` (which has no deadline of its own) and a snapshot
-/// wait for the pool's lock before giving up on a holder that keeps it.
+/// How long `try_acquire` and `acquire_or_enqueue` (which have no deadline
+/// of their own), a snapshot and a detaching handle wait for the pool's lock
+/// while one holder keeps it (the lock changing hands starts it over).
 const SHORT_LOCK_WAIT: Duration = Duration::from_millis(100);
+const PATIENT: Until = Until::Unchanged(SHORT_LOCK_WAIT);
 
 /// The longest a survivor waits before it notices that a process died (while
 /// holding bytes, waiting in line, or inside the lock) and takes back what it
@@ -303,10 +303,10 @@ fn lock_segment<'a>(
     me: usize,
     fd: RawFd,
     inside: &'a AtomicUsize,
-    deadline: Option<Instant>,
+    until: Until,
 ) -> Result<Locked<'a>, lock::TimedOut> {
     let seg = map.segment();
-    let how = lock::lock(&seg.header.lock, me, inside, deadline, |slot, word| {
+    let how = lock::lock(&seg.header.lock, me, inside, until, |slot, word| {
         if file::shrunk(fd, map.len()) {
             map.damage();
             return true;
@@ -387,7 +387,7 @@ fn lock_holder(seg: &Segment<'_>, fd: RawFd) -> Option<LockHolder> {
 
 /// Registers this process in a slot of the segment; returns the slot.
 fn attach(pool: &SharedPool, fd: RawFd, opts: &SharedOptions, created: bool) -> Result<usize, Error> {
-    attach_by(pool, fd, opts, created, None)
+    attach_by(pool, fd, opts, created, Until::Forever)
 }
 
 /// `attach`, giving up (`Error::Timeout`) if the lock stays taken past `deadline`.
@@ -396,7 +396,7 @@ fn attach_by(
     fd: RawFd,
     opts: &SharedOptions,
     created: bool,
-    deadline: Option<Instant>,
+    until: Until,
 ) -> Result<usize, Error> {
     let (seg, name, flags) = (pool.seg(), pool.name.as_str(), opts.flags);
     let map = &pool.map;
@@ -421,7 +421,7 @@ fn attach_by(
     pool.inside.store(0, Relaxed);
     let registered = (|| {
         let mut g =
-            lock_segment(map, me, fd, &pool.inside, deadline).map_err(|_| Error::Timeout { requested: 0 })?;
+            lock_segment(map, me, fd, &pool.inside, until).map_err(|_| Error::Timeout { requested: 0 })?;
         pool.check_file(fd);
         pool.intact()?;
         g.repair()?;
@@ -626,15 +626,15 @@ impl SharedPool {
 
     #[inline]
     fn lock(&self) -> Result<Locked<'_>, Error> {
-        self.lock_by(None, 0)
+        self.lock_by(Until::Forever, 0)
     }
 
     /// Takes the lock by `deadline` (a request for `requested` bytes times
     /// out at it), first freeing the tickets this process abandoned.
     #[inline(always)]
-    fn lock_by(&self, deadline: Option<Instant>, requested: u64) -> Result<Locked<'_>, Error> {
+    fn lock_by(&self, until: Until, requested: u64) -> Result<Locked<'_>, Error> {
         let a = self.me()?;
-        let Ok(mut g) = lock_segment(&self.map, a.slot, a.fd, &self.inside, deadline) else {
+        let Ok(mut g) = lock_segment(&self.map, a.slot, a.fd, &self.inside, until) else {
             return Err(Error::Timeout { requested });
         };
         if self.any_abandoned.load(Relaxed) {
@@ -642,6 +642,17 @@ impl SharedPool {
         }
         self.intact()?;
         Ok(g)
+    }
+
+    /// `lock_by` for a request that leaves the line when its time runs out:
+    /// running out while still waiting for the lock is its timeout too, and
+    /// counts as one, as it does in line.
+    fn lock_or_leave(&self, until: Until, requested: u64) -> Result<Locked<'_>, Error> {
+        let locked = self.lock_by(until, requested);
+        if let Err(Error::Timeout { .. }) = locked {
+            Self::bump(&self.seg().header.timeouts);
+        }
+        locked
     }
 
     /// Frees the tickets this process abandoned (see `abandoned`).
@@ -744,37 +755,33 @@ impl SharedPool {
         Ok(())
     }
 
-    pub(crate) fn acquire(&self, owner: &Arc<Pool>, nbytes: u64, wait: Wait) -> Result<Lease, Error> {
-        self.after(self.acquire_in(owner, nbytes, wait))
+    pub(crate) fn acquire(&self, nbytes: u64, wait: Wait) -> Result<Lease, Error> {
+        self.after(self.acquire_in(nbytes, wait))
     }
 
-    fn acquire_in(&self, owner: &Arc<Pool>, nbytes: u64, wait: Wait) -> Result<Lease, Error> {
-        let mut g = self.lock_by(wait.deadline(), nbytes)?;
+    fn acquire_in(&self, nbytes: u64, wait: Wait) -> Result<Lease, Error> {
+        let mut g = self.lock_or_leave(Until::from_deadline(wait.deadline()), nbytes)?;
         self.check_request(&g, nbytes)?;
         if Self::take_now(&mut g, nbytes) {
             let (_, id) = g.alloc(LEASE, nbytes)?;
             g.take(nbytes);
-            drop(g);
-            keep(owner);
             return Ok(Lease { id, nbytes });
         }
         let (i, id) = g.join_line(nbytes)?;
         drop(g);
-        let _hold = Arc::clone(owner);
         let nbytes = self.wait_for(i, id, wait, OnTimeout::Leave, |g, i| {
             g.make_lease(i);
             Ok(g.entry(i).nbytes.load(Relaxed))
         })?;
-        keep(owner);
         Ok(Lease { id, nbytes })
     }
 
-    pub(crate) fn try_acquire(&self, owner: &Arc<Pool>, nbytes: u64) -> Result<Lease, Error> {
-        self.after(self.try_acquire_in(owner, nbytes))
+    pub(crate) fn try_acquire(&self, nbytes: u64) -> Result<Lease, Error> {
+        self.after(self.try_acquire_in(nbytes))
     }
 
-    fn try_acquire_in(&self, owner: &Arc<Pool>, nbytes: u64) -> Result<Lease, Error> {
-        let mut g = self.lock_by(Some(Instant::now() + SHORT_LOCK_WAIT), nbytes)?;
+    fn try_acquire_in(&self, nbytes: u64) -> Result<Lease, Error> {
+        let mut g = self.lock_by(PATIENT, nbytes)?;
         self.check_request(&g, nbytes)?;
         if !Self::take_now(&mut g, nbytes) {
             Self::bump(&self.seg().header.would_blocks);
@@ -786,29 +793,25 @@ impl SharedPool {
         }
         let (_, id) = g.alloc(LEASE, nbytes)?;
         g.take(nbytes);
-        drop(g);
-        keep(owner);
         Ok(Lease { id, nbytes })
     }
 
-    pub(crate) fn release(&self, owner: &Arc<Pool>, id: u64) -> Result<(), Error> {
-        self.after(self.release_in(owner, id))
+    /// `Ok(true)` when a lease was outstanding and is now removed.
+    pub(crate) fn release(&self, id: u64) -> Result<bool, Error> {
+        self.after(self.release_in(id))
     }
 
-    fn release_in(&self, owner: &Arc<Pool>, id: u64) -> Result<(), Error> {
+    fn release_in(&self, id: u64) -> Result<bool, Error> {
         self.check_issued(id, "lease")?;
         let mut g = self.lock()?;
-        let Some(i) = self.own(&g, id, "lease")? else { return Ok(()) };
+        let Some(i) = self.own(&g, id, "lease")? else { return Ok(false) };
         if g.entry(i).state.load(Relaxed) != LEASE {
             return Err(Error::InvalidLease(format!(
                 "{id:#x} is a ticket, not a lease: redeem it with wait or leave with cancel"
             )));
         }
         g.free(i);
-        drop(g);
-        // SAFETY: a lease of this process was just removed; its grant kept a reference.
-        unsafe { unkeep(owner) };
-        Ok(())
+        Ok(true)
     }
 
     pub(crate) fn enqueue(&self, nbytes: u64) -> Result<Ticket, Error> {
@@ -828,17 +831,17 @@ impl SharedPool {
         Ok(Ticket { id })
     }
 
-    pub(crate) fn wait_ticket(&self, owner: &Arc<Pool>, ticket: Ticket, wait: Wait) -> Result<Lease, Error> {
-        self.after(self.redeem(owner, ticket, wait, OnTimeout::Stay))
+    pub(crate) fn wait_ticket(&self, ticket: Ticket, wait: Wait) -> Result<Lease, Error> {
+        self.after(self.redeem(ticket, wait, OnTimeout::Stay))
     }
 
     /// Redeems a ticket; a deferred one (see `deferred`) first joins the
     /// line, by the same deadline, and is forgotten once it has an outcome.
-    fn redeem(&self, owner: &Arc<Pool>, ticket: Ticket, wait: Wait, on_timeout: OnTimeout) -> Result<Lease, Error> {
+    fn redeem(&self, ticket: Ticket, wait: Wait, on_timeout: OnTimeout) -> Result<Lease, Error> {
         if !segment::is_deferred_id(ticket.id, self.seg().header.nonce.load(Relaxed)) {
-            return self.redeem_in_line(owner, ticket, wait, on_timeout);
+            return self.redeem_in_line(ticket, wait, on_timeout);
         }
-        let outcome = self.enqueue_deferred(ticket.id, wait.deadline()).and_then(|real| self.redeem_in_line(owner, real, wait, on_timeout));
+        let outcome = self.enqueue_deferred(ticket.id, wait.deadline(), on_timeout).and_then(|real| self.redeem_in_line(real, wait, on_timeout));
         if on_timeout == OnTimeout::Leave || !matches!(outcome, Err(Error::Timeout { .. })) {
             self.deferred.lock().remove(&ticket.id);
         }
@@ -847,13 +850,17 @@ impl SharedPool {
 
     /// The ticket in line for a deferred one, joining the line now if the
     /// lock can be taken by `deadline`.
-    fn enqueue_deferred(&self, id: u64, deadline: Option<Instant>) -> Result<Ticket, Error> {
+    fn enqueue_deferred(&self, id: u64, deadline: Option<Instant>, on_timeout: OnTimeout) -> Result<Ticket, Error> {
         let forgotten = || Error::InvalidLease(format!("ticket {id:#x} was already redeemed or cancelled"));
         let (nbytes, real) = *self.deferred.lock().get(&id).ok_or_else(forgotten)?;
         if let Some(real) = real {
             return Ok(Ticket { id: real });
         }
-        let mut g = self.lock_by(deadline, nbytes)?;
+        let until = Until::from_deadline(deadline);
+        let mut g = match on_timeout {
+            OnTimeout::Leave => self.lock_or_leave(until, nbytes)?,
+            OnTimeout::Stay => self.lock_by(until, nbytes)?,
+        };
         self.check_request(&g, nbytes)?;
         let real = if Self::take_now(&mut g, nbytes) {
             let (_, real) = g.alloc(GRANTED, nbytes)?;
@@ -888,28 +895,26 @@ impl SharedPool {
         Ticket { id }
     }
 
-    fn redeem_in_line(&self, owner: &Arc<Pool>, ticket: Ticket, wait: Wait, on_timeout: OnTimeout) -> Result<Lease, Error> {
+    fn redeem_in_line(&self, ticket: Ticket, wait: Wait, on_timeout: OnTimeout) -> Result<Lease, Error> {
         self.check_issued(ticket.id, "ticket")?;
         let i = segment::parse_id(ticket.id, self.seg().header.nonce.load(Relaxed)).map_or(0, |p| p.entry);
-        let _hold = Arc::clone(owner);
         let nbytes = self.wait_for(i, ticket.id, wait, on_timeout, |g, i| {
             g.make_lease(i);
             Ok(g.entry(i).nbytes.load(Relaxed))
         })?;
-        keep(owner);
         Ok(Lease { id: ticket.id, nbytes })
     }
 
     /// Grants at once when possible without jumping the line, else joins it;
     /// counts no refusal (see the local backend's).
-    pub(crate) fn acquire_or_enqueue(&self, owner: &Arc<Pool>, nbytes: u64) -> Result<Admission, Error> {
-        self.after(self.acquire_or_enqueue_in(owner, nbytes))
+    pub(crate) fn acquire_or_enqueue(&self, nbytes: u64) -> Result<Admission, Error> {
+        self.after(self.acquire_or_enqueue_in(nbytes))
     }
 
-    fn acquire_or_enqueue_in(&self, owner: &Arc<Pool>, nbytes: u64) -> Result<Admission, Error> {
+    fn acquire_or_enqueue_in(&self, nbytes: u64) -> Result<Admission, Error> {
         // It has no deadline of its own; its caller waits next, in slices,
         // with one: a lock that stays taken defers the joining to those waits.
-        let mut g = match self.lock_by(Some(Instant::now() + SHORT_LOCK_WAIT), nbytes) {
+        let mut g = match self.lock_by(PATIENT, nbytes) {
             Err(Error::Timeout { .. }) => return Ok(Admission::Queued(self.defer(nbytes))),
             locked => locked?,
         };
@@ -919,15 +924,13 @@ impl SharedPool {
         }
         let (_, id) = g.alloc(LEASE, nbytes)?;
         g.take(nbytes);
-        drop(g);
-        keep(owner);
         Ok(Admission::Granted(Lease { id, nbytes }))
     }
 
     /// As `wait_ticket`, but a ticket whose time runs out leaves the line and
     /// counts as a timeout.
-    pub(crate) fn wait_ticket_or_leave(&self, owner: &Arc<Pool>, ticket: Ticket, wait: Wait) -> Result<Lease, Error> {
-        self.after(self.redeem(owner, ticket, wait, OnTimeout::Leave))
+    pub(crate) fn wait_ticket_or_leave(&self, ticket: Ticket, wait: Wait) -> Result<Lease, Error> {
+        self.after(self.redeem(ticket, wait, OnTimeout::Leave))
     }
 
     pub(crate) fn cancel_ticket(&self, ticket: Ticket) -> Result<(), Error> {
@@ -953,14 +956,14 @@ impl SharedPool {
         Ok(())
     }
 
-    pub(crate) fn resize_lease(&self, owner: &Arc<Pool>, id: u64, new_nbytes: u64, wait: Wait) -> Result<Lease, Error> {
-        self.after(self.resize_lease_in(owner, id, new_nbytes, wait))
+    pub(crate) fn resize_lease(&self, id: u64, new_nbytes: u64, wait: Wait) -> Result<Lease, Error> {
+        self.after(self.resize_lease_in(id, new_nbytes, wait))
     }
 
-    fn resize_lease_in(&self, owner: &Arc<Pool>, id: u64, new_nbytes: u64, wait: Wait) -> Result<Lease, Error> {
+    fn resize_lease_in(&self, id: u64, new_nbytes: u64, wait: Wait) -> Result<Lease, Error> {
         self.check_issued(id, "lease")?;
         let released = || Error::InvalidLease(format!("lease {id:#x} was already released"));
-        let mut g = self.lock_by(wait.deadline(), new_nbytes)?;
+        let mut g = self.lock_or_leave(Until::from_deadline(wait.deadline()), new_nbytes)?;
         let i = self.own(&g, id, "lease")?.ok_or_else(released)?;
         let e = g.entry(i);
         if e.state.load(Relaxed) != LEASE {
@@ -986,7 +989,6 @@ impl SharedPool {
         }
         let (t, tid) = g.join_line(delta)?;
         drop(g);
-        let _hold = Arc::clone(owner);
         let nbytes = self.wait_for(t, tid, wait, OnTimeout::Leave, |g, t| {
             // The grant moves into the lease, if the lease is still there.
             let e = g.entry(i);
@@ -1034,7 +1036,7 @@ impl SharedPool {
     pub(crate) fn stats(&self) -> Stats {
         self.check_file_now();
         let h = self.seg().header;
-        let mut g = self.lock_by(Some(Instant::now() + SHORT_LOCK_WAIT), 0);
+        let mut g = self.lock_by(PATIENT, 0);
         if let Ok(g) = g.as_mut() {
             g.maybe_reap();
         }
@@ -1083,7 +1085,7 @@ impl SharedPool {
         self.intact()?;
         let stats = self.stats();
         let a = self.me()?;
-        match self.lock_by(Some(Instant::now() + SHORT_LOCK_WAIT), 0) {
+        match self.lock_by(PATIENT, 0) {
             Ok(mut g) => {
                 g.reap_dead();
                 Ok(self.snapshot_of(stats, Some(a.slot), None))
@@ -1141,8 +1143,7 @@ impl SharedPool {
     pub fn inspect(name: &str) -> Result<SharedSnapshot, Error> {
         let opts = SharedOptions::default();
         let (pool, fd, registry, _) = Self::map(name, &opts)?;
-        let deadline = Some(Instant::now() + SHORT_LOCK_WAIT);
-        let attached = attach_by(&pool, fd, &opts, false, deadline);
+        let attached = attach_by(&pool, fd, &opts, false, PATIENT);
         let snapshot = match attached {
             Ok(slot) => {
                 pool.attachment.store(Attachment { slot, registry, fd, generation: generation() }.pack(), Release);
@@ -1206,7 +1207,7 @@ impl SharedPool {
         let deadline = wait.deadline();
         let mut slept_out = false;
         loop {
-            let mut g = match self.lock_by(deadline, 0) {
+            let mut g = match self.lock_by(Until::from_deadline(deadline), 0) {
                 Ok(g) => g,
                 Err(Error::Timeout { .. }) => {
                     // The lock stayed taken to the end: the ticket cannot
@@ -1315,9 +1316,8 @@ impl Drop for SharedPool {
         }
         // Without the lock (damaged, or a holder that keeps it) the
         // descriptor is simply closed: the others then reap this process.
-        let deadline = Some(Instant::now() + SHORT_LOCK_WAIT);
         if self.intact().is_ok() {
-            if let Ok(mut g) = lock_segment(&self.map, a.slot, a.fd, &self.inside, deadline) {
+            if let Ok(mut g) = lock_segment(&self.map, a.slot, a.fd, &self.inside, PATIENT) {
                 g.release_owner(a.slot);
                 self.seg().procs[a.slot].state.store(PROC_FREE, Relaxed);
             }

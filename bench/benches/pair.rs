@@ -1,22 +1,22 @@
-//! The cost of one acquire+release pair, per implementation that `mmpool
-//! bench` compares (the same adapters, compiled in here from the command's
+//! The cost of one acquire+release pair, per implementation that
+//! `mmpool-bench` compares (the same adapters, compiled in here from its
 //! sources), alone and with threads competing for a pool that fits three.
 //!
-//!     cargo bench --bench pair
+//!     cargo bench -p mmpool-bench --bench pair
 //!
-//! `mmpool bench` has the other scenarios (wake-ups, starvation, wait times,
+//! `mmpool-bench` has the other scenarios (wake-ups, starvation, wait times,
 //! memory); this is the statistically careful view of the first two.
 
 // The adapters carry methods only the command's scenarios use.
 #![allow(dead_code)]
 
-#[path = "../src/bin/mmpool/bench/baselines.rs"]
+#[path = "../src/baselines.rs"]
 mod baselines;
-#[path = "../src/bin/mmpool/bench/block_on.rs"]
+#[path = "../src/block_on.rs"]
 mod block_on;
-#[path = "../src/bin/mmpool/bench/mmpool_c.rs"]
+#[path = "../src/mmpool_c.rs"]
 mod mmpool_c;
-#[path = "../src/bin/mmpool/bench/subject.rs"]
+#[path = "../src/subject.rs"]
 mod subject;
 
 use baselines::{Floor, RefParkingLot, RefStd, Tokio};

@@ -23,7 +23,7 @@ pub fn pair<S: Subject>(s: &S) {
     s.release(black_box(grant));
 }
 
-/// 1. Nanoseconds per uncontended acquire+release.
+/// Scenario 1: Nanoseconds per uncontended acquire+release.
 pub fn uncontended<S: Subject>(pairs: u64) -> f64 {
     let s = S::new(3 * UNIT);
     for _ in 0..1000 {
@@ -34,6 +34,35 @@ pub fn uncontended<S: Subject>(pairs: u64) -> f64 {
         pair(&s);
     }
     start.elapsed().as_nanos() as f64 / pairs as f64
+}
+
+/// Hand-offs for the callgrind mode: two threads pass a pool's whole budget
+/// back and forth `rounds` times each way. Each one sleeps briefly before it
+/// releases, so that the other is asleep in `acquire` by then: every release
+/// grants a sleeping waiter, and every acquire waits and is woken.
+pub fn handoffs<S: Subject>(rounds: u64) {
+    let pause = Duration::from_micros(200);
+    let s = Arc::new(S::new(UNIT));
+    let mut held = s.acquire(UNIT);
+    let other = {
+        let s = Arc::clone(&s);
+        thread::spawn(move || {
+            for _ in 0..rounds {
+                let g = s.acquire(UNIT);
+                thread::sleep(pause);
+                s.release(g);
+            }
+        })
+    };
+    for _ in 0..rounds {
+        thread::sleep(pause);
+        s.release(held);
+        held = s.acquire(UNIT);
+    }
+    // Released before the join: an implementation that lets a running
+    // thread take back what it just released may have starved the other.
+    s.release(held);
+    other.join().expect("the other thread panicked");
 }
 
 /// Busy for `d` (the "work" done while a lease is held).
@@ -51,7 +80,7 @@ pub struct Contended {
     pub waits_ns: Vec<u64>,
 }
 
-/// 2 and 5. `threads` workers loop acquire(UNIT), busy `hold`, release, on a
+/// Scenarios 2 and 5: `threads` workers loop acquire(UNIT), busy `hold`, release, on a
 /// pool that fits three leases, for `run_for`. With `record`, each acquire's
 /// duration is kept (it costs two clock reads per operation).
 pub fn contended<S: Subject>(threads: usize, run_for: Duration, hold: Duration, record: bool) -> Contended {
@@ -129,7 +158,7 @@ pub struct Wakeups {
     pub granted: u64,
 }
 
-/// 3. `waiters` threads park on a pool that one lease holds whole, each asking
+/// Scenario 3: `waiters` threads park on a pool that one lease holds whole, each asking
 /// for all of it; then the lease is released, and each waiter, once granted,
 /// holds for `hold` (sleeping, as a decode waiting on its GPU work does) and
 /// releases. Every release can satisfy exactly one waiter.
@@ -167,7 +196,7 @@ pub struct Starvation {
     pub grants: Vec<Option<Duration>>,
 }
 
-/// 4. Four threads stream requests for 30% of the pool, each held `hold`; a
+/// Scenario 4: Four threads stream requests for 30% of the pool, each held `hold`; a
 /// request for 90% then waits at most `timeout`. Repeated `trials` times
 /// (stopping at the first that is not granted).
 pub fn starvation<S: Subject>(hold: Duration, timeout: Duration, trials: usize) -> Starvation {
@@ -227,7 +256,7 @@ pub struct Memory {
     pub per_waiter: Option<f64>,
 }
 
-/// 6. Heap retained by a new pool, by `leases` outstanding leases, and by
+/// Scenario 6: Heap retained by a new pool, by `leases` outstanding leases, and by
 /// `waiters` threads waiting in line.
 pub fn memory<S: Subject>(leases: usize, waiters: usize) -> Result<Memory, String> {
     let (pool, heap_bytes) = heap::retained_by(|| S::new(UNIT));

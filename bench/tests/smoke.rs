@@ -1,8 +1,6 @@
-//! `mmpool bench --quick` measures every implementation in every scenario it
+//! `mmpool-bench --quick` measures every implementation in every scenario it
 //! can take part in, writes that as JSON, and mmpool's waiters never wake
 //! without a grant. (Figures are never judged here: they are a benchmark's.)
-#![cfg(not(loom))] // these tests use the C boundary and real threads; loom runs tests/loom.rs
-#![cfg(feature = "bench")]
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -10,10 +8,19 @@ use std::process::Command;
 use serde_json::Value;
 
 const IMPLEMENTATIONS: [&str; 5] = ["floor", "mmpool", "ref-std", "ref-parking_lot", "tokio"];
-const SCENARIOS: [&str; 6] = ["uncontended", "contended", "wakeups", "starvation", "wait_time", "memory"];
+const SCENARIOS: [&str; 8] = [
+    "uncontended",
+    "contended",
+    "contended_200us",
+    "contended_2ms",
+    "wakeups",
+    "starvation",
+    "wait_time",
+    "memory",
+];
 
 fn bench(args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_mmpool")).arg("bench").args(args).output().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_mmpool-bench")).args(args).output().unwrap();
     (out.status.success(), String::from_utf8_lossy(&out.stdout).into(), String::from_utf8_lossy(&out.stderr).into())
 }
 
@@ -58,6 +65,12 @@ fn quick_run_covers_every_implementation_and_scenario() {
                 .unwrap_or_else(|| panic!("{name}: no throughput at {threads} threads"));
             assert!(ops > 0.0, "{name}: {ops} ops/s at {threads} threads");
         }
+        for scenario in ["contended_200us", "contended_2ms"] {
+            for threads in [8, 16] {
+                let ops = rows(&doc, scenario, name).find(|r| r["count"] == threads).and_then(|r| r["value"].as_f64());
+                assert!(ops.is_some_and(|o| o > 0.0), "{name}: {ops:?} ops/s in {scenario} at {threads} threads");
+            }
+        }
         assert_eq!(value(&doc, "wakeups", name, "granted"), Some(16.0), "{name}: every waiter is granted");
     }
     // mmpool wakes only the request it granted: no wake-up is futile.
@@ -75,6 +88,43 @@ fn callgrind_mode_runs_the_pairs_it_is_asked_for_and_refuses_unknown_names() {
     let (ok, _, stderr) = bench(&["--callgrind-pair", "nothing-by-this-name"]);
     assert!(!ok);
     assert!(stderr.contains("nothing-by-this-name"), "{stderr}");
+    let (ok, stdout, stderr) = bench(&["--callgrind-handoff", "mmpool", "--rounds", "3"]);
+    assert!(ok, "{stderr}");
+    assert_eq!(stdout.trim(), "mmpool: 3 rounds of two hand-offs");
+    let (ok, _, stderr) = bench(&["--callgrind-handoff", "floor"]);
+    assert!(!ok && stderr.contains("no blocking implementation"), "the floor cannot hand off: {stderr}");
     let (ok, _, stderr) = bench(&["--frobnicate"]);
     assert!(!ok && stderr.contains("unknown option"), "{stderr}");
+}
+
+/// A run without `--json` writes nothing, wherever it runs; a relative
+/// `--json` path lands in the working directory, and nothing else does.
+#[test]
+fn a_file_is_written_only_when_asked() {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("bench-json-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let in_dir = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_mmpool-bench")).args(args).current_dir(&dir).output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let files = || -> Vec<PathBuf> {
+        let mut out = Vec::new();
+        let mut dirs = vec![dir.clone()];
+        while let Some(d) = dirs.pop() {
+            for entry in std::fs::read_dir(d).unwrap() {
+                let path = entry.unwrap().path();
+                if path.is_dir() { dirs.push(path) } else { out.push(path) }
+            }
+        }
+        out
+    };
+    let stdout = in_dir(&["--quick"]);
+    assert!(stdout.contains("uncontended acquire+release"), "the bench ran and printed its table:\n{stdout}");
+    assert_eq!(files(), Vec::<PathBuf>::new(), "no --json, no file");
+    let stdout = in_dir(&["--quick", "--json", "out/figures.json"]);
+    assert!(stdout.contains("figures written to out/figures.json"), "{stdout}");
+    assert_eq!(files(), [dir.join("out/figures.json")]);
+    std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -1,6 +1,8 @@
-//! `mmpool bench`: mmpool (through its C functions) against the admission
+//! `mmpool-bench`: mmpool (through its C functions) against the admission
 //! controllers people use today, over the same scenarios in one process, as
-//! one table and, when asked, a JSON file of the figures.
+//! one table and, when asked, a JSON file of the figures. A crate of its own in the
+//! workspace, so that the library and the `mmpool` command carry none of
+//! the baselines (tokio, the reference algorithm).
 //!
 //! Scenario code is shared and generic over [`subject::Subject`]; each
 //! implementation is one adapter. The figures are measured, never judged
@@ -16,21 +18,20 @@ mod subject;
 
 use std::time::Duration;
 
-use crate::args::Args;
 use baselines::{Floor, RefParkingLot, RefStd, Tokio};
 use mmpool_c::MmpoolC;
 use report::Report;
 use scenarios::{Contended, Memory, Starvation, Wakeups};
 use subject::Subject;
 
-/// The `mmpool` command's allocator: the system's, counting while the memory
+/// This program's allocator: the system's, counting while the memory
 /// scenario measures (and costing one relaxed load per call otherwise).
 #[global_allocator]
 static ALLOCATOR: heap::Counting = heap::Counting;
 
 const HELP: &str = "\
-usage: mmpool bench [--quick] [--json PATH]
-       mmpool bench --callgrind-pair NAME [--pairs N]
+usage: mmpool-bench [--quick] [--json PATH] [--hold-us N]
+       mmpool-bench --callgrind-pair NAME [--pairs N]
 
 Runs floor, mmpool (through its C functions), the reference algorithm on std
 and on parking_lot, and tokio's Semaphore over six scenarios and prints one
@@ -44,7 +45,11 @@ table; with --json, the figures also go to a JSON file. Build with --release.
   --callgrind-pair NAME  only run N uncontended acquire+release pairs of NAME
                          (floor, mmpool, ref-std, ref-parking_lot, tokio), for
                          counting instructions under valgrind --tool=callgrind
-  --pairs N              pairs for --callgrind-pair (default 100000)";
+  --pairs N              pairs for --callgrind-pair (default 100000)
+  --callgrind-handoff NAME  only run N rounds of two threads handing the
+                         whole pool to each other (each release grants the
+                         other thread, asleep in acquire), for valgrind
+  --rounds N             rounds for --callgrind-handoff (default 1000)";
 
 /// How long and how often each scenario runs.
 pub struct Plan {
@@ -59,6 +64,11 @@ pub struct Plan {
     pub contended_rounds: usize,
     /// Scenarios 2 and 5: busy time a lease is held.
     pub hold: Duration,
+    /// Scenario 2 again with realistic holds (a decode takes that long):
+    /// the row's scenario name and hold, the thread counts, time per cell.
+    pub long_holds: &'static [(&'static str, Duration)],
+    pub long_threads: &'static [usize],
+    pub long_for: Duration,
     /// Scenario 3: parked waiters, and each one's hold once granted.
     pub waiters: usize,
     pub wake_hold: Duration,
@@ -84,6 +94,9 @@ impl Plan {
             contended_for: if quick { ms(40) } else { ms(250) },
             contended_rounds: if quick { 1 } else { 3 },
             hold: Duration::from_micros(2),
+            long_holds: &LONG_HOLDS,
+            long_threads: &[8, 16],
+            long_for: if quick { ms(100) } else { ms(1000) },
             waiters: 16,
             wake_hold: ms(1),
             stream_hold: ms(1),
@@ -96,6 +109,10 @@ impl Plan {
     }
 }
 
+/// The realistic holds of scenario 2's second part.
+const LONG_HOLDS: [(&str, Duration); 2] =
+    [("contended_200us", Duration::from_micros(200)), ("contended_2ms", Duration::from_millis(2))];
+
 /// One implementation: its scenarios, monomorphised.
 pub struct Entry {
     pub name: &'static str,
@@ -106,6 +123,7 @@ pub struct Entry {
     starvation: fn(Duration, Duration, usize) -> Starvation,
     memory: fn(usize, usize) -> Result<Memory, String>,
     pairs: fn(u64),
+    handoffs: fn(u64),
 }
 
 fn entry<S: Subject>() -> Entry {
@@ -123,6 +141,7 @@ fn entry<S: Subject>() -> Entry {
                 scenarios::pair(&s);
             }
         },
+        handoffs: scenarios::handoffs::<S>,
     }
 }
 
@@ -130,22 +149,37 @@ fn entries() -> Vec<Entry> {
     vec![entry::<Floor>(), entry::<MmpoolC>(), entry::<RefStd>(), entry::<RefParkingLot>(), entry::<Tokio>()]
 }
 
-pub fn main(args: &[String]) -> i32 {
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    std::process::exit(run_main(&args));
+}
+
+/// The value after `flag`, parsed.
+fn value_of<T: std::str::FromStr>(flag: &str, next: Option<&String>) -> Result<T, String> {
+    let v = next.ok_or_else(|| format!("`{flag}` needs a value"))?;
+    v.parse().map_err(|_| format!("`{flag}` got `{v}`, which it cannot use"))
+}
+
+fn run_main(args: &[String]) -> i32 {
     let mut quick = false;
     let mut json: Option<String> = None;
     let mut callgrind: Option<String> = None;
+    let mut handoff: Option<String> = None;
+    let mut rounds: u64 = 1000;
     let mut pairs: u64 = 100_000;
     let mut help = false;
     let mut hold_us: Option<u64> = None;
-    let mut a = Args::new(args);
+    let mut a = args.iter();
     let parsed: Result<(), String> = (|| {
-        while let Some(flag) = a.next_flag() {
+        while let Some(flag) = a.next() {
             match flag.as_str() {
                 "--quick" => quick = true,
-                "--json" => json = Some(a.value("--json")?),
-                "--callgrind-pair" => callgrind = Some(a.value("--callgrind-pair")?),
-                "--pairs" => pairs = a.number("--pairs")?,
-                "--hold-us" => hold_us = Some(a.number("--hold-us")?),
+                "--json" => json = Some(value_of("--json", a.next())?),
+                "--callgrind-pair" => callgrind = Some(value_of("--callgrind-pair", a.next())?),
+                "--pairs" => pairs = value_of("--pairs", a.next())?,
+                "--callgrind-handoff" => handoff = Some(value_of("--callgrind-handoff", a.next())?),
+                "--rounds" => rounds = value_of("--rounds", a.next())?,
+                "--hold-us" => hold_us = Some(value_of("--hold-us", a.next())?),
                 "--help" | "-h" => help = true,
                 other => return Err(format!("unknown option `{other}`")),
             }
@@ -153,12 +187,25 @@ pub fn main(args: &[String]) -> i32 {
         Ok(())
     })();
     if let Err(e) = parsed {
-        eprintln!("mmpool bench: {e}\n{HELP}");
+        eprintln!("mmpool-bench: {e}\n{HELP}");
         return 2;
     }
     if help {
         println!("{HELP}");
         return 0;
+    }
+    if let Some(name) = handoff {
+        return match entries().into_iter().find(|e| e.name == name && e.blocks) {
+            Some(e) => {
+                (e.handoffs)(rounds);
+                println!("{name}: {rounds} rounds of two hand-offs");
+                0
+            }
+            None => {
+                eprintln!("mmpool-bench: no blocking implementation named `{name}`\n{HELP}");
+                2
+            }
+        };
     }
     if let Some(name) = callgrind {
         return match entries().into_iter().find(|e| e.name == name) {
@@ -168,7 +215,7 @@ pub fn main(args: &[String]) -> i32 {
                 0
             }
             None => {
-                eprintln!("mmpool bench: no implementation named `{name}`\n{HELP}");
+                eprintln!("mmpool-bench: no implementation named `{name}`\n{HELP}");
                 2
             }
         };
@@ -180,14 +227,14 @@ pub fn main(args: &[String]) -> i32 {
     match run(&plan, json.as_deref()) {
         Ok(()) => 0,
         Err(e) => {
-            eprintln!("mmpool bench: {e}");
+            eprintln!("mmpool-bench: {e}");
             1
         }
     }
 }
 
 fn progress(step: &str) {
-    eprintln!("mmpool bench: {step}");
+    eprintln!("mmpool-bench: {step}");
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -197,7 +244,7 @@ fn median(mut v: Vec<f64>) -> f64 {
 
 fn run(plan: &Plan, json_path: Option<&str>) -> Result<(), String> {
     if cfg!(debug_assertions) && !plan.quick {
-        eprintln!("mmpool bench: this is a debug build; figures need `cargo run --release`");
+        eprintln!("mmpool-bench: this is a debug build; figures need `cargo run --release -p mmpool-bench`");
     }
     let all = entries();
     let mut report = Report::new(&all, plan);
@@ -224,6 +271,21 @@ fn run(plan: &Plan, json_path: Option<&str>) -> Result<(), String> {
         }
         for (e, s) in blocking.iter().zip(samples) {
             report.add("contended", e.name, Some(t), "ops_per_s", Some(median(s)));
+        }
+    }
+
+    for &(scenario, hold) in plan.long_holds {
+        progress(&format!("2/6 contended throughput, hold {}us", hold.as_micros()));
+        for &t in plan.long_threads {
+            let mut samples: Vec<Vec<f64>> = vec![Vec::new(); blocking.len()];
+            for _ in 0..plan.contended_rounds {
+                for (e, s) in blocking.iter().zip(&mut samples) {
+                    s.push((e.contended)(t, plan.long_for, hold, false).ops_per_s);
+                }
+            }
+            for (e, s) in blocking.iter().zip(samples) {
+                report.add(scenario, e.name, Some(t), "ops_per_s", Some(median(s)));
+            }
         }
     }
 
