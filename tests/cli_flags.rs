@@ -109,12 +109,13 @@ fn one_worker_is_singular() {
 #[test]
 fn version_prints_the_package_version_for_the_command_and_each_subcommand() {
     let want = format!("mmpool {}", env!("CARGO_PKG_VERSION"));
-    let calls: [&[&str]; 7] = [
+    let calls: [&[&str]; 8] = [
         &["--version"],
         &["demo", "--version"],
         &["demo", "--workers", "2", "--version"],
         &["status", "--version"],
         &["unlink", "--version"],
+        &["exporter", "--version"],
         &["bench-shared", "--version"],
         &["help", "--version"],
     ];
@@ -138,7 +139,7 @@ fn help_lists_every_command_with_its_description_in_one_column() {
         .take_while(|l| !l.is_empty())
         .collect();
     let names: Vec<&str> = lines.iter().map(|l| l.split_whitespace().next().unwrap()).collect();
-    assert_eq!(names, ["demo", "status", "unlink", "bench-shared", "help"], "{}", r.stdout);
+    assert_eq!(names, ["demo", "status", "exporter", "unlink", "bench-shared", "help"], "{}", r.stdout);
     // Where each description starts: after the name and the spaces that follow it.
     let columns: Vec<usize> = lines
         .iter()

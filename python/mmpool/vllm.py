@@ -1,9 +1,13 @@
 """Drop-in names for vLLM's multimodal GPU IPC memory module.
 
-A server switches from its pure-Python pool to mmpool by changing one import::
+A server switches from its pure-Python pool to mmpool by changing one import,
+whichever of the module's two homes it imported from
+(``vllm.multimodal.gpu_ipc_memory`` or, since the move,
+``vllm.frontend.processing.multimodal.gpu_ipc_memory``)::
 
     from mmpool.vllm import (MultiModalGPUMemoryPool, get_mm_gpu_ipc_pool,
-                             maybe_init_mm_gpu_ipc_pool, set_mm_gpu_ipc_pool)
+                             maybe_init_mm_gpu_ipc_pool, set_mm_gpu_ipc_pool,
+                             reserve_mm_ipc_gpu_memory)
 
 Same names, signatures and behaviour (blocking acquire, idempotent release,
 leases as context managers, the global pool, the budget split over API
@@ -15,9 +19,10 @@ process. Lease ids are unique integers but do not count up from 0.
 
 from __future__ import annotations
 
-from typing import Optional
+import os
+from typing import Any, Optional, Union
 
-from . import _global
+from . import _global, _log
 from ._lib import ERR_EXCEEDS_CAPACITY
 from ._pool import Lease, Pool
 
@@ -26,8 +31,19 @@ __all__ = [
     "MultiModalGPUMemoryPool",
     "get_mm_gpu_ipc_pool",
     "maybe_init_mm_gpu_ipc_pool",
+    "reserve_mm_ipc_gpu_memory",
     "set_mm_gpu_ipc_pool",
 ]
+
+GIB = 1 << 30
+MIB = 1 << 20
+# vLLM's figures for its GPU video decoder (PyNvVideoCodec), per API server: an
+# upper bound for each hardware decoder's retained surfaces, and the CUDA
+# context with the driver's own allocation.
+DECODER_SURFACE_BYTES = 128 * MIB
+DECODER_CUDA_CONTEXT_BYTES = int(1.8 * 1024 * MIB)
+DEFAULT_HW_DECODERS = 2
+GPU_VIDEO_BACKEND = "pynvvideocodec"
 
 
 class MultiModalGPUMemoryLease(Lease):
@@ -93,3 +109,82 @@ def maybe_init_mm_gpu_ipc_pool(
     if api_process_count <= 0:
         raise ValueError(f"api_process_count must be at least 1, got {api_process_count}")
     return _global.init(MultiModalGPUMemoryPool, mm_ipc_gpu_memory_gb, api_process_count)
+
+
+def reserve_mm_ipc_gpu_memory(
+    available_kv_cache_memory_bytes: int,
+    mm_config: Union[Any, float, None],
+    api_process_count: int = 1,
+    *,
+    fixed_bytes_per_server: Optional[int] = None,
+) -> int:
+    """The KV-cache bytes left once the front end's GPU memory is set aside,
+    as vLLM's engine worker computes them: the whole raw-frame budget
+    (``mm_ipc_gpu_memory_gb``, split over the API servers, so counted once)
+    plus, per API server, the bytes each holds outside the budget.
+
+    ``mm_config`` is vLLM's ``MultiModalConfig`` (or any object with
+    ``mm_ipc_gpu_memory_gb``, ``media_io_kwargs`` and
+    ``use_gpu_video_backend()``), a plain number of GiB, or ``None`` (no
+    multimodal processing: nothing is reserved). With a config whose video
+    backend decodes on the GPU, each server holds its decoders' surfaces
+    (128 MiB each, ``hw_decoders`` of them for PyNvVideoCodec, default 2) and
+    its CUDA context (1.8 GiB); with a plain number, nothing unless given.
+    ``fixed_bytes_per_server`` replaces that per-server figure (an mmpool
+    pool's fixed reservations, say). A process count below 1 counts as 1.
+
+    Raises ``ValueError`` naming the reservation, its raw-frame and per-server
+    parts and the available bytes when nothing would be left for the KV cache.
+    """
+    if mm_config is None:
+        return available_kv_cache_memory_bytes
+    servers = max(1, api_process_count)
+    if isinstance(mm_config, (int, float)) and not isinstance(mm_config, bool):
+        gib, per_server = float(mm_config), 0
+    else:
+        gib, per_server = float(mm_config.mm_ipc_gpu_memory_gb), _decoder_bytes(mm_config)
+    if fixed_bytes_per_server is not None:
+        if fixed_bytes_per_server < 0:
+            raise ValueError(f"fixed_bytes_per_server must not be negative, got {fixed_bytes_per_server}")
+        per_server = fixed_bytes_per_server
+    raw_frames = int(gib * GIB)
+    fixed = servers * per_server
+    reserved = raw_frames + fixed
+    if reserved <= 0:
+        return available_kv_cache_memory_bytes
+    remaining = available_kv_cache_memory_bytes - reserved
+    if remaining <= 0:
+        raise ValueError(
+            f"frontend multimodal GPU decoding reserves {_gib(reserved)} GiB "
+            f"({_gib(raw_frames)} GiB raw-frame budget, {_gib(fixed)} GiB decoder cache budget), "
+            f"but only {_gib(available_kv_cache_memory_bytes)} GiB is available for the KV cache. "
+            "Reduce mm_ipc_gpu_memory_gb or hw_decoders, use a different video backend, or "
+            "increase gpu_memory_utilization."
+        )
+    _log.logger.info(
+        "Reserving %s GiB of GPU memory for frontend multimodal decoding (%s GiB raw-frame "
+        "budget, %s GiB decoder+CUDA-context across %d API server(s) @ %s GiB/server); KV cache "
+        "memory reduced to %s GiB.",
+        _gib(reserved), _gib(raw_frames), _gib(fixed), servers, _gib(per_server), _gib(remaining),
+    )
+    return remaining
+
+
+def _decoder_bytes(mm_config: Any) -> int:
+    """One API server's decoder surfaces and CUDA context, by vLLM's rule: none
+    unless the configured video backend decodes on the GPU."""
+    if not mm_config.use_gpu_video_backend():
+        return 0
+    video = (getattr(mm_config, "media_io_kwargs", None) or {}).get("video", {})
+    loader = video.get("video_backend") or os.environ.get("VLLM_VIDEO_LOADER_BACKEND", "opencv")
+    decoders = 1
+    if GPU_VIDEO_BACKEND in (loader, video.get("backend")):
+        decoders = video.get("hw_decoders", DEFAULT_HW_DECODERS)
+        if isinstance(decoders, bool) or not isinstance(decoders, int) or decoders < 1:
+            raise ValueError("hw_decoders must be a positive integer")
+    return DECODER_SURFACE_BYTES * decoders + DECODER_CUDA_CONTEXT_BYTES
+
+
+def _gib(nbytes: int) -> float:
+    """Bytes as GiB rounded to two places, as vLLM's messages print them."""
+    return round(nbytes / GIB, 2)

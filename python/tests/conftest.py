@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import threading
 import sys
 import textwrap
 import time
+import uuid
 from pathlib import Path
 from typing import Callable
 
@@ -58,3 +60,14 @@ def no_global_pool_leaks():
     mmpool.set_global_pool(None)
     yield
     mmpool.set_global_pool(None)
+
+
+@pytest.fixture
+def shared_name():
+    """A fresh shared pool name, unlinked after the test."""
+    n = f"pytest-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    yield n
+    try:
+        mmpool.SharedPool.unlink(n)
+    except OSError:
+        pass

@@ -7,7 +7,6 @@ import signal
 import subprocess
 import sys
 import textwrap
-import uuid
 
 import pytest
 
@@ -16,13 +15,8 @@ from conftest import wait_until
 
 
 @pytest.fixture
-def name():
-    n = f"pytest-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-    yield n
-    try:
-        mmpool.SharedPool.unlink(n)
-    except OSError:
-        pass
+def name(shared_name):
+    return shared_name
 
 
 def child(code: str) -> subprocess.Popen[str]:

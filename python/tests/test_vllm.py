@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import textwrap
 import threading
 
 import pytest
 
 import mmpool
-from conftest import wait_until
+from conftest import run_python, wait_until
 from mmpool.vllm import (
     MultiModalGPUMemoryLease,
     MultiModalGPUMemoryPool,
     get_mm_gpu_ipc_pool,
     maybe_init_mm_gpu_ipc_pool,
+    reserve_mm_ipc_gpu_memory,
     set_mm_gpu_ipc_pool,
 )
 
@@ -116,3 +120,108 @@ def test_the_vllm_global_is_the_library_global():
     mmpool.set_global_pool(other)
     got = get_mm_gpu_ipc_pool()
     assert isinstance(got, MultiModalGPUMemoryPool) and got.handle == other.handle
+
+
+# reserve_mm_ipc_gpu_memory: vLLM's engine worker's arithmetic, with its
+# figures written out here (128 MiB of surfaces per hardware decoder, a CUDA
+# context of int(1.8 * 1024) MiB per API server, two decoders by default).
+MIB = 1 << 20
+SURFACES = 128 * MIB
+CONTEXT = int(1.8 * 1024 * MIB)
+
+
+class MultiModalConfig:
+    """The part of vLLM's MultiModalConfig that the reservation reads."""
+
+    def __init__(self, gib, video=None, gpu=True):
+        self.mm_ipc_gpu_memory_gb = gib
+        self.media_io_kwargs = {} if video is None else {"video": video}
+        self._gpu = gpu
+
+    def use_gpu_video_backend(self):
+        return self._gpu
+
+
+def test_reserve_without_a_multimodal_config_reserves_nothing():
+    assert reserve_mm_ipc_gpu_memory(10 * GIB, None, 4) == 10 * GIB
+
+
+def test_reserve_counts_the_budget_once_and_decoders_per_api_server():
+    config = MultiModalConfig(2.0, {"video_backend": "pynvvideocodec", "hw_decoders": 3})
+    left = reserve_mm_ipc_gpu_memory(40 * GIB, config, api_process_count=4)
+    assert left == 40 * GIB - 2 * GIB - 4 * (3 * SURFACES + CONTEXT)
+
+
+def test_reserve_uses_two_decoders_by_default_and_one_for_other_gpu_backends(monkeypatch):
+    monkeypatch.delenv("VLLM_VIDEO_LOADER_BACKEND", raising=False)
+    nv = MultiModalConfig(1.0, {"backend": "pynvvideocodec"})
+    assert reserve_mm_ipc_gpu_memory(20 * GIB, nv, 2) == 20 * GIB - GIB - 2 * (2 * SURFACES + CONTEXT)
+    other = MultiModalConfig(1.0, {"video_backend": "opencv"})
+    assert reserve_mm_ipc_gpu_memory(20 * GIB, other, 2) == 20 * GIB - GIB - 2 * (SURFACES + CONTEXT)
+    # the environment names the loader when the config does not
+    monkeypatch.setenv("VLLM_VIDEO_LOADER_BACKEND", "pynvvideocodec")
+    assert reserve_mm_ipc_gpu_memory(20 * GIB, MultiModalConfig(1.0), 1) == 19 * GIB - 2 * SURFACES - CONTEXT
+
+
+def test_reserve_without_a_gpu_video_backend_reserves_only_the_budget():
+    config = MultiModalConfig(1.5, {"video_backend": "pynvvideocodec"}, gpu=False)
+    assert reserve_mm_ipc_gpu_memory(10 * GIB, config, 8) == 10 * GIB - int(1.5 * GIB)
+    assert reserve_mm_ipc_gpu_memory(10 * GIB, MultiModalConfig(0.0, gpu=False), 8) == 10 * GIB
+
+
+def test_reserve_treats_a_process_count_below_one_as_one():
+    config = MultiModalConfig(1.0, {"video_backend": "opencv"})
+    assert reserve_mm_ipc_gpu_memory(10 * GIB, config, 0) == 9 * GIB - SURFACES - CONTEXT
+
+
+def test_reserve_accepts_plain_numbers():
+    assert reserve_mm_ipc_gpu_memory(10 * GIB, 2.0, 3) == 8 * GIB
+    assert reserve_mm_ipc_gpu_memory(10 * GIB, 2.0, 3, fixed_bytes_per_server=MIB) == 8 * GIB - 3 * MIB
+    config = MultiModalConfig(1.0, {"video_backend": "pynvvideocodec"})
+    assert reserve_mm_ipc_gpu_memory(10 * GIB, config, 2, fixed_bytes_per_server=0) == 9 * GIB
+    with pytest.raises(ValueError, match="fixed_bytes_per_server"):
+        reserve_mm_ipc_gpu_memory(10 * GIB, 1.0, 1, fixed_bytes_per_server=-1)
+
+
+@pytest.mark.parametrize("decoders", [0, -1, True, 2.0])
+def test_reserve_refuses_a_bad_decoder_count_as_vllm_does(decoders):
+    config = MultiModalConfig(1.0, {"video_backend": "pynvvideocodec", "hw_decoders": decoders})
+    with pytest.raises(ValueError, match="hw_decoders must be a positive integer"):
+        reserve_mm_ipc_gpu_memory(10 * GIB, config, 1)
+
+
+def test_reserve_names_all_three_figures_when_nothing_is_left():
+    config = MultiModalConfig(4.0, {"video_backend": "pynvvideocodec", "hw_decoders": 2})
+    reserved = 4 * GIB + 2 * (2 * SURFACES + CONTEXT)  # 8.1 GiB
+    with pytest.raises(ValueError) as info:
+        reserve_mm_ipc_gpu_memory(reserved, config, 2)  # exactly nothing left is refused too
+    message = str(info.value)
+    assert "reserves 8.1 GiB (4.0 GiB raw-frame budget, 4.1 GiB decoder cache budget)" in message
+    assert "only 8.1 GiB is available for the KV cache" in message
+    assert "mm_ipc_gpu_memory_gb" in message
+    assert reserve_mm_ipc_gpu_memory(reserved + 1, config, 2) == 1  # one byte more is enough
+
+
+def test_api_servers_share_one_named_pool_through_the_environment(shared_name):
+    """The README's recipe: each server installs the pool MMPOOL_SHARED_NAME
+    names as vLLM's pool and sees the whole budget and the others' holdings."""
+    code = f"""
+        import os, sys
+        os.environ.update(MMPOOL_SHARED_NAME={shared_name!r}, MMPOOL_SHARED_GIB="1")
+        import mmpool, mmpool.vllm
+        mmpool.vllm.set_mm_gpu_ipc_pool(mmpool.global_pool(required=True))
+        pool = mmpool.vllm.get_mm_gpu_ipc_pool()
+        lease = pool.acquire(1000)
+        print(type(pool).__name__, pool.total_bytes, pool.available_bytes)
+        sys.stdout.flush()
+        sys.stdin.readline()
+    """
+    first = subprocess.Popen([sys.executable, "-c", textwrap.dedent(code)], stdin=subprocess.PIPE,
+                             stdout=subprocess.PIPE, text=True)
+    try:
+        assert first.stdout.readline().split() == ["MultiModalGPUMemoryPool", str(GIB), str(GIB - 1000)]
+        second = run_python(code.replace("sys.stdin.readline()", ""))
+        assert second.returncode == 0, second.stderr
+        assert second.stdout.split() == ["MultiModalGPUMemoryPool", str(GIB), str(GIB - 2000)]
+    finally:
+        first.communicate("\n", timeout=30)

@@ -13,6 +13,7 @@
 
 use std::time::{Duration, Instant};
 
+use super::bottleneck::{Loud, Scene};
 use super::error::Error;
 use super::lease::{Admission, Lease, Ticket};
 use super::slots::{IdKind, LeaseSlots, Removed};
@@ -84,6 +85,7 @@ pub(crate) struct LocalPool {
     capacity_rejections: AtomicU64,
     closed_rejections: AtomicU64,
     futile_wakeups: AtomicU64,
+    loud: Loud,
     _leak_check: LeakCheck,
 }
 
@@ -106,6 +108,7 @@ impl LocalPool {
             capacity_rejections: AtomicU64::new(0),
             closed_rejections: AtomicU64::new(0),
             futile_wakeups: AtomicU64::new(0),
+            loud: Loud::default(),
             _leak_check: LeakCheck::new(),
         })
     }
@@ -537,9 +540,24 @@ impl LocalPool {
     }
 
     /// Waits until the request's fate is decided (`Ok` for a grant) or its
-    /// time runs out. The grant is read from the request's own record,
-    /// without the wait-list lock; only giving up takes it.
+    /// time runs out; then, holding no lock, says so if the wait was too
+    /// long (a ticket that stays in line has not timed out, only this wait).
     fn wait_for(&self, w: &Waiter, wait: Wait, on_timeout: OnTimeout) -> Result<(), Error> {
+        let outcome = self.wait_in_line(w, wait, on_timeout);
+        if on_timeout == OnTimeout::Leave || outcome.is_ok() {
+            let seen = outcome.clone().map(|()| w.nbytes);
+            self.loud.after_wait(&seen, Some(w.waited_ns()), || {
+                let s = self.stats();
+                let pool = format!("in-process pool {:p}", self);
+                Scene { pool, in_use_bytes: s.in_use_bytes, total_bytes: s.total_bytes, waiters: s.waiters }
+            });
+        }
+        outcome
+    }
+
+    /// `wait_for`'s wait. The grant is read from the request's own record,
+    /// without the wait-list lock; only giving up takes it.
+    fn wait_in_line(&self, w: &Waiter, wait: Wait, on_timeout: OnTimeout) -> Result<(), Error> {
         let deadline = wait.deadline();
         loop {
             match w.fate() {

@@ -5,6 +5,7 @@
 //! algorithm and `state` for the lock-free word behind the fast path) and
 //! [`shared`] (one named pool for every process on the host).
 
+mod bottleneck;
 mod error;
 mod front;
 #[cfg(not(loom))]

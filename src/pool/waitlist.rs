@@ -51,6 +51,11 @@ impl Waiter {
         Waiter { ticket, nbytes, since: Instant::now(), word: AtomicU64::new(word), parker: Parker::default() }
     }
 
+    /// How long ago the request joined the line.
+    pub(crate) fn waited_ns(&self) -> u64 {
+        self.since.elapsed().as_nanos().min(u128::from(u64::MAX)) as u64
+    }
+
     /// Its fate; read without the lock (a fate, once written, never changes).
     pub(crate) fn fate(&self) -> Fate {
         match self.word.load(Ordering::Acquire) {

@@ -14,12 +14,17 @@ mod bench_shared;
 #[cfg(not(loom))]
 mod demo;
 #[cfg(not(loom))]
+mod exporter;
+#[cfg(not(loom))]
+mod exposition;
+#[cfg(not(loom))]
 mod status;
 
 /// The commands and what each does, for `mmpool --help`.
-const COMMANDS: [(&str, &str); 5] = [
+const COMMANDS: [(&str, &str); 6] = [
     ("demo", "simulate a decoding front end on a GPU-memory budget (see `mmpool demo --help`)"),
-    ("status", "show a pool shared by processes: `mmpool status NAME [--json]`"),
+    ("status", "show a pool shared by processes: `mmpool status NAME [--json | --prometheus]`"),
+    ("exporter", "serve shared pools' figures to Prometheus: `mmpool exporter NAME... --listen ADDR`"),
     ("unlink", "remove a shared pool's name: `mmpool unlink NAME`"),
     ("bench-shared", "cost of the shared pool against the in-process one; kill-to-grant time"),
     ("help", "print this text"),
@@ -58,6 +63,7 @@ fn main() {
         Some("demo") => demo::main(&rest),
         Some("status") => status::status_main(&rest),
         Some("unlink") => status::unlink_main(&rest),
+        Some("exporter") => exporter::main(&rest),
         Some("bench-shared") => bench_shared::bench_shared_main(&rest),
         Some("help" | "--help" | "-h") => {
             println!("{}", usage());

@@ -1,17 +1,20 @@
-//! `mmpool status NAME [--json]` and `mmpool unlink NAME`: operators' view of a
+//! `mmpool status NAME [--json | --prometheus]` and `mmpool unlink NAME`: operators' view of a
 //! pool shared by the processes of a host.
 
 use mmpool::pool::shared::{self, LockHolder, SharedPool, SharedSnapshot};
 
+use crate::exposition::{render, PoolFigures};
+
 const STATUS_USAGE: &str = "\
-usage: mmpool status NAME [--json]
+usage: mmpool status NAME [--json | --prometheus]
 
 Prints the shared pool NAME (/dev/shm/mmpool.NAME): total, in use, peak,
 waiters, counters, the limits chosen at its creation, and a table of the
 attached processes (pid, leases, bytes held, requests waiting). Processes that
 died are reclaimed first. If a process keeps the pool's lock, the figures are
 read without it and the holder's pid is shown with how long it has held it.
---json prints one JSON object instead.";
+--json prints one JSON object instead; --prometheus the figures in Prometheus'
+text exposition format, as `mmpool exporter` serves them.";
 
 const UNLINK_USAGE: &str = "\
 usage: mmpool unlink NAME
@@ -161,12 +164,20 @@ fn json(s: &SharedSnapshot) -> String {
     format!("{{{}}}", fields.join(","))
 }
 
-/// `mmpool status NAME [--json]`.
+/// How `mmpool status` prints the figures.
+enum Format {
+    Text,
+    Json,
+    Prometheus,
+}
+
+/// `mmpool status NAME [--json | --prometheus]`.
 pub fn status_main(args: &[String]) -> i32 {
-    let (mut name, mut as_json) = (None, false);
+    let (mut name, mut format) = (None, Format::Text);
     for a in args {
         match a.as_str() {
-            "--json" => as_json = true,
+            "--json" => format = Format::Json,
+            "--prometheus" => format = Format::Prometheus,
             "-h" | "--help" => {
                 println!("{STATUS_USAGE}");
                 return 0;
@@ -185,10 +196,10 @@ pub fn status_main(args: &[String]) -> i32 {
     let snapshot = SharedPool::inspect(&name);
     match snapshot {
         Ok(s) => {
-            if as_json {
-                println!("{}", json(&s));
-            } else {
-                print!("{}", text(&s));
+            match format {
+                Format::Text => print!("{}", text(&s)),
+                Format::Json => println!("{}", json(&s)),
+                Format::Prometheus => print!("{}", render(&[PoolFigures { name: &name, snapshot: Some(&s) }])),
             }
             0
         }

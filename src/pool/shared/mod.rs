@@ -44,6 +44,7 @@ use std::time::{Duration, Instant};
 
 pub use file::{path_of, unlink, validate_name};
 
+use super::bottleneck::{Loud, Scene};
 use super::error::Error;
 use super::lease::{Admission, Lease, Ticket};
 use super::local::{check_total, Wait};
@@ -284,6 +285,8 @@ pub struct SharedPool {
     damage_logged: AtomicBool,
     /// Whether a replaced or removed file was logged.
     moved_logged: AtomicBool,
+    /// The rate limit of this handle's lines on slow waits.
+    loud: Loud,
 }
 
 fn generation() -> u16 {
@@ -517,6 +520,7 @@ impl SharedPool {
             deferred: parking_lot::Mutex::new(std::collections::HashMap::new()),
             damage_logged: AtomicBool::new(false),
             moved_logged: AtomicBool::new(false),
+            loud: Loud::default(),
         };
         Ok((pool, fd, registry, created))
     }
@@ -1184,6 +1188,31 @@ impl SharedPool {
         on_timeout: OnTimeout,
         collect: impl FnOnce(&mut Locked<'_>, usize) -> Result<u64, Error>,
     ) -> Result<u64, Error> {
+        let mut joined = None;
+        let outcome = self.wait_in_line(i, id, wait, on_timeout, collect, &mut joined);
+        // Holding no lock now: says so if the wait was too long. A ticket that
+        // stays in line has not timed out, only this wait's slice.
+        if on_timeout == OnTimeout::Leave || outcome.is_ok() {
+            self.loud.after_wait(&outcome, joined.map(|at| futex::now_ns().saturating_sub(at)), || {
+                let s = self.stats();
+                let pool = format!("shared pool {:?}", self.name);
+                Scene { pool, in_use_bytes: s.in_use_bytes, total_bytes: s.total_bytes, waiters: s.waiters }
+            });
+        }
+        outcome
+    }
+
+    /// `wait_for`'s wait; `joined` gets the time (`now_ns`) the ticket joined
+    /// the line, if it is still in line when first looked at.
+    fn wait_in_line(
+        &self,
+        i: usize,
+        id: u64,
+        wait: Wait,
+        on_timeout: OnTimeout,
+        collect: impl FnOnce(&mut Locked<'_>, usize) -> Result<u64, Error>,
+        joined: &mut Option<u64>,
+    ) -> Result<u64, Error> {
         let deadline = wait.deadline();
         let mut slept_out = false;
         loop {
@@ -1223,7 +1252,9 @@ impl SharedPool {
                     g.free(i);
                     return Err(Error::ExceedsCapacity { requested: nbytes, total: g.total() });
                 }
-                WAITING => {}
+                WAITING => {
+                    joined.get_or_insert(e.since_ns.load(Relaxed));
+                }
                 _ => return Err(Error::InvalidLease(format!("ticket {id:#x} was already redeemed"))),
             }
             let now = Instant::now();
