@@ -87,6 +87,14 @@ fn keep(owner: &Arc<Pool>) {
     std::mem::forget(Arc::clone(owner));
 }
 
+/// A shared-backend grant, with its handle held (`keep`) when it succeeded.
+#[cfg(not(loom))]
+fn kept(owner: &Arc<Pool>, granted: Result<Lease, Error>) -> Result<Lease, Error> {
+    let lease = granted?;
+    keep(owner);
+    Ok(lease)
+}
+
 impl Pool {
     /// A pool of `total_bytes` (1 ..= 2^60) in this process.
     pub fn new(total_bytes: u64) -> Result<Arc<Pool>, Error> {
@@ -215,11 +223,7 @@ impl Pool {
                 Ok,
             ),
             #[cfg(not(loom))]
-            Backend::Shared(b) => {
-                let lease = b.acquire(nbytes, wait)?;
-                keep(self);
-                Ok(lease)
-            }
+            Backend::Shared(b) => kept(self, b.acquire(nbytes, wait)),
         }
     }
 
@@ -228,11 +232,7 @@ impl Pool {
         match self.backend() {
             Backend::Local(b) => b.acquire_fast(nbytes).map_or_else(|| b.try_acquire(nbytes), Ok),
             #[cfg(not(loom))]
-            Backend::Shared(b) => {
-                let lease = b.try_acquire(nbytes)?;
-                keep(self);
-                Ok(lease)
-            }
+            Backend::Shared(b) => kept(self, b.try_acquire(nbytes)),
         }
     }
 
@@ -272,11 +272,7 @@ impl Pool {
         match self.backend() {
             Backend::Local(b) => b.wait_ticket(ticket, wait),
             #[cfg(not(loom))]
-            Backend::Shared(b) => {
-                let lease = b.wait_ticket(ticket, wait)?;
-                keep(self);
-                Ok(lease)
-            }
+            Backend::Shared(b) => kept(self, b.wait_ticket(ticket, wait)),
         }
     }
 
@@ -304,11 +300,7 @@ impl Pool {
         match self.backend() {
             Backend::Local(b) => b.wait_ticket_or_leave(ticket, wait),
             #[cfg(not(loom))]
-            Backend::Shared(b) => {
-                let lease = b.wait_ticket_or_leave(ticket, wait)?;
-                keep(self);
-                Ok(lease)
-            }
+            Backend::Shared(b) => kept(self, b.wait_ticket_or_leave(ticket, wait)),
         }
     }
 
