@@ -28,15 +28,17 @@ pub struct Report {
     starve_trials: usize,
     starve_limit_s: f64,
     hold_us: u128,
-    long_holds: &'static [(&'static str, std::time::Duration)],
+    long_holds: &'static [(&'static str, crate::scenarios::Hold)],
     long_threads: Vec<usize>,
 }
 
-pub const SCENARIOS: [&str; 8] = [
+pub const SCENARIOS: [&str; 10] = [
     "uncontended",
     "contended",
     "contended_200us",
     "contended_2ms",
+    "contended_200us_blocked",
+    "contended_2ms_blocked",
     "wakeups",
     "starvation",
     "wait_time",
@@ -133,7 +135,7 @@ impl Report {
         for &(scenario, hold) in self.long_holds {
             for (i, &t) in self.long_threads.iter().enumerate() {
                 let label = if i == 0 {
-                    format!("{:>37}{t:>2} thr", format!("hold {}us, kops/s:", hold.as_micros()))
+                    format!("{:>37}{t:>2} thr", format!("{}, kops/s:", hold.label()))
                 } else {
                     format!("{:>37}{t:>2} thr", "")
                 };
@@ -192,7 +194,7 @@ impl Report {
         for &(scenario, hold) in self.long_holds {
             for &t in &self.long_threads {
                 if let Some((m, n, b)) = self.against_best(scenario, t) {
-                    let what = format!("hold {}us, {t:>2} threads, >= 0.97x best ({n})", hold.as_micros());
+                    let what = format!("{}, {t:>2} threads, >= 0.97x best ({n})", hold.label());
                     let _ = writeln!(out, "  {what:<52} {:>6.2}x  {}", m / b, verdict(m >= 0.97 * b));
                 }
             }

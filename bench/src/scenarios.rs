@@ -73,6 +73,31 @@ pub fn spin_for(d: Duration) {
     }
 }
 
+/// How a worker holds its lease: busy on a core, or blocked (asleep, as a
+/// decode is while it waits for the GPU to finish).
+#[derive(Clone, Copy, Debug)]
+pub enum Hold {
+    Busy(Duration),
+    Blocked(Duration),
+}
+
+impl Hold {
+    pub fn run(self) {
+        match self {
+            Hold::Busy(d) => spin_for(d),
+            Hold::Blocked(d) => thread::sleep(d),
+        }
+    }
+
+    /// E.g. "hold 200us" or "blocked 200us".
+    pub fn label(self) -> String {
+        match self {
+            Hold::Busy(d) => format!("hold {}us", d.as_micros()),
+            Hold::Blocked(d) => format!("blocked {}us", d.as_micros()),
+        }
+    }
+}
+
 /// What a run of `threads` workers on a pool of three leases did.
 pub struct Contended {
     pub ops_per_s: f64,
@@ -83,7 +108,7 @@ pub struct Contended {
 /// Scenarios 2 and 5: `threads` workers loop acquire(UNIT), busy `hold`, release, on a
 /// pool that fits three leases, for `run_for`. With `record`, each acquire's
 /// duration is kept (it costs two clock reads per operation).
-pub fn contended<S: Subject>(threads: usize, run_for: Duration, hold: Duration, record: bool) -> Contended {
+pub fn contended<S: Subject>(threads: usize, run_for: Duration, hold: Hold, record: bool) -> Contended {
     let s = Arc::new(S::new(3 * UNIT));
     let stop = Arc::new(AtomicBool::new(false));
     let start = Arc::new(Barrier::new(threads + 1));
@@ -103,7 +128,7 @@ pub fn contended<S: Subject>(threads: usize, run_for: Duration, hold: Duration, 
                     } else {
                         s.acquire(UNIT)
                     };
-                    spin_for(hold);
+                    hold.run();
                     s.release(grant);
                     ops += 1;
                 }

@@ -8,11 +8,13 @@ use std::process::Command;
 use serde_json::Value;
 
 const IMPLEMENTATIONS: [&str; 5] = ["floor", "mmpool", "ref-std", "ref-parking_lot", "tokio"];
-const SCENARIOS: [&str; 8] = [
+const SCENARIOS: [&str; 10] = [
     "uncontended",
     "contended",
     "contended_200us",
     "contended_2ms",
+    "contended_200us_blocked",
+    "contended_2ms_blocked",
     "wakeups",
     "starvation",
     "wait_time",
