@@ -98,6 +98,34 @@ fn flag_equals_value_is_read_like_flag_space_value() {
 }
 
 #[test]
+fn the_async_demo_waits_in_the_loop_with_a_fixed_number_of_threads() {
+    // 200 coroutines ask for more than the budget at once (a tenth are video
+    // batches of 100-800 MiB): most of them wait, and none of them has a thread.
+    let args = ["--workers", "200", "--requests", "5", "--seed", "3"];
+    let r = demo_ok(&[&args[..], &["--async", "--executor", "3"]].concat());
+    assert!(r.stdout.starts_with("mmpool demo: 200 coroutines on one event loop thread, an executor of 3 threads"), "{}", r.stdout);
+    assert_eq!(first_number(row(&r.stdout, "grants ")), 1000);
+    assert_eq!(first_number(row(&r.stdout, "threads in the process")), 4, "the loop and 3 executor threads:\n{}", r.stdout);
+    let waiting = first_number(row(&r.stdout, "coroutines waiting at once"));
+    assert!(waiting >= 10, "{waiting} coroutines waited at once:\n{}", r.stdout);
+    assert_eq!(first_number(row(&r.stdout, "executor threads")), 1000, "every decode ran in the executor");
+    // The same seed and request count draw the same sizes as the threaded
+    // demo (which needs a thread for each of its 200 waiters).
+    let threads = demo_ok(&args);
+    assert_eq!(row(&r.stdout, "bytes granted"), row(&threads.stdout, "bytes granted"));
+
+    for (args, needle) in [
+        (&["--executor", "2"][..], "--executor needs --async"),
+        (&["--async", "--workers", "100001"][..], "--workers must be from 1 to 100000, got `100001`"),
+        (&["--async", "--executor", "0"][..], "--executor must be from 1 to 1024"),
+    ] {
+        let e = mmpool(&[&["demo"], args].concat());
+        assert_eq!(e.code, 2, "demo {args:?}:\n{}", e.stderr);
+        assert!(e.stderr.lines().next().unwrap_or_default().contains(needle), "demo {args:?}:\n{}", e.stderr);
+    }
+}
+
+#[test]
 fn one_worker_is_singular() {
     let r = demo_ok(&["--workers", "1", "--requests", "1"]);
     assert!(r.stdout.starts_with("mmpool demo: 1 worker decoding"), "{}", r.stdout);

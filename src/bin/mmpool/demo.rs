@@ -19,14 +19,15 @@ use crate::args::{count, parse_bytes, settle, unknown, Args};
 
 const HELP: &str = "\
 usage: mmpool demo [--budget BYTES] [--workers N] [--duration SECONDS | --requests N]
-                   [--video-share F] [--seed N]
+                   [--video-share F] [--seed N] [--async [--executor N]]
 
 Worker threads decode a random mix of images (1-8 MiB) and video batches
 (100-800 MiB) through one budget; a table then shows the peak against the
 budget, who waited and how long. Flags take `--flag value` or `--flag=value`.
 
   --budget BYTES       the pool's budget, 800MiB to 2^60 bytes, e.g. 2GiB (default 1GiB)
-  --workers N          decoding threads, 1 to 1024 (default 8)
+  --workers N          decoding threads, 1 to 1024 (default 8); with --async,
+                       coroutines of the event loop, 1 to 100000
   --duration SECONDS   how long to run, 0.001 to 86400 (default 3)
   --requests N         instead of a duration: each worker makes N requests, then
                        stops (1 to 1000000)
@@ -36,47 +37,60 @@ budget, who waited and how long. Flags take `--flag value` or `--flag=value`.
                        requests fit in the time (so the grant counts) varies from
                        run to run; with --requests the counts and the bytes repeat
                        exactly, and only the waits and the peak vary.
+  --async              the front end as an event loop: the workers are coroutines
+                       of one loop thread that wait for their bytes in the loop
+                       (one notifier fd for all), and only a granted decode goes
+                       to a small executor of threads, which decode and release
+  --executor N         with --async: the executor's threads, 1 to 1024 (default 4)
   --version            print the version";
 
 const MIB: u64 = 1 << 20;
 const MAX_WORKERS: usize = 1024;
+const MAX_COROUTINES: usize = 100_000;
 const MAX_SECONDS: f64 = 86_400.0;
 const MAX_REQUESTS: u64 = 1_000_000;
 
 /// When the workers stop.
 #[derive(Clone, Copy)]
-enum Length {
+pub enum Length {
     /// After this long (a worker finishes the decode it is in).
     For(Duration),
     /// After this many requests each.
     Requests(u64),
 }
 
-struct Config {
+pub struct Config {
     budget: u64,
-    workers: usize,
-    length: Length,
-    video_share: f64,
-    seed: u64,
+    pub workers: usize,
+    pub length: Length,
+    pub video_share: f64,
+    pub seed: u64,
+    /// `--async`: the executor's threads.
+    executor: Option<usize>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum Class {
+pub enum Class {
     Image,
     Video,
 }
 
 /// One finished decode.
-struct Sample {
-    class: Class,
-    nbytes: u64,
-    waited: Duration,
+pub struct Sample {
+    pub class: Class,
+    pub nbytes: u64,
+    pub waited: Duration,
 }
 
 /// xorshift64*: small, seedable, good enough to pick sizes.
-struct Rng(u64);
+pub struct Rng(u64);
 
 impl Rng {
+    /// Worker `w`'s sequence under `seed`.
+    pub fn for_worker(seed: u64, w: usize) -> Rng {
+        Rng((seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ (w as u64 + 1)) | 1)
+    }
+
     fn next(&mut self) -> u64 {
         self.0 ^= self.0 >> 12;
         self.0 ^= self.0 << 25;
@@ -99,12 +113,15 @@ fn parse(args: &[String]) -> Result<Option<Config>, String> {
         length: Length::For(Duration::from_secs(3)),
         video_share: 0.1,
         seed: 1,
+        executor: None,
     };
-    let (mut duration, mut requests) = (None, None);
+    let (mut duration, mut requests, mut workers, mut executor, mut asynchronous) = (None, None, None, None, false);
     while let Some(flag) = a.next_flag() {
         match flag.as_str() {
             "--budget" => c.budget = budget(&a.value(&flag)?)?,
-            "--workers" => c.workers = a.number_in(&flag, 1..=MAX_WORKERS)?,
+            "--workers" => workers = Some(a.value(&flag)?),
+            "--async" => asynchronous = true,
+            "--executor" => executor = Some(a.number_in(&flag, 1..=MAX_WORKERS)?),
             "--duration" => duration = Some(a.number_in(&flag, 0.001..=MAX_SECONDS)?),
             "--requests" => requests = Some(a.number_in(&flag, 1..=MAX_REQUESTS)?),
             "--video-share" => c.video_share = a.number_in(&flag, 0.0..=1.0)?,
@@ -119,6 +136,21 @@ fn parse(args: &[String]) -> Result<Option<Config>, String> {
         (None, Some(n)) => Length::Requests(n),
         (None, None) => c.length,
     };
+    if let Some(w) = workers {
+        // Threads, or coroutines of the event loop.
+        let most = if asynchronous { MAX_COROUTINES } else { MAX_WORKERS };
+        c.workers = match w.parse::<usize>() {
+            Ok(n) if (1..=most).contains(&n) => n,
+            _ if asynchronous => return Err(format!("--workers must be from 1 to {most}, got `{w}`")),
+            _ => return Err(format!("--workers must be from 1 to {most}, got `{w}` (up to {MAX_COROUTINES} with --async)")),
+        };
+    }
+    if executor.is_some() && !asynchronous {
+        return Err("--executor needs --async".into());
+    }
+    if asynchronous {
+        c.executor = Some(executor.unwrap_or(4));
+    }
     Ok(Some(c))
 }
 
@@ -153,13 +185,29 @@ fn run(c: &Config) -> Result<(), String> {
         Length::For(d) => format!(" for {:.1} s", d.as_secs_f64()),
         Length::Requests(n) => format!(", {} each", count(n, "request")),
     };
+    let who = match c.executor {
+        None => count(c.workers as u64, "worker"),
+        Some(n) => format!(
+            "{} on one event loop thread, an executor of {},",
+            count(c.workers as u64, "coroutine"),
+            count(n as u64, "thread")
+        ),
+    };
     println!(
-        "mmpool demo: {} decoding through a {} budget{length} ({:.0}% video batches, seed {})",
-        count(c.workers as u64, "worker"),
+        "mmpool demo: {who} decoding through a {} budget{length} ({:.0}% video batches, seed {})",
         human(c.budget),
         c.video_share * 100.0,
         c.seed
     );
+    if let Some(executor) = c.executor {
+        let started = Instant::now();
+        let (samples, figures) = crate::demo_async::run(c, &pool, executor)?;
+        let elapsed = started.elapsed();
+        progress(&pool.stats(), started, std::io::stderr().is_terminal(), true);
+        report(&pool, &samples, elapsed)?;
+        loop_report(&figures);
+        return Ok(());
+    }
     let stop = Arc::new(AtomicBool::new(false));
     let started = Instant::now();
     let workers = match start_workers(c, &pool, &stop) {
@@ -213,10 +261,10 @@ fn start_workers(c: &Config, pool: &Arc<Pool>, stop: &Arc<AtomicBool>) -> Result
     let mut workers = Vec::with_capacity(c.workers);
     for w in 0..c.workers {
         let (pool, stop) = (pool.clone(), stop.clone());
-        let (seed, share) = (c.seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ (w as u64 + 1), c.video_share);
+        let (rng, share) = (Rng::for_worker(c.seed, w), c.video_share);
         let spawned = thread::Builder::new()
             .name(format!("decode-{w}"))
-            .spawn(move || decode_loop(&pool, &stop, Rng(seed | 1), share, requests));
+            .spawn(move || decode_loop(&pool, &stop, rng, share, requests));
         match spawned {
             Ok(handle) => workers.push(handle),
             Err(e) => return Err((workers, format!("cannot start worker {} of {}: {e}", w + 1, c.workers))),
@@ -225,7 +273,7 @@ fn start_workers(c: &Config, pool: &Arc<Pool>, stop: &Arc<AtomicBool>) -> Result
     Ok(workers)
 }
 
-fn progress(s: &Stats, started: Instant, live: bool, last: bool) {
+pub fn progress(s: &Stats, started: Instant, live: bool, last: bool) {
     let line = format!(
         "{:5.1} s  grants {:>7}  in use {:>9} / {}  peak {:>9}  waiting {:>2}",
         started.elapsed().as_secs_f64(),
@@ -251,11 +299,7 @@ fn decode_loop(pool: &Arc<Pool>, stop: &AtomicBool, mut rng: Rng, video_share: f
         if stop.load(Ordering::Relaxed) {
             break;
         }
-        let (class, nbytes) = if rng.unit() < video_share {
-            (Class::Video, (100 + rng.below(701)) * MIB)
-        } else {
-            (Class::Image, (1 + rng.below(8)) * MIB)
-        };
+        let (class, nbytes) = next_request(&mut rng, video_share);
         let asked = Instant::now();
         let lease = match pool.acquire(nbytes, Wait::Forever) {
             Ok(l) => l,
@@ -265,12 +309,42 @@ fn decode_loop(pool: &Arc<Pool>, stop: &AtomicBool, mut rng: Rng, video_share: f
             }
         };
         let waited = asked.elapsed();
-        // The decode: about 1 ms per 8 MiB, at least 0.2 ms.
-        thread::sleep(Duration::from_micros(200 + nbytes / MIB * 125));
+        thread::sleep(decode_time(nbytes));
         let _ = pool.release(lease.id);
         out.push(Sample { class, nbytes, waited });
     }
     out
+}
+
+/// The next decode's class and size: a video batch of 100-800 MiB, or an
+/// image of 1-8 MiB.
+pub fn next_request(rng: &mut Rng, video_share: f64) -> (Class, u64) {
+    if rng.unit() < video_share {
+        (Class::Video, (100 + rng.below(701)) * MIB)
+    } else {
+        (Class::Image, (1 + rng.below(8)) * MIB)
+    }
+}
+
+/// How long a decode of `nbytes` takes: about 1 ms per 8 MiB, at least 0.2 ms.
+pub fn decode_time(nbytes: u64) -> Duration {
+    Duration::from_micros(200 + nbytes / MIB * 125)
+}
+
+/// The event loop's rows: where the waiting happened.
+fn loop_report(f: &crate::demo_async::LoopFigures) {
+    println!();
+    println!("{:<28}{} at most, all in the loop thread", "coroutines waiting at once", f.most_waiting);
+    println!(
+        "{:<28}{} at most: the loop thread and {} executor threads",
+        "threads in the process", f.process_threads, f.executor_threads
+    );
+    println!(
+        "{:<28}{} decodes; in pool calls at most {:.1} us at a time (releases: the bytes were waited for in the loop)",
+        "executor threads",
+        f.executor_decodes,
+        f.executor_longest_pool_call.as_secs_f64() * 1e6
+    );
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {

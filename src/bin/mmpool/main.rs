@@ -14,6 +14,8 @@ mod bench_shared;
 #[cfg(not(loom))]
 mod demo;
 #[cfg(not(loom))]
+mod demo_async;
+#[cfg(not(loom))]
 mod exporter;
 #[cfg(not(loom))]
 mod exposition;
