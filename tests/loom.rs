@@ -19,6 +19,7 @@ use std::time::Instant;
 
 use loom::thread::{self, JoinHandle};
 use mmpool::pool::sync::Arc;
+use mmpool::pool::PoolCore;
 use mmpool::{Decision, Error, Event, Notifier, Pool, Wait};
 
 static EXPLORED: AtomicUsize = AtomicUsize::new(0);
@@ -443,16 +444,12 @@ fn the_last_release_of_a_dropped_pool_frees_it() {
     model("the_last_release_of_a_dropped_pool_frees_it", || {
         let pool = Pool::new(2).unwrap();
         let lease = pool.acquire(1, Wait::Forever).unwrap();
-        let raw = Arc::into_raw(pool) as usize;
-        let dropper = thread::spawn(move || {
-            // SAFETY: `raw` holds the pool's only handle, dropped here once.
-            unsafe { Arc::decrement_strong_count(raw as *const Pool) };
-        });
+        let core = pool.core_ptr() as usize;
+        let dropper = thread::spawn(move || drop(pool));
         let releaser = thread::spawn(move || {
             // SAFETY: the lease is outstanding until this release, so the
-            // pool's memory is live; the view never drops a count.
-            let view = std::mem::ManuallyDrop::new(unsafe { Arc::from_raw(raw as *const Pool) });
-            view.release(lease.id).unwrap();
+            // core is live; not used after.
+            unsafe { PoolCore::release_raw(core as *const PoolCore, lease.id) }.unwrap();
         });
         dropper.join().unwrap();
         releaser.join().unwrap();
@@ -465,19 +462,17 @@ fn two_last_releases_race_the_drop_of_the_last_handle() {
         let pool = Pool::new(2).unwrap();
         let a = pool.acquire(1, Wait::Forever).unwrap();
         let b = pool.acquire(1, Wait::Forever).unwrap();
-        let raw = Arc::into_raw(pool) as usize;
+        let core = pool.core_ptr() as usize;
         let releasers: Vec<_> = [a, b]
             .into_iter()
             .map(|lease| {
                 thread::spawn(move || {
-                    // SAFETY: as above; each lease keeps the memory until released.
-                    let view = std::mem::ManuallyDrop::new(unsafe { Arc::from_raw(raw as *const Pool) });
-                    view.release(lease.id).unwrap();
+                    // SAFETY: as above; each lease keeps the core until released.
+                    unsafe { PoolCore::release_raw(core as *const PoolCore, lease.id) }.unwrap();
                 })
             })
             .collect();
-        // SAFETY: `raw` holds the pool's only handle, dropped here once.
-        let dropper = thread::spawn(move || unsafe { Arc::decrement_strong_count(raw as *const Pool) });
+        let dropper = thread::spawn(move || drop(pool));
         dropper.join().unwrap();
         for r in releasers {
             r.join().unwrap();

@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
 
+use mmpool::pool::PoolCore;
 use mmpool::{Error, Pool, Ticket, Wait};
 
 const FOREVER: Wait = Wait::Forever;
@@ -377,20 +378,21 @@ fn leases_and_waiters_keep_the_pool_alive() {
     let keeper = pool.clone();
     drop(pool);
     assert!(weak.upgrade().is_some(), "a handle left keeps the pool");
-    // The last handle, as C holds it: a raw pointer.
-    let raw = Arc::into_raw(keeper);
-    // SAFETY: `raw` holds the last reference; it is dropped here.
-    unsafe { Arc::decrement_strong_count(raw) };
+    // The last handle goes; C would still hold the core's address.
+    let core = keeper.core_ptr();
+    drop(keeper);
     assert!(weak.upgrade().is_none(), "no handle is left");
-    // The outstanding lease keeps the memory: the pool is closed, its
-    // figures readable and the lease releasable, which frees it.
-    // SAFETY: the lease is outstanding, so the pool's memory is live; the
-    // `Arc` is never dropped (the count is already zero).
-    let view = std::mem::ManuallyDrop::new(unsafe { Arc::from_raw(raw) });
+    // The outstanding lease keeps the core: the pool is closed, its figures
+    // readable and the lease releasable, which frees it.
+    // SAFETY: the lease is outstanding, so the core is live until its release.
+    let view = unsafe { &*core };
     assert!(view.is_closed());
     assert_eq!(view.available_bytes(), 7);
     assert_eq!(view.stats().outstanding_leases, 1);
-    view.release(lease.id).unwrap();
+    assert_eq!(view.handle_count(), 0);
+    assert!(view.try_handle().is_none(), "no handle can be made from a retired pool");
+    // SAFETY: as above; `view` is not used after.
+    unsafe { PoolCore::release_raw(core, lease.id) }.unwrap();
 }
 
 #[test]

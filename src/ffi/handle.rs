@@ -1,11 +1,10 @@
-//! The opaque handle: a `Pool` behind an `Arc`, its pointer given to C.
-
-use std::mem::ManuallyDrop;
-use std::ops::Deref;
+//! The opaque handle: C's `mmpool *` is the address of a pool's core
+//! (`PoolCore`), and each reference it holds is one `Arc<Pool>` handle,
+//! leaked while C holds it.
 
 use super::boundary::Failure;
 use crate::pool::sync::Arc;
-use crate::pool::{Error, Pool};
+use crate::pool::{Error, Pool, PoolCore};
 
 /// A pool. Opaque, thread-safe (every function may be called on one pool from
 /// many threads at once) and reference-counted: `mmpool_init` returns it with
@@ -20,37 +19,28 @@ pub struct mmpool {
 
 /// Gives one reference to C.
 pub(crate) fn into_raw(pool: Arc<Pool>) -> *mut mmpool {
-    Arc::into_raw(pool) as *mut mmpool
+    let core = pool.core_ptr();
+    std::mem::forget(pool);
+    core as *mut mmpool
 }
 
-/// A pool borrowed from C for the duration of one call.
-pub(crate) struct Borrowed(ManuallyDrop<Arc<Pool>>);
-
-impl Deref for Borrowed {
-    type Target = Arc<Pool>;
-    fn deref(&self) -> &Arc<Pool> {
-        &self.0
-    }
-}
-
-/// Borrows the pool behind `ptr`, refusing NULL and (best effort) handles that
-/// no longer hold a pool.
+/// Borrows the pool behind `ptr` for the duration of one call, refusing NULL
+/// and (best effort) pointers that no longer hold a pool.
 ///
 /// # Safety
 /// A non-NULL `ptr` must come from this library (`mmpool_init`, `mmpool_global`,
-/// ...) and the caller must hold a reference to it for the duration of the call.
-pub(crate) unsafe fn borrow(ptr: *const mmpool, name: &'static str) -> Result<Borrowed, Failure> {
+/// ...) and the caller must hold a reference to it for the duration of the
+/// call (or, for `mmpool_release`, an outstanding lease of it).
+pub(crate) unsafe fn borrow<'a>(ptr: *const mmpool, name: &'static str) -> Result<&'a PoolCore, Failure> {
     if ptr.is_null() {
         return Err(Failure::Null(name));
     }
-    // SAFETY: per the contract above, `ptr` came from `Arc::into_raw` and a
-    // reference is held, so the allocation is live; ManuallyDrop leaves the
-    // count as it is.
-    let pool = ManuallyDrop::new(unsafe { Arc::from_raw(ptr as *const Pool) });
+    // SAFETY: per the contract above, `ptr` is the address of a live core.
+    let pool = unsafe { &*(ptr as *const PoolCore) };
     if !pool.is_live() {
         return Err(Error::InvalidArgument(format!("`{name}` is not a live mmpool handle")).into());
     }
-    Ok(Borrowed(pool))
+    Ok(pool)
 }
 
 /// The pool behind `ptr` for an export's fast path, or `None` (NULL, or not
@@ -59,10 +49,10 @@ pub(crate) unsafe fn borrow(ptr: *const mmpool, name: &'static str) -> Result<Bo
 /// # Safety
 /// As for [`borrow`].
 #[inline]
-pub(crate) unsafe fn peek<'a>(ptr: *const mmpool) -> Option<&'a Pool> {
-    // SAFETY: per the contract of `borrow`, a non-NULL `ptr` is a live
-    // allocation holding a `Pool` for the duration of the call.
-    let pool = unsafe { (ptr as *const Pool).as_ref() }?;
+pub(crate) unsafe fn peek<'a>(ptr: *const mmpool) -> Option<&'a PoolCore> {
+    // SAFETY: per the contract of `borrow`, a non-NULL `ptr` is a live core
+    // for the duration of the call.
+    let pool = unsafe { (ptr as *const PoolCore).as_ref() }?;
     pool.is_live().then_some(pool)
 }
 
@@ -73,7 +63,10 @@ pub(crate) unsafe fn peek<'a>(ptr: *const mmpool) -> Option<&'a Pool> {
 pub(crate) unsafe fn add_ref(ptr: *const mmpool) -> Result<(), Failure> {
     // SAFETY: forwarded contract.
     let pool = unsafe { borrow(ptr, "pool") }?;
-    std::mem::forget(Arc::clone(&pool));
+    match pool.try_handle() {
+        Some(handle) => std::mem::forget(handle),
+        None => return Err(Error::InvalidArgument("`pool` has no reference left to add to".into()).into()),
+    }
     Ok(())
 }
 
@@ -87,11 +80,17 @@ pub(crate) unsafe fn drop_ref(ptr: *const mmpool) -> Result<(), Failure> {
     }
     // SAFETY: forwarded contract.
     let pool = unsafe { borrow(ptr, "pool") }?;
-    drop(ManuallyDrop::into_inner(pool.0));
+    if pool.handle_count() == 0 {
+        return Err(Error::InvalidArgument("`pool` has no reference left to drop".into()).into());
+    }
+    // SAFETY: the caller's reference is one leaked handle (`into_raw`,
+    // `add_ref`), dropped here once; `pool` is not used after.
+    unsafe { PoolCore::drop_handle(pool) };
     Ok(())
 }
 
-/// Takes the pointer's pool as a new `Arc` (a new reference), or `None` for NULL.
+/// Takes the pointer's pool as a new handle (a new reference), or `None` for
+/// NULL.
 ///
 /// # Safety
 /// As for [`borrow`].
@@ -101,5 +100,8 @@ pub(crate) unsafe fn clone_arc(ptr: *const mmpool) -> Result<Option<Arc<Pool>>, 
     }
     // SAFETY: forwarded contract.
     let pool = unsafe { borrow(ptr, "pool") }?;
-    Ok(Some(Arc::clone(&pool)))
+    match pool.try_handle() {
+        Some(handle) => Ok(Some(handle)),
+        None => Err(Error::InvalidArgument("`pool` has no reference left".into()).into()),
+    }
 }

@@ -4,7 +4,7 @@ use super::boundary::{arg, out};
 use super::handle::{self, borrow, mmpool};
 use super::status::mmpool_status;
 use super::types::{mmpool_lease, mmpool_stats, mmpool_ticket};
-use crate::pool::{Error, Pool, Ticket, Wait};
+use crate::pool::{Error, Pool, PoolCore, Ticket, Wait};
 
 /// Creates a pool of `total_bytes` (1 to 2^60) and stores it, with one
 /// reference, in `*out_pool`.
@@ -175,9 +175,11 @@ pub extern "C" fn mmpool_release(pool: *mut mmpool, lease: mmpool_lease) -> mmpo
 #[inline(never)]
 extern "C" fn release(pool: *mut mmpool, lease: mmpool_lease) -> mmpool_status {
     boundary!("mmpool_release", {
-        // SAFETY: the C contract: `pool` is a held handle.
+        // SAFETY: the C contract: `pool` is a held handle, or the pool of an
+        // outstanding lease.
         let pool = unsafe { borrow(pool, "pool") }?;
-        pool.release(lease.id)?;
+        // SAFETY: as above; `pool` is not used after (this may free it).
+        unsafe { PoolCore::release_raw(pool, lease.id) }?;
         Ok(())
     })
 }

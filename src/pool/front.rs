@@ -1,9 +1,10 @@
-//! `Pool`, the one type callers hold: a front over the backend that keeps the
-//! bytes, either in this process (`LocalPool`) or in a named segment shared by
-//! every process on the host (`SharedPool`). Each method is one match.
+//! `Pool`, the one type callers hold, and `PoolCore`, what it points to: a
+//! front over the backend that keeps the bytes, either in this process
+//! (`LocalPool`) or in a named segment shared by every process on the host
+//! (`SharedPool`). Each method is one match.
 
-use std::cell::UnsafeCell;
-use std::mem::ManuallyDrop;
+use std::ops::Deref;
+use std::ptr::NonNull;
 
 use super::error::Error;
 use super::lease::{Admission, Lease, Ticket};
@@ -17,7 +18,7 @@ use super::sync::{Arc, AtomicU64, Ordering, Weak};
 const LIVE: u64 = 0x6d6d_706f_6f6c_2121;
 
 // The in-process backend stays inline: the fast path reaches it with no
-// indirection. A pool is one allocation either way.
+// indirection.
 #[allow(clippy::large_enum_variant)]
 enum Backend {
     Local(LocalPool),
@@ -25,48 +26,58 @@ enum Backend {
     Shared(SharedPool),
 }
 
-/// What the pool's memory holds besides its liveness mark. Dropped by hand
-/// (`Pool::free`), by whoever ends the pool's life.
-struct Inner {
-    backend: ManuallyDrop<Backend>,
-    /// Keeps the allocation after the last handle, while leases remain.
-    anchor: ManuallyDrop<Weak<Pool>>,
-}
-
-/// A byte budget. Cheap to share as `Arc<Pool>`; every method may be called
-/// from any thread at any time.
+/// A byte budget. Cheap to share as `Arc<Pool>`; every method (those of
+/// [`PoolCore`], which it dereferences to) may be called from any thread at
+/// any time.
 ///
-/// Lifetime: the `Arc`'s count is the handles (and the threads waiting in
-/// the pool, which hold one each while they wait). Outstanding leases do not
-/// count there: when the last handle goes, an in-process pool is retired
-/// (closed, and every release then goes through its lock, where the leases
-/// left are counted down), and the release of its last lease frees it; the
-/// memory stays meanwhile, held by a weak reference of its own. A shared
-/// pool's leases hold one handle each instead: its release takes a lock in
-/// any case.
+/// Lifetime: an `Arc<Pool>` is a handle, and the `Arc`'s count is the
+/// handles (and the threads waiting in the pool, which hold one each while
+/// they wait). The pool itself, its [`PoolCore`], is a separate allocation
+/// that outstanding leases keep without counting there: when the last handle
+/// goes, an in-process pool is retired (closed, and every release then goes
+/// through its lock, where the leases left are counted down), and the
+/// release of its last lease frees it. A shared pool's leases hold one
+/// handle each instead: its release takes a lock in any case.
+///
+/// A release after the last handle is a C caller's (`mmpool_release` on a
+/// pointer it no longer holds a reference through), and reaches the core
+/// through that pointer, never through this handle: so the handle's drop,
+/// which retires the pool, never overlaps a use of the handle.
 pub struct Pool {
-    live: AtomicU64,
-    inner: UnsafeCell<Inner>,
+    core: NonNull<PoolCore>,
 }
 
-// SAFETY: `inner` is written only by `free`, which runs once, when nothing
-// else can use the pool (no handle, no outstanding lease); until then it is
-// only read, and the backends are Send + Sync.
-unsafe impl Sync for Pool {}
-// SAFETY: as above.
+// SAFETY: `Pool` only points to its core, which is Send + Sync.
 unsafe impl Send for Pool {}
+// SAFETY: as above.
+unsafe impl Sync for Pool {}
+
+/// What a [`Pool`] handle points to: the pool. Reached through the handle,
+/// or (C) through the pointer of a handle, for the releases of leases
+/// outstanding after the last handle.
+pub struct PoolCore {
+    live: AtomicU64,
+    backend: Backend,
+    /// The handles' `Arc`, not counted: to hold one for a waiting thread
+    /// or a shared-backend lease, and to count C's references.
+    handle: Weak<Pool>,
+}
+
+impl Deref for Pool {
+    type Target = PoolCore;
+    #[inline]
+    fn deref(&self) -> &PoolCore {
+        // SAFETY: a handle's core is freed only after the last handle is
+        // gone (`PoolCore::retire`), so it is live while `self` is.
+        unsafe { self.core.as_ref() }
+    }
+}
 
 impl Drop for Pool {
     fn drop(&mut self) {
-        let idle = match self.backend() {
-            Backend::Local(b) => b.retire(),
-            #[cfg(not(loom))]
-            Backend::Shared(_) => true,
-        };
-        if idle {
-            // SAFETY: no handle is left and no lease is outstanding.
-            unsafe { self.free() };
-        }
+        // SAFETY: this is the last handle; the core is live (freed only after
+        // it) and the call below is the handle's last use of it.
+        unsafe { PoolCore::retire(self.core.as_ptr()) };
     }
 }
 
@@ -79,21 +90,6 @@ macro_rules! dispatch {
             Backend::Shared($b) => $call,
         }
     };
-}
-
-/// Holds one handle of the pool for a lease of the shared backend just
-/// granted (see `Pool`'s lifetime rules).
-#[cfg(not(loom))]
-fn keep(owner: &Arc<Pool>) {
-    std::mem::forget(Arc::clone(owner));
-}
-
-/// A shared-backend grant, with its handle held (`keep`) when it succeeded.
-#[cfg(not(loom))]
-fn kept(owner: &Arc<Pool>, granted: Result<Lease, Error>) -> Result<Lease, Error> {
-    let lease = granted?;
-    keep(owner);
-    Ok(lease)
 }
 
 impl Pool {
@@ -117,36 +113,134 @@ impl Pool {
     }
 
     fn with(backend: Backend) -> Arc<Pool> {
-        Arc::new_cyclic(|me| Pool {
-            live: AtomicU64::new(LIVE),
-            inner: UnsafeCell::new(Inner {
-                backend: ManuallyDrop::new(backend),
-                anchor: ManuallyDrop::new(me.clone()),
-            }),
+        Arc::new_cyclic(|me| {
+            let core = PoolCore { live: AtomicU64::new(LIVE), backend, handle: me.clone() };
+            Pool { core: NonNull::from(Box::leak(Box::new(core))) }
         })
     }
 
+    /// The core this handle points to, for C (see `PoolCore::release_raw`).
+    pub fn core_ptr(&self) -> *const PoolCore {
+        self.core.as_ptr()
+    }
+}
+
+/// Holds one handle of the pool for a lease of the shared backend just
+/// granted (see `Pool`'s lifetime rules).
+#[cfg(not(loom))]
+fn keep(core: &PoolCore) {
+    std::mem::forget(core.handle());
+}
+
+/// A shared-backend grant, with its handle held (`keep`) when it succeeded.
+#[cfg(not(loom))]
+fn kept(core: &PoolCore, granted: Result<Lease, Error>) -> Result<Lease, Error> {
+    let lease = granted?;
+    keep(core);
+    Ok(lease)
+}
+
+impl PoolCore {
     #[inline]
     fn backend(&self) -> &Backend {
-        // SAFETY: see `Sync` above: only `free` writes `inner`, after every use.
-        unsafe { &(*self.inner.get()).backend }
+        &self.backend
     }
 
-    /// Ends the pool: drops the backend, then the anchor, which frees the
-    /// memory once the `Arc` lets go of it too.
+    /// A new handle, for a caller that holds one (so the pool has one).
+    /// Panics otherwise: a broken contract, caught at the C boundary.
+    pub fn handle(&self) -> Arc<Pool> {
+        self.handle.upgrade().expect("a call on a pool with no handle left")
+    }
+
+    /// A new handle, or `None` when the pool's last handle is gone.
+    pub fn try_handle(&self) -> Option<Arc<Pool>> {
+        self.handle.upgrade()
+    }
+
+    /// The handles left (and the threads waiting, which hold one each).
+    pub fn handle_count(&self) -> usize {
+        self.handle.strong_count()
+    }
+
+    /// Drops one handle that C holds through a core pointer (`Arc::into_raw`
+    /// of the handle was not used: C holds the core's address).
     ///
     /// # Safety
-    /// Called once, when no handle is left and no lease is outstanding; the
-    /// caller does not touch the pool afterwards.
-    unsafe fn free(&self) {
-        self.live.store(0, Ordering::Release);
-        // SAFETY: the contract above: nobody else uses the pool any more.
-        let inner = unsafe { &mut *self.inner.get() };
-        // SAFETY: dropped once, here, and never used again.
-        unsafe { ManuallyDrop::drop(&mut inner.backend) };
-        // SAFETY: taken once; the weak reference may be the allocation's last,
-        // so it is moved out before it is dropped.
-        drop(unsafe { ManuallyDrop::take(&mut inner.anchor) });
+    /// The caller holds that handle (it was leaked with `mem::forget`) and
+    /// does not use `this` through it afterwards.
+    pub unsafe fn drop_handle(this: *const PoolCore) {
+        // SAFETY: the handle held keeps the core live up to here, and the
+        // `Arc` allocation with it.
+        let arc = unsafe { (*this).handle.as_ptr() };
+        // SAFETY: one strong count this caller owns; it may be the last,
+        // whose drop retires (and perhaps frees) the core: not used after.
+        unsafe { Arc::decrement_strong_count(arc) };
+    }
+
+    /// Retires the pool after its last handle: closes an in-process one and
+    /// frees it at once if no lease is outstanding.
+    ///
+    /// # Safety
+    /// Called once, by the last handle's drop; `this` is not used after.
+    unsafe fn retire(this: *const PoolCore) {
+        let idle = {
+            // SAFETY: the core is live: it is freed below at the earliest.
+            let core = unsafe { &*this };
+            match core.backend() {
+                Backend::Local(b) => b.retire(),
+                #[cfg(not(loom))]
+                Backend::Shared(_) => true,
+            }
+        };
+        if idle {
+            // SAFETY: no handle is left and no lease is outstanding.
+            unsafe { Self::free(this) };
+        }
+    }
+
+    /// Ends the pool: drops the backend, and the weak reference that keeps
+    /// the handles' allocation, which frees it once the `Arc` lets go too.
+    ///
+    /// # Safety
+    /// Called once, when no handle is left and no lease is outstanding; no
+    /// reference to the core is used afterwards.
+    unsafe fn free(this: *const PoolCore) {
+        // SAFETY: live until the line below.
+        unsafe { (*this).live.store(0, Ordering::Release) };
+        // SAFETY: allocated by `Pool::with` with `Box`; the contract above:
+        // nobody uses it any more.
+        drop(unsafe { Box::from_raw(this as *mut PoolCore) });
+    }
+
+    /// Returns a lease's bytes, through the core's address: what C calls,
+    /// also after the pool's last handle is gone (for its outstanding
+    /// leases; the last of those releases frees the pool).
+    ///
+    /// # Safety
+    /// `this` is a live core: the caller holds a handle to it, or `id` is an
+    /// outstanding lease of it (see `mmpool_release`'s contract).
+    pub unsafe fn release_raw(this: *const PoolCore, id: u64) -> Result<(), Error> {
+        // SAFETY: the contract above; `core` is not used once the pool may be
+        // freed (below).
+        let core = unsafe { &*this };
+        match core.backend() {
+            Backend::Local(b) => {
+                if !b.release_fast(id) && b.release(id)? == Released::Last {
+                    // SAFETY: the pool's handles are gone and this was its
+                    // last lease; `core` is not used after.
+                    unsafe { Self::free(this) };
+                }
+            }
+            #[cfg(not(loom))]
+            Backend::Shared(b) => {
+                if b.release(id)? {
+                    // SAFETY: a lease was removed and its grant kept a handle
+                    // (`keep`); this is the call's last use of the core.
+                    unsafe { Self::drop_handle(this) };
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Whether this memory still holds a pool that has not been dropped. Only a
@@ -214,11 +308,11 @@ impl Pool {
     }
 
     /// Waits in line for `nbytes`, up to `wait`.
-    pub fn acquire(self: &Arc<Self>, nbytes: u64, wait: Wait) -> Result<Lease, Error> {
+    pub fn acquire(&self, nbytes: u64, wait: Wait) -> Result<Lease, Error> {
         match self.backend() {
             Backend::Local(b) => b.acquire_fast(nbytes).map_or_else(
                 || {
-                    let _waiting = Arc::clone(self);
+                    let _waiting = self.handle();
                     b.acquire(nbytes, wait)
                 },
                 Ok,
@@ -229,7 +323,7 @@ impl Pool {
     }
 
     /// Grants `nbytes` only if that is possible at once without jumping the line.
-    pub fn try_acquire(self: &Arc<Self>, nbytes: u64) -> Result<Lease, Error> {
+    pub fn try_acquire(&self, nbytes: u64) -> Result<Lease, Error> {
         match self.backend() {
             Backend::Local(b) => b.acquire_fast(nbytes).map_or_else(|| b.try_acquire(nbytes), Ok),
             #[cfg(not(loom))]
@@ -237,39 +331,24 @@ impl Pool {
         }
     }
 
-    /// Returns a lease's bytes. Releasing a lease twice is a no-op. This is
-    /// the one call allowed on a pool whose handles are all gone, for the
-    /// leases still outstanding; the last of them frees the pool.
-    pub fn release(self: &Arc<Self>, id: u64) -> Result<(), Error> {
-        match self.backend() {
-            Backend::Local(b) => {
-                if !b.release_fast(id) && b.release(id)? == Released::Last {
-                    // SAFETY: the pool's handles are gone and this was its
-                    // last lease; this is the call's last use of the pool.
-                    unsafe { self.free() };
-                }
-            }
-            #[cfg(not(loom))]
-            Backend::Shared(b) => {
-                if b.release(id)? {
-                    // SAFETY: a lease was removed and its grant called `keep`;
-                    // this is the call's last use of the pool.
-                    unsafe { Arc::decrement_strong_count(Arc::as_ptr(self)) };
-                }
-            }
-        }
-        Ok(())
+    /// Returns a lease's bytes. Releasing a lease twice is a no-op. (After
+    /// the last handle, C releases the leases left with `release_raw`.)
+    pub fn release(&self, id: u64) -> Result<(), Error> {
+        // SAFETY: `&self` comes from a handle the caller holds, so the pool is
+        // not retired and this release cannot free it; a shared lease's
+        // handle is not the caller's last either.
+        unsafe { Self::release_raw(self, id) }
     }
 
     /// Joins the line for `nbytes` and returns at once with the place.
-    pub fn enqueue(self: &Arc<Self>, nbytes: u64) -> Result<Ticket, Error> {
+    pub fn enqueue(&self, nbytes: u64) -> Result<Ticket, Error> {
         dispatch!(self, b => b.enqueue(nbytes))
     }
 
     /// Waits up to `wait` for a ticket's grant. On timeout the ticket keeps its
     /// place and may be waited on again.
-    pub fn wait_ticket(self: &Arc<Self>, ticket: Ticket, wait: Wait) -> Result<Lease, Error> {
-        let _waiting = Arc::clone(self);
+    pub fn wait_ticket(&self, ticket: Ticket, wait: Wait) -> Result<Lease, Error> {
+        let _waiting = self.handle();
         match self.backend() {
             Backend::Local(b) => b.wait_ticket(ticket, wait),
             #[cfg(not(loom))]
@@ -280,7 +359,7 @@ impl Pool {
     /// Grants `nbytes` at once when possible without jumping the line, else
     /// joins the line: what `acquire` does before it sleeps, for callers that
     /// wait in their own slices. Counts neither a would-block nor a timeout.
-    pub fn acquire_or_enqueue(self: &Arc<Self>, nbytes: u64) -> Result<Admission, Error> {
+    pub fn acquire_or_enqueue(&self, nbytes: u64) -> Result<Admission, Error> {
         match self.backend() {
             Backend::Local(b) => b.acquire_fast(nbytes).map_or_else(|| b.acquire_or_enqueue(nbytes), |l| Ok(Admission::Granted(l))),
             #[cfg(not(loom))]
@@ -296,8 +375,8 @@ impl Pool {
 
     /// As `wait_ticket`, but when `wait` runs out the ticket leaves the line
     /// and counts as a timeout, as a timed `acquire` does.
-    pub fn wait_ticket_or_leave(self: &Arc<Self>, ticket: Ticket, wait: Wait) -> Result<Lease, Error> {
-        let _waiting = Arc::clone(self);
+    pub fn wait_ticket_or_leave(&self, ticket: Ticket, wait: Wait) -> Result<Lease, Error> {
+        let _waiting = self.handle();
         match self.backend() {
             Backend::Local(b) => b.wait_ticket_or_leave(ticket, wait),
             #[cfg(not(loom))]
@@ -324,8 +403,8 @@ impl Pool {
 
     /// Changes what a lease holds. Shrinking returns bytes at once; growing
     /// waits in line for the difference, like an acquire, up to `wait`.
-    pub fn resize_lease(self: &Arc<Self>, id: u64, new_nbytes: u64, wait: Wait) -> Result<Lease, Error> {
-        let _waiting = Arc::clone(self);
+    pub fn resize_lease(&self, id: u64, new_nbytes: u64, wait: Wait) -> Result<Lease, Error> {
+        let _waiting = self.handle();
         dispatch!(self, b => b.resize_lease(id, new_nbytes, wait))
     }
 

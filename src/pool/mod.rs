@@ -23,7 +23,7 @@ pub mod sync;
 mod waitlist;
 
 pub use error::Error;
-pub use front::Pool;
+pub use front::{Pool, PoolCore};
 #[cfg(not(loom))]
 pub use global::{global, init_global, set_global, split_budget};
 pub use lease::{Admission, Lease, Ticket};
