@@ -503,7 +503,10 @@ enum mmpool_status mmpool_notifier_fd(const struct mmpool_notifier *notifier, in
  * already decided queues its event at once. The ticket keeps its place in
  * line and may still be waited on or cancelled as before; a ticket redeemed
  * by `mmpool_ticket_wait` after its event is simply done. One notifier per
- * ticket. Works for in-process pools.
+ * ticket. Works for in-process and shared pools: a grant made by another
+ * process reaches this one (the first registration on a shared pool starts
+ * one relay thread for that pool in this process, stopped when the pool's
+ * last reference goes; tickets still registered then get `CLOSED`).
  *
  * Errors: `NULL_ARGUMENT`, `INVALID_ARGUMENT` (the ticket is already
  * registered, or a freed notifier), `INVALID_LEASE` (not a ticket of this
