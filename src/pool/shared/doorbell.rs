@@ -19,7 +19,7 @@
 //!   is dropped; tickets still registered then get a `Closed` event.
 
 use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, AtomicU32};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -68,6 +68,18 @@ fn decision(g: &Locked<'_>, id: u64) -> Option<Decision> {
     }
 }
 
+/// How long a registration waits for the relay's own locks: they are held
+/// for microseconds, except in a forked child whose parent held one at fork.
+const FORK_SAFE_WAIT: Duration = Duration::from_secs(1);
+
+fn held_at_fork() -> Error {
+    Error::System(
+        "the shared pool's notifier state stayed locked for 1 s (copied locked by fork?); open the pool afresh \
+         in this process to use notifiers"
+            .into(),
+    )
+}
+
 /// The relay thread of one attachment.
 struct Running {
     thread: std::thread::JoinHandle<()>,
@@ -82,8 +94,10 @@ struct Running {
 pub(crate) struct Relay {
     /// Taken only while holding the segment's lock.
     regs: parking_lot::Mutex<Registrations>,
-    /// Whether a ticket was ever registered (checked before `regs`).
-    used: AtomicBool,
+    /// 1 + the fork generation that registered a ticket, 0 before (checked
+    /// before `regs`, so that a forked child's calls never take the
+    /// registrations of its parent, which fork may have copied locked).
+    used: AtomicU32,
     running: parking_lot::Mutex<Option<Running>>,
 }
 
@@ -92,7 +106,7 @@ impl Relay {
     /// collect it, free it or give it back): its event, if registered and
     /// not yet queued, says how it stood (waiting: it left the line).
     pub(crate) fn ended(&self, g: &mut Locked<'_>, id: u64) {
-        if !self.used.load(Relaxed) {
+        if self.used.load(Relaxed) != u32::from(generation()) + 1 {
             return;
         }
         let mut regs = self.regs.lock();
@@ -149,7 +163,7 @@ impl Relay {
     /// Starts this attachment's relay thread unless it runs.
     fn ensure(&self, pool: &SharedPool) -> Result<(), Error> {
         let a = pool.me()?;
-        let mut running = self.running.lock();
+        let mut running = self.running.try_lock_for(FORK_SAFE_WAIT).ok_or_else(held_at_fork)?;
         if let Some(r) = running.as_ref() {
             if r.generation == a.generation && r.slot == a.slot && !r.thread.is_finished() {
                 return Ok(());
@@ -162,7 +176,7 @@ impl Relay {
                 // An ancestor's thread, absent in this process after fork;
                 // its registrations were the ancestor's tickets.
                 std::mem::forget(old.thread);
-                self.regs.lock().clear();
+                self.regs.try_lock_for(FORK_SAFE_WAIT).ok_or_else(held_at_fork)?.clear();
             }
         }
         let p = pool.seg().procs.get(a.slot).ok_or_else(|| Error::Internal("process slot out of range".into()))?;
@@ -187,7 +201,8 @@ impl Relay {
     /// Stops and joins the relay thread (from the pool's `Drop`); tickets
     /// still registered get a `Closed` event.
     pub(crate) fn stop(&self, pool: &SharedPool) {
-        let Some(r) = self.running.lock().take() else { return };
+        // A lock copied held by fork is given up on (the thread is absent then).
+        let Some(r) = self.running.try_lock_for(FORK_SAFE_WAIT).and_then(|mut r| r.take()) else { return };
         if r.generation != generation() {
             std::mem::forget(r.thread); // an ancestor's: see `ensure`
             return;
@@ -258,7 +273,7 @@ impl SharedPool {
             return Err(gone());
         }
         let decided = decision(&g, real.id);
-        self.relay.used.store(true, Relaxed);
+        self.relay.used.store(u32::from(generation()) + 1, Relaxed);
         let mut regs = self.relay.regs.lock();
         regs.register(real.id, ticket.id, core, user, decided, &mut g.rings)?;
         if decided.is_none() {
