@@ -175,8 +175,10 @@ typedef struct mmpool_event {
   uint64_t user_data;
   /**
    * `MMPOOL_OK`: granted; collect the lease with
-   * `mmpool_ticket_wait(pool, ticket, 0, &lease)` (it does not wait) or give
-   * the bytes back with `mmpool_ticket_cancel`. Otherwise the ticket left
+   * `mmpool_ticket_wait(pool, ticket, 0, &lease)` (it does not wait; on a
+   * shared pool whose lock one holder keeps past 1 ms it answers
+   * `MMPOOL_ERR_TIMEOUT` and the grant stays: try again) or give the bytes
+   * back with `mmpool_ticket_cancel`. Otherwise the ticket left
    * the line with nothing reserved: `MMPOOL_ERR_CLOSED` (the pool was
    * closed), `MMPOOL_ERR_EXCEEDS_CAPACITY` (the total was lowered below it),
    * `MMPOOL_ERR_INVALID_LEASE` (cancelled, or a

@@ -32,8 +32,10 @@ pub struct mmpool_event {
     /// The value given to `mmpool_ticket_notify`.
     pub user_data: u64,
     /// `MMPOOL_OK`: granted; collect the lease with
-    /// `mmpool_ticket_wait(pool, ticket, 0, &lease)` (it does not wait) or give
-    /// the bytes back with `mmpool_ticket_cancel`. Otherwise the ticket left
+    /// `mmpool_ticket_wait(pool, ticket, 0, &lease)` (it does not wait; on a
+    /// shared pool whose lock one holder keeps past 1 ms it answers
+    /// `MMPOOL_ERR_TIMEOUT` and the grant stays: try again) or give the bytes
+    /// back with `mmpool_ticket_cancel`. Otherwise the ticket left
     /// the line with nothing reserved: `MMPOOL_ERR_CLOSED` (the pool was
     /// closed), `MMPOOL_ERR_EXCEEDS_CAPACITY` (the total was lowered below it),
     /// `MMPOOL_ERR_INVALID_LEASE` (cancelled, or a
