@@ -59,8 +59,10 @@ configure() {
     if [ ! -f "$dir/mmpool-configured-for" ] || [ "$(cat "$dir/mmpool-configured-for")" != "$want" ]; then
         rm -rf "$dir"
     fi
-    cmake -S . -B "$dir" -DCMAKE_BUILD_TYPE=Debug -DCMAKE_C_COMPILER="$cc" \
-        -DCMAKE_CXX_COMPILER="$cxx" -DMMPOOL_SANITIZE="$sanitize" >/dev/null
+    # Absolute paths: a bare name given again to a configured directory is
+    # cached as given (`UNINITIALIZED=gcc`), not as the path CMake found.
+    cmake -S . -B "$dir" -DCMAKE_BUILD_TYPE=Debug -DCMAKE_C_COMPILER="$(command -v "$cc")" \
+        -DCMAKE_CXX_COMPILER="$(command -v "$cxx")" -DMMPOOL_SANITIZE="$sanitize" >/dev/null
     local cache=$dir/CMakeCache.txt
     # NAME:TYPE=VALUE, compared as plain strings (compiler names hold a `+`).
     cached() { awk -v k="$1" -v v="$2" 'index($0, k ":") == 1 && substr($0, index($0, "=") + 1) == v { f = 1 }
