@@ -33,6 +33,16 @@
 #define MMPOOL_TORCH_RETURN_NULL 1
 
 /**
+ * Buckets of `mmpool_histograms.wait_counts`: 25 finite bounds, then +Inf.
+ */
+#define MMPOOL_WAIT_BUCKETS 26
+
+/**
+ * Buckets of `mmpool_histograms.size_counts`: 25 finite bounds, then +Inf.
+ */
+#define MMPOOL_SIZE_BUCKETS 26
+
+/**
  * `mmpool_open_shared` flag: create the pool if no pool of that name exists.
  */
 #define MMPOOL_SHARED_CREATE 1
@@ -143,6 +153,64 @@ typedef struct CUstream_st CUstream_st;
  * (and its figures read), and the release of the last one frees it.
  */
 typedef struct mmpool mmpool;
+
+/**
+ * Histograms of a pool, counted since it was created (for a shared pool:
+ * the merge over every process that ever attached). Set
+ * `size = sizeof(mmpool_histograms)` before calling `mmpool_get_histograms`;
+ * as for `mmpool_stats`, the fields that fit in `size` bytes are written
+ * and `size` becomes the bytes written.
+ *
+ * Bucket `i` counts the observations above bound `i - 1` and at most bound
+ * `i` (per bucket, not cumulative; Prometheus' `_bucket` samples are the
+ * running sums). The last bound of each histogram is `UINT64_MAX`: +Inf.
+ *
+ * * Waits: the requests that waited in line before their grant (acquires,
+ *   tickets and lease growths: `mmpool_stats.waited_grants`), bounds 1, 2, 5
+ *   per decade from 1 us to 100 s: 1000, 2000, 5000, 10000, ...
+ *   50000000000, 100000000000 ns.
+ * * Sizes: each lease at its grant (`mmpool_stats.grants`; a later growth is
+ *   not observed again), bounds the powers of 4 from 4 KiB to 2^60 bytes:
+ *   4096, 16384, 65536, ... 2^60.
+ */
+typedef struct mmpool_histograms {
+  /**
+   * In: the caller's `sizeof(mmpool_histograms)`. Out: bytes written.
+   */
+  uint64_t size;
+  /**
+   * Requests that waited in line (`mmpool_stats.waited_grants`).
+   */
+  uint64_t wait_count;
+  /**
+   * Sum of their waits in nanoseconds (`mmpool_stats.wait_ns_total`).
+   */
+  uint64_t wait_sum_ns;
+  /**
+   * Upper bound (inclusive) of each wait bucket, in nanoseconds.
+   */
+  uint64_t wait_le_ns[MMPOOL_WAIT_BUCKETS];
+  /**
+   * Waits per bucket.
+   */
+  uint64_t wait_counts[MMPOOL_WAIT_BUCKETS];
+  /**
+   * Leases granted (`mmpool_stats.grants`).
+   */
+  uint64_t size_count;
+  /**
+   * Sum of their sizes at grant, in bytes.
+   */
+  uint64_t size_sum_bytes;
+  /**
+   * Upper bound (inclusive) of each size bucket, in bytes.
+   */
+  uint64_t size_le_bytes[MMPOOL_SIZE_BUCKETS];
+  /**
+   * Leases per bucket.
+   */
+  uint64_t size_counts[MMPOOL_SIZE_BUCKETS];
+} mmpool_histograms;
 
 /**
  * A grant of bytes, a plain value. `id` 0 means "no lease".
@@ -442,6 +510,20 @@ enum mmpool_status mmpool_cuda_set_callback_timeout(uint64_t timeout_ns);
  * Errors: `INVALID_ARGUMENT` (another value).
  */
 enum mmpool_status mmpool_torch_set_failure_mode(int mode);
+
+/**
+ * Fills `*out_histograms` with the pool's histograms. Set
+ * `out_histograms->size = sizeof(mmpool_histograms)` first (any multiple of
+ * 8 from 8 up: the fields that fit are written, and `size` becomes the
+ * bytes written). Thread-safe; the figures are a moment's, read without
+ * stopping the pool (counts of different buckets may be a grant apart
+ * while requests are granted meanwhile).
+ *
+ * Errors: `NULL_ARGUMENT`, `INVALID_ARGUMENT` (size not a multiple of 8, or 0),
+ * `SYSTEM` (a shared pool whose file was truncated under this process).
+ */
+enum mmpool_status mmpool_get_histograms(const struct mmpool *pool,
+                                         struct mmpool_histograms *out_histograms);
 
 /**
  * Creates a pool of `total_bytes` (1 to 2^60) and stores it, with one

@@ -64,6 +64,26 @@ class StatsStruct(Structure):
     _fields_ = [("size", c_uint64)] + [(name, c_uint64) for name in STATS_FIELDS]
 
 
+WAIT_BUCKETS = 26
+SIZE_BUCKETS = 26
+
+
+class HistogramsStruct(Structure):
+    """``mmpool_histograms``: ``size`` then the two histograms, all ``uint64_t``."""
+
+    _fields_ = [
+        ("size", c_uint64),
+        ("wait_count", c_uint64),
+        ("wait_sum_ns", c_uint64),
+        ("wait_le_ns", c_uint64 * WAIT_BUCKETS),
+        ("wait_counts", c_uint64 * WAIT_BUCKETS),
+        ("size_count", c_uint64),
+        ("size_sum_bytes", c_uint64),
+        ("size_le_bytes", c_uint64 * SIZE_BUCKETS),
+        ("size_counts", c_uint64 * SIZE_BUCKETS),
+    ]
+
+
 LOG_FN = ctypes.CFUNCTYPE(None, c_int, c_char_p, c_void_p)
 """``mmpool_log_fn``: ``void (*)(mmpool_log_level, const char *, void *)``."""
 
@@ -93,6 +113,7 @@ PROTOTYPES: dict[str, tuple[Any, list[Any]]] = {
     "mmpool_total_bytes": (c_uint64, [_POOL]),
     "mmpool_available_bytes": (c_uint64, [_POOL]),
     "mmpool_get_stats": (c_int, [_POOL, POINTER(StatsStruct)]),
+    "mmpool_get_histograms": (c_int, [_POOL, POINTER(HistogramsStruct)]),
     "mmpool_global": (c_void_p, []),
     "mmpool_set_global": (c_int, [_POOL]),
     "mmpool_init_global": (c_int, [c_double, c_uint32, POINTER(c_void_p)]),

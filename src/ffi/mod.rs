@@ -13,13 +13,16 @@
 pub mod boundary;
 pub mod cuda;
 pub mod handle;
+pub mod histograms;
 pub mod pool;
 pub mod process;
 pub mod shared;
+pub(crate) mod sized;
 pub mod sliced_wait;
 pub mod status;
 pub mod types;
 
 pub use handle::mmpool;
+pub use histograms::mmpool_histograms;
 pub use status::mmpool_status;
 pub use types::{mmpool_lease, mmpool_stats, mmpool_ticket};

@@ -390,6 +390,7 @@ impl LocalPool {
             (wl.len() as u64, wl.counters, self.total_bytes(), self.state.load(), self.low_water.load(Ordering::Relaxed))
         };
         let (outstanding, _, grants) = self.leases.totals();
+        let (size_histogram, granted_bytes) = self.leases.sizes();
         Stats {
             total_bytes: total,
             available_bytes: s.available.max(0) as u64,
@@ -406,6 +407,9 @@ impl LocalPool {
             wait_ns_total: counters.wait_ns_total,
             wait_ns_max: counters.wait_ns_max,
             futile_wakeups: self.futile_wakeups.load(Ordering::Relaxed),
+            wait_histogram: counters.waits,
+            size_histogram,
+            granted_bytes,
         }
     }
 

@@ -10,6 +10,7 @@ mod error;
 mod front;
 #[cfg(not(loom))]
 mod global;
+pub mod histogram;
 mod lease;
 mod local;
 #[cfg(not(loom))]

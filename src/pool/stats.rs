@@ -1,5 +1,7 @@
 //! A consistent-enough picture of a pool for operators and tests.
 
+use super::histogram::{SIZE_BUCKETS, WAIT_BUCKETS};
+
 /// Figures of one pool. Counters count since the pool was created.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Stats {
@@ -35,4 +37,12 @@ pub struct Stats {
     /// (spurious wake-ups of the operating system; mmpool itself wakes only
     /// the requests it granted or failed).
     pub futile_wakeups: u64,
+    /// The waits of `waited_grants` by bucket (not cumulative; bounds in
+    /// `histogram::WAIT_BOUNDS_NS`, the last bucket for longer waits).
+    pub wait_histogram: [u64; WAIT_BUCKETS],
+    /// The sizes of the `grants` at grant time by bucket (not cumulative;
+    /// bounds `histogram::size_bound`, the last bucket for larger ones).
+    pub size_histogram: [u64; SIZE_BUCKETS],
+    /// The sum of those sizes.
+    pub granted_bytes: u64,
 }
