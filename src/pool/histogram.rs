@@ -141,7 +141,7 @@ mod tests {
         assert_eq!(wait_bucket(0), 0);
         assert_eq!(wait_bucket(1_000), 0, "le is inclusive");
         assert_eq!(wait_bucket(1_001), 1);
-        assert_eq!(wait_bucket(2_000_000), 9, "2 ms");
+        assert_eq!(wait_bucket(2_000_000), 10, "2 ms");
         assert_eq!(wait_bucket(100_000_000_000), 24);
         assert_eq!(wait_bucket(100_000_000_001), WAIT_BUCKETS - 1, "+Inf");
         assert_eq!(wait_bucket(u64::MAX), WAIT_BUCKETS - 1);
