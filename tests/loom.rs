@@ -495,3 +495,26 @@ fn a_pool_never_freed_fails_the_model() {
         std::mem::forget(pool);
     });
 }
+
+#[test]
+fn every_grant_counts_its_size_once() {
+    model("every_grant_counts_its_size_once", || {
+        let pool = Pool::new(1 << 20).unwrap();
+        let small = on_thread(&pool, |p| {
+            let l = p.acquire(4096, Wait::Forever).unwrap();
+            p.release(l.id).unwrap();
+        });
+        let large = on_thread(&pool, |p| {
+            let l = p.acquire(5000, Wait::Forever).unwrap();
+            p.release(l.id).unwrap();
+        });
+        let reader = on_thread(&pool, |p| p.stats().size_histogram);
+        small.join().unwrap();
+        large.join().unwrap();
+        let seen = reader.join().unwrap();
+        assert!(seen[0] <= 1 && seen[1] <= 1 && seen[2..].iter().all(|&c| c == 0), "{seen:?}");
+        let s = pool.stats();
+        assert_eq!((s.size_histogram[0], s.size_histogram[1], s.grants, s.granted_bytes), (1, 1, 2, 9096), "{s:?}");
+        assert_whole(&pool);
+    });
+}

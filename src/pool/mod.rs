@@ -13,6 +13,7 @@ mod global;
 pub mod histogram;
 mod lease;
 mod local;
+pub mod reservations;
 #[cfg(not(loom))]
 pub mod shared;
 mod slots;

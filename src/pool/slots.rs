@@ -58,6 +58,11 @@ static NEXT_TAG: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::ne
 struct Slot {
     word: AtomicU64,
     nbytes: AtomicU64,
+    /// Sizes of the leases granted in this slot, counted by the thread that
+    /// holds the slot `BUSY` at that moment (its only writer then); beside
+    /// the word that thread has just written, so counting touches no other
+    /// memory.
+    sizes: SizeCounts,
 }
 
 #[derive(Default)]
@@ -109,9 +114,6 @@ pub(crate) struct LeaseSlots {
     /// The high bits every slot lease id of this pool shares (tag and kind).
     prefix: u64,
     slots: Box<[Slot; SLOTS]>,
-    /// Sizes of the leases granted in each slot, counted by the thread that
-    /// holds the slot `BUSY` at that moment (its only writer then).
-    sizes: Box<[SizeCounts; SLOTS]>,
     overflow: Mutex<Overflow>,
 }
 
@@ -161,12 +163,10 @@ impl LeaseSlots {
             )));
         }
         let slots: Box<[Slot]> =
-            (0..SLOTS).map(|_| Slot { word: AtomicU64::new(0), nbytes: AtomicU64::new(0) }).collect();
+            (0..SLOTS).map(|_| Slot { word: AtomicU64::new(0), nbytes: AtomicU64::new(0), sizes: SizeCounts::new() }).collect();
         let slots: Box<[Slot; SLOTS]> = slots.try_into().map_err(|_| Error::Internal("lease table size".into()))?;
-        let sizes: Box<[SizeCounts]> = (0..SLOTS).map(|_| SizeCounts::new()).collect();
-        let sizes: Box<[SizeCounts; SLOTS]> = sizes.try_into().map_err(|_| Error::Internal("size table size".into()))?;
         let overflow = Mutex::new(Overflow { next_seq: 1, ..Overflow::default() });
-        Ok(LeaseSlots { tag, prefix: tag << TAG_SHIFT | KIND_SLOT << LOW_BITS, slots, sizes, overflow })
+        Ok(LeaseSlots { tag, prefix: tag << TAG_SHIFT | KIND_SLOT << LOW_BITS, slots, overflow })
     }
 
     #[inline(always)]
@@ -237,7 +237,7 @@ impl LeaseSlots {
         slot.nbytes.store(nbytes, Ordering::Relaxed);
         // The slot is `BUSY`: this thread is the only one counting into its
         // record until the store below lets go of it.
-        self.sizes[claim.index].count_exclusive(nbytes);
+        slot.sizes.count_exclusive(nbytes);
         slot.word.store(gen << 2 | HELD, Ordering::Release);
         self.prefix | gen << SLOT_BITS | claim.index as u64
     }
@@ -449,8 +449,8 @@ impl LeaseSlots {
             let overflow = self.overflow.lock();
             (overflow.sizes, overflow.sized_bytes)
         };
-        for record in self.sizes.iter() {
-            record.add_to(&mut out, &mut bytes);
+        for slot in self.slots.iter() {
+            slot.sizes.add_to(&mut out, &mut bytes);
         }
         (out, bytes)
     }

@@ -29,6 +29,7 @@
 //! attached processes, outstanding leases plus tickets, requests waiting at
 //! once; past them a request fails with `Error::System` naming the limit.
 
+mod figures;
 mod file;
 mod futex;
 mod liveness;
@@ -471,6 +472,7 @@ fn reset_abandoned(g: &mut Locked<'_>, total: u64) {
     ] {
         c.store(0, Relaxed);
     }
+    figures::reset(g.seg);
 }
 
 impl SharedPool {
@@ -1051,6 +1053,7 @@ impl SharedPool {
         }
         let total = h.total.load(Relaxed);
         let available = h.available.load(Relaxed);
+        let merged = figures::merged(self.seg());
         Stats {
             total_bytes: total,
             available_bytes: available.max(0) as u64,
@@ -1066,6 +1069,9 @@ impl SharedPool {
             closed_rejections: h.closed_rejections.load(Relaxed),
             wait_ns_total: h.wait_ns_total.load(Relaxed),
             wait_ns_max: h.wait_ns_max.load(Relaxed),
+            wait_histogram: merged.waits,
+            size_histogram: merged.sizes,
+            granted_bytes: merged.size_bytes_total,
             ..Stats::default()
         }
     }
