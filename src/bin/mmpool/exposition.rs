@@ -8,6 +8,7 @@
 //! leases and its requests in line, and `mmpool_pool_up`, 0 for a pool that
 //! could not be read (the exporter keeps serving the others).
 
+use mmpool::pool::histogram::{size_bound, WAIT_BOUNDS_NS};
 use mmpool::pool::shared::SharedSnapshot;
 use mmpool::Stats;
 
@@ -87,6 +88,30 @@ fn header(out: &mut String, name: &str, kind: &str, help: &str) {
     *out += &format!("# HELP {name} {help}\n# TYPE {name} {kind}\n");
 }
 
+/// A bound in nanoseconds as seconds in plain decimal (`0.000001`, `100`),
+/// as the Python collector writes its `le` labels.
+fn seconds_text(ns: u64) -> String {
+    let (whole, frac) = (ns / 1_000_000_000, ns % 1_000_000_000);
+    if frac == 0 {
+        whole.to_string()
+    } else {
+        format!("{whole}.{frac:09}").trim_end_matches('0').to_string()
+    }
+}
+
+/// One pool's samples of a histogram family: the cumulative `_bucket`s
+/// (`bound(i)` is bucket `i`'s `le`, `None` for the last, `+Inf`), `_sum`
+/// and `_count`.
+fn histogram(out: &mut String, name: &str, pool: &str, counts: &[u64], bound: impl Fn(usize) -> Option<String>, sum: &str) {
+    let mut total = 0u64;
+    for (i, c) in counts.iter().enumerate() {
+        total = total.saturating_add(*c);
+        let le = bound(i).unwrap_or_else(|| "+Inf".into());
+        *out += &format!("{name}_bucket{{pool=\"{pool}\",le=\"{le}\"}} {total}\n");
+    }
+    *out += &format!("{name}_sum{{pool=\"{pool}\"}} {sum}\n{name}_count{{pool=\"{pool}\"}} {total}\n");
+}
+
 /// The text exposition of `pools`: every family once, one sample per pool
 /// (and per attached process), so that several pools make one valid scrape.
 pub fn render(pools: &[PoolFigures<'_>]) -> String {
@@ -103,10 +128,17 @@ pub fn render(pools: &[PoolFigures<'_>]) -> String {
             out += &format!("{name}{{pool=\"{pool}\"}} {}\n", pick(&s.stats).text());
         }
     }
-    header(&mut out, "mmpool_wait_seconds", "summary", "Waits of the grants that waited in line.");
+    header(&mut out, "mmpool_wait_seconds", "histogram", "Waits in line of the requests that waited before their grant.");
     for (pool, s) in &read {
-        out += &format!("mmpool_wait_seconds_count{{pool=\"{pool}\"}} {}\n", s.stats.waited_grants);
-        out += &format!("mmpool_wait_seconds_sum{{pool=\"{pool}\"}} {}\n", Value::Seconds(s.stats.wait_ns_total).text());
+        let bound = |i: usize| WAIT_BOUNDS_NS.get(i).map(|&ns| seconds_text(ns));
+        let sum = Value::Seconds(s.stats.wait_ns_total).text();
+        histogram(&mut out, "mmpool_wait_seconds", pool, &s.stats.wait_histogram, bound, &sum);
+    }
+    header(&mut out, "mmpool_request_bytes", "histogram", "Sizes of the granted leases at their grant.");
+    for (pool, s) in &read {
+        let finite = s.stats.size_histogram.len() - 1;
+        let bound = |i: usize| (i < finite).then(|| size_bound(i).to_string());
+        histogram(&mut out, "mmpool_request_bytes", pool, &s.stats.size_histogram, bound, &s.stats.granted_bytes.to_string());
     }
     for (name, help, pick) in PROCESS_FAMILIES {
         header(&mut out, name, "gauge", help);
@@ -129,7 +161,16 @@ mod tests {
             name: name.into(),
             path: format!("/dev/shm/mmpool.{name}"),
             closed: false,
-            stats: Stats { total_bytes: 10, in_use_bytes: 4, wait_ns_total: 1_500_000, waited_grants: 2, ..Stats::default() },
+            stats: Stats {
+                total_bytes: 10,
+                in_use_bytes: 4,
+                wait_ns_total: 1_500_000,
+                waited_grants: 2,
+                wait_histogram: { let mut h = [0; 26]; h[0] = 1; h[9] = 1; h },
+                size_histogram: { let mut h = [0; 26]; h[1] = 3; h },
+                granted_bytes: 30000,
+                ..Stats::default()
+            },
             procs: vec![
                 ProcInfo { slot: 0, pid: 7, leases: 1, bytes_held: 4, waiting: 0, is_self: false },
                 ProcInfo { slot: 1, pid: 8, leases: 0, bytes_held: 0, waiting: 0, is_self: true },
@@ -157,6 +198,16 @@ mod tests {
         assert!(text.contains("# TYPE mmpool_grants_total counter\n"), "{text}");
         assert!(text.contains("mmpool_wait_seconds_sum{pool=\"a\"} 0.0015\n"), "{text}");
         assert!(text.contains("mmpool_wait_seconds_count{pool=\"a\"} 2\n"), "{text}");
+        assert!(text.contains("# TYPE mmpool_wait_seconds histogram\n"), "{text}");
+        assert!(text.contains("mmpool_wait_seconds_bucket{pool=\"a\",le=\"0.000001\"} 1\n"), "{text}");
+        assert!(text.contains("mmpool_wait_seconds_bucket{pool=\"a\",le=\"0.0005\"} 1\n"), "{text}");
+        assert!(text.contains("mmpool_wait_seconds_bucket{pool=\"a\",le=\"0.001\"} 2\n"), "{text}");
+        assert!(text.contains("mmpool_wait_seconds_bucket{pool=\"a\",le=\"100\"} 2\n"), "{text}");
+        assert!(text.contains("mmpool_wait_seconds_bucket{pool=\"a\",le=\"+Inf\"} 2\n"), "{text}");
+        assert!(text.contains("mmpool_request_bytes_bucket{pool=\"a\",le=\"4096\"} 0\n"), "{text}");
+        assert!(text.contains("mmpool_request_bytes_bucket{pool=\"a\",le=\"16384\"} 3\n"), "{text}");
+        assert!(text.contains("mmpool_request_bytes_bucket{pool=\"a\",le=\"1152921504606846976\"} 3\n"), "{text}");
+        assert!(text.contains("mmpool_request_bytes_sum{pool=\"a\"} 30000\nmmpool_request_bytes_count{pool=\"a\"} 3\n"), "{text}");
         assert!(text.contains("mmpool_process_held_bytes{pool=\"a\",pid=\"7\"} 4\n"), "{text}");
         assert!(!text.contains("pid=\"8\""), "the reading process is not listed: {text}");
     }
