@@ -43,6 +43,16 @@
 #define MMPOOL_SIZE_BUCKETS 26
 
 /**
+ * Labels one process may hold at once in one pool.
+ */
+#define MMPOOL_MAX_RESERVATIONS 8
+
+/**
+ * Bytes of `mmpool_reservation.label`: a label of at most 32 bytes and its NUL.
+ */
+#define MMPOOL_RESERVATION_LABEL_SIZE 33
+
+/**
  * `mmpool_open_shared` flag: create the pool if no pool of that name exists.
  */
 #define MMPOOL_SHARED_CREATE 1
@@ -179,7 +189,8 @@ typedef struct mmpool_histograms {
    */
   uint64_t size;
   /**
-   * Requests that waited in line (`mmpool_stats.waited_grants`).
+   * Requests that waited in line: the sum of `wait_counts`
+   * (`mmpool_stats.waited_grants` when nothing changed meanwhile).
    */
   uint64_t wait_count;
   /**
@@ -195,7 +206,8 @@ typedef struct mmpool_histograms {
    */
   uint64_t wait_counts[MMPOOL_WAIT_BUCKETS];
   /**
-   * Leases granted (`mmpool_stats.grants`).
+   * Leases granted: the sum of `size_counts` (`mmpool_stats.grants` when
+   * nothing changed meanwhile).
    */
   uint64_t size_count;
   /**
@@ -308,6 +320,12 @@ typedef struct mmpool_stats {
    * Times a waiting thread woke and went back to sleep without a grant.
    */
   uint64_t futile_wakeups;
+  /**
+   * Bytes the attached processes hold outside any lease
+   * (`mmpool_set_reservation`): not part of the budget; an engine sizing
+   * its KV cache subtracts `total_bytes + reserved_bytes`.
+   */
+  uint64_t reserved_bytes;
 } mmpool_stats;
 
 /**
@@ -316,6 +334,24 @@ typedef struct mmpool_stats {
  * not call back into mmpool.
  */
 typedef void (*mmpool_log_fn)(enum mmpool_log_level level, const char *message, void *user_data);
+
+/**
+ * One reservation as `mmpool_get_reservations` reports it.
+ */
+typedef struct mmpool_reservation {
+  /**
+   * The bytes reserved.
+   */
+  uint64_t bytes;
+  /**
+   * The process that holds them.
+   */
+  uint32_t pid;
+  /**
+   * The label, NUL-terminated (UTF-8, no control characters).
+   */
+  char label[MMPOOL_RESERVATION_LABEL_SIZE];
+} mmpool_reservation;
 
 /**
  * Options of `mmpool_open_shared_with`. Zero-initialise it, set `size =
@@ -736,6 +772,39 @@ const char *mmpool_version(void);
  * callback).
  */
 enum mmpool_status mmpool_set_log_callback(mmpool_log_fn callback, void *user_data);
+
+/**
+ * Records that the calling process holds `bytes` on the device outside any
+ * lease under `label` (its CUDA context, a decoder's surfaces), replacing
+ * what the label held; `bytes` 0 removes the label. Reservations take
+ * nothing from the budget: they are reported beside it
+ * (`mmpool_stats.reserved_bytes`, `mmpool_get_reservations`, `mmpool
+ * status`, the metrics), so that an engine subtracts one figure from its
+ * KV cache: the total plus the reservations.
+ *
+ * An in-process pool keeps them for the pool; a shared pool for each
+ * attached process, until that process detaches or dies. Thread-safe.
+ *
+ * Errors: `NULL_ARGUMENT` (`pool`, `label`), `INVALID_ARGUMENT` (a label
+ * that is empty, over 32 bytes, not UTF-8 or holding control characters;
+ * `bytes` above 2^60; a new label when the process already holds
+ * `MMPOOL_MAX_RESERVATIONS`), `SYSTEM` (a shared pool damaged under this process).
+ */
+enum mmpool_status mmpool_set_reservation(struct mmpool *pool, const char *label, uint64_t bytes);
+
+/**
+ * Lists the reservations recorded in `pool` (every attached process's for
+ * a shared pool): writes the first `min(capacity, count)` into `out` and
+ * the count of all of them into `*out_count`. `out` may be NULL when
+ * `capacity` is 0 (to learn the count). Thread-safe; a moment's picture.
+ *
+ * Errors: `NULL_ARGUMENT` (`pool`, `out_count`, or `out` with a non-zero
+ * `capacity`), `SYSTEM` (a shared pool damaged under this process).
+ */
+enum mmpool_status mmpool_get_reservations(const struct mmpool *pool,
+                                           struct mmpool_reservation *out,
+                                           size_t capacity,
+                                           size_t *out_count);
 
 /**
  * Creates or attaches to the pool named `name`, one budget for every process

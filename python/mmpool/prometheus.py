@@ -19,6 +19,10 @@ Gauges: ``mmpool_total_bytes``, ``mmpool_in_use_bytes``,
 Counters: ``mmpool_grants_total``, ``mmpool_waited_grants_total``,
 ``mmpool_timeouts_total``, ``mmpool_would_blocks_total``,
 ``mmpool_capacity_rejections_total``, ``mmpool_closed_rejections_total``.
+Reservations (:meth:`mmpool.Pool.set_reservation`): ``mmpool_reserved_bytes``
+(labels ``pool``, ``pid``, ``label``) and ``mmpool_budget_and_reserved_bytes``,
+the total plus every reservation: the one figure an engine subtracts from its
+KV cache.
 Histograms: ``mmpool_wait_seconds``, the waits of the requests that waited in
 line (buckets 1, 2, 5 per decade from 1 µs to 100 s), and
 ``mmpool_request_bytes``, the sizes of the granted leases (buckets the powers
@@ -80,6 +84,17 @@ def families(figures: Iterable[Tuple[str, PoolStats]]) -> Iterator[Metric]:
         for label, stats in figures:
             family.add_metric([label], getattr(stats, field))
         yield family
+    reserved = GaugeMetricFamily("mmpool_reserved_bytes", "Bytes an attached process holds outside any lease, by label.",
+                                 labels=["pool", "pid", "label"])
+    budget = GaugeMetricFamily("mmpool_budget_and_reserved_bytes",
+                               "The pool's total budget plus every attached process's reservations, in bytes.",
+                               labels=["pool"])
+    for label, stats in figures:
+        for pid, name, nbytes in stats.reservations:
+            reserved.add_metric([label, str(pid), name], nbytes)
+        budget.add_metric([label], stats.total_bytes + stats.reserved_bytes)
+    yield reserved
+    yield budget
     waits = HistogramMetricFamily("mmpool_wait_seconds", "Waits in line of the requests that waited before their grant.",
                                   labels=["pool"])
     sizes = HistogramMetricFamily("mmpool_request_bytes", "Sizes of the granted leases at their grant.", labels=["pool"])

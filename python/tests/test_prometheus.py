@@ -85,6 +85,8 @@ def test_every_family_is_present_with_its_type():
                                             "wait_max_seconds")},
         **{f"mmpool_{c}": "counter" for c in ("grants", "waited_grants", "timeouts", "would_blocks",
                                               "capacity_rejections", "closed_rejections")},
+        "mmpool_reserved_bytes": "gauge",
+        "mmpool_budget_and_reserved_bytes": "gauge",
         "mmpool_wait_seconds": "histogram",
         "mmpool_request_bytes": "histogram",
     }
@@ -112,3 +114,21 @@ def test_le_labels_are_plain_decimals_in_base_units():
     assert [le_text(b, 1_000_000_000) for b in (1e-06, 2e-05, 0.5, 100.0, float("inf"))] == [
         "0.000001", "0.00002", "0.5", "100", "+Inf"]
     assert [le_text(b, 1) for b in (4096, 2**60)] == ["4096", "1152921504606846976"]
+
+
+def test_reservations_are_gauges_beside_the_budget():
+    import os
+
+    pool = mmpool.Pool(1000)
+    pool.set_reservation("cuda-context", 500)
+    pool.set_reservation("nvdec-surfaces", 300)
+    registry = CollectorRegistry()
+    registry.register(PoolCollector({"video": pool}))
+    families = text_string_to_metric_families(generate_latest(registry).decode())
+    got = {f.name: {tuple(sorted(s.labels.items())): s.value for s in f.samples} for f in families}
+    pid = str(os.getpid())
+    assert got["mmpool_reserved_bytes"] == {
+        (("label", "cuda-context"), ("pid", pid), ("pool", "video")): 500,
+        (("label", "nvdec-surfaces"), ("pid", pid), ("pool", "video")): 300,
+    }
+    assert got["mmpool_budget_and_reserved_bytes"] == {(("pool", "video"),): 1800}

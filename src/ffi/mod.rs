@@ -16,6 +16,7 @@ pub mod handle;
 pub mod histograms;
 pub mod pool;
 pub mod process;
+pub mod reservations;
 pub mod shared;
 pub(crate) mod sized;
 pub mod sliced_wait;

@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 use super::bottleneck::{Loud, Scene};
 use super::error::Error;
 use super::lease::{Admission, Lease, Ticket};
+use super::reservations::{self, HeldReservation, Reservations};
 use super::slots::{IdKind, LeaseSlots, Removed};
 use super::state::{Snapshot, State, MAX_TOTAL};
 use super::stats::Stats;
@@ -85,6 +86,7 @@ pub(crate) struct LocalPool {
     capacity_rejections: AtomicU64,
     closed_rejections: AtomicU64,
     futile_wakeups: AtomicU64,
+    reservations: Reservations,
     loud: Loud,
     _leak_check: LeakCheck,
 }
@@ -108,6 +110,7 @@ impl LocalPool {
             capacity_rejections: AtomicU64::new(0),
             closed_rejections: AtomicU64::new(0),
             futile_wakeups: AtomicU64::new(0),
+            reservations: Reservations::default(),
             loud: Loud::default(),
             _leak_check: LeakCheck::new(),
         })
@@ -410,7 +413,20 @@ impl LocalPool {
             wait_histogram: counters.waits,
             size_histogram,
             granted_bytes,
+            reserved_bytes: reservations::total(&self.reservations.list()),
         }
+    }
+
+    /// Records that this process holds `bytes` outside any lease under
+    /// `label` (0 removes it); see `reservations`.
+    pub(crate) fn set_reservation(&self, label: &str, bytes: u64) -> Result<(), Error> {
+        self.reservations.set(label, bytes)
+    }
+
+    /// The reservations recorded in this pool, all this process's.
+    pub(crate) fn reservations(&self) -> Vec<HeldReservation> {
+        let pid = std::process::id();
+        self.reservations.list().into_iter().map(|reservation| HeldReservation { pid, reservation }).collect()
     }
 
     /// Bytes held by outstanding leases, from the pool's own records. With no

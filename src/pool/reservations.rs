@@ -24,6 +24,13 @@ pub struct Reservation {
     pub bytes: u64,
 }
 
+/// A reservation and the process that holds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeldReservation {
+    pub pid: u32,
+    pub reservation: Reservation,
+}
+
 /// Refuses a label that is empty, longer than [`MAX_LABEL_BYTES`], or holds
 /// control characters (it becomes a Prometheus label value and a line of
 /// `mmpool status`).

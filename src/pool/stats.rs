@@ -45,4 +45,7 @@ pub struct Stats {
     pub size_histogram: [u64; SIZE_BUCKETS],
     /// The sum of those sizes.
     pub granted_bytes: u64,
+    /// Bytes the attached processes hold outside any lease (fixed
+    /// reservations, see `Pool::set_reservation`); not part of the budget.
+    pub reserved_bytes: u64,
 }

@@ -69,6 +69,9 @@ const FAMILIES: [(&str, &str, &str, Pick); 13] = [
     }),
 ];
 
+/// The help of the one figure an engine subtracts from its KV cache.
+const BUDGET_AND_RESERVED_HELP: &str = "The pool's total budget plus every attached process's reservations, in bytes.";
+
 type PickProcess = fn(&mmpool::pool::shared::ProcInfo) -> u64;
 
 /// The per-process families of a shared pool.
@@ -140,6 +143,20 @@ pub fn render(pools: &[PoolFigures<'_>]) -> String {
         let bound = |i: usize| (i < finite).then(|| size_bound(i).to_string());
         histogram(&mut out, "mmpool_request_bytes", pool, &s.stats.size_histogram, bound, &s.stats.granted_bytes.to_string());
     }
+    header(&mut out, "mmpool_reserved_bytes", "gauge", "Bytes an attached process holds outside any lease, by label.");
+    for (pool, s) in &read {
+        for p in s.procs.iter().filter(|p| !p.is_self) {
+            for r in &p.reservations {
+                let label = escape(&r.label);
+                out += &format!("mmpool_reserved_bytes{{pool=\"{pool}\",pid=\"{}\",label=\"{label}\"}} {}\n", p.pid, r.bytes);
+            }
+        }
+    }
+    header(&mut out, "mmpool_budget_and_reserved_bytes", "gauge", BUDGET_AND_RESERVED_HELP);
+    for (pool, s) in &read {
+        let figure = s.stats.total_bytes.saturating_add(s.stats.reserved_bytes);
+        out += &format!("mmpool_budget_and_reserved_bytes{{pool=\"{pool}\"}} {figure}\n");
+    }
     for (name, help, pick) in PROCESS_FAMILIES {
         header(&mut out, name, "gauge", help);
         for (pool, s) in &read {
@@ -154,6 +171,7 @@ pub fn render(pools: &[PoolFigures<'_>]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use mmpool::pool::reservations::Reservation;
     use mmpool::pool::shared::{Limits, ProcInfo};
 
     fn snapshot(name: &str) -> SharedSnapshot {
@@ -162,6 +180,7 @@ mod tests {
             path: format!("/dev/shm/mmpool.{name}"),
             closed: false,
             stats: Stats {
+                reserved_bytes: 5,
                 total_bytes: 10,
                 in_use_bytes: 4,
                 wait_ns_total: 1_500_000,
@@ -172,8 +191,16 @@ mod tests {
                 ..Stats::default()
             },
             procs: vec![
-                ProcInfo { slot: 0, pid: 7, leases: 1, bytes_held: 4, waiting: 0, is_self: false },
-                ProcInfo { slot: 1, pid: 8, leases: 0, bytes_held: 0, waiting: 0, is_self: true },
+                ProcInfo {
+                    slot: 0,
+                    pid: 7,
+                    leases: 1,
+                    bytes_held: 4,
+                    waiting: 0,
+                    is_self: false,
+                    reservations: vec![Reservation { label: "nvdec \"x\"".into(), bytes: 5 }],
+                },
+                ProcInfo { slot: 1, pid: 8, leases: 0, bytes_held: 0, waiting: 0, is_self: true, reservations: vec![] },
             ],
             lock_recoveries: 0,
             reaped_procs: 0,
@@ -210,6 +237,8 @@ mod tests {
         assert!(text.contains("mmpool_request_bytes_sum{pool=\"a\"} 30000\nmmpool_request_bytes_count{pool=\"a\"} 3\n"), "{text}");
         assert!(text.contains("mmpool_process_held_bytes{pool=\"a\",pid=\"7\"} 4\n"), "{text}");
         assert!(!text.contains("pid=\"8\""), "the reading process is not listed: {text}");
+        assert!(text.contains("mmpool_reserved_bytes{pool=\"a\",pid=\"7\",label=\"nvdec \\\"x\\\"\"} 5\n"), "{text}");
+        assert!(text.contains("mmpool_budget_and_reserved_bytes{pool=\"a\"} 15\n"), "{text}");
     }
 
     #[test]

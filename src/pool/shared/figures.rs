@@ -161,14 +161,14 @@ pub(crate) fn merged(seg: &Segment<'_>) -> Histograms {
     out
 }
 
-/// The histograms of the process in `slot`.
-pub(crate) fn of_process(seg: &Segment<'_>, slot: usize) -> Histograms {
-    of(seg, slot).map(ProcFigures::histograms).unwrap_or_default()
-}
-
 /// The reservations of the process in `slot`.
 pub(crate) fn reservations(seg: &Segment<'_>, slot: usize) -> Vec<Reservation> {
     of(seg, slot).map(ProcFigures::reservations).unwrap_or_default()
+}
+
+/// The sum of every process's reservations.
+pub(crate) fn reserved_total(seg: &Segment<'_>) -> u64 {
+    (0..seg.procs.len()).flat_map(|s| reservations(seg, s)).fold(0u64, |sum, r| sum.saturating_add(r.bytes))
 }
 
 /// Under the lock: records that the process in `slot` holds `bytes` outside

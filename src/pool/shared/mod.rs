@@ -49,6 +49,7 @@ use super::bottleneck::{Loud, Scene};
 use super::error::Error;
 use super::lease::{Admission, Lease, Ticket};
 use super::local::{check_total, Wait};
+use super::reservations::{HeldReservation, Reservation};
 use super::stats::Stats;
 use crate::log::{self, Level};
 use file::Mapping;
@@ -210,6 +211,8 @@ pub struct ProcInfo {
     pub waiting: u64,
     /// Whether this is the process that took the snapshot.
     pub is_self: bool,
+    /// Bytes it holds outside any lease, by label.
+    pub reservations: Vec<Reservation>,
 }
 
 /// A shared pool's figures and its attached processes.
@@ -1030,6 +1033,30 @@ impl SharedPool {
         self.intact()
     }
 
+    /// Records that this process holds `bytes` outside any lease under
+    /// `label` (0 removes it), in its own record of the segment.
+    pub(crate) fn set_reservation(&self, label: &str, bytes: u64) -> Result<(), Error> {
+        let g = self.lock()?;
+        let set = figures::set_reservation(g.seg, g.me, label, bytes);
+        drop(g);
+        self.after(set)
+    }
+
+    /// The reservations of every attached process.
+    pub(crate) fn reservations(&self) -> Result<Vec<HeldReservation>, Error> {
+        let g = self.lock()?;
+        let seg = self.seg();
+        let held = (0..seg.procs.len())
+            .filter(|&s| seg.procs[s].state.load(Relaxed) == PROC_ATTACHED)
+            .flat_map(|s| {
+                let pid = seg.procs[s].pid.load(Relaxed);
+                figures::reservations(seg, s).into_iter().map(move |reservation| HeldReservation { pid, reservation })
+            })
+            .collect();
+        drop(g);
+        self.after(Ok(held))
+    }
+
     pub(crate) fn close(&self) {
         // Closing cannot report failure; a pool this process cannot lock
         // (only after a failed re-attach in a forked child) stays as it is.
@@ -1072,6 +1099,7 @@ impl SharedPool {
             wait_histogram: merged.waits,
             size_histogram: merged.sizes,
             granted_bytes: merged.size_bytes_total,
+            reserved_bytes: figures::reserved_total(self.seg()),
             ..Stats::default()
         }
     }
@@ -1122,6 +1150,7 @@ impl SharedPool {
                 bytes_held: 0,
                 waiting: 0,
                 is_self: Some(s) == me,
+                reservations: figures::reservations(seg, s),
             })
             .collect();
         let mut waiting = 0;
