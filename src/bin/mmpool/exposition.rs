@@ -168,11 +168,23 @@ pub fn render(pools: &[PoolFigures<'_>]) -> String {
     out
 }
 
+/// Two attached processes for tests: pid 7 holding a lease of 4 bytes and
+/// 5 reserved bytes under `label`, and pid 8, the reader itself.
+#[cfg(test)]
+pub fn two_processes(label: &str) -> Vec<mmpool::pool::shared::ProcInfo> {
+    use mmpool::pool::reservations::Reservation;
+    use mmpool::pool::shared::ProcInfo;
+    let reservations = vec![Reservation { label: label.into(), bytes: 5 }];
+    vec![
+        ProcInfo { slot: 0, pid: 7, leases: 1, bytes_held: 4, waiting: 0, is_self: false, reservations },
+        ProcInfo { slot: 1, pid: 8, leases: 0, bytes_held: 0, waiting: 0, is_self: true, reservations: vec![] },
+    ]
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use mmpool::pool::reservations::Reservation;
-    use mmpool::pool::shared::{Limits, ProcInfo};
+    use mmpool::pool::shared::Limits;
 
     fn snapshot(name: &str) -> SharedSnapshot {
         SharedSnapshot {
@@ -190,18 +202,7 @@ mod tests {
                 granted_bytes: 30000,
                 ..Stats::default()
             },
-            procs: vec![
-                ProcInfo {
-                    slot: 0,
-                    pid: 7,
-                    leases: 1,
-                    bytes_held: 4,
-                    waiting: 0,
-                    is_self: false,
-                    reservations: vec![Reservation { label: "nvdec \"x\"".into(), bytes: 5 }],
-                },
-                ProcInfo { slot: 1, pid: 8, leases: 0, bytes_held: 0, waiting: 0, is_self: true, reservations: vec![] },
-            ],
+            procs: two_processes("nvdec \"x\""),
             lock_recoveries: 0,
             reaped_procs: 0,
             limits: Limits { max_processes: 3, max_leases: 40, max_waiters: 5 },

@@ -281,8 +281,7 @@ pub fn unlink_main(args: &[String]) -> i32 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use mmpool::pool::reservations::Reservation;
-    use mmpool::pool::shared::{Limits, ProcInfo};
+    use mmpool::pool::shared::Limits;
     use mmpool::Stats;
 
     #[test]
@@ -292,18 +291,7 @@ mod tests {
             path: "/dev/shm/mmpool.a\"b".into(),
             closed: false,
             stats: Stats { total_bytes: 10, in_use_bytes: 4, reserved_bytes: 5, ..Stats::default() },
-            procs: vec![
-                ProcInfo {
-                    slot: 0,
-                    pid: 7,
-                    leases: 1,
-                    bytes_held: 4,
-                    waiting: 0,
-                    is_self: false,
-                    reservations: vec![Reservation { label: "cuda-context".into(), bytes: 5 }],
-                },
-                ProcInfo { slot: 1, pid: 8, leases: 0, bytes_held: 0, waiting: 0, is_self: true, reservations: vec![] },
-            ],
+            procs: crate::exposition::two_processes("cuda-context"),
             lock_recoveries: 0,
             reaped_procs: 2,
             limits: Limits { max_processes: 3, max_leases: 40, max_waiters: 5 },
