@@ -3,8 +3,7 @@
 use super::handle::{borrow, mmpool};
 use super::sized::write_sized;
 use super::status::mmpool_status;
-use crate::pool::histogram::{size_bound, SIZE_BUCKETS, WAIT_BOUNDS_NS, WAIT_BUCKETS};
-use crate::pool::Stats;
+use crate::pool::histogram::{size_bound, Histograms, SIZE_BUCKETS, WAIT_BOUNDS_NS, WAIT_BUCKETS};
 
 /// Buckets of `mmpool_histograms.wait_counts`: 25 finite bounds, then +Inf.
 pub const MMPOOL_WAIT_BUCKETS: usize = 26;
@@ -37,7 +36,8 @@ pub struct mmpool_histograms {
     /// Requests that waited in line: the sum of `wait_counts`
     /// (`mmpool_stats.waited_grants` when nothing changed meanwhile).
     pub wait_count: u64,
-    /// Sum of their waits in nanoseconds (`mmpool_stats.wait_ns_total`).
+    /// Sum of their waits in nanoseconds (`mmpool_stats.wait_ns_total` when
+    /// nothing changed meanwhile).
     pub wait_sum_ns: u64,
     /// Upper bound (inclusive) of each wait bucket, in nanoseconds.
     pub wait_le_ns: [u64; MMPOOL_WAIT_BUCKETS],
@@ -54,20 +54,20 @@ pub struct mmpool_histograms {
     pub size_counts: [u64; MMPOOL_SIZE_BUCKETS],
 }
 
-impl From<&Stats> for mmpool_histograms {
-    fn from(s: &Stats) -> Self {
+impl From<&Histograms> for mmpool_histograms {
+    fn from(h: &Histograms) -> Self {
         let bound = |bounds: &[u64], i: usize| bounds.get(i).copied().unwrap_or(u64::MAX);
         let size_bounds: [u64; SIZE_BUCKETS - 1] = std::array::from_fn(size_bound);
         mmpool_histograms {
             size: std::mem::size_of::<mmpool_histograms>() as u64,
-            wait_count: s.wait_histogram.iter().fold(0, |a, &c| a.saturating_add(c)),
-            wait_sum_ns: s.wait_ns_total,
+            wait_count: h.waits.iter().fold(0, |a, &c| a.saturating_add(c)),
+            wait_sum_ns: h.wait_ns_total,
             wait_le_ns: std::array::from_fn(|i| bound(&WAIT_BOUNDS_NS, i)),
-            wait_counts: s.wait_histogram,
-            size_count: s.size_histogram.iter().fold(0, |a, &c| a.saturating_add(c)),
-            size_sum_bytes: s.granted_bytes,
+            wait_counts: h.waits,
+            size_count: h.sizes.iter().fold(0, |a, &c| a.saturating_add(c)),
+            size_sum_bytes: h.size_bytes_total,
             size_le_bytes: std::array::from_fn(|i| bound(&size_bounds, i)),
-            size_counts: s.size_histogram,
+            size_counts: h.sizes,
         }
     }
 }
@@ -87,7 +87,7 @@ pub extern "C" fn mmpool_get_histograms(pool: *const mmpool, out_histograms: *mu
         // SAFETY: the C contract: `pool` is a held handle; `out_histograms` is
         // NULL or points to at least `out_histograms->size` writable bytes.
         let pool = unsafe { borrow(pool, "pool") }?;
-        let histograms = mmpool_histograms::from(&pool.checked_stats()?);
+        let histograms = mmpool_histograms::from(&pool.histograms()?);
         // SAFETY: as above; `mmpool_histograms` is `repr(C)`, all `u64`, size first.
         unsafe { write_sized(out_histograms, &histograms, "out_histograms", "mmpool_histograms") }
     })

@@ -323,6 +323,17 @@ impl Pool {
         dispatch!(self, b => b.set_total(new_total))
     }
 
+    /// The wait and request-size histograms (see `histogram`); a shared
+    /// pool's fail only when it was damaged under this process. Reading them
+    /// walks the lease slots: for scrapes, not for every request.
+    pub fn histograms(&self) -> Result<super::histogram::Histograms, Error> {
+        match self.backend() {
+            Backend::Local(b) => Ok(b.histograms()),
+            #[cfg(not(loom))]
+            Backend::Shared(b) => b.histograms(),
+        }
+    }
+
     /// Records that this process holds `bytes` on the device outside any
     /// lease under `label` (a CUDA context, decoder surfaces); 0 removes it.
     /// Reservations take nothing from the budget: they are reported beside

@@ -81,6 +81,32 @@ const SIZE_BUCKET_BY_ZEROS: [u8; 65] = {
     table
 };
 
+/// A pool's histograms, read on demand (`Pool::histograms`): counting is
+/// cheap, reading them walks every lease slot.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Histograms {
+    /// The waits of the requests that waited in line, by bucket (not
+    /// cumulative; bounds [`WAIT_BOUNDS_NS`], the last bucket for longer ones).
+    pub waits: [u64; WAIT_BUCKETS],
+    /// The sum of those waits, in nanoseconds.
+    pub wait_ns_total: u64,
+    /// The sizes of the granted leases at grant, by bucket (not cumulative;
+    /// bounds [`size_bound`], the last bucket for larger ones).
+    pub sizes: [u64; SIZE_BUCKETS],
+    /// The sum of those sizes.
+    pub size_bytes_total: u64,
+}
+
+impl Histograms {
+    /// Adds `other` into this one.
+    pub fn merge(&mut self, other: &Histograms) {
+        merge(&mut self.waits, &other.waits);
+        merge(&mut self.sizes, &other.sizes);
+        self.wait_ns_total = self.wait_ns_total.wrapping_add(other.wait_ns_total);
+        self.size_bytes_total = self.size_bytes_total.wrapping_add(other.size_bytes_total);
+    }
+}
+
 /// Running sums of per-bucket counts, as Prometheus' `_bucket` samples are.
 pub fn cumulative<const N: usize>(counts: &[u64; N]) -> [u64; N] {
     let mut out = [0u64; N];

@@ -15,8 +15,9 @@ use std::time::{Duration, Instant};
 
 use super::bottleneck::{Loud, Scene};
 use super::error::Error;
+use super::histogram::Histograms;
 use super::lease::{Admission, Lease, Ticket};
-use super::reservations::{self, HeldReservation, Reservations};
+use super::reservations::{HeldReservation, Reservations};
 use super::slots::{IdKind, LeaseSlots, Removed};
 use super::state::{Snapshot, State, MAX_TOTAL};
 use super::stats::Stats;
@@ -393,7 +394,6 @@ impl LocalPool {
             (wl.len() as u64, wl.counters, self.total_bytes(), self.state.load(), self.low_water.load(Ordering::Relaxed))
         };
         let (outstanding, _, grants) = self.leases.totals();
-        let (size_histogram, granted_bytes) = self.leases.sizes();
         Stats {
             total_bytes: total,
             available_bytes: s.available.max(0) as u64,
@@ -410,11 +410,19 @@ impl LocalPool {
             wait_ns_total: counters.wait_ns_total,
             wait_ns_max: counters.wait_ns_max,
             futile_wakeups: self.futile_wakeups.load(Ordering::Relaxed),
-            wait_histogram: counters.waits,
-            size_histogram,
-            granted_bytes,
-            reserved_bytes: reservations::total(&self.reservations.list()),
+            reserved_bytes: self.reservations.total(),
         }
+    }
+
+    /// The histograms: the waits counted under the wait-list lock, the sizes
+    /// from every lease slot.
+    pub(crate) fn histograms(&self) -> Histograms {
+        let (waits, wait_ns_total) = {
+            let wl = self.lock();
+            (wl.counters.waits, wl.counters.wait_ns_total)
+        };
+        let (sizes, size_bytes_total) = self.leases.sizes();
+        Histograms { waits, wait_ns_total, sizes, size_bytes_total }
     }
 
     /// Records that this process holds `bytes` outside any lease under

@@ -98,6 +98,11 @@ impl Reservations {
     pub(crate) fn list(&self) -> Vec<Reservation> {
         self.list.lock().clone()
     }
+
+    /// The sum of their bytes.
+    pub(crate) fn total(&self) -> u64 {
+        total(&self.list.lock())
+    }
 }
 
 #[cfg(test)]

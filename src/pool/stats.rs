@@ -1,7 +1,5 @@
 //! A consistent-enough picture of a pool for operators and tests.
 
-use super::histogram::{SIZE_BUCKETS, WAIT_BUCKETS};
-
 /// Figures of one pool. Counters count since the pool was created.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Stats {
@@ -37,14 +35,6 @@ pub struct Stats {
     /// (spurious wake-ups of the operating system; mmpool itself wakes only
     /// the requests it granted or failed).
     pub futile_wakeups: u64,
-    /// The waits of `waited_grants` by bucket (not cumulative; bounds in
-    /// `histogram::WAIT_BOUNDS_NS`, the last bucket for longer waits).
-    pub wait_histogram: [u64; WAIT_BUCKETS],
-    /// The sizes of the `grants` at grant time by bucket (not cumulative;
-    /// bounds `histogram::size_bound`, the last bucket for larger ones).
-    pub size_histogram: [u64; SIZE_BUCKETS],
-    /// The sum of those sizes.
-    pub granted_bytes: u64,
     /// Bytes the attached processes hold outside any lease (fixed
     /// reservations, see `Pool::set_reservation`); not part of the budget.
     pub reserved_bytes: u64,

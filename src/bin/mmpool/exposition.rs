@@ -134,14 +134,15 @@ pub fn render(pools: &[PoolFigures<'_>]) -> String {
     header(&mut out, "mmpool_wait_seconds", "histogram", "Waits in line of the requests that waited before their grant.");
     for (pool, s) in &read {
         let bound = |i: usize| WAIT_BOUNDS_NS.get(i).map(|&ns| seconds_text(ns));
-        let sum = Value::Seconds(s.stats.wait_ns_total).text();
-        histogram(&mut out, "mmpool_wait_seconds", pool, &s.stats.wait_histogram, bound, &sum);
+        let sum = Value::Seconds(s.histograms.wait_ns_total).text();
+        histogram(&mut out, "mmpool_wait_seconds", pool, &s.histograms.waits, bound, &sum);
     }
     header(&mut out, "mmpool_request_bytes", "histogram", "Sizes of the granted leases at their grant.");
     for (pool, s) in &read {
-        let finite = s.stats.size_histogram.len() - 1;
+        let finite = s.histograms.sizes.len() - 1;
         let bound = |i: usize| (i < finite).then(|| size_bound(i).to_string());
-        histogram(&mut out, "mmpool_request_bytes", pool, &s.stats.size_histogram, bound, &s.stats.granted_bytes.to_string());
+        let sum = s.histograms.size_bytes_total.to_string();
+        histogram(&mut out, "mmpool_request_bytes", pool, &s.histograms.sizes, bound, &sum);
     }
     header(&mut out, "mmpool_reserved_bytes", "gauge", "Bytes an attached process holds outside any lease, by label.");
     for (pool, s) in &read {
@@ -184,6 +185,7 @@ pub fn two_processes(label: &str) -> Vec<mmpool::pool::shared::ProcInfo> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use mmpool::pool::histogram::Histograms;
     use mmpool::pool::shared::Limits;
 
     fn snapshot(name: &str) -> SharedSnapshot {
@@ -197,10 +199,13 @@ mod tests {
                 in_use_bytes: 4,
                 wait_ns_total: 1_500_000,
                 waited_grants: 2,
-                wait_histogram: { let mut h = [0; 26]; h[0] = 1; h[9] = 1; h },
-                size_histogram: { let mut h = [0; 26]; h[1] = 3; h },
-                granted_bytes: 30000,
                 ..Stats::default()
+            },
+            histograms: Histograms {
+                waits: std::array::from_fn(|i| u64::from(i == 0 || i == 9)),
+                wait_ns_total: 1_500_000,
+                sizes: std::array::from_fn(|i| if i == 1 { 3 } else { 0 }),
+                size_bytes_total: 30000,
             },
             procs: two_processes("nvdec \"x\""),
             lock_recoveries: 0,

@@ -291,6 +291,7 @@ mod tests {
             path: "/dev/shm/mmpool.a\"b".into(),
             closed: false,
             stats: Stats { total_bytes: 10, in_use_bytes: 4, reserved_bytes: 5, ..Stats::default() },
+            histograms: Default::default(),
             procs: crate::exposition::two_processes("cuda-context"),
             lock_recoveries: 0,
             reaped_procs: 2,

@@ -16,7 +16,7 @@ use std::sync::atomic::AtomicU64;
 use std::sync::atomic::Ordering::Relaxed;
 
 use super::segment::Segment;
-use crate::pool::histogram::{size_bucket, wait_bucket, SIZE_BUCKETS, WAIT_BUCKETS};
+use crate::pool::histogram::{size_bucket, wait_bucket, Histograms, SIZE_BUCKETS, WAIT_BUCKETS};
 use crate::pool::reservations::{check_bytes, check_label, too_many, Reservation, MAX_LABEL_BYTES, MAX_RESERVATIONS};
 use crate::pool::Error;
 
@@ -39,15 +39,6 @@ pub(crate) struct ProcFigures {
     pub(crate) sizes: [AtomicU64; SIZE_BUCKETS],
     pub(crate) size_bytes_total: AtomicU64,
     pub(crate) reserved: [Reserved; MAX_RESERVATIONS],
-}
-
-/// A process's histograms, read out.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub(crate) struct Histograms {
-    pub(crate) waits: [u64; WAIT_BUCKETS],
-    pub(crate) wait_ns_total: u64,
-    pub(crate) sizes: [u64; SIZE_BUCKETS],
-    pub(crate) size_bytes_total: u64,
 }
 
 fn add(c: &AtomicU64, n: u64) {
@@ -153,10 +144,7 @@ pub(crate) fn reset(seg: &Segment<'_>) {
 pub(crate) fn merged(seg: &Segment<'_>) -> Histograms {
     let mut out = Histograms::default();
     for h in seg.figures.iter().map(ProcFigures::histograms) {
-        crate::pool::histogram::merge(&mut out.waits, &h.waits);
-        crate::pool::histogram::merge(&mut out.sizes, &h.sizes);
-        out.wait_ns_total = out.wait_ns_total.wrapping_add(h.wait_ns_total);
-        out.size_bytes_total = out.size_bytes_total.wrapping_add(h.size_bytes_total);
+        out.merge(&h);
     }
     out
 }

@@ -47,6 +47,7 @@ pub use file::{path_of, unlink, validate_name};
 
 use super::bottleneck::{Loud, Scene};
 use super::error::Error;
+use super::histogram::Histograms;
 use super::lease::{Admission, Lease, Ticket};
 use super::local::{check_total, Wait};
 use super::reservations::{HeldReservation, Reservation};
@@ -222,6 +223,8 @@ pub struct SharedSnapshot {
     pub path: String,
     pub closed: bool,
     pub stats: Stats,
+    /// The pool's histograms (every process's, merged).
+    pub histograms: Histograms,
     pub procs: Vec<ProcInfo>,
     /// Times a process took the lock over from one that died inside it.
     pub lock_recoveries: u64,
@@ -1033,6 +1036,14 @@ impl SharedPool {
         self.intact()
     }
 
+    /// The histograms: the merge of every process's record, and of the
+    /// processes that left.
+    pub(crate) fn histograms(&self) -> Result<Histograms, Error> {
+        self.intact()?;
+        let merged = figures::merged(self.seg());
+        self.after(Ok(merged))
+    }
+
     /// Records that this process holds `bytes` outside any lease under
     /// `label` (0 removes it), in its own record of the segment.
     pub(crate) fn set_reservation(&self, label: &str, bytes: u64) -> Result<(), Error> {
@@ -1080,7 +1091,6 @@ impl SharedPool {
         }
         let total = h.total.load(Relaxed);
         let available = h.available.load(Relaxed);
-        let merged = figures::merged(self.seg());
         Stats {
             total_bytes: total,
             available_bytes: available.max(0) as u64,
@@ -1096,9 +1106,6 @@ impl SharedPool {
             closed_rejections: h.closed_rejections.load(Relaxed),
             wait_ns_total: h.wait_ns_total.load(Relaxed),
             wait_ns_max: h.wait_ns_max.load(Relaxed),
-            wait_histogram: merged.waits,
-            size_histogram: merged.sizes,
-            granted_bytes: merged.size_bytes_total,
             reserved_bytes: figures::reserved_total(self.seg()),
             ..Stats::default()
         }
@@ -1173,6 +1180,7 @@ impl SharedPool {
             path: path_of(&self.name),
             closed: h.closed.load(Relaxed) != 0,
             stats: Stats { waiters: waiting, ..stats },
+            histograms: figures::merged(seg),
             procs,
             lock_recoveries: u64::from(h.lock_recoveries.load(Relaxed)),
             reaped_procs: h.reaped_procs.load(Relaxed),
