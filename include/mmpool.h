@@ -194,7 +194,8 @@ typedef struct mmpool_histograms {
    */
   uint64_t wait_count;
   /**
-   * Sum of their waits in nanoseconds (`mmpool_stats.wait_ns_total`).
+   * Sum of their waits in nanoseconds (`mmpool_stats.wait_ns_total` when
+   * nothing changed meanwhile).
    */
   uint64_t wait_sum_ns;
   /**
