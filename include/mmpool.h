@@ -33,6 +33,26 @@
 #define MMPOOL_TORCH_RETURN_NULL 1
 
 /**
+ * Buckets of `mmpool_histograms.wait_counts`: 25 finite bounds, then +Inf.
+ */
+#define MMPOOL_WAIT_BUCKETS 26
+
+/**
+ * Buckets of `mmpool_histograms.size_counts`: 25 finite bounds, then +Inf.
+ */
+#define MMPOOL_SIZE_BUCKETS 26
+
+/**
+ * Labels one process may hold at once in one pool.
+ */
+#define MMPOOL_MAX_RESERVATIONS 8
+
+/**
+ * Bytes of `mmpool_reservation.label`: a label of at most 32 bytes and its NUL.
+ */
+#define MMPOOL_RESERVATION_LABEL_SIZE 33
+
+/**
  * `mmpool_open_shared` flag: create the pool if no pool of that name exists.
  */
 #define MMPOOL_SHARED_CREATE 1
@@ -188,6 +208,67 @@ typedef struct mmpool_event {
 } mmpool_event;
 
 /**
+ * Histograms of a pool, counted since it was created (for a shared pool:
+ * the merge over every process that ever attached). Set
+ * `size = sizeof(mmpool_histograms)` before calling `mmpool_get_histograms`;
+ * as for `mmpool_stats`, the fields that fit in `size` bytes are written
+ * and `size` becomes the bytes written.
+ *
+ * Bucket `i` counts the observations above bound `i - 1` and at most bound
+ * `i` (per bucket, not cumulative; Prometheus' `_bucket` samples are the
+ * running sums). The last bound of each histogram is `UINT64_MAX`: +Inf.
+ *
+ * * Waits: the requests that waited in line before their grant (acquires,
+ *   tickets and lease growths: `mmpool_stats.waited_grants`), bounds 1, 2, 5
+ *   per decade from 1 us to 100 s: 1000, 2000, 5000, 10000, ...
+ *   50000000000, 100000000000 ns.
+ * * Sizes: each lease at its grant (`mmpool_stats.grants`; a later growth is
+ *   not observed again), bounds the powers of 4 from 4 KiB to 2^60 bytes:
+ *   4096, 16384, 65536, ... 2^60.
+ */
+typedef struct mmpool_histograms {
+  /**
+   * In: the caller's `sizeof(mmpool_histograms)`. Out: bytes written.
+   */
+  uint64_t size;
+  /**
+   * Requests that waited in line: the sum of `wait_counts`
+   * (`mmpool_stats.waited_grants` when nothing changed meanwhile).
+   */
+  uint64_t wait_count;
+  /**
+   * Sum of their waits in nanoseconds (`mmpool_stats.wait_ns_total` when
+   * nothing changed meanwhile).
+   */
+  uint64_t wait_sum_ns;
+  /**
+   * Upper bound (inclusive) of each wait bucket, in nanoseconds.
+   */
+  uint64_t wait_le_ns[MMPOOL_WAIT_BUCKETS];
+  /**
+   * Waits per bucket.
+   */
+  uint64_t wait_counts[MMPOOL_WAIT_BUCKETS];
+  /**
+   * Leases granted: the sum of `size_counts` (`mmpool_stats.grants` when
+   * nothing changed meanwhile).
+   */
+  uint64_t size_count;
+  /**
+   * Sum of their sizes at grant, in bytes.
+   */
+  uint64_t size_sum_bytes;
+  /**
+   * Upper bound (inclusive) of each size bucket, in bytes.
+   */
+  uint64_t size_le_bytes[MMPOOL_SIZE_BUCKETS];
+  /**
+   * Leases per bucket.
+   */
+  uint64_t size_counts[MMPOOL_SIZE_BUCKETS];
+} mmpool_histograms;
+
+/**
  * A grant of bytes, a plain value. `id` 0 means "no lease".
  */
 typedef struct mmpool_lease {
@@ -276,6 +357,12 @@ typedef struct mmpool_stats {
    * Times a waiting thread woke and went back to sleep without a grant.
    */
   uint64_t futile_wakeups;
+  /**
+   * Bytes the attached processes hold outside any lease
+   * (`mmpool_set_reservation`): not part of the budget; an engine sizing
+   * its KV cache subtracts `total_bytes + reserved_bytes`.
+   */
+  uint64_t reserved_bytes;
 } mmpool_stats;
 
 /**
@@ -284,6 +371,24 @@ typedef struct mmpool_stats {
  * not call back into mmpool.
  */
 typedef void (*mmpool_log_fn)(enum mmpool_log_level level, const char *message, void *user_data);
+
+/**
+ * One reservation as `mmpool_get_reservations` reports it.
+ */
+typedef struct mmpool_reservation {
+  /**
+   * The bytes reserved.
+   */
+  uint64_t bytes;
+  /**
+   * The process that holds them.
+   */
+  uint32_t pid;
+  /**
+   * The label, NUL-terminated (UTF-8, no control characters).
+   */
+  char label[MMPOOL_RESERVATION_LABEL_SIZE];
+} mmpool_reservation;
 
 /**
  * Options of `mmpool_open_shared_with`. Zero-initialise it, set `size =
@@ -548,6 +653,20 @@ enum mmpool_status mmpool_notifier_drain(struct mmpool_notifier *notifier,
 void mmpool_notifier_free(struct mmpool_notifier *notifier);
 
 /**
+ * Fills `*out_histograms` with the pool's histograms. Set
+ * `out_histograms->size = sizeof(mmpool_histograms)` first (any multiple of
+ * 8 from 8 up: the fields that fit are written, and `size` becomes the
+ * bytes written). Thread-safe; the figures are a moment's, read without
+ * stopping the pool (counts of different buckets may be a grant apart
+ * while requests are granted meanwhile).
+ *
+ * Errors: `NULL_ARGUMENT`, `INVALID_ARGUMENT` (size not a multiple of 8, or 0),
+ * `SYSTEM` (a shared pool whose file was truncated under this process).
+ */
+enum mmpool_status mmpool_get_histograms(const struct mmpool *pool,
+                                         struct mmpool_histograms *out_histograms);
+
+/**
  * Creates a pool of `total_bytes` (1 to 2^60) and stores it, with one
  * reference, in `*out_pool`.
  *
@@ -758,6 +877,39 @@ const char *mmpool_version(void);
  * callback).
  */
 enum mmpool_status mmpool_set_log_callback(mmpool_log_fn callback, void *user_data);
+
+/**
+ * Records that the calling process holds `bytes` on the device outside any
+ * lease under `label` (its CUDA context, a decoder's surfaces), replacing
+ * what the label held; `bytes` 0 removes the label. Reservations take
+ * nothing from the budget: they are reported beside it
+ * (`mmpool_stats.reserved_bytes`, `mmpool_get_reservations`, `mmpool
+ * status`, the metrics), so that an engine subtracts one figure from its
+ * KV cache: the total plus the reservations.
+ *
+ * An in-process pool keeps them for the pool; a shared pool for each
+ * attached process, until that process detaches or dies. Thread-safe.
+ *
+ * Errors: `NULL_ARGUMENT` (`pool`, `label`), `INVALID_ARGUMENT` (a label
+ * that is empty, over 32 bytes, not UTF-8 or holding control characters;
+ * `bytes` above 2^60; a new label when the process already holds
+ * `MMPOOL_MAX_RESERVATIONS`), `SYSTEM` (a shared pool damaged under this process).
+ */
+enum mmpool_status mmpool_set_reservation(struct mmpool *pool, const char *label, uint64_t bytes);
+
+/**
+ * Lists the reservations recorded in `pool` (every attached process's for
+ * a shared pool): writes the first `min(capacity, count)` into `out` and
+ * the count of all of them into `*out_count`. `out` may be NULL when
+ * `capacity` is 0 (to learn the count). Thread-safe; a moment's picture.
+ *
+ * Errors: `NULL_ARGUMENT` (`pool`, `out_count`, or `out` with a non-zero
+ * `capacity`), `SYSTEM` (a shared pool damaged under this process).
+ */
+enum mmpool_status mmpool_get_reservations(const struct mmpool *pool,
+                                           struct mmpool_reservation *out,
+                                           size_t capacity,
+                                           size_t *out_count);
 
 /**
  * Creates or attaches to the pool named `name`, one budget for every process

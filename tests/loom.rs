@@ -604,3 +604,20 @@ fn two_grants_to_one_notifier_race_its_drain_without_a_double_byte() {
         assert_whole(&pool);
     });
 }
+
+#[test]
+fn every_grant_counts_its_size_once() {
+    // Two grants racing for the lease slots, each counting its size into the
+    // slot it holds: neither count is lost or doubled.
+    model("every_grant_counts_its_size_once", || {
+        let pool = Pool::new(1 << 20).unwrap();
+        let small = on_thread(&pool, |p| p.acquire(4096, Wait::Forever).unwrap());
+        let large = on_thread(&pool, |p| p.acquire(5000, Wait::Forever).unwrap());
+        let (a, b) = (small.join().unwrap(), large.join().unwrap());
+        let (s, h) = (pool.stats(), pool.histograms().unwrap());
+        assert_eq!((h.sizes[0], h.sizes[1], s.grants, h.size_bytes_total), (1, 1, 2, 9096), "{h:?}");
+        pool.release(a.id).unwrap();
+        pool.release(b.id).unwrap();
+        assert_whole(&pool);
+    });
+}

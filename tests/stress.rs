@@ -293,6 +293,12 @@ fn stress(label: &str, pool: Arc<Pool>, total_ops: u64) {
     assert_eq!(s.closed_rejections, 0);
     assert!(s.peak_in_use_bytes <= TOTAL_HIGH && s.peak_in_use_bytes > 0);
     assert!(s.wait_ns_max <= s.wait_ns_total);
+    // Every grant counted once by size, every wait in line once by length,
+    // although the sizes of fast-path grants are counted without a lock.
+    let h = pool.histograms().unwrap();
+    assert_eq!(h.sizes.iter().sum::<u64>(), s.grants, "size histogram {:?}", h.sizes);
+    assert_eq!(h.waits.iter().sum::<u64>(), s.waited_grants, "wait histogram {:?}", h.waits);
+    assert_eq!(h.wait_ns_total, s.wait_ns_total);
     let granted = ids.len();
     ids.sort_unstable();
     ids.dedup();

@@ -55,6 +55,7 @@ STATS_FIELDS = (
     "wait_ns_total",
     "wait_ns_max",
     "futile_wakeups",
+    "reserved_bytes",
 )
 
 
@@ -62,6 +63,35 @@ class StatsStruct(Structure):
     """``mmpool_stats``: ``size`` then the figures, all ``uint64_t``."""
 
     _fields_ = [("size", c_uint64)] + [(name, c_uint64) for name in STATS_FIELDS]
+
+
+WAIT_BUCKETS = 26
+SIZE_BUCKETS = 26
+
+
+class HistogramsStruct(Structure):
+    """``mmpool_histograms``: ``size`` then the two histograms, all ``uint64_t``."""
+
+    _fields_ = [
+        ("size", c_uint64),
+        ("wait_count", c_uint64),
+        ("wait_sum_ns", c_uint64),
+        ("wait_le_ns", c_uint64 * WAIT_BUCKETS),
+        ("wait_counts", c_uint64 * WAIT_BUCKETS),
+        ("size_count", c_uint64),
+        ("size_sum_bytes", c_uint64),
+        ("size_le_bytes", c_uint64 * SIZE_BUCKETS),
+        ("size_counts", c_uint64 * SIZE_BUCKETS),
+    ]
+
+
+RESERVATION_LABEL_SIZE = 33
+
+
+class ReservationStruct(Structure):
+    """``mmpool_reservation``: bytes, pid, a NUL-terminated label."""
+
+    _fields_ = [("bytes", c_uint64), ("pid", c_uint32), ("label", ctypes.c_char * RESERVATION_LABEL_SIZE)]
 
 
 LOG_FN = ctypes.CFUNCTYPE(None, c_int, c_char_p, c_void_p)
@@ -93,6 +123,9 @@ PROTOTYPES: dict[str, tuple[Any, list[Any]]] = {
     "mmpool_total_bytes": (c_uint64, [_POOL]),
     "mmpool_available_bytes": (c_uint64, [_POOL]),
     "mmpool_get_stats": (c_int, [_POOL, POINTER(StatsStruct)]),
+    "mmpool_get_histograms": (c_int, [_POOL, POINTER(HistogramsStruct)]),
+    "mmpool_set_reservation": (c_int, [_POOL, c_char_p, c_uint64]),
+    "mmpool_get_reservations": (c_int, [_POOL, POINTER(ReservationStruct), ctypes.c_size_t, POINTER(ctypes.c_size_t)]),
     "mmpool_global": (c_void_p, []),
     "mmpool_set_global": (c_int, [_POOL]),
     "mmpool_init_global": (c_int, [c_double, c_uint32, POINTER(c_void_p)]),

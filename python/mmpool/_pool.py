@@ -6,12 +6,12 @@ from __future__ import annotations
 
 import threading
 import weakref
-from ctypes import byref, c_void_p, sizeof
+from ctypes import byref, c_size_t, c_void_p, sizeof
 from dataclasses import dataclass
-from typing import ClassVar, Optional, TypeVar
+from typing import ClassVar, Optional, Sequence, Tuple, TypeVar
 
 from . import _lib
-from ._lib import StatsStruct, as_u64, check, core, lib
+from ._lib import HistogramsStruct, ReservationStruct, StatsStruct, as_u64, check, core, lib
 
 P = TypeVar("P", bound="Pool")
 
@@ -53,6 +53,23 @@ class PoolStats:
     """Longest of those waits, in nanoseconds."""
     futile_wakeups: int
     """Times a waiting thread woke and slept again without a grant."""
+    reserved_bytes: int
+    """Bytes the attached processes hold outside any lease
+    (:meth:`Pool.set_reservation`); not part of the budget: an engine sizing
+    its KV cache subtracts ``total_bytes + reserved_bytes``."""
+    wait_histogram: Tuple[Tuple[float, int], ...] = ()
+    """The waits of the requests that waited in line, as ``(le_seconds,
+    count)`` per bucket (not cumulative): bounds 1, 2, 5 per decade from 1 µs
+    to 100 s, then ``inf``. A wait of exactly a bound counts in its bucket."""
+    request_size_histogram: Tuple[Tuple[float, int], ...] = ()
+    """The sizes of the granted leases at their grant, as ``(le_bytes,
+    count)`` per bucket (not cumulative): bounds the powers of 4 from 4 KiB to
+    2^60 bytes, then ``inf``."""
+    request_bytes_total: int = 0
+    """The sum of those sizes."""
+    reservations: Tuple[Tuple[int, str, int], ...] = ()
+    """Each reservation as ``(pid, label, nbytes)`` (every attached process's,
+    for a shared pool)."""
 
 
 class Lease(core.LeaseBase):
@@ -144,7 +161,43 @@ class Pool(core.PoolBase):
         raw = StatsStruct()
         raw.size = sizeof(StatsStruct)
         check(lib.mmpool_get_stats(self.handle, byref(raw)), self._where("stats"))
-        return PoolStats(*(getattr(raw, name) for name in _lib.STATS_FIELDS))
+        hist = HistogramsStruct()
+        hist.size = sizeof(HistogramsStruct)
+        check(lib.mmpool_get_histograms(self.handle, byref(hist)), self._where("stats"))
+        return PoolStats(
+            *(getattr(raw, name) for name in _lib.STATS_FIELDS),
+            wait_histogram=_buckets(hist.wait_le_ns, hist.wait_counts, 1_000_000_000),
+            request_size_histogram=_buckets(hist.size_le_bytes, hist.size_counts, 1),
+            request_bytes_total=hist.size_sum_bytes,
+            reservations=self._reservations(),
+        )
+
+    def _reservations(self) -> Tuple[Tuple[int, str, int], ...]:
+        count = c_size_t(0)
+        records = (ReservationStruct * 0)()
+        while True:
+            where = self._where("stats")
+            check(lib.mmpool_get_reservations(self.handle, records, len(records), byref(count)), where)
+            if count.value <= len(records):
+                break
+            records = (ReservationStruct * count.value)()  # grew meanwhile: read again
+        return tuple((r.pid, r.label.decode("utf-8", "replace"), r.bytes) for r in records[: count.value])
+
+    def set_reservation(self, label: str, nbytes: int) -> None:
+        """Records that this process holds ``nbytes`` on the device outside
+        any lease under ``label`` (its CUDA context, decoder surfaces),
+        replacing what the label held; 0 removes it. Reservations take
+        nothing from the budget; they are reported beside it
+        (``PoolStats.reserved_bytes`` and ``reservations``, ``mmpool status``,
+        the metrics). At most 8 labels per process and pool, each 1 to 32
+        bytes of UTF-8 without control characters (else ``ValueError``). A
+        shared pool's end when this process detaches or exits."""
+        if not isinstance(label, str):
+            raise TypeError(f"a reservation's label is a str, got {type(label).__name__}")
+        if "\0" in label:
+            raise ValueError(f"a reservation's label holds no NUL, got {label!r}")
+        where = self._where("set_reservation")
+        check(lib.mmpool_set_reservation(self.handle, label.encode("utf-8"), as_u64(nbytes, "nbytes")), where)
 
     def resize(self, total_bytes: int) -> None:
         """Changes the pool's total (1 to 2^60 bytes). Growing grants waiters at
@@ -240,6 +293,15 @@ class SharedPool(Pool):
 
     def __repr__(self) -> str:
         return f"<SharedPool {self._name!r} total_bytes={self.total_bytes} available_bytes={self.available_bytes}>"
+
+
+def _buckets(bounds: Sequence[int], counts: Sequence[int], per_unit: int) -> Tuple[Tuple[float, int], ...]:
+    """``(le, count)`` pairs from C's bounds (``UINT64_MAX``: +Inf), each
+    bound divided by ``per_unit`` (1e9 for nanoseconds to seconds: a
+    division, so that 1000 ns is exactly ``1e-06``)."""
+    return tuple(
+        (float("inf") if le == _lib.U64_MAX else le / per_unit, count) for le, count in zip(bounds, counts)
+    )
 
 
 def _shared_name(name: str) -> bytes:

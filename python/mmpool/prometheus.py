@@ -19,16 +19,22 @@ Gauges: ``mmpool_total_bytes``, ``mmpool_in_use_bytes``,
 Counters: ``mmpool_grants_total``, ``mmpool_waited_grants_total``,
 ``mmpool_timeouts_total``, ``mmpool_would_blocks_total``,
 ``mmpool_capacity_rejections_total``, ``mmpool_closed_rejections_total``.
-``mmpool_wait_seconds`` is a summary (``_count`` and ``_sum``) of the waits of
-the grants that waited in line.
+Reservations (:meth:`mmpool.Pool.set_reservation`): ``mmpool_reserved_bytes``
+(labels ``pool``, ``pid``, ``label``) and ``mmpool_budget_and_reserved_bytes``,
+the total plus every reservation: the one figure an engine subtracts from its
+KV cache.
+Histograms: ``mmpool_wait_seconds``, the waits of the requests that waited in
+line (buckets 1, 2, 5 per decade from 1 µs to 100 s), and
+``mmpool_request_bytes``, the sizes of the granted leases (buckets the powers
+of 4 from 4 KiB to 2^60 bytes).
 """
 
 from __future__ import annotations
 
-from typing import Iterable, Iterator, Mapping, Tuple, Union
+from typing import Iterable, Iterator, List, Mapping, Tuple, Union
 
 try:
-    from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric, SummaryMetricFamily
+    from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 except ImportError as error:  # pragma: no cover - depends on the environment
     raise ImportError(
         "mmpool.prometheus needs prometheus_client: pip install mmpool[prometheus] (or prometheus_client)"
@@ -78,10 +84,50 @@ def families(figures: Iterable[Tuple[str, PoolStats]]) -> Iterator[Metric]:
         for label, stats in figures:
             family.add_metric([label], getattr(stats, field))
         yield family
-    summary = SummaryMetricFamily("mmpool_wait_seconds", "Waits of the grants that waited in line.", labels=["pool"])
+    reserved = GaugeMetricFamily("mmpool_reserved_bytes", "Bytes an attached process holds outside any lease, by label.",
+                                 labels=["pool", "pid", "label"])
+    budget = GaugeMetricFamily("mmpool_budget_and_reserved_bytes",
+                               "The pool's total budget plus every attached process's reservations, in bytes.",
+                               labels=["pool"])
     for label, stats in figures:
-        summary.add_metric([label], count_value=stats.waited_grants, sum_value=stats.wait_ns_total / 1e9)
-    yield summary
+        for pid, name, nbytes in stats.reservations:
+            reserved.add_metric([label, str(pid), name], nbytes)
+        budget.add_metric([label], stats.total_bytes + stats.reserved_bytes)
+    yield reserved
+    yield budget
+    waits = HistogramMetricFamily("mmpool_wait_seconds", "Waits in line of the requests that waited before their grant.",
+                                  labels=["pool"])
+    sizes = HistogramMetricFamily("mmpool_request_bytes", "Sizes of the granted leases at their grant.", labels=["pool"])
+    for label, stats in figures:
+        waits.add_metric([label], buckets=cumulative(stats.wait_histogram, 1_000_000_000),
+                         sum_value=stats.wait_ns_total / 1e9)
+        sizes.add_metric([label], buckets=cumulative(stats.request_size_histogram, 1),
+                         sum_value=stats.request_bytes_total)
+    yield waits
+    yield sizes
+
+
+def le_text(bound: float, per_unit: int) -> str:
+    """A bucket bound as the ``le`` label: ``+Inf``, or the bound in base
+    units as a plain decimal (``0.000001``, ``4096``), exactly as ``mmpool
+    status --prometheus`` writes it, so that the series of both agree."""
+    if bound == float("inf"):
+        return "+Inf"
+    units = round(bound * per_unit)  # the bound in the library's integer units
+    whole, frac = divmod(units, per_unit)
+    digits = len(str(per_unit)) - 1
+    return f"{whole}.{frac:0{digits}d}".rstrip("0").rstrip(".") if digits and frac else str(whole)
+
+
+def cumulative(histogram: Tuple[Tuple[float, int], ...], per_unit: int) -> List[Tuple[str, float]]:
+    """``PoolStats``' per-bucket ``(le, count)`` pairs as Prometheus' running
+    sums, with ``le`` labels from :func:`le_text`."""
+    out: List[Tuple[str, float]] = []
+    total = 0
+    for bound, count in histogram:
+        total += count
+        out.append((le_text(bound, per_unit), total))
+    return out
 
 
 class PoolCollector:

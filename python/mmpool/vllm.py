@@ -24,7 +24,7 @@ from typing import Any, Optional, Union
 
 from . import _global, _log
 from ._lib import ERR_EXCEEDS_CAPACITY
-from ._pool import Lease, Pool
+from ._pool import Lease, Pool, SharedPool
 
 __all__ = [
     "MultiModalGPUMemoryLease",
@@ -117,6 +117,7 @@ def reserve_mm_ipc_gpu_memory(
     api_process_count: int = 1,
     *,
     fixed_bytes_per_server: Optional[int] = None,
+    shared_pool: Optional[str] = None,
 ) -> int:
     """The KV-cache bytes left once the front end's GPU memory is set aside,
     as vLLM's engine worker computes them: the whole raw-frame budget
@@ -132,6 +133,12 @@ def reserve_mm_ipc_gpu_memory(
     its CUDA context (1.8 GiB); with a plain number, nothing unless given.
     ``fixed_bytes_per_server`` replaces that per-server figure (an mmpool
     pool's fixed reservations, say). A process count below 1 counts as 1.
+
+    ``shared_pool`` names a shared pool the API servers draw from and record
+    their fixed bytes in (:meth:`mmpool.Pool.set_reservation`): the
+    raw-frame budget is then that pool's total and the per-server part the
+    sum of every attached process's reservations (unless
+    ``fixed_bytes_per_server`` is given), the figures of the pool itself.
 
     Raises ``ValueError`` naming the reservation, its raw-frame and per-server
     parts and the available bytes when nothing would be left for the KV cache.
@@ -149,6 +156,11 @@ def reserve_mm_ipc_gpu_memory(
         per_server = fixed_bytes_per_server
     raw_frames = int(gib * GIB)
     fixed = servers * per_server
+    if shared_pool is not None:
+        stats = SharedPool(shared_pool, create=False).stats()
+        raw_frames = stats.total_bytes
+        if fixed_bytes_per_server is None:
+            fixed, per_server = stats.reserved_bytes, stats.reserved_bytes // servers
     reserved = raw_frames + fixed
     if reserved <= 0:
         return available_kv_cache_memory_bytes

@@ -51,6 +51,10 @@ def test_status_prints_the_collectors_families_with_its_figures(command, shared_
     assert sample(native, "mmpool_would_blocks", "mmpool_would_blocks_total", pool=shared_name) == 1
     assert sample(native, "mmpool_process_held_bytes", pool=shared_name, pid=str(os.getpid())) == 1000
     assert sample(native, "mmpool_pool_up", pool=shared_name) == 1
+    # The histograms: the same buckets (same `le` labels), counts and sums.
+    for family in ("mmpool_request_bytes", "mmpool_wait_seconds"):
+        assert native[family] == python[family], family
+    assert sample(native, "mmpool_request_bytes", "mmpool_request_bytes_bucket", pool=shared_name, le="4096") == 1
 
 
 def get(url: str) -> tuple[int, str, str]:

@@ -13,10 +13,15 @@ from mmpool.prometheus import PoolCollector
 
 
 def scrape(registry: CollectorRegistry) -> dict:
-    """{family name: (type, {(sample name, pool label): value})} as parsed."""
+    """{family name: (type, {(sample name, pool label[, le]): value})} as
+    parsed (histogram buckets keyed by their ``le`` too)."""
     out = {}
     for family in text_string_to_metric_families(generate_latest(registry).decode()):
-        out[family.name] = (family.type, {(s.name, s.labels["pool"]): s.value for s in family.samples})
+        out[family.name] = (
+            family.type,
+            {(s.name, s.labels["pool"], *([s.labels["le"]] if "le" in s.labels else [])): s.value
+             for s in family.samples},
+        )
     return out
 
 
@@ -50,9 +55,20 @@ def test_a_known_workload_reads_back_through_the_parser():
     assert got["mmpool_waited_grants"][1][("mmpool_waited_grants_total", "video")] == 0
     kind, samples = got["mmpool_wait_seconds"]
     stats = images.stats()
-    assert kind == "summary" and samples[("mmpool_wait_seconds_count", "images")] == 1
+    assert kind == "histogram" and samples[("mmpool_wait_seconds_count", "images")] == 1
     assert samples[("mmpool_wait_seconds_sum", "images")] == pytest.approx(stats.wait_ns_total / 1e9)
     assert 0 < samples[("mmpool_wait_seconds_sum", "images")] < 30
+    assert samples[("mmpool_wait_seconds_bucket", "images", "+Inf")] == 1
+    assert samples[("mmpool_wait_seconds_bucket", "video", "+Inf")] == 0
+    buckets = sorted((float(k[2]), v) for k, v in samples.items() if k[:2] == ("mmpool_wait_seconds_bucket", "images"))
+    assert [le for le, _ in buckets][:3] == [1e-06, 2e-06, 5e-06] and len(buckets) == 26
+    assert all(a[1] <= b[1] for a, b in zip(buckets, buckets[1:])), "cumulative"
+    kind, samples = got["mmpool_request_bytes"]
+    assert kind == "histogram" and samples[("mmpool_request_bytes_count", "images")] == 2  # the hold and the waiter
+    assert samples[("mmpool_request_bytes_sum", "images")] == 128
+    assert samples[("mmpool_request_bytes_bucket", "video", "4096")] == 1
+    assert samples[("mmpool_request_bytes_bucket", "video", "+Inf")] == 1
+    assert samples[("mmpool_request_bytes_sum", "video")] == 300
     assert got["mmpool_wait_max_seconds"][1][("mmpool_wait_max_seconds", "images")] == pytest.approx(
         stats.wait_ns_max / 1e9)
     held.release()
@@ -69,9 +85,12 @@ def test_every_family_is_present_with_its_type():
                                             "wait_max_seconds")},
         **{f"mmpool_{c}": "counter" for c in ("grants", "waited_grants", "timeouts", "would_blocks",
                                               "capacity_rejections", "closed_rejections")},
-        "mmpool_wait_seconds": "summary",
+        "mmpool_reserved_bytes": "gauge",
+        "mmpool_budget_and_reserved_bytes": "gauge",
+        "mmpool_wait_seconds": "histogram",
+        "mmpool_request_bytes": "histogram",
     }
-    assert all(labels == "default" for _, samples in scrape(registry).values() for _, labels in samples)
+    assert all(key[1] == "default" for _, samples in scrape(registry).values() for key in samples)
 
 
 def test_a_shared_pool_is_labelled_by_its_name(shared_name):
@@ -87,3 +106,29 @@ def test_labels_must_differ_and_pools_must_be_pools():
         PoolCollector([("a", pool), ("a", pool)])
     with pytest.raises(TypeError, match="not an mmpool.Pool"):
         PoolCollector({"a": 10})
+
+
+def test_le_labels_are_plain_decimals_in_base_units():
+    from mmpool.prometheus import le_text
+
+    assert [le_text(b, 1_000_000_000) for b in (1e-06, 2e-05, 0.5, 100.0, float("inf"))] == [
+        "0.000001", "0.00002", "0.5", "100", "+Inf"]
+    assert [le_text(b, 1) for b in (4096, 2**60)] == ["4096", "1152921504606846976"]
+
+
+def test_reservations_are_gauges_beside_the_budget():
+    import os
+
+    pool = mmpool.Pool(1000)
+    pool.set_reservation("cuda-context", 500)
+    pool.set_reservation("nvdec-surfaces", 300)
+    registry = CollectorRegistry()
+    registry.register(PoolCollector({"video": pool}))
+    families = text_string_to_metric_families(generate_latest(registry).decode())
+    got = {f.name: {tuple(sorted(s.labels.items())): s.value for s in f.samples} for f in families}
+    pid = str(os.getpid())
+    assert got["mmpool_reserved_bytes"] == {
+        (("label", "cuda-context"), ("pid", pid), ("pool", "video")): 500,
+        (("label", "nvdec-surfaces"), ("pid", pid), ("pool", "video")): 300,
+    }
+    assert got["mmpool_budget_and_reserved_bytes"] == {(("pool", "video"),): 1800}

@@ -225,3 +225,15 @@ def test_api_servers_share_one_named_pool_through_the_environment(shared_name):
         assert second.stdout.split() == ["MultiModalGPUMemoryPool", str(GIB), str(GIB - 2000)]
     finally:
         first.communicate("\n", timeout=30)
+
+
+def test_reserve_reads_a_named_shared_pools_total_and_reservations(shared_name):
+    from mmpool.vllm import reserve_mm_ipc_gpu_memory
+
+    pool = mmpool.SharedPool(shared_name, 3 * GIB)
+    pool.set_reservation("cuda-context", GIB)
+    pool.set_reservation("nvdec-surfaces", GIB // 2)
+    left = reserve_mm_ipc_gpu_memory(10 * GIB, 8.0, 4, shared_pool=shared_name)
+    assert left == 10 * GIB - 3 * GIB - GIB - GIB // 2  # the pool's total and reservations, not 8 GiB
+    with pytest.raises(ValueError, match=r"reserves 4\.5 GiB \(3\.0 GiB raw-frame budget, 1\.5 GiB decoder"):
+        reserve_mm_ipc_gpu_memory(4 * GIB, 8.0, 4, shared_pool=shared_name)

@@ -111,3 +111,15 @@ pub(crate) unsafe fn out<'a, T>(ptr: *mut T, name: &'static str) -> Result<&'a m
     // SAFETY: the caller's contract above; NULL is refused here.
     unsafe { ptr.as_mut() }.ok_or(Failure::Null(name))
 }
+
+/// A NUL-terminated string argument as UTF-8, refusing NULL and other bytes.
+///
+/// # Safety
+/// A non-NULL `ptr` is a NUL-terminated string that lives for the call.
+pub(crate) unsafe fn utf8_arg<'a>(ptr: *const c_char, name: &'static str) -> Result<&'a str, Failure> {
+    // SAFETY: the caller's contract; NULL is refused here.
+    let first = unsafe { arg(ptr, name) }?;
+    // SAFETY: the caller's contract: NUL-terminated.
+    let text = unsafe { std::ffi::CStr::from_ptr(first) };
+    text.to_str().map_err(|_| crate::pool::Error::InvalidArgument(format!("{name} is not UTF-8")).into())
+}

@@ -14,14 +14,18 @@ pub mod boundary;
 pub mod cuda;
 pub mod handle;
 pub mod notify;
+pub mod histograms;
 pub mod pool;
 pub mod process;
+pub mod reservations;
 pub mod shared;
+pub(crate) mod sized;
 pub mod sliced_wait;
 pub mod status;
 pub mod types;
 
 pub use handle::mmpool;
 pub use notify::{mmpool_event, mmpool_notifier};
+pub use histograms::mmpool_histograms;
 pub use status::mmpool_status;
 pub use types::{mmpool_lease, mmpool_stats, mmpool_ticket};

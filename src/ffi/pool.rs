@@ -1,10 +1,11 @@
 //! Exports that act on one pool.
 
-use super::boundary::{arg, out};
+use super::boundary::out;
+use super::sized::write_sized;
 use super::handle::{self, borrow, mmpool};
 use super::status::mmpool_status;
 use super::types::{mmpool_lease, mmpool_stats, mmpool_ticket};
-use crate::pool::{Error, Pool, PoolCore, Ticket, Wait};
+use crate::pool::{Pool, PoolCore, Ticket, Wait};
 
 /// Creates a pool of `total_bytes` (1 to 2^60) and stores it, with one
 /// reference, in `*out_pool`.
@@ -316,23 +317,10 @@ pub extern "C" fn mmpool_get_stats(pool: *const mmpool, out_stats: *mut mmpool_s
     boundary!("mmpool_get_stats", {
         // SAFETY: the C contract: `pool` is a held handle; `out_stats` is NULL
         // or points to at least `out_stats->size` writable bytes.
-        let (pool, size) = unsafe { (borrow(pool, "pool")?, arg(out_stats as *const u64, "out_stats")?) };
-        let size = *size;
-        if size == 0 || size % 8 != 0 {
-            return Err(Error::InvalidArgument(format!(
-                "out_stats->size must be set to sizeof(mmpool_stats) ({}), got {size}",
-                std::mem::size_of::<mmpool_stats>()
-            ))
-            .into());
-        }
-        let mut stats = mmpool_stats::from(pool.checked_stats()?);
-        let len = (size as usize).min(std::mem::size_of::<mmpool_stats>());
-        stats.size = len as u64;
-        // SAFETY: `len` bytes fit in both the local struct and the caller's
-        // buffer (it declared `size >= len` writable bytes); they do not overlap.
-        unsafe {
-            std::ptr::copy_nonoverlapping(&stats as *const mmpool_stats as *const u8, out_stats as *mut u8, len)
-        };
+        let pool = unsafe { borrow(pool, "pool") }?;
+        let stats = mmpool_stats::from(pool.checked_stats()?);
+        // SAFETY: as above; `mmpool_stats` is `repr(C)`, all `u64`, size first.
+        unsafe { write_sized(out_stats, &stats, "out_stats", "mmpool_stats") }?;
         Ok(())
     })
 }

@@ -1,6 +1,6 @@
 //! Exports for pools shared by every process on the host.
 
-use std::ffi::{c_char, CStr};
+use std::ffi::c_char;
 
 use super::boundary::out;
 use super::handle::{self, mmpool};
@@ -28,10 +28,7 @@ const _: () = assert!(
 /// A non-NULL `name` is a NUL-terminated string.
 unsafe fn name_arg<'a>(name: *const c_char) -> Result<&'a str, super::boundary::Failure> {
     // SAFETY: the caller's contract.
-    let name = unsafe { super::boundary::arg(name, "name") }?;
-    // SAFETY: the caller's contract: NUL-terminated.
-    let name = unsafe { CStr::from_ptr(name) };
-    name.to_str().map_err(|_| Error::InvalidArgument("the pool name is not UTF-8".into()).into())
+    unsafe { super::boundary::utf8_arg(name, "name") }
 }
 
 /// Creates or attaches to the pool named `name`, one budget for every process

@@ -69,6 +69,10 @@ pub struct mmpool_stats {
     pub wait_ns_max: u64,
     /// Times a waiting thread woke and went back to sleep without a grant.
     pub futile_wakeups: u64,
+    /// Bytes the attached processes hold outside any lease
+    /// (`mmpool_set_reservation`): not part of the budget; an engine sizing
+    /// its KV cache subtracts `total_bytes + reserved_bytes`.
+    pub reserved_bytes: u64,
 }
 
 impl From<Lease> for mmpool_lease {
@@ -102,6 +106,7 @@ impl From<Stats> for mmpool_stats {
             wait_ns_total: s.wait_ns_total,
             wait_ns_max: s.wait_ns_max,
             futile_wakeups: s.futile_wakeups,
+            reserved_bytes: s.reserved_bytes,
         }
     }
 }

@@ -416,6 +416,38 @@ impl PoolCore {
         dispatch!(self, b => b.set_total(new_total))
     }
 
+    /// The wait and request-size histograms (see `histogram`); a shared
+    /// pool's fail only when it was damaged under this process. Reading them
+    /// walks the lease slots: for scrapes, not for every request.
+    pub fn histograms(&self) -> Result<super::histogram::Histograms, Error> {
+        match self.backend() {
+            Backend::Local(b) => Ok(b.histograms()),
+            #[cfg(not(loom))]
+            Backend::Shared(b) => b.histograms(),
+        }
+    }
+
+    /// Records that this process holds `bytes` on the device outside any
+    /// lease under `label` (a CUDA context, decoder surfaces); 0 removes it.
+    /// Reservations take nothing from the budget: they are reported beside
+    /// it (`Stats::reserved_bytes`, `reservations`). At most
+    /// `reservations::MAX_RESERVATIONS` labels per process and pool, each 1
+    /// to `MAX_LABEL_BYTES` bytes without control characters. A shared
+    /// pool's end when this process detaches or dies.
+    pub fn set_reservation(&self, label: &str, bytes: u64) -> Result<(), Error> {
+        dispatch!(self, b => b.set_reservation(label, bytes))
+    }
+
+    /// The reservations recorded in this pool (every attached process's, for
+    /// a shared pool, which fails only when damaged under this process).
+    pub fn reservations(&self) -> Result<Vec<super::reservations::HeldReservation>, Error> {
+        match self.backend() {
+            Backend::Local(b) => Ok(b.reservations()),
+            #[cfg(not(loom))]
+            Backend::Shared(b) => b.reservations(),
+        }
+    }
+
     /// Closes the pool: waiters wake with `Closed`, new requests fail with it,
     /// releases still return bytes. Closing twice is a no-op. A shared pool is
     /// closed for every process attached to it.

@@ -15,8 +15,10 @@ use std::time::{Duration, Instant};
 
 use super::bottleneck::{Loud, Scene};
 use super::error::Error;
+use super::histogram::Histograms;
 use super::lease::{Admission, Lease, Ticket};
 use super::notify::Core;
+use super::reservations::{HeldReservation, Reservations};
 use super::slots::{IdKind, LeaseSlots, Removed};
 use super::state::{Snapshot, State, MAX_TOTAL};
 use super::stats::Stats;
@@ -86,6 +88,7 @@ pub(crate) struct LocalPool {
     capacity_rejections: AtomicU64,
     closed_rejections: AtomicU64,
     futile_wakeups: AtomicU64,
+    reservations: Reservations,
     loud: Loud,
     _leak_check: LeakCheck,
 }
@@ -109,6 +112,7 @@ impl LocalPool {
             capacity_rejections: AtomicU64::new(0),
             closed_rejections: AtomicU64::new(0),
             futile_wakeups: AtomicU64::new(0),
+            reservations: Reservations::default(),
             loud: Loud::default(),
             _leak_check: LeakCheck::new(),
         })
@@ -419,7 +423,31 @@ impl LocalPool {
             wait_ns_total: counters.wait_ns_total,
             wait_ns_max: counters.wait_ns_max,
             futile_wakeups: self.futile_wakeups.load(Ordering::Relaxed),
+            reserved_bytes: self.reservations.total(),
         }
+    }
+
+    /// The histograms: the waits counted under the wait-list lock, the sizes
+    /// from every lease slot.
+    pub(crate) fn histograms(&self) -> Histograms {
+        let (waits, wait_ns_total) = {
+            let wl = self.lock();
+            (wl.counters.waits, wl.counters.wait_ns_total)
+        };
+        let (sizes, size_bytes_total) = self.leases.sizes();
+        Histograms { waits, wait_ns_total, sizes, size_bytes_total }
+    }
+
+    /// Records that this process holds `bytes` outside any lease under
+    /// `label` (0 removes it); see `reservations`.
+    pub(crate) fn set_reservation(&self, label: &str, bytes: u64) -> Result<(), Error> {
+        self.reservations.set(label, bytes)
+    }
+
+    /// The reservations recorded in this pool, all this process's.
+    pub(crate) fn reservations(&self) -> Vec<HeldReservation> {
+        let pid = std::process::id();
+        self.reservations.list().into_iter().map(|reservation| HeldReservation { pid, reservation }).collect()
     }
 
     /// Bytes held by outstanding leases, from the pool's own records. With no

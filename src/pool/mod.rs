@@ -11,9 +11,11 @@ mod error;
 mod front;
 #[cfg(not(loom))]
 mod global;
+pub mod histogram;
 mod lease;
 mod local;
 mod notify;
+pub mod reservations;
 #[cfg(not(loom))]
 pub mod shared;
 mod slots;

@@ -19,6 +19,7 @@
 //! and a ticket's are a sequence number.
 
 use super::error::Error;
+use super::histogram::{size_bucket, SizeCounts, SIZE_BUCKETS};
 use super::lease::IdMap;
 use super::sync::{spin_wait, AtomicU64, Mutex, Ordering};
 
@@ -57,6 +58,11 @@ static NEXT_TAG: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::ne
 struct Slot {
     word: AtomicU64,
     nbytes: AtomicU64,
+    /// Sizes of the leases granted in this slot, counted by the thread that
+    /// holds the slot `BUSY` at that moment (its only writer then); beside
+    /// the word that thread has just written, so counting touches no other
+    /// memory.
+    sizes: SizeCounts,
 }
 
 #[derive(Default)]
@@ -65,6 +71,16 @@ struct Overflow {
     /// Leases recorded under their ticket's id.
     ticket_grants: u64,
     leases: IdMap<u64>,
+    /// Sizes of the leases recorded here (overflow and ticket leases).
+    sizes: [u64; SIZE_BUCKETS],
+    sized_bytes: u64,
+}
+
+impl Overflow {
+    fn count_size(&mut self, nbytes: u64) {
+        self.sizes[size_bucket(nbytes)] += 1;
+        self.sized_bytes = self.sized_bytes.wrapping_add(nbytes);
+    }
 }
 
 /// What an id refers to, for the pool that decodes it.
@@ -147,9 +163,10 @@ impl LeaseSlots {
             )));
         }
         let slots: Box<[Slot]> =
-            (0..SLOTS).map(|_| Slot { word: AtomicU64::new(0), nbytes: AtomicU64::new(0) }).collect();
+            (0..SLOTS).map(|_| Slot { word: AtomicU64::new(0), nbytes: AtomicU64::new(0), sizes: SizeCounts::new() }).collect();
         let slots: Box<[Slot; SLOTS]> = slots.try_into().map_err(|_| Error::Internal("lease table size".into()))?;
-        Ok(LeaseSlots { tag, prefix: tag << TAG_SHIFT | KIND_SLOT << LOW_BITS, slots, overflow: Mutex::new(Overflow { next_seq: 1, ..Overflow::default() }) })
+        let overflow = Mutex::new(Overflow { next_seq: 1, ..Overflow::default() });
+        Ok(LeaseSlots { tag, prefix: tag << TAG_SHIFT | KIND_SLOT << LOW_BITS, slots, overflow })
     }
 
     #[inline(always)]
@@ -185,6 +202,7 @@ impl LeaseSlots {
         let mut overflow = self.overflow.lock();
         overflow.leases.insert(ticket, nbytes);
         overflow.ticket_grants += 1;
+        overflow.count_size(nbytes);
     }
 
     /// Claims this thread's home slot for a lease about to be granted, if it
@@ -217,6 +235,9 @@ impl LeaseSlots {
         let slot = &self.slots[claim.index];
         let gen = (claim.word >> 2) + 1;
         slot.nbytes.store(nbytes, Ordering::Relaxed);
+        // The slot is `BUSY`: this thread is the only one counting into its
+        // record until the store below lets go of it.
+        slot.sizes.count_exclusive(nbytes);
         slot.word.store(gen << 2 | HELD, Ordering::Release);
         self.prefix | gen << SLOT_BITS | claim.index as u64
     }
@@ -247,6 +268,7 @@ impl LeaseSlots {
         overflow.next_seq += 1;
         let id = self.id(KIND_OVERFLOW, seq);
         overflow.leases.insert(id, nbytes);
+        overflow.count_size(nbytes);
         Ok(id)
     }
 
@@ -418,5 +440,18 @@ impl LeaseSlots {
         bytes += overflow.leases.values().sum::<u64>();
         granted += overflow.next_seq - 1 + overflow.ticket_grants;
         (count, bytes, granted)
+    }
+
+    /// The size histogram of the leases granted so far and the sum of their
+    /// sizes (as `totals`, exact when nothing changes meanwhile).
+    pub(crate) fn sizes(&self) -> ([u64; SIZE_BUCKETS], u64) {
+        let (mut out, mut bytes) = {
+            let overflow = self.overflow.lock();
+            (overflow.sizes, overflow.sized_bytes)
+        };
+        for slot in self.slots.iter() {
+            slot.sizes.add_to(&mut out, &mut bytes);
+        }
+        (out, bytes)
     }
 }

@@ -35,4 +35,7 @@ pub struct Stats {
     /// (spurious wake-ups of the operating system; mmpool itself wakes only
     /// the requests it granted or failed).
     pub futile_wakeups: u64,
+    /// Bytes the attached processes hold outside any lease (fixed
+    /// reservations, see `Pool::set_reservation`); not part of the budget.
+    pub reserved_bytes: u64,
 }

@@ -12,6 +12,7 @@ use std::collections::VecDeque;
 use std::time::Instant;
 
 use super::error::Error;
+use super::histogram::{wait_bucket, WAIT_BUCKETS};
 use super::lease::IdMap;
 use super::notify::{Core, Decision, Registrations, Rings};
 use super::sync::{Arc, AtomicU64, Ordering, Parker, ASLEEP};
@@ -141,6 +142,8 @@ pub(crate) struct WaitCounters {
     pub(crate) waited_grants: u64,
     pub(crate) wait_ns_total: u64,
     pub(crate) wait_ns_max: u64,
+    /// The histogram of those waits (see `histogram`).
+    pub(crate) waits: [u64; WAIT_BUCKETS],
 }
 
 #[derive(Default)]
@@ -271,6 +274,7 @@ impl Waitlist {
             c.waited_grants += 1;
             c.wait_ns_total = c.wait_ns_total.saturating_add(waited);
             c.wait_ns_max = c.wait_ns_max.max(waited);
+            c.waits[wait_bucket(waited)] += 1;
             settle(&mut self.wakes, &mut self.notify, &w, GRANTED);
             self.recycle(w);
         }

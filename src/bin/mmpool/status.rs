@@ -1,6 +1,7 @@
 //! `mmpool status NAME [--json | --prometheus]` and `mmpool unlink NAME`: operators' view of a
 //! pool shared by the processes of a host.
 
+use mmpool::pool::reservations;
 use mmpool::pool::shared::{self, LockHolder, SharedPool, SharedSnapshot};
 
 use crate::exposition::{render, PoolFigures};
@@ -64,6 +65,15 @@ fn text(s: &SharedSnapshot) -> String {
                 s.limits.max_processes, s.limits.max_leases, s.limits.max_waiters
             ),
         ),
+        (
+            "reserved",
+            format!(
+                "{} bytes outside leases; budget plus reservations {} bytes ({})",
+                st.reserved_bytes,
+                st.total_bytes.saturating_add(st.reserved_bytes),
+                gib(st.total_bytes.saturating_add(st.reserved_bytes))
+            ),
+        ),
         ("lock", lock_text(s.lock_holder.as_ref())),
     ];
     for (k, v) in rows {
@@ -72,9 +82,13 @@ fn text(s: &SharedSnapshot) -> String {
     let others: Vec<_> = s.procs.iter().filter(|p| !p.is_self).collect();
     out += &format!("processes attached: {}\n", others.len());
     if !others.is_empty() {
-        out += &format!("  {:>8}  {:>6}  {:>20}  {:>7}\n", "PID", "LEASES", "BYTES HELD", "WAITING");
+        out += &format!("  {:>8}  {:>6}  {:>20}  {:>7}  {:>20}\n", "PID", "LEASES", "BYTES HELD", "WAITING", "RESERVED");
         for p in others {
-            out += &format!("  {:>8}  {:>6}  {:>20}  {:>7}\n", p.pid, p.leases, p.bytes_held, p.waiting);
+            let reserved = reservations::total(&p.reservations);
+            out += &format!("  {:>8}  {:>6}  {:>20}  {:>7}  {:>20}\n", p.pid, p.leases, p.bytes_held, p.waiting, reserved);
+            for r in &p.reservations {
+                out += &format!("  {:>8}    reserved {:?}: {} bytes\n", "", r.label, r.bytes);
+            }
         }
     }
     out
@@ -126,9 +140,18 @@ fn json(s: &SharedSnapshot) -> String {
         .iter()
         .filter(|p| !p.is_self)
         .map(|p| {
+            let reserved: Vec<String> = p
+                .reservations
+                .iter()
+                .map(|r| format!("{{\"label\":{},\"bytes\":{}}}", json_string(&r.label), r.bytes))
+                .collect();
             format!(
-                "{{\"pid\":{},\"leases\":{},\"bytes_held\":{},\"waiting\":{}}}",
-                p.pid, p.leases, p.bytes_held, p.waiting
+                "{{\"pid\":{},\"leases\":{},\"bytes_held\":{},\"waiting\":{},\"reservations\":[{}]}}",
+                p.pid,
+                p.leases,
+                p.bytes_held,
+                p.waiting,
+                reserved.join(",")
             )
         })
         .collect();
@@ -147,6 +170,7 @@ fn json(s: &SharedSnapshot) -> String {
         ("would_blocks", st.would_blocks),
         ("capacity_rejections", st.capacity_rejections),
         ("closed_rejections", st.closed_rejections),
+        ("reserved_bytes", st.reserved_bytes),
         ("reaped_processes", s.reaped_procs),
         ("lock_recoveries", s.lock_recoveries),
         ("max_processes", u64::from(s.limits.max_processes)),
@@ -257,7 +281,7 @@ pub fn unlink_main(args: &[String]) -> i32 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use mmpool::pool::shared::{Limits, ProcInfo};
+    use mmpool::pool::shared::Limits;
     use mmpool::Stats;
 
     #[test]
@@ -266,11 +290,9 @@ mod tests {
             name: "a\"b".into(),
             path: "/dev/shm/mmpool.a\"b".into(),
             closed: false,
-            stats: Stats { total_bytes: 10, in_use_bytes: 4, ..Stats::default() },
-            procs: vec![
-                ProcInfo { slot: 0, pid: 7, leases: 1, bytes_held: 4, waiting: 0, is_self: false },
-                ProcInfo { slot: 1, pid: 8, leases: 0, bytes_held: 0, waiting: 0, is_self: true },
-            ],
+            stats: Stats { total_bytes: 10, in_use_bytes: 4, reserved_bytes: 5, ..Stats::default() },
+            histograms: Default::default(),
+            procs: crate::exposition::two_processes("cuda-context"),
             lock_recoveries: 0,
             reaped_procs: 2,
             limits: Limits { max_processes: 3, max_leases: 40, max_waiters: 5 },
@@ -278,7 +300,13 @@ mod tests {
         };
         let j = json(&s);
         assert!(j.starts_with("{\"name\":\"a\\\"b\""), "{j}");
-        assert!(j.contains("\"processes\":[{\"pid\":7,\"leases\":1,\"bytes_held\":4,\"waiting\":0}]"), "{j}");
+        assert!(
+            j.contains("\"processes\":[{\"pid\":7,\"leases\":1,\"bytes_held\":4,\"waiting\":0,\"reservations\":[{\"label\":\"cuda-context\",\"bytes\":5}]}]"),
+            "{j}"
+        );
+        assert!(j.contains("\"reserved_bytes\":5"), "{j}");
+        assert!(text(&s).contains("reserved    5 bytes outside leases; budget plus reservations 15 bytes"), "{}", text(&s));
+        assert!(text(&s).contains("reserved \"cuda-context\": 5 bytes"), "{}", text(&s));
         assert!(j.contains("\"total_bytes\":10,\"in_use_bytes\":4"), "{j}");
         assert!(text(&s).contains("processes attached: 1"));
         assert!(j.contains("\"max_processes\":3,\"max_leases\":40,\"max_waiters\":5"), "{j}");

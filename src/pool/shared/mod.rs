@@ -30,6 +30,7 @@
 //! once; past them a request fails with `Error::System` naming the limit.
 
 mod doorbell;
+mod figures;
 mod file;
 mod futex;
 mod liveness;
@@ -47,8 +48,10 @@ pub use file::{path_of, unlink, validate_name};
 
 use super::bottleneck::{Loud, Scene};
 use super::error::Error;
+use super::histogram::Histograms;
 use super::lease::{Admission, Lease, Ticket};
 use super::local::{check_total, Wait};
+use super::reservations::{HeldReservation, Reservation};
 use super::stats::Stats;
 use crate::log::{self, Level};
 use file::Mapping;
@@ -210,6 +213,8 @@ pub struct ProcInfo {
     pub waiting: u64,
     /// Whether this is the process that took the snapshot.
     pub is_self: bool,
+    /// Bytes it holds outside any lease, by label.
+    pub reservations: Vec<Reservation>,
 }
 
 /// A shared pool's figures and its attached processes.
@@ -219,6 +224,8 @@ pub struct SharedSnapshot {
     pub path: String,
     pub closed: bool,
     pub stats: Stats,
+    /// The pool's histograms (every process's, merged).
+    pub histograms: Histograms,
     pub procs: Vec<ProcInfo>,
     /// Times a process took the lock over from one that died inside it.
     pub lock_recoveries: u64,
@@ -476,6 +483,7 @@ fn reset_abandoned(g: &mut Locked<'_>, total: u64) {
     ] {
         c.store(0, Relaxed);
     }
+    figures::reset(g.seg);
 }
 
 impl SharedPool {
@@ -1036,6 +1044,38 @@ impl SharedPool {
         self.intact()
     }
 
+    /// The histograms: the merge of every process's record, and of the
+    /// processes that left.
+    pub(crate) fn histograms(&self) -> Result<Histograms, Error> {
+        self.intact()?;
+        let merged = figures::merged(self.seg());
+        self.after(Ok(merged))
+    }
+
+    /// Records that this process holds `bytes` outside any lease under
+    /// `label` (0 removes it), in its own record of the segment.
+    pub(crate) fn set_reservation(&self, label: &str, bytes: u64) -> Result<(), Error> {
+        let g = self.lock()?;
+        let set = figures::set_reservation(g.seg, g.me, label, bytes);
+        drop(g);
+        self.after(set)
+    }
+
+    /// The reservations of every attached process.
+    pub(crate) fn reservations(&self) -> Result<Vec<HeldReservation>, Error> {
+        let g = self.lock()?;
+        let seg = self.seg();
+        let held = (0..seg.procs.len())
+            .filter(|&s| seg.procs[s].state.load(Relaxed) == PROC_ATTACHED)
+            .flat_map(|s| {
+                let pid = seg.procs[s].pid.load(Relaxed);
+                figures::reservations(seg, s).into_iter().map(move |reservation| HeldReservation { pid, reservation })
+            })
+            .collect();
+        drop(g);
+        self.after(Ok(held))
+    }
+
     pub(crate) fn close(&self) {
         // Closing cannot report failure; a pool this process cannot lock
         // (only after a failed re-attach in a forked child) stays as it is.
@@ -1074,6 +1114,7 @@ impl SharedPool {
             closed_rejections: h.closed_rejections.load(Relaxed),
             wait_ns_total: h.wait_ns_total.load(Relaxed),
             wait_ns_max: h.wait_ns_max.load(Relaxed),
+            reserved_bytes: figures::reserved_total(self.seg()),
             ..Stats::default()
         }
     }
@@ -1124,6 +1165,7 @@ impl SharedPool {
                 bytes_held: 0,
                 waiting: 0,
                 is_self: Some(s) == me,
+                reservations: figures::reservations(seg, s),
             })
             .collect();
         let mut waiting = 0;
@@ -1146,6 +1188,7 @@ impl SharedPool {
             path: path_of(&self.name),
             closed: h.closed.load(Relaxed) != 0,
             stats: Stats { waiters: waiting, ..stats },
+            histograms: figures::merged(seg),
             procs,
             lock_recoveries: u64::from(h.lock_recoveries.load(Relaxed)),
             reaped_procs: h.reaped_procs.load(Relaxed),

@@ -1,6 +1,6 @@
 //! The layout of a shared pool's segment: one header, a table of attached
-//! processes, a table of entries (leases and tickets) and the line of waiting
-//! tickets as a ring of ids.
+//! processes, a table of entries (leases and tickets), the line of waiting
+//! tickets as a ring of ids, and the per-process figures (`figures.rs`).
 //!
 //! Every field is an atomic, so any bit pattern another process leaves is a
 //! valid value to read; the code that reads a number from here treats it as
@@ -9,6 +9,8 @@
 //! itself and each entry's `futex` wake-up counter.
 
 use std::sync::atomic::{AtomicI64, AtomicU32, AtomicU64};
+
+use super::figures::ProcFigures;
 
 /// "MMPOOLSH", little-endian.
 pub(crate) const MAGIC: u64 = u64::from_le_bytes(*b"MMPOOLSH");
@@ -144,6 +146,8 @@ pub(crate) struct Segment<'a> {
     pub(crate) procs: &'a [Proc],
     pub(crate) entries: &'a [Entry],
     pub(crate) ring: &'a [AtomicU64],
+    /// One record per process slot, then the departed processes' record.
+    pub(crate) figures: &'a [ProcFigures],
 }
 
 /// Where the tables of a segment with given limits lie, and its size.
@@ -155,6 +159,8 @@ pub(crate) struct Layout {
     pub(crate) procs_at: usize,
     pub(crate) entries_at: usize,
     pub(crate) ring_at: usize,
+    /// `procs + 1` records of `ProcFigures`.
+    pub(crate) figures_at: usize,
     /// Bytes of the file: a whole number of pages.
     pub(crate) size: usize,
 }
@@ -183,8 +189,9 @@ impl Layout {
         let procs_at = round_up(HEADER_SIZE, 64);
         let entries_at = round_up(procs_at + procs * std::mem::size_of::<Proc>(), 64);
         let ring_at = entries_at + entries * std::mem::size_of::<Entry>();
-        let size = round_up(ring_at + waiters * 8, PAGE);
-        Ok(Layout { procs, entries, waiters, procs_at, entries_at, ring_at, size })
+        let figures_at = round_up(ring_at + waiters * 8, 64);
+        let size = round_up(figures_at + (procs + 1) * std::mem::size_of::<ProcFigures>(), PAGE);
+        Ok(Layout { procs, entries, waiters, procs_at, entries_at, ring_at, figures_at, size })
     }
 
     /// The layout a header declares, checked against the bounds and against
@@ -216,6 +223,7 @@ impl Layout {
                 procs: std::slice::from_raw_parts(base.add(self.procs_at).cast::<Proc>(), self.procs),
                 entries: std::slice::from_raw_parts(base.add(self.entries_at).cast::<Entry>(), self.entries),
                 ring: std::slice::from_raw_parts(base.add(self.ring_at).cast::<AtomicU64>(), self.waiters),
+                figures: std::slice::from_raw_parts(base.add(self.figures_at).cast::<ProcFigures>(), self.procs + 1),
             }
         }
     }
@@ -316,7 +324,8 @@ mod tests {
         assert_eq!(std::mem::size_of::<Proc>(), 24);
         let l = Layout::new(DEFAULT_PROCS, DEFAULT_ENTRIES, DEFAULT_WAITERS).unwrap();
         assert_eq!(l.size % PAGE, 0);
-        assert!(l.ring_at + 8 * 1024 <= l.size && l.entries_at % 64 == 0);
+        assert!(l.ring_at + 8 * 1024 <= l.figures_at && l.entries_at % 64 == 0 && l.figures_at % 64 == 0);
+        assert!(l.figures_at + 129 * std::mem::size_of::<ProcFigures>() <= l.size);
         assert!(Layout::new(1, 1, 1).is_ok() && Layout::new(254, 65536, 65536).is_ok());
         for (p, e, w) in [(0, 1, 1), (255, 1, 1), (1, 0, 1), (1, 65537, 1), (1, 4, 0), (1, 4, 5)] {
             assert!(Layout::new(p, e, w).is_err(), "({p}, {e}, {w})");

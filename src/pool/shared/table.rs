@@ -11,6 +11,7 @@ use std::sync::atomic::AtomicUsize;
 use std::sync::atomic::Ordering::Relaxed;
 
 use super::doorbell;
+use super::figures;
 use super::futex::{self, now_ns};
 use super::liveness::{self, PROC_LOCK_BASE};
 use super::lock;
@@ -151,6 +152,7 @@ impl<'a> Locked<'a> {
                 LEASE => {
                     h.leases.fetch_add(1, Relaxed);
                     h.grants.fetch_add(1, Relaxed);
+                    figures::count_size(self.seg, self.me, nbytes);
                 }
                 WAITING => {
                     h.waiting.fetch_add(1, Relaxed);
@@ -219,9 +221,11 @@ impl<'a> Locked<'a> {
     /// Turns a collected GRANTED entry into a lease.
     pub(crate) fn make_lease(&self, i: usize) {
         let h = self.seg.header;
-        self.entry(i).state.store(LEASE, Relaxed);
+        let e = self.entry(i);
+        e.state.store(LEASE, Relaxed);
         h.leases.fetch_add(1, Relaxed);
         h.grants.fetch_add(1, Relaxed);
+        figures::count_size(self.seg, e.owner.load(Relaxed) as usize, e.nbytes.load(Relaxed));
     }
 
     /// The id at the head of the line, skipping holes.
@@ -262,6 +266,7 @@ impl<'a> Locked<'a> {
             h.waited_grants.fetch_add(1, Relaxed);
             h.wait_ns_total.store(h.wait_ns_total.load(Relaxed).saturating_add(waited), Relaxed);
             h.wait_ns_max.fetch_max(waited, Relaxed);
+            figures::count_wait(self.seg, e.owner.load(Relaxed) as usize, waited);
             self.set_fate(i, GRANTED);
         }
     }
@@ -315,8 +320,11 @@ impl<'a> Locked<'a> {
         slot_is_dead(self.seg, self.fd, slot)
     }
 
-    /// Frees every entry of the process in `slot` (bytes come back).
+    /// Frees every entry of the process in `slot` (bytes come back) and
+    /// ends its figures: the process has left (or a new one takes a dead
+    /// one's slot), so its histograms join the departed record.
     pub(crate) fn release_owner(&mut self, slot: usize) {
+        figures::depart(self.seg, slot);
         for i in 0..self.seg.entries.len() {
             let e = &self.seg.entries[i];
             if e.state.load(Relaxed) != FREE && e.owner.load(Relaxed) as usize == slot {
