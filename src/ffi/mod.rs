@@ -13,6 +13,7 @@
 pub mod boundary;
 pub mod cuda;
 pub mod handle;
+pub mod notify;
 pub mod pool;
 pub mod process;
 pub mod shared;
@@ -21,5 +22,6 @@ pub mod status;
 pub mod types;
 
 pub use handle::mmpool;
+pub use notify::{mmpool_event, mmpool_notifier};
 pub use status::mmpool_status;
 pub use types::{mmpool_lease, mmpool_stats, mmpool_ticket};

@@ -8,6 +8,7 @@ use std::mem::ManuallyDrop;
 use super::error::Error;
 use super::lease::{Admission, Lease, Ticket};
 use super::local::{LocalPool, Released, Wait};
+use super::notify::Notifier;
 #[cfg(not(loom))]
 use super::shared::{OpenFlags, SharedOptions, SharedPool, SharedSnapshot};
 use super::stats::Stats;
@@ -308,6 +309,17 @@ impl Pool {
     /// Cancelling a finished ticket is a no-op.
     pub fn cancel_ticket(&self, ticket: Ticket) -> Result<(), Error> {
         dispatch!(self, b => b.cancel_ticket(ticket))
+    }
+
+    /// Registers a ticket of this pool (from `enqueue` or
+    /// `acquire_or_enqueue`) with a notifier: when it is decided (granted,
+    /// the pool closed, the total lowered below it, cancelled) one event
+    /// `{ticket, user, decision}` is queued on `n` and its fd turns readable;
+    /// a ticket already decided queues its event at once. One notifier per
+    /// ticket (again: `InvalidArgument`); a ticket not of this pool, or
+    /// already redeemed or cancelled: `InvalidLease`.
+    pub fn notify_ticket(&self, ticket: Ticket, n: &Notifier, user: u64) -> Result<(), Error> {
+        dispatch!(self, b => b.notify_ticket(ticket, n.core(), user))
     }
 
     /// Changes what a lease holds. Shrinking returns bytes at once; growing

@@ -942,6 +942,14 @@ impl SharedPool {
         self.after(self.redeem(ticket, wait, OnTimeout::Leave))
     }
 
+    /// Registers a ticket with a notifier: not yet for shared pools.
+    pub(crate) fn notify_ticket(&self, ticket: Ticket, _core: &std::sync::Arc<super::notify::Core>, _user: u64) -> Result<(), Error> {
+        Err(Error::InvalidArgument(format!(
+            "ticket {:#x}: notifiers are not yet supported on shared pools",
+            ticket.id
+        )))
+    }
+
     pub(crate) fn cancel_ticket(&self, ticket: Ticket) -> Result<(), Error> {
         self.after(self.cancel_ticket_in(ticket))
     }
