@@ -142,7 +142,10 @@ async def wait(ticket: Ticket, timeout: Optional[float] = None) -> Lease:
     loop = asyncio.get_running_loop()
     watch = _watch_for(loop)
     future: asyncio.Future[Lease] = loop.create_future()
-    key = watch.watch(ticket, future)
+    try:
+        key = watch.watch(ticket, future)
+    except concurrent.futures.CancelledError as e:  # cancel() came first: asyncio's own kind
+        raise asyncio.CancelledError(*e.args) from None
     timer = None if timeout is None else loop.call_later(timeout, watch.expire, key, timeout)
     try:
         return await future
@@ -174,7 +177,11 @@ class AcquireAsync:
         got = self._pool._acquire_or_enqueue(self._nbytes)
         if not isinstance(got, core.TicketBase):
             return got  # granted at once: no trip through the loop
-        return await wait(got, self._timeout)  # type: ignore[arg-type]
+        try:
+            return await wait(got, self._timeout)  # type: ignore[arg-type]
+        except BaseException:
+            got.cancel()  # also when it could not be watched at all
+            raise
 
     def __await__(self) -> Generator[Any, None, Lease]:
         return self._acquire().__await__()

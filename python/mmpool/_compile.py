@@ -16,8 +16,9 @@ import sysconfig
 from pathlib import Path
 
 SOURCE = Path(__file__).resolve().with_name("_core.c")
-SOURCES = [SOURCE, SOURCE.with_name("_ticket.c")]
-"""The module's C files (``_core.c`` holds the module, pools and leases; ``_ticket.c`` tickets)."""
+SOURCES = [SOURCE, SOURCE.with_name("_ticket.c"), SOURCE.with_name("_notify.c")]
+"""The module's C files: ``_core.c`` the module, pools and leases; ``_ticket.c``
+tickets; ``_notify.c`` the notifier an event loop watches."""
 HEADERS = [SOURCE.with_name("_core.h")]
 """What they share."""
 LIMITED_API = "0x03090000"  # abi3 for CPython 3.9 and later

@@ -642,7 +642,7 @@ PyMODINIT_FUNC PyInit__core(void) {
         return NULL;
     }
     Py_INCREF(PoolBase_Type);
-    if (ticket_types_init(module) < 0) {
+    if (ticket_types_init(module) < 0 || notifier_type_init(module) < 0) {
         Py_DECREF(module);
         return NULL;
     }

@@ -1,7 +1,8 @@
 /*
  * What the C files of mmpool._core share: the object layouts of pools and
  * leases, the GIL rule for non-waiting calls, the error and argument helpers
- * (defined in _core.c) and the ticket types' entry points (_ticket.c).
+ * (defined in _core.c) and the entry points of the tickets (_ticket.c) and
+ * the notifier (_notify.c).
  * Everything here is internal to the module (built with -fvisibility=hidden).
  */
 #ifndef MMPOOL_CORE_H
@@ -75,7 +76,14 @@ int sliced_wait(PoolObject *pool, mmpool_ticket ticket, uint64_t wait_ns, int le
  * failure the ticket leaves the line. `from_acquire`: made by
  * acquire_async, whose name its errors carry. */
 PyObject *new_ticket(PoolObject *pool, mmpool_ticket ticket, uint64_t nbytes, int from_acquire);
-/* Creates TicketBase and Notifier and adds them to the module; -1 on error. */
+/* Creates TicketBase and adds it to the module; -1 on error. */
 int ticket_types_init(PyObject *module);
+
+/* Registers `ticket` of `pool` with the mmpool._core.Notifier `notifier`
+ * under `user` (_notify.c). Returns 0 with the library's status in *status,
+ * or -1 with a TypeError when `notifier` is no Notifier. */
+int notify_ticket(PoolObject *pool, mmpool_ticket ticket, PyObject *notifier, uint64_t user, mmpool_status *status);
+/* Creates Notifier and adds it to the module; -1 on error. */
+int notifier_type_init(PyObject *module);
 
 #endif

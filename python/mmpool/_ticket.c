@@ -160,6 +160,23 @@ static PyObject *TicketBase_leave(PyObject *obj, PyObject *unused) {
     return outcome(self, status, grant, 0, 1, "wait");
 }
 
+/* Registers the ticket with a Notifier: its fate becomes one event there. */
+static PyObject *TicketBase_notify(PyObject *obj, PyObject *args) {
+    TicketObject *self = (TicketObject *)obj;
+    PyObject *notifier;
+    unsigned long long user;
+    if (!PyArg_ParseTuple(args, "OK:_notify", &notifier, &user)) return NULL;
+    mmpool_ticket ticket = {self->id};
+    mmpool_status status;
+    if (notify_ticket(self->pool, ticket, notifier, (uint64_t)user, &status) < 0) return NULL;
+    if (status != MMPOOL_OK) {
+        if (self->state == TICKET_CANCELLED) return outcome(self, status, (mmpool_lease){0, 0}, 1, 0, "wait");
+        if (self->from_acquire) return raise_status(status, (PyObject *)self->pool, "acquire_async", self->nbytes);
+        return raise_status(status, obj, "__await__", self->nbytes);
+    }
+    Py_RETURN_NONE;
+}
+
 static PyObject *TicketBase_get_id(PyObject *obj, void *closure) {
     (void)closure;
     return PyLong_FromUnsignedLongLong(((TicketObject *)obj)->id);
@@ -202,6 +219,8 @@ static PyMethodDef TicketBase_methods[] = {
      "the waiter's to release. Idempotent."},
     {"_collect", TicketBase_collect, METH_NOARGS,
      "_collect() -> Lease | None: the grant of a decided ticket without waiting; None while in line."},
+    {"_notify", TicketBase_notify, METH_VARARGS,
+     "_notify(notifier, user): its fate becomes one event (ticket id, user, status) on the Notifier."},
     {"_leave", TicketBase_leave, METH_NOARGS,
      "_leave() -> Lease | None: leaves the line counting a timeout (None), unless already granted."},
     {NULL, NULL, 0, NULL},
