@@ -32,8 +32,10 @@ pub struct mmpool_event {
     /// The value given to `mmpool_ticket_notify`.
     pub user_data: u64,
     /// `MMPOOL_OK`: granted; collect the lease with
-    /// `mmpool_ticket_wait(pool, ticket, 0, &lease)` (it does not wait) or give
-    /// the bytes back with `mmpool_ticket_cancel`. Otherwise the ticket left
+    /// `mmpool_ticket_wait(pool, ticket, 0, &lease)` (it does not wait; on a
+    /// shared pool whose lock one holder keeps past 1 ms it answers
+    /// `MMPOOL_ERR_TIMEOUT` and the grant stays: try again) or give the bytes
+    /// back with `mmpool_ticket_cancel`. Otherwise the ticket left
     /// the line with nothing reserved: `MMPOOL_ERR_CLOSED` (the pool was
     /// closed), `MMPOOL_ERR_EXCEEDS_CAPACITY` (the total was lowered below it),
     /// `MMPOOL_ERR_INVALID_LEASE` (cancelled, or a
@@ -105,7 +107,10 @@ pub extern "C" fn mmpool_notifier_fd(notifier: *const mmpool_notifier, out_fd: *
 /// already decided queues its event at once. The ticket keeps its place in
 /// line and may still be waited on or cancelled as before; a ticket redeemed
 /// by `mmpool_ticket_wait` after its event is simply done. One notifier per
-/// ticket. Works for in-process pools.
+/// ticket. Works for in-process and shared pools: a grant made by another
+/// process reaches this one (the first registration on a shared pool starts
+/// one relay thread for that pool in this process, stopped when the pool's
+/// last reference goes; tickets still registered then get `CLOSED`).
 ///
 /// Errors: `NULL_ARGUMENT`, `INVALID_ARGUMENT` (the ticket is already
 /// registered, or a freed notifier), `INVALID_LEASE` (not a ticket of this

@@ -317,7 +317,9 @@ impl Pool {
     /// `{ticket, user, decision}` is queued on `n` and its fd turns readable;
     /// a ticket already decided queues its event at once. One notifier per
     /// ticket (again: `InvalidArgument`); a ticket not of this pool, or
-    /// already redeemed or cancelled: `InvalidLease`.
+    /// already redeemed or cancelled: `InvalidLease`. On a shared pool, a
+    /// decision made by any process reaches `n` through this process's
+    /// relay thread for the pool (one, started by the first registration).
     pub fn notify_ticket(&self, ticket: Ticket, n: &Notifier, user: u64) -> Result<(), Error> {
         dispatch!(self, b => b.notify_ticket(ticket, n.core(), user))
     }

@@ -228,6 +228,9 @@ impl Rings {
 struct Registration {
     core: Option<Arc<Core>>,
     user: u64,
+    /// The ticket id its event names (the caller's, which a shared pool's
+    /// deferred ticket does not share with the ticket in line).
+    shown: u64,
 }
 
 /// The registrations of a pool's tickets, by ticket id, kept under the
@@ -238,11 +241,12 @@ pub(crate) struct Registrations {
 }
 
 impl Registrations {
-    /// Registers `ticket` with `core`; a ticket already `decided` queues its
-    /// event at once. A ticket registers once.
+    /// Registers `ticket` with `core`, its events naming `shown`; a ticket
+    /// already `decided` queues its event at once. A ticket registers once.
     pub(crate) fn register(
         &mut self,
         ticket: u64,
+        shown: u64,
         core: &Arc<Core>,
         user: u64,
         decided: Option<Decision>,
@@ -253,7 +257,7 @@ impl Registrations {
                 "ticket {ticket:#x} is already registered with a notifier (one notifier per ticket)"
             )));
         }
-        self.map.insert(ticket, Registration { core: Some(Arc::clone(core)), user });
+        self.map.insert(ticket, Registration { core: Some(Arc::clone(core)), user, shown });
         if let Some(decision) = decided {
             self.decide(ticket, decision, rings);
         }
@@ -268,10 +272,15 @@ impl Registrations {
         }
         let Some(r) = self.map.get_mut(&ticket) else { return };
         if let Some(core) = r.core.take() {
-            if core.push(Event { ticket: Ticket { id: ticket }, user: r.user, decision }) {
+            if core.push(Event { ticket: Ticket { id: r.shown }, user: r.user, decision }) {
                 rings.list.push(core);
             }
         }
+    }
+
+    /// The tickets registered whose event is not yet queued.
+    pub(crate) fn pending(&self) -> impl Iterator<Item = u64> + '_ {
+        self.map.iter().filter(|(_, r)| r.core.is_some()).map(|(&id, _)| id)
     }
 
     /// `ticket` is gone (redeemed, cancelled, or its pool retired).

@@ -315,6 +315,6 @@ impl Waitlist {
     /// with a notifier; one already decided has its event queued at once.
     pub(crate) fn register(&mut self, id: u64, core: &Arc<Core>, user: u64) -> Result<(), Error> {
         let decided = self.tickets.get(&id).and_then(|w| w.decision());
-        self.notify.register(id, core, user, decided, &mut self.wakes.rings)
+        self.notify.register(id, id, core, user, decided, &mut self.wakes.rings)
     }
 }

@@ -29,6 +29,7 @@
 //! attached processes, outstanding leases plus tickets, requests waiting at
 //! once; past them a request fails with `Error::System` naming the limit.
 
+mod doorbell;
 mod file;
 mod futex;
 mod liveness;
@@ -287,6 +288,9 @@ pub struct SharedPool {
     moved_logged: AtomicBool,
     /// The rate limit of this handle's lines on slow waits.
     loud: Loud,
+    /// Tickets registered with notifiers, and the thread that relays their
+    /// decisions (`doorbell.rs`).
+    relay: doorbell::Relay,
 }
 
 fn generation() -> u16 {
@@ -445,6 +449,7 @@ fn attach_by(
         let p = &seg.procs[me];
         p.pid.store(std::process::id(), Relaxed);
         p.attached_ns.store(futex::now_ns(), Relaxed);
+        doorbell::reset(seg, me);
         p.state.store(PROC_ATTACHED, Relaxed);
         Ok(me)
     })();
@@ -521,6 +526,7 @@ impl SharedPool {
             damage_logged: AtomicBool::new(false),
             moved_logged: AtomicBool::new(false),
             loud: Loud::default(),
+            relay: doorbell::Relay::default(),
         };
         Ok((pool, fd, registry, created))
     }
@@ -673,6 +679,7 @@ impl SharedPool {
             for id in ids.drain(..) {
                 if let Some(i) = g.find(id).filter(|&i| g.entry(i).owner.load(Relaxed) as usize == g.me) {
                     if g.entry(i).state.load(Relaxed) != LEASE {
+                        self.relay.ended(g, id);
                         g.free(i);
                     }
                 }
@@ -942,14 +949,6 @@ impl SharedPool {
         self.after(self.redeem(ticket, wait, OnTimeout::Leave))
     }
 
-    /// Registers a ticket with a notifier: not yet for shared pools.
-    pub(crate) fn notify_ticket(&self, ticket: Ticket, _core: &std::sync::Arc<super::notify::Core>, _user: u64) -> Result<(), Error> {
-        Err(Error::InvalidArgument(format!(
-            "ticket {:#x}: notifiers are not yet supported on shared pools",
-            ticket.id
-        )))
-    }
-
     pub(crate) fn cancel_ticket(&self, ticket: Ticket) -> Result<(), Error> {
         self.after(self.cancel_ticket_in(ticket))
     }
@@ -967,6 +966,7 @@ impl SharedPool {
         let mut g = self.lock()?;
         if let Some(i) = self.own(&g, ticket.id, "ticket")? {
             if g.entry(i).state.load(Relaxed) != LEASE {
+                self.relay.ended(&mut g, ticket.id);
                 g.free(i);
             }
         }
@@ -1250,7 +1250,11 @@ impl SharedPool {
             };
             let e = g.entry(i);
             let nbytes = e.nbytes.load(Relaxed);
-            match e.state.load(Relaxed) {
+            let state = e.state.load(Relaxed);
+            if state != WAITING {
+                self.relay.ended(&mut g, id);
+            }
+            match state {
                 GRANTED => return collect(&mut g, i),
                 FAILED_CLOSED => {
                     g.free(i);
@@ -1268,6 +1272,7 @@ impl SharedPool {
             let now = Instant::now();
             if deadline.is_some_and(|at| now >= at) {
                 if on_timeout == OnTimeout::Leave {
+                    self.relay.ended(&mut g, id);
                     g.free(i);
                     Self::bump(&self.seg().header.timeouts);
                 }
@@ -1327,6 +1332,7 @@ impl SharedPool {
 
 impl Drop for SharedPool {
     fn drop(&mut self) {
+        self.relay.stop(self);
         let a = Attachment::unpack(self.attachment.load(Acquire));
         if a.slot as u64 == NO_SLOT || a.generation != generation() {
             return; // never attached, or an ancestor's attachment (closed at fork)
