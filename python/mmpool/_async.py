@@ -26,7 +26,6 @@ import threading
 import weakref
 from typing import TYPE_CHECKING, Any, Generator, Optional
 
-from ._errors import InternalError
 from ._lib import as_u64, core, timeout_ns
 
 if TYPE_CHECKING:
@@ -35,6 +34,8 @@ if TYPE_CHECKING:
 
 DRAIN_BATCH = 256
 """Events moved out of the notifier per call."""
+RETRY_S = 0.001
+"""How soon a grant is collected again when a shared pool's lock was busy."""
 
 
 class _LoopWatch:
@@ -70,6 +71,7 @@ class _LoopWatch:
         ticket, future = entry
         self._settle(ticket, future, ticket._leave)
         if not future.done():
+            ticket.cancel()  # out of line for certain, even if the shared pool's lock was busy
             future.set_exception(
                 TimeoutError(
                     f"{type(ticket.pool).__name__}.acquire_async: a request for {ticket.nbytes} bytes was not "
@@ -84,13 +86,25 @@ class _LoopWatch:
                 entry = self._waiting.pop(key, None)
                 if entry is None:
                     continue  # given up already (cancelled, timed out): its bytes went back then
-                ticket, future = entry
-                self._settle(ticket, future, ticket._collect)
-                if not future.done():  # decided, yet not collectable: never expected
-                    ticket.cancel()
-                    future.set_exception(InternalError(f"ticket {ticket.id:#x} was reported decided but is still in line"))
+                self._collect(key, entry)
             if len(events) < DRAIN_BATCH:
                 return
+
+    def _collect(self, key: int, entry: tuple[Ticket, asyncio.Future[Lease]]) -> None:
+        ticket, future = entry
+        self._settle(ticket, future, ticket._collect)
+        if not future.done():
+            # Decided, but a shared pool's lock was kept by one holder past
+            # 1 ms, so the zero wait gave up; the grant stays: try again soon.
+            self._waiting[key] = entry
+            loop = self._loop()
+            if loop is not None:
+                loop.call_later(RETRY_S, self._retry, key)
+
+    def _retry(self, key: int) -> None:
+        entry = self._waiting.pop(key, None)
+        if entry is not None:
+            self._collect(key, entry)
 
     @staticmethod
     def _settle(ticket: Ticket, future: asyncio.Future[Lease], collect: Any) -> None:

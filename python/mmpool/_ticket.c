@@ -149,7 +149,8 @@ static PyObject *TicketBase_collect(PyObject *obj, PyObject *unused) {
 }
 
 /* A wait's time ran out: leaves the line, counting a timeout, unless the
- * grant came first (then the lease). None when it left. */
+ * grant came first (then the lease). None when it left; the state stays
+ * "waiting" then, for the caller's cancel() to make certain. */
 static PyObject *TicketBase_leave(PyObject *obj, PyObject *unused) {
     (void)unused;
     TicketObject *self = (TicketObject *)obj;
@@ -157,7 +158,8 @@ static PyObject *TicketBase_leave(PyObject *obj, PyObject *unused) {
     mmpool_lease grant = {0, 0};
     mmpool_status status;
     CALL(self->pool, status, mmpool_ticket_wait_or_leave(self->pool->pool, ticket, 0, &grant));
-    return outcome(self, status, grant, 0, 1, "wait");
+    /* TIMEOUT: it left, or (a shared pool's lock kept busy) it may not have: the caller cancels */
+    return outcome(self, status, grant, 1, 1, "wait");
 }
 
 /* Registers the ticket with a Notifier: its fate becomes one event there. */
@@ -222,7 +224,8 @@ static PyMethodDef TicketBase_methods[] = {
     {"_notify", TicketBase_notify, METH_VARARGS,
      "_notify(notifier, user): its fate becomes one event (ticket id, user, status) on the Notifier."},
     {"_leave", TicketBase_leave, METH_NOARGS,
-     "_leave() -> Lease | None: leaves the line counting a timeout (None), unless already granted."},
+     "_leave() -> Lease | None: leaves the line counting a timeout (None; then cancel() to be\n"
+     "certain), unless already granted."},
     {NULL, NULL, 0, NULL},
 };
 
