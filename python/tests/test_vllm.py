@@ -225,3 +225,45 @@ def test_api_servers_share_one_named_pool_through_the_environment(shared_name):
         assert second.stdout.split() == ["MultiModalGPUMemoryPool", str(GIB), str(GIB - 2000)]
     finally:
         first.communicate("\n", timeout=30)
+
+
+def test_the_async_pattern_waits_in_the_loop_and_decodes_in_the_executor():
+    """The module docstring's flow: wait in the loop, decode in the executor,
+    release. While requests wait for bytes, no work is queued for the
+    executor and no worker is busy but the one decoding."""
+    import asyncio
+    import concurrent.futures
+    import threading
+
+    pool = MultiModalGPUMemoryPool(100)
+    executor = concurrent.futures.ThreadPoolExecutor(1)
+    first_running, let_go = threading.Event(), threading.Event()
+    seen: list[tuple[int, int]] = []
+
+    def decode_on_gpu(video: int) -> int:
+        seen.append((video, pool.stats().in_use_bytes))  # its 60 bytes are held already
+        if video == 0:
+            first_running.set()
+            let_go.wait(30)
+        return video
+
+    async def decode_video(video: int, nbytes: int) -> int:
+        loop = asyncio.get_running_loop()
+        async with pool.acquire_async(nbytes, timeout=30) as lease:
+            assert isinstance(lease, MultiModalGPUMemoryLease)
+            return await loop.run_in_executor(executor, decode_on_gpu, video)
+
+    async def main() -> list[int]:
+        tasks = [asyncio.ensure_future(decode_video(i, 60)) for i in range(6)]
+        while not (first_running.is_set() and pool.stats().waiters == 5):
+            await asyncio.sleep(0.001)
+        assert executor._work_queue.qsize() == 0  # the five wait in the loop, not for a worker
+        let_go.set()
+        return await asyncio.gather(*tasks)
+
+    try:
+        assert asyncio.run(main()) == list(range(6))
+    finally:
+        executor.shutdown()
+    assert seen == [(i, 60) for i in range(6)]
+    assert (pool.available_bytes, pool.stats().outstanding_leases) == (100, 0)
