@@ -5,7 +5,9 @@
  * loaded after ctypes mapped that file, so there is one copy of the library
  * and one global pool in the process).
  *
- * It implements acquiring, trying, releasing and resizing leases; the rest of
+ * It implements acquiring, trying, releasing and resizing leases (here),
+ * tickets (_ticket.c) and the notifier an event loop watches (_notify.c),
+ * with what they share in _core.h; the rest of
  * the package (pool creation, figures, the global pool, logging) calls the
  * rarely used functions through ctypes. Each operation has this one
  * implementation.
@@ -294,10 +296,17 @@ done:
     return result;
 }
 
-static PyObject *PoolBase_try_acquire(PyObject *obj, PyObject *nbytes_arg) {
+/* The pool and a byte count argument of a one-argument method; NULL with an
+ * exception when either is refused. */
+static PoolObject *pool_and_nbytes(PyObject *obj, PyObject *nbytes_arg, uint64_t *nbytes) {
     PoolObject *self = as_pool(obj);
+    return self == NULL || as_u64(nbytes_arg, "nbytes", nbytes) < 0 ? NULL : self;
+}
+
+static PyObject *PoolBase_try_acquire(PyObject *obj, PyObject *nbytes_arg) {
     uint64_t nbytes;
-    if (self == NULL || as_u64(nbytes_arg, "nbytes", &nbytes) < 0) return NULL;
+    PoolObject *self = pool_and_nbytes(obj, nbytes_arg, &nbytes);
+    if (self == NULL) return NULL;
     mmpool_lease grant;
     mmpool_status status;
     CALL(self, status, mmpool_try_acquire(self->pool, nbytes, &grant));
@@ -307,9 +316,9 @@ static PyObject *PoolBase_try_acquire(PyObject *obj, PyObject *nbytes_arg) {
 }
 
 static PyObject *PoolBase_enqueue(PyObject *obj, PyObject *nbytes_arg) {
-    PoolObject *self = as_pool(obj);
     uint64_t nbytes;
-    if (self == NULL || as_u64(nbytes_arg, "nbytes", &nbytes) < 0) return NULL;
+    PoolObject *self = pool_and_nbytes(obj, nbytes_arg, &nbytes);
+    if (self == NULL) return NULL;
     mmpool_ticket ticket;
     mmpool_status status;
     CALL(self, status, mmpool_enqueue(self->pool, nbytes, &ticket));
@@ -320,9 +329,9 @@ static PyObject *PoolBase_enqueue(PyObject *obj, PyObject *nbytes_arg) {
 /* acquire_async's first step: a lease at once when the bytes are free and
  * nobody waits (no trip through the event loop), else a ticket in line. */
 static PyObject *PoolBase_acquire_or_enqueue(PyObject *obj, PyObject *nbytes_arg) {
-    PoolObject *self = as_pool(obj);
     uint64_t nbytes;
-    if (self == NULL || as_u64(nbytes_arg, "nbytes", &nbytes) < 0) return NULL;
+    PoolObject *self = pool_and_nbytes(obj, nbytes_arg, &nbytes);
+    if (self == NULL) return NULL;
     mmpool_lease grant;
     mmpool_ticket ticket;
     mmpool_status status;

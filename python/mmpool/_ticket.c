@@ -136,30 +136,34 @@ static PyObject *TicketBase_cancel(PyObject *obj, PyObject *unused) {
     Py_RETURN_NONE;
 }
 
-/* Collects a decided ticket without waiting: the lease, None while it is
- * still in line, or the exception of its fate. */
-static PyObject *TicketBase_collect(PyObject *obj, PyObject *unused) {
-    (void)unused;
-    TicketObject *self = (TicketObject *)obj;
+/* A zero wait on the ticket: mmpool_ticket_wait, or with `leave`
+ * mmpool_ticket_wait_or_leave. The lease, None for TIMEOUT (still in line;
+ * with `leave`, gone, or not if a shared pool's lock was busy: the state
+ * stays "waiting" for the caller's cancel() to make certain), or the
+ * exception of the ticket's fate. */
+static PyObject *zero_wait(TicketObject *self, int leave) {
     mmpool_ticket ticket = {self->id};
     mmpool_lease grant = {0, 0};
     mmpool_status status;
-    CALL(self->pool, status, mmpool_ticket_wait(self->pool->pool, ticket, 0, &grant));
+    if (leave) {
+        CALL(self->pool, status, mmpool_ticket_wait_or_leave(self->pool->pool, ticket, 0, &grant));
+    } else {
+        CALL(self->pool, status, mmpool_ticket_wait(self->pool->pool, ticket, 0, &grant));
+    }
     return outcome(self, status, grant, 1, 1, "wait");
 }
 
+/* Collects a decided ticket without waiting. */
+static PyObject *TicketBase_collect(PyObject *obj, PyObject *unused) {
+    (void)unused;
+    return zero_wait((TicketObject *)obj, 0);
+}
+
 /* A wait's time ran out: leaves the line, counting a timeout, unless the
- * grant came first (then the lease). None when it left; the state stays
- * "waiting" then, for the caller's cancel() to make certain. */
+ * grant came first (then the lease). */
 static PyObject *TicketBase_leave(PyObject *obj, PyObject *unused) {
     (void)unused;
-    TicketObject *self = (TicketObject *)obj;
-    mmpool_ticket ticket = {self->id};
-    mmpool_lease grant = {0, 0};
-    mmpool_status status;
-    CALL(self->pool, status, mmpool_ticket_wait_or_leave(self->pool->pool, ticket, 0, &grant));
-    /* TIMEOUT: it left, or (a shared pool's lock kept busy) it may not have: the caller cancels */
-    return outcome(self, status, grant, 1, 1, "wait");
+    return zero_wait((TicketObject *)obj, 1);
 }
 
 /* Registers the ticket with a Notifier: its fate becomes one event there. */

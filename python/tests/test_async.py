@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import ctypes
+import gc
 import os
 import random
 import sys
@@ -288,8 +289,10 @@ def test_one_notifier_fd_per_loop_however_many_wait(run):
             pass
 
     async def main() -> tuple[int, int]:
-        fds = len(os.listdir("/proc/self/fd"))
-        tasks = [asyncio.ensure_future(one()) for _ in range(100)]
+        tasks = [asyncio.ensure_future(one())]
+        await until(lambda: pool.stats().waiters == 1, "the first is in line")
+        fds = len(os.listdir("/proc/self/fd"))  # with this loop's notifier
+        tasks += [asyncio.ensure_future(one()) for _ in range(99)]
         await until(lambda: pool.stats().waiters == 100, "all in line")
         more = len(os.listdir("/proc/self/fd")) - fds
         watched = len(_async._watch_for(asyncio.get_running_loop())._waiting)
@@ -297,7 +300,12 @@ def test_one_notifier_fd_per_loop_however_many_wait(run):
         await asyncio.gather(*tasks)
         return more, watched
 
-    assert run(main()) == (1, 100)  # this new loop's notifier: one fd for a hundred waiters
+    gc.collect()  # no earlier loop's notifier is freed while counting
+    gc.disable()
+    try:
+        assert run(main()) == (0, 100)  # no fd more for 99 more waiters: all on one notifier
+    finally:
+        gc.enable()
     assert settled(pool) == (1, 0, 0)
 
 
