@@ -512,7 +512,9 @@ enum mmpool_status mmpool_notifier_fd(const struct mmpool_notifier *notifier, in
  *
  * Errors: `NULL_ARGUMENT`, `INVALID_ARGUMENT` (the ticket is already
  * registered, or a freed notifier), `INVALID_LEASE` (not a ticket of this
- * pool, or already redeemed or cancelled).
+ * pool, or already redeemed or cancelled), `TIMEOUT` (a shared pool whose
+ * lock one holder kept for 100 ms: nothing was registered, the ticket keeps
+ * its place; try again), `SYSTEM` (the relay thread could not start).
  */
 enum mmpool_status mmpool_ticket_notify(struct mmpool *pool,
                                         struct mmpool_ticket ticket,

@@ -192,7 +192,7 @@ fn check_book(book: &Book) -> HashMap<&'static str, usize> {
 
 fn stress(label: &str, pool: Arc<Pool>) {
     let ops = env_u64("MMPOOL_NOTIFY_STRESS_OPS", 3_000);
-    let seed = env_u64("MMPOOL_STRESS_SEED", 0x5eed_0f_1e57);
+    let seed = env_u64("MMPOOL_STRESS_SEED", 0x005e_ed0f_1e57);
     let n = Notifier::new().unwrap();
     let book: Book = Arc::default();
     let done = Arc::new(AtomicBool::new(false));

@@ -102,6 +102,21 @@ impl Helper {
         }
     }
 
+    /// Waits until the helper stops itself (SIGSTOP).
+    fn wait_stopped(&self) {
+        let pid = self.child.id() as libc::pid_t;
+        let mut status = 0;
+        // SAFETY: waitpid(2) of our own child with a valid status pointer.
+        assert_eq!(unsafe { libc::waitpid(pid, &mut status, libc::WUNTRACED) }, pid);
+        assert!(libc::WIFSTOPPED(status), "the helper did not stop: status {status:#x}");
+    }
+
+    /// Continues a stopped helper.
+    fn resume(&self) {
+        // SAFETY: kill(2) of our own child, not yet reaped.
+        assert_eq!(unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGCONT) }, 0);
+    }
+
     fn go(&mut self) {
         self.child.stdin.as_mut().unwrap().write_all(b"go\n").unwrap();
     }
@@ -178,6 +193,12 @@ fn notify_helper() {
             drop(pool);
             let closed = next_events(&n);
             say(&format!("before={before} during={during} after={} closed={closed:?}", relay_threads()));
+        }
+        // Stop (SIGSTOP) inside the pool's lock; once continued, let it go.
+        "stop-in-lock" => {
+            pool.shared_backend().unwrap().debug_stop_inside_lock(0).unwrap();
+            say("continued");
+            wait_for_go();
         }
         other => panic!("unknown role {other}"),
     }
@@ -301,4 +322,25 @@ fn one_relay_thread_per_pool_stopped_with_the_pool() {
     let closed = "closed=[Event { ticket: Ticket { id: ";
     assert!(report.starts_with("before=0 during=1 after=0 ") && report.contains(closed), "{report}");
     assert!(report.ends_with("user: 7, decision: Closed }]"), "{report}");
+}
+
+#[test]
+fn a_deferred_ticket_registers_once_the_lock_is_free_and_its_event_names_it() {
+    let (name, pool) = Named::create("deferred", 4);
+    let mut stuck = Helper::spawn(&format!("stop-in-lock {}", name.name));
+    stuck.wait_stopped();
+    // The lock stays taken: the request gets a ticket not yet in line, and
+    // registering it gives up rather than block an event loop.
+    let Admission::Queued(t) = pool.acquire_or_enqueue(1).unwrap() else { panic!("the lock is held") };
+    let n = Notifier::new().unwrap();
+    assert!(matches!(pool.notify_ticket(t, &n, 3), Err(Error::Timeout { .. })));
+    assert!(!n.is_readable());
+    stuck.resume();
+    assert_eq!(stuck.report(), "continued");
+    pool.notify_ticket(t, &n, 3).unwrap();
+    assert_eq!(next_events(&n), vec![event(t, 3, Decision::Granted)], "the event names the caller's ticket");
+    let lease = pool.wait_ticket(t, now()).unwrap();
+    assert_eq!(lease.nbytes, 1);
+    pool.release(lease.id).unwrap();
+    assert_whole(&pool);
 }

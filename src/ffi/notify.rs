@@ -114,7 +114,9 @@ pub extern "C" fn mmpool_notifier_fd(notifier: *const mmpool_notifier, out_fd: *
 ///
 /// Errors: `NULL_ARGUMENT`, `INVALID_ARGUMENT` (the ticket is already
 /// registered, or a freed notifier), `INVALID_LEASE` (not a ticket of this
-/// pool, or already redeemed or cancelled).
+/// pool, or already redeemed or cancelled), `TIMEOUT` (a shared pool whose
+/// lock one holder kept for 100 ms: nothing was registered, the ticket keeps
+/// its place; try again), `SYSTEM` (the relay thread could not start).
 #[no_mangle]
 pub extern "C" fn mmpool_ticket_notify(
     pool: *mut mmpool,

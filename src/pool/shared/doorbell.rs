@@ -21,11 +21,11 @@
 use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
 use std::sync::atomic::{AtomicBool, AtomicU32};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::segment::{Entry, Segment, FAILED_CAPACITY, FAILED_CLOSED, GRANTED, LEASE, WAITING};
 use super::table::Locked;
-use super::{futex, generation, segment, OnTimeout, SharedPool, PATIENT, RECLAIM_INTERVAL};
+use super::{futex, generation, segment, OnTimeout, SharedPool, PATIENT, RECLAIM_INTERVAL, SHORT_LOCK_WAIT};
 use crate::pool::error::Error;
 use crate::pool::lease::Ticket;
 use crate::pool::notify::{Core, Decision, Registrations, Rings};
@@ -259,14 +259,16 @@ impl SharedPool {
     }
 
     fn notify_ticket_in(&self, ticket: Ticket, core: &Arc<Core>, user: u64) -> Result<(), Error> {
+        // An event loop calls this: it waits for the lock as long as it
+        // changes hands, but not past `SHORT_LOCK_WAIT` on one stuck holder.
         let real = if segment::is_deferred_id(ticket.id, self.seg().header.nonce.load(Relaxed)) {
-            self.enqueue_deferred(ticket.id, None, OnTimeout::Stay)?
+            self.enqueue_deferred(ticket.id, Some(Instant::now() + SHORT_LOCK_WAIT), OnTimeout::Stay)?
         } else {
             ticket
         };
         self.check_issued(real.id, "ticket")?;
         self.relay.ensure(self)?;
-        let mut g = self.lock()?;
+        let mut g = self.lock_by(PATIENT, 0)?;
         let gone = || Error::InvalidLease(format!("ticket {:#x} was already redeemed or cancelled", ticket.id));
         let i = self.own(&g, real.id, "ticket")?.ok_or_else(gone)?;
         if g.entry(i).state.load(Relaxed) == LEASE {
