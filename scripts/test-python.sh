@@ -2,7 +2,8 @@
 # The Python package's tests: builds and installs the package into a fresh
 # virtual environment the way a user would (`pip install .`), checks that an
 # editable install works too and that the `mmpool` command lands on the venv's
-# PATH, then runs the pytest suite in python/tests.
+# PATH, then runs the pytest suite in python/tests (the asyncio tests under
+# both asyncio's loop and uvloop, which the test extra installs).
 # Installs what it needs (a venv-capable Python, its headers, gcc, cmake,
 # readelf) when missing.
 set -euo pipefail
@@ -36,6 +37,7 @@ print("editable install:", here.parent, mmpool.get_library_path(), core.name)
 echo "--- pip install .[test]"
 "${PIP[@]}" install -q ".[test]"
 "$VENV/bin/mmpool" --help >/dev/null  # the command the package puts on PATH
+"$VENV/bin/python" -c 'import uvloop' # the asyncio tests run under uvloop too, never skipped here
 echo "mmpool command: $VENV/bin/mmpool"
 
 echo "--- pytest"

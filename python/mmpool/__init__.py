@@ -27,6 +27,7 @@ from ._lib import lib as _c
 from ._paths import cmake_dir as _cmake_dir
 from ._paths import include_dir as _include_dir
 from ._pool import Lease, Pool, PoolStats, SharedPool
+from ._ticket import Ticket
 
 __all__ = [
     "CudaError",
@@ -37,6 +38,7 @@ __all__ = [
     "PoolClosedError",
     "PoolStats",
     "SharedPool",
+    "Ticket",
     "get_cmake_dir",
     "get_include",
     "get_library_path",

@@ -16,12 +16,17 @@ import sysconfig
 from pathlib import Path
 
 SOURCE = Path(__file__).resolve().with_name("_core.c")
+SOURCES = [SOURCE, SOURCE.with_name("_ticket.c"), SOURCE.with_name("_notify.c")]
+"""The module's C files: ``_core.c`` the module, pools and leases; ``_ticket.c``
+tickets; ``_notify.c`` the notifier an event loop watches."""
+HEADERS = [SOURCE.with_name("_core.h")]
+"""What they share."""
 LIMITED_API = "0x03090000"  # abi3 for CPython 3.9 and later
 FILENAME = "_core.abi3.so"
 
 
 def command(out: Path, library: Path, include: Path, rpath: str) -> list[str]:
-    """The compiler command that builds ``out`` from ``_core.c``, linked to
+    """The compiler command that builds ``out`` from :data:`SOURCES`, linked to
     ``library`` (whose SONAME becomes the module's NEEDED entry) and finding
     it at run time through ``rpath``."""
     compiler = shlex.split(os.environ.get("CC") or "gcc")
@@ -30,7 +35,7 @@ def command(out: Path, library: Path, include: Path, rpath: str) -> list[str]:
         *compiler, "-O2", "-fPIC", "-shared", "-fvisibility=hidden", "-Wall", "-Wextra",
         f"-DPy_LIMITED_API={LIMITED_API}",
         "-I", python_include, "-I", str(include),
-        str(SOURCE),
+        *(str(source) for source in SOURCES),
         "-L", str(library.parent), f"-l:{library.name}", f"-Wl,-rpath,{rpath}",
         "-o", str(out),
     ]  # fmt: skip
@@ -54,5 +59,5 @@ def compile_extension(out: Path, library: Path, include: Path, rpath: str) -> No
         raise RuntimeError(f"no C compiler: {cmd[0]!r} was not found (install gcc, or set CC)") from None
     if result.returncode != 0:
         partial.unlink(missing_ok=True)
-        raise RuntimeError(f"compiling {SOURCE.name} failed:\n{result.stderr}")
+        raise RuntimeError(f"compiling {', '.join(source.name for source in SOURCES)} failed:\n{result.stderr}")
     os.replace(partial, out)

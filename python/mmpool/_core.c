@@ -5,7 +5,9 @@
  * loaded after ctypes mapped that file, so there is one copy of the library
  * and one global pool in the process).
  *
- * It implements acquiring, trying, releasing and resizing leases; the rest of
+ * It implements acquiring, trying, releasing and resizing leases (here),
+ * tickets (_ticket.c) and the notifier an event loop watches (_notify.c),
+ * with what they share in _core.h; the rest of
  * the package (pool creation, figures, the global pool, logging) calls the
  * rarely used functions through ctypes. Each operation has this one
  * implementation.
@@ -18,10 +20,8 @@
  * handlers run: Ctrl-C interrupts a wait and the ticket is cancelled (its
  * grant, if one raced the signal, goes back).
  */
-#define PY_SSIZE_T_CLEAN
-#include <Python.h>
+#include "_core.h"
 
-#include <mmpool.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -36,39 +36,10 @@ static PyObject *exception_for;
  * messages, for values other than plain ints and floats. */
 static PyObject *py_as_u64;
 static PyObject *py_timeout_ns;
+PyObject *cancelled_error;
 
 static PyTypeObject *PoolBase_Type;
-static PyTypeObject *LeaseBase_Type;
-
-typedef struct {
-    PyObject_HEAD
-    mmpool *pool;         /* one reference, dropped in dealloc */
-    PyTypeObject *lease_type;
-    allocfunc lease_alloc;
-    int keep_gil;
-} PoolObject;
-
-typedef struct {
-    PyObject_HEAD
-    PoolObject *pool;     /* keeps the Python pool, so its handle, alive */
-    uint64_t id;
-    uint64_t nbytes;
-    char released;
-    char detached;
-} LeaseObject;
-
-/* Runs a non-waiting library call, releasing the GIL around it unless the
- * pool allows keeping it. */
-#define CALL(self, status, expr)                 \
-    do {                                         \
-        if ((self)->keep_gil) {                  \
-            (status) = (expr);                   \
-        } else {                                 \
-            Py_BEGIN_ALLOW_THREADS               \
-            (status) = (expr);                   \
-            Py_END_ALLOW_THREADS                 \
-        }                                        \
-    } while (0)
+PyTypeObject *LeaseBase_Type;
 
 static uint64_t now_ns(void) {
     struct timespec ts;
@@ -78,7 +49,7 @@ static uint64_t now_ns(void) {
 
 /* Sets the Python exception for a failing status, with this thread's library
  * message; always returns NULL. */
-static PyObject *raise_status(mmpool_status status, PyObject *obj, const char *operation, uint64_t nbytes) {
+PyObject *raise_status(mmpool_status status, PyObject *obj, const char *operation, uint64_t nbytes) {
     const char *message = mmpool_last_error();
     PyObject *exc = PyObject_CallFunction(exception_for, "iyOsK", (int)status, message ? message : "", obj, operation,
                                           (unsigned long long)nbytes);
@@ -91,7 +62,7 @@ static PyObject *raise_status(mmpool_status status, PyObject *obj, const char *o
 
 /* A byte count: plain ints here, anything else (and every refusal, for its
  * message) through mmpool._lib.as_u64. */
-static int as_u64(PyObject *value, const char *name, uint64_t *out) {
+int as_u64(PyObject *value, const char *name, uint64_t *out) {
     if (PyLong_CheckExact(value)) {
         unsigned long long n = PyLong_AsUnsignedLongLong(value);
         if (!(n == (unsigned long long)-1 && PyErr_Occurred())) {
@@ -108,7 +79,7 @@ static int as_u64(PyObject *value, const char *name, uint64_t *out) {
 }
 
 /* A timeout in seconds (None: forever) as nanoseconds. */
-static int timeout_arg(PyObject *value, uint64_t *out) {
+int timeout_arg(PyObject *value, uint64_t *out) {
     if (value == Py_None) {
         *out = MMPOOL_WAIT_FOREVER;
         return 0;
@@ -128,7 +99,7 @@ static int timeout_arg(PyObject *value, uint64_t *out) {
     return PyErr_Occurred() ? -1 : 0;
 }
 
-static PoolObject *as_pool(PyObject *obj) {
+PoolObject *as_pool(PyObject *obj) {
     PoolObject *self = (PoolObject *)obj;
     if (self->pool == NULL) {
         PyErr_SetString(PyExc_ValueError, "the pool has no handle (it was never created)");
@@ -138,7 +109,7 @@ static PoolObject *as_pool(PyObject *obj) {
 }
 
 /* A lease object for a grant; on failure the grant goes back. */
-static PyObject *new_lease(PoolObject *pool, mmpool_lease grant) {
+PyObject *new_lease(PoolObject *pool, mmpool_lease grant) {
     LeaseObject *lease = (LeaseObject *)pool->lease_alloc(pool->lease_type, 0);
     if (lease == NULL) {
         mmpool_status ignored;
@@ -173,6 +144,19 @@ static PyObject *PoolBase_new(PyTypeObject *type, PyObject *args, PyObject *kwds
     }
     self->lease_type = (PyTypeObject *)lease_type;
     self->lease_alloc = (allocfunc)PyType_GetSlot(self->lease_type, Py_tp_alloc);
+    PyObject *ticket_type = PyObject_GetAttrString((PyObject *)type, "_ticket_class");
+    if (ticket_type == NULL) {
+        Py_DECREF(self);
+        return NULL;
+    }
+    if (!PyType_Check(ticket_type) || !PyType_IsSubtype((PyTypeObject *)ticket_type, TicketBase_Type) ||
+        (PyType_GetFlags((PyTypeObject *)ticket_type) & Py_TPFLAGS_HEAPTYPE) == 0) {
+        Py_DECREF(ticket_type);
+        Py_DECREF(self);
+        return PyErr_Format(PyExc_TypeError, "_ticket_class must be a subclass of mmpool.Ticket");
+    }
+    self->ticket_type = (PyTypeObject *)ticket_type;
+    self->ticket_alloc = (allocfunc)PyType_GetSlot(self->ticket_type, Py_tp_alloc);
     return (PyObject *)self;
 }
 
@@ -187,6 +171,7 @@ static void PoolBase_dealloc(PyObject *obj) {
         Py_END_ALLOW_THREADS
     }
     Py_CLEAR(self->lease_type);
+    Py_CLEAR(self->ticket_type);
     freefunc free_fn = (freefunc)PyType_GetSlot(type, Py_tp_free);
     free_fn(obj);
     Py_DECREF(type);
@@ -217,8 +202,8 @@ static PyObject *PoolBase_get_handle(PyObject *obj, void *closure) {
     return self->pool ? PyLong_FromVoidPtr(self->pool) : PyLong_FromLong(0);
 }
 
-/* Waits in line for a ticket in slices; on any exception leaves the line. */
-static PyObject *wait_in_line(PoolObject *self, mmpool_ticket ticket, uint64_t nbytes, uint64_t wait_ns) {
+int sliced_wait(PoolObject *self, mmpool_ticket ticket, uint64_t wait_ns, int leave, mmpool_status *status,
+                mmpool_lease *grant) {
     uint64_t deadline = 0;
     if (wait_ns != MMPOOL_WAIT_FOREVER) {
         uint64_t now = now_ns();
@@ -235,23 +220,33 @@ static PyObject *wait_in_line(PoolObject *self, mmpool_ticket ticket, uint64_t n
                 last = 1;
             }
         }
-        mmpool_lease grant = {0, 0};
-        mmpool_status status;
+        mmpool_lease got = {0, 0};
+        mmpool_status outcome;
         Py_BEGIN_ALLOW_THREADS
-        status = last ? mmpool_ticket_wait_or_leave(self->pool, ticket, slice, &grant)
-                      : mmpool_ticket_wait(self->pool, ticket, slice, &grant);
+        outcome = last && leave ? mmpool_ticket_wait_or_leave(self->pool, ticket, slice, &got)
+                                : mmpool_ticket_wait(self->pool, ticket, slice, &got);
         Py_END_ALLOW_THREADS
-        if (status == MMPOOL_OK) return new_lease(self, grant);
-        if (status != MMPOOL_ERR_TIMEOUT || last) {
-            return raise_status(status, (PyObject *)self, "acquire", nbytes); /* the ticket has left the line */
+        if (outcome != MMPOOL_ERR_TIMEOUT || last) {
+            *status = outcome;
+            if (outcome == MMPOOL_OK) *grant = got;
+            return 0;
         }
-        if (PyErr_CheckSignals() < 0) {
-            mmpool_status ignored;
-            CALL(self, ignored, mmpool_ticket_cancel(self->pool, ticket)); /* a grant not collected goes back */
-            (void)ignored;
-            return NULL;
-        }
+        if (PyErr_CheckSignals() < 0) return -1;
     }
+}
+
+/* Waits in line for a ticket in slices; on any exception leaves the line. */
+static PyObject *wait_in_line(PoolObject *self, mmpool_ticket ticket, uint64_t nbytes, uint64_t wait_ns) {
+    mmpool_status status;
+    mmpool_lease grant = {0, 0};
+    if (sliced_wait(self, ticket, wait_ns, 1, &status, &grant) < 0) {
+        mmpool_status ignored;
+        CALL(self, ignored, mmpool_ticket_cancel(self->pool, ticket)); /* a grant not collected goes back */
+        (void)ignored;
+        return NULL;
+    }
+    if (status == MMPOOL_OK) return new_lease(self, grant);
+    return raise_status(status, (PyObject *)self, "acquire", nbytes); /* the ticket has left the line */
 }
 
 static PyObject *acquire(PyObject *obj, PyObject *nbytes_arg, PyObject *timeout) {
@@ -301,16 +296,49 @@ done:
     return result;
 }
 
-static PyObject *PoolBase_try_acquire(PyObject *obj, PyObject *nbytes_arg) {
+/* The pool and a byte count argument of a one-argument method; NULL with an
+ * exception when either is refused. */
+static PoolObject *pool_and_nbytes(PyObject *obj, PyObject *nbytes_arg, uint64_t *nbytes) {
     PoolObject *self = as_pool(obj);
+    return self == NULL || as_u64(nbytes_arg, "nbytes", nbytes) < 0 ? NULL : self;
+}
+
+static PyObject *PoolBase_try_acquire(PyObject *obj, PyObject *nbytes_arg) {
     uint64_t nbytes;
-    if (self == NULL || as_u64(nbytes_arg, "nbytes", &nbytes) < 0) return NULL;
+    PoolObject *self = pool_and_nbytes(obj, nbytes_arg, &nbytes);
+    if (self == NULL) return NULL;
     mmpool_lease grant;
     mmpool_status status;
     CALL(self, status, mmpool_try_acquire(self->pool, nbytes, &grant));
     if (status == MMPOOL_OK) return new_lease(self, grant);
     if (status == MMPOOL_ERR_WOULD_BLOCK) Py_RETURN_NONE;
     return raise_status(status, obj, "try_acquire", nbytes);
+}
+
+static PyObject *PoolBase_enqueue(PyObject *obj, PyObject *nbytes_arg) {
+    uint64_t nbytes;
+    PoolObject *self = pool_and_nbytes(obj, nbytes_arg, &nbytes);
+    if (self == NULL) return NULL;
+    mmpool_ticket ticket;
+    mmpool_status status;
+    CALL(self, status, mmpool_enqueue(self->pool, nbytes, &ticket));
+    if (status != MMPOOL_OK) return raise_status(status, obj, "enqueue", nbytes);
+    return new_ticket(self, ticket, nbytes, 0);
+}
+
+/* acquire_async's first step: a lease at once when the bytes are free and
+ * nobody waits (no trip through the event loop), else a ticket in line. */
+static PyObject *PoolBase_acquire_or_enqueue(PyObject *obj, PyObject *nbytes_arg) {
+    uint64_t nbytes;
+    PoolObject *self = pool_and_nbytes(obj, nbytes_arg, &nbytes);
+    if (self == NULL) return NULL;
+    mmpool_lease grant;
+    mmpool_ticket ticket;
+    mmpool_status status;
+    CALL(self, status, mmpool_acquire_or_enqueue(self->pool, nbytes, &grant, &ticket));
+    if (status != MMPOOL_OK) return raise_status(status, obj, "acquire_async", nbytes);
+    if (grant.id != 0) return new_lease(self, grant);
+    return new_ticket(self, ticket, nbytes, 1);
 }
 
 static PyMethodDef PoolBase_methods[] = {
@@ -327,6 +355,15 @@ static PyMethodDef PoolBase_methods[] = {
      "Acquires nbytes only if that is possible at once without jumping the line;\n"
      "None otherwise. Raises ValueError (negative, above the total) and\n"
      "PoolClosedError."},
+    {"enqueue", PoolBase_enqueue, METH_O,
+     "enqueue(nbytes) -> Ticket\n--\n\n"
+     "Joins the line for nbytes and returns at once with a Ticket: redeem it with\n"
+     "ticket.wait() in a thread or `await ticket` in an event loop, or leave the\n"
+     "line with ticket.cancel(). Raises ValueError (negative, above the total) and\n"
+     "PoolClosedError."},
+    {"_acquire_or_enqueue", PoolBase_acquire_or_enqueue, METH_O,
+     "_acquire_or_enqueue(nbytes) -> Lease | Ticket: a lease at once if the bytes are free and\n"
+     "nobody waits, else a ticket in line (acquire_async's first step)."},
     {"_own", PoolBase_own, METH_VARARGS,
      "_own(address, keep_gil): takes over one reference of the handle at address."},
     {NULL, NULL, 0, NULL},
@@ -534,17 +571,20 @@ static PyType_Spec LeaseBase_spec = {
 
 static PyObject *core_configure(PyObject *module, PyObject *args) {
     (void)module;
-    PyObject *exc, *u64, *timeout;
-    if (!PyArg_ParseTuple(args, "OOO:_configure", &exc, &u64, &timeout)) return NULL;
+    PyObject *exc, *u64, *timeout, *cancelled;
+    if (!PyArg_ParseTuple(args, "OOOO:_configure", &exc, &u64, &timeout, &cancelled)) return NULL;
     Py_INCREF(exc);
     Py_INCREF(u64);
     Py_INCREF(timeout);
+    Py_INCREF(cancelled);
     Py_XDECREF(exception_for);
     Py_XDECREF(py_as_u64);
     Py_XDECREF(py_timeout_ns);
+    Py_XDECREF(cancelled_error);
     exception_for = exc;
     py_as_u64 = u64;
     py_timeout_ns = timeout;
+    cancelled_error = cancelled;
     Py_RETURN_NONE;
 }
 
@@ -568,7 +608,8 @@ static PyObject *core_library_symbol(PyObject *module, PyObject *unused) {
 
 static PyMethodDef core_methods[] = {
     {"_configure", core_configure, METH_VARARGS,
-     "_configure(exception_for, as_u64, timeout_ns): the Python helpers for errors and argument checks."},
+     "_configure(exception_for, as_u64, timeout_ns, cancelled_error): the Python helpers for errors and\n"
+     "argument checks, and the exception of a wait on a cancelled ticket."},
     {"_set_wait_slice_ns", core_set_wait_slice_ns, METH_O,
      "Sets how long one slice of a wait lasts (default 50 ms); returns the old value. For tests."},
     {"_library_symbol", core_library_symbol, METH_NOARGS,
@@ -610,5 +651,9 @@ PyMODINIT_FUNC PyInit__core(void) {
         return NULL;
     }
     Py_INCREF(PoolBase_Type);
+    if (ticket_types_init(module) < 0 || notifier_type_init(module) < 0) {
+        Py_DECREF(module);
+        return NULL;
+    }
     return module;
 }

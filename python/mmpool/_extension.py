@@ -35,7 +35,8 @@ def _load_in_checkout(library: Path) -> ModuleType:
     rpath = str(library.parent)
     recipe = " ".join(_compile.command(Path(_compile.FILENAME), library, include, rpath))
     key = hashlib.sha256()
-    for part in (_compile.SOURCE.read_bytes(), (include / "mmpool.h").read_bytes(), recipe.encode()):
+    files = [*_compile.SOURCES, *_compile.HEADERS, include / "mmpool.h"]
+    for part in (*(path.read_bytes() for path in files), recipe.encode()):
         key.update(part)
     path = _paths.checkout_target() / "python" / "checkout-ext" / key.hexdigest()[:16] / _compile.FILENAME
     if not path.is_file():

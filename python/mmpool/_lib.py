@@ -11,6 +11,7 @@ ctypes loaded. Both turn a failing status into an exception here
 
 from __future__ import annotations
 
+import concurrent.futures
 import ctypes
 import re
 from ctypes import POINTER, Structure, c_char_p, c_double, c_int, c_uint32, c_uint64, c_void_p
@@ -230,8 +231,8 @@ def timeout_ns(timeout: float | None) -> int:
 
 
 core = _extension.load(Path(LIBRARY_PATH))
-"""``mmpool._core``: ``PoolBase`` and ``LeaseBase``, the C halves of Pool and Lease."""
-core._configure(exception_for, as_u64, timeout_ns)
+"""``mmpool._core``: ``PoolBase``, ``LeaseBase`` and ``TicketBase``, the C halves of Pool, Lease and Ticket."""
+core._configure(exception_for, as_u64, timeout_ns, concurrent.futures.CancelledError)
 if core._library_symbol() != ctypes.cast(lib.mmpool_version, c_void_p).value:
     raise ImportError(
         f"mmpool._core ({core.__file__}) is linked to another copy of libmmpool than {LIBRARY_PATH}: "

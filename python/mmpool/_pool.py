@@ -1,6 +1,7 @@
 """``Pool`` and ``Lease``: the Pythonic face of one C pool handle. Their C
-halves (``mmpool._core``: acquire, try, release, resize, the handle) are
-the hot path; the rest calls the library through ctypes."""
+halves (``mmpool._core``: acquire, try, enqueue, release, resize, the handle)
+are the hot path; the rest calls the library through ctypes. Tickets are in
+``_ticket.py``, waiting in an event loop in ``_async.py``."""
 
 from __future__ import annotations
 
@@ -11,7 +12,9 @@ from dataclasses import dataclass
 from typing import ClassVar, Optional, Sequence, Tuple, TypeVar
 
 from . import _lib
+from ._async import AcquireAsync
 from ._lib import HistogramsStruct, ReservationStruct, StatsStruct, as_u64, check, core, lib
+from ._ticket import Ticket
 
 P = TypeVar("P", bound="Pool")
 
@@ -113,12 +116,15 @@ class Pool(core.PoolBase):
     thread; a blocked :meth:`acquire` releases the GIL and can be interrupted
     with Ctrl-C. As a context manager, the pool is closed on exit.
 
-    ``acquire(nbytes, timeout=None)`` -> :class:`Lease` and
-    ``try_acquire(nbytes)`` -> ``Lease | None`` are compiled (``mmpool._core``).
+    ``acquire(nbytes, timeout=None)`` -> :class:`Lease`,
+    ``try_acquire(nbytes)`` -> ``Lease | None`` and ``enqueue(nbytes)`` ->
+    :class:`Ticket` are compiled (``mmpool._core``); :meth:`acquire_async`
+    waits in an event loop.
     """
 
     __slots__ = ("__weakref__",)
     _lease_class: ClassVar[type[Lease]] = Lease
+    _ticket_class: ClassVar[type[Ticket]] = Ticket
 
     def __init__(self, total_bytes: int) -> None:
         total = as_u64(total_bytes, "total_bytes")
@@ -145,6 +151,24 @@ class Pool(core.PoolBase):
 
     def _where(self, operation: str) -> str:
         return f"{type(self).__name__}.{operation}"
+
+    def acquire_async(self, nbytes: int, timeout: Optional[float] = None) -> AcquireAsync:
+        """Acquires ``nbytes`` in an asyncio (or uvloop) event loop:
+        ``lease = await pool.acquire_async(n)``, or ``async with
+        pool.acquire_async(n) as lease:`` (released on exit).
+
+        Granted at once, without a trip through the loop, when the bytes are
+        free and nobody waits; otherwise the coroutine waits in the same
+        first-come-first-served line as threads and C callers, without a
+        thread: one notifier fd per loop wakes it. ``timeout`` seconds
+        (``None``: no limit) run out with ``TimeoutError`` and count in
+        ``stats().timeouts``. Cancelling the task (``asyncio.timeout``,
+        ``wait_for``) leaves the line; a grant that raced the cancellation
+        goes back. The loop never blocks on the pool.
+
+        Raises ``ValueError`` (negative, above the total), ``TimeoutError``,
+        :class:`PoolClosedError`."""
+        return AcquireAsync(self, nbytes, timeout)
 
     @property
     def total_bytes(self) -> int:

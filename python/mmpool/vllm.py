@@ -15,6 +15,20 @@ processes), with two differences that only help: waiters are served strictly
 first come, first served (a large request is never starved by small ones),
 and the global pool is the C library's, shared with C/C++ decoders in the
 process. Lease ids are unique integers but do not count up from 0.
+
+The pool also waits in the event loop (``acquire_async``), so a request takes
+a worker of the server's media executor only once its bytes are held, instead
+of parking one while it waits::
+
+    async def decode_video(video, nbytes, executor):
+        pool = get_mm_gpu_ipc_pool()
+        loop = asyncio.get_running_loop()
+        async with pool.acquire_async(nbytes, timeout=30):   # wait in the loop, no thread
+            return await loop.run_in_executor(executor, decode_on_gpu, video)
+        # released here, after the decode
+
+A request cancelled while it waits (the client went away) leaves the line;
+one cancelled during the decode releases on the way out.
 """
 
 from __future__ import annotations
@@ -68,6 +82,8 @@ class MultiModalGPUMemoryPool(Pool):
             raise ValueError(f"the pool's total_bytes must be a positive number of bytes, got {total_bytes}")
         super().__init__(total_bytes)
 
+    # acquire_async(nbytes, timeout=None) is Pool's: the same line, waited
+    # for in the event loop (see the module's docstring for the pattern).
     # acquire(nbytes, timeout=None) is Pool's compiled one: it reserves
     # nbytes, blocking until they are free (first come, first served), and
     # raises ValueError when nbytes is negative or larger than the whole pool,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import threading
@@ -10,7 +11,7 @@ import textwrap
 import time
 import uuid
 from pathlib import Path
-from typing import Callable
+from typing import Any, Awaitable, Callable
 
 import pytest
 
@@ -71,3 +72,49 @@ def shared_name():
         mmpool.SharedPool.unlink(n)
     except OSError:
         pass
+
+
+LOOPS = ["asyncio", "uvloop"]
+"""The event loops every asyncio test runs under."""
+
+
+def new_loop(kind: str) -> asyncio.AbstractEventLoop:
+    if kind == "uvloop":
+        try:
+            import uvloop
+        except ImportError:
+            pytest.skip("uvloop is not installed (it is in the test extra: pip install .[test])")
+        return uvloop.new_event_loop()
+    return asyncio.new_event_loop()
+
+
+@pytest.fixture(params=LOOPS)
+def run(request) -> Callable[[Awaitable[Any]], Any]:
+    """Runs a coroutine to completion in a fresh event loop of each kind (the
+    standard asyncio loop and uvloop), as ``asyncio.run`` does: tasks left
+    over are cancelled and the loop is closed."""
+
+    def run(main: Awaitable[Any]) -> Any:
+        loop = new_loop(request.param)
+        try:
+            return loop.run_until_complete(main)
+        finally:
+            left = asyncio.all_tasks(loop)
+            for task in left:
+                task.cancel()
+            if left:
+                loop.run_until_complete(asyncio.gather(*left, return_exceptions=True))
+            loop.run_until_complete(loop.shutdown_asyncgens())
+            loop.close()
+
+    run.kind = request.param  # type: ignore[attr-defined]
+    return run
+
+
+async def until(condition: Callable[[], bool], what: str, limit_s: float = 30.0) -> None:
+    """``wait_until`` for coroutines: polls while the loop keeps running."""
+    deadline = time.monotonic() + limit_s
+    while not condition():
+        if time.monotonic() > deadline:
+            pytest.fail(f"gave up waiting for: {what}")
+        await asyncio.sleep(0.001)

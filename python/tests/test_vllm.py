@@ -237,3 +237,45 @@ def test_reserve_reads_a_named_shared_pools_total_and_reservations(shared_name):
     assert left == 10 * GIB - 3 * GIB - GIB - GIB // 2  # the pool's total and reservations, not 8 GiB
     with pytest.raises(ValueError, match=r"reserves 4\.5 GiB \(3\.0 GiB raw-frame budget, 1\.5 GiB decoder"):
         reserve_mm_ipc_gpu_memory(4 * GIB, 8.0, 4, shared_pool=shared_name)
+
+
+def test_the_async_pattern_waits_in_the_loop_and_decodes_in_the_executor():
+    """The module docstring's flow: wait in the loop, decode in the executor,
+    release. While requests wait for bytes, no work is queued for the
+    executor and no worker is busy but the one decoding."""
+    import asyncio
+    import concurrent.futures
+    import threading
+
+    pool = MultiModalGPUMemoryPool(100)
+    executor = concurrent.futures.ThreadPoolExecutor(1)
+    first_running, let_go = threading.Event(), threading.Event()
+    seen: list[tuple[int, int]] = []
+
+    def decode_on_gpu(video: int) -> int:
+        seen.append((video, pool.stats().in_use_bytes))  # its 60 bytes are held already
+        if video == 0:
+            first_running.set()
+            let_go.wait(30)
+        return video
+
+    async def decode_video(video: int, nbytes: int) -> int:
+        loop = asyncio.get_running_loop()
+        async with pool.acquire_async(nbytes, timeout=30) as lease:
+            assert isinstance(lease, MultiModalGPUMemoryLease)
+            return await loop.run_in_executor(executor, decode_on_gpu, video)
+
+    async def main() -> list[int]:
+        tasks = [asyncio.ensure_future(decode_video(i, 60)) for i in range(6)]
+        while not (first_running.is_set() and pool.stats().waiters == 5):
+            await asyncio.sleep(0.001)
+        assert executor._work_queue.qsize() == 0  # the five wait in the loop, not for a worker
+        let_go.set()
+        return await asyncio.gather(*tasks)
+
+    try:
+        assert asyncio.run(main()) == list(range(6))
+    finally:
+        executor.shutdown()
+    assert seen == [(i, 60) for i in range(6)]
+    assert (pool.available_bytes, pool.stats().outstanding_leases) == (100, 0)
