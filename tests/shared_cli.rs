@@ -38,7 +38,7 @@ fn status_shows_the_pool_and_its_processes_and_unlink_removes_it() {
     assert!(out.contains("1048576 bytes") && out.contains("4096 bytes"), "{out}");
     let me = std::process::id().to_string();
     let row = out.lines().find(|l| l.split_whitespace().next() == Some(me.as_str())).expect(&out);
-    assert_eq!(row.split_whitespace().collect::<Vec<_>>(), [me.as_str(), "1", "4096", "0"], "{out}");
+    assert_eq!(row.split_whitespace().collect::<Vec<_>>(), [me.as_str(), "1", "4096", "0", "0"], "{out}");
 
     let (code, out, _) = mmpool_cmd(&["status", &name, "--json"]);
     assert_eq!(code, 0);
