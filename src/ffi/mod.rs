@@ -17,6 +17,7 @@ pub mod pool;
 pub mod process;
 pub mod shared;
 pub mod sliced_wait;
+pub mod split;
 pub mod status;
 pub mod types;
 

@@ -317,6 +317,39 @@ impl Pool {
         dispatch!(self, b => b.resize_lease(id, new_nbytes, wait))
     }
 
+    /// Moves `nbytes` (1 or more, fewer than the lease holds) of lease `id`
+    /// into a new lease, atomically: the bytes are never free meanwhile.
+    /// Returns (what `id` holds now, the new lease). The new lease counts as
+    /// a grant.
+    pub fn split_lease(self: &Arc<Self>, id: u64, nbytes: u64) -> Result<(Lease, Lease), Error> {
+        match self.backend() {
+            Backend::Local(b) => b.split_lease(id, nbytes),
+            #[cfg(not(loom))]
+            Backend::Shared(b) => {
+                let split = b.split_lease(id, nbytes)?;
+                keep(self);
+                Ok(split)
+            }
+        }
+    }
+
+    /// Moves every byte of lease `from` into lease `into` of the same pool,
+    /// atomically, and ends `from` (a later release of it is a no-op).
+    /// Returns what `into` holds now.
+    pub fn merge_leases(self: &Arc<Self>, into: u64, from: u64) -> Result<Lease, Error> {
+        match self.backend() {
+            Backend::Local(b) => b.merge_leases(into, from),
+            #[cfg(not(loom))]
+            Backend::Shared(b) => {
+                let merged = b.merge_leases(into, from)?;
+                // SAFETY: `from`'s grant called `keep`, and the caller's own
+                // handle keeps the pool alive past this.
+                unsafe { Arc::decrement_strong_count(Arc::as_ptr(self)) };
+                Ok(merged)
+            }
+        }
+    }
+
     /// Changes the total. Growing grants waiters at once; shrinking never
     /// revokes a lease, and waiters larger than the new total fail.
     pub fn set_total(&self, new_total: u64) -> Result<(), Error> {

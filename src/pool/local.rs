@@ -13,6 +13,9 @@
 
 use std::time::{Duration, Instant};
 
+mod split;
+pub(crate) use split::{check_merge, check_split};
+
 use super::bottleneck::{Loud, Scene};
 use super::error::Error;
 use super::lease::{Admission, Lease, Ticket};
