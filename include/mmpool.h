@@ -33,6 +33,18 @@
 #define MMPOOL_TORCH_RETURN_NULL 1
 
 /**
+ * `mmpool_lease_share` flag: the lease stays the producer's. Completions
+ * only count; the producer waits for them (`mmpool_handoff_wait`), frees
+ * its memory, then releases the lease itself.
+ */
+#define MMPOOL_SHARE_KEEP_LEASE 1
+
+/**
+ * `claim_deadline_ns` value for parts that never expire.
+ */
+#define MMPOOL_NO_CLAIM_DEADLINE UINT64_MAX
+
+/**
  * `mmpool_open_shared` flag: create the pool if no pool of that name exists.
  */
 #define MMPOOL_SHARED_CREATE 1
@@ -158,6 +170,56 @@ typedef struct mmpool_lease {
    */
   uint64_t nbytes;
 } mmpool_lease;
+
+/**
+ * A hand-off's token from `mmpool_lease_share`: a plain value of 24 bytes to
+ * send to the consumers as it is. A token this pool never issued, or one
+ * with any field altered, is refused with `MMPOOL_ERR_INVALID_LEASE`.
+ */
+typedef struct mmpool_handoff_token {
+  /**
+   * The hand-off, unique within its pool, never reused; 0 means "none".
+   */
+  uint64_t id;
+  /**
+   * Proves the token came from the pool.
+   */
+  uint64_t nonce;
+  /**
+   * How many parts: consumers complete parts 0 to `parts - 1`.
+   */
+  uint32_t parts;
+  /**
+   * 0.
+   */
+  uint32_t reserved;
+} mmpool_handoff_token;
+
+/**
+ * Hand-off figures of a pool, from `mmpool_get_handoff_stats`.
+ */
+typedef struct mmpool_handoff_stats {
+  /**
+   * Hand-offs shared and not yet finished.
+   */
+  uint64_t outstanding;
+  /**
+   * Bytes they hold (those of leases shared without `MMPOOL_SHARE_KEEP_LEASE`).
+   */
+  uint64_t held_bytes;
+  /**
+   * Hand-offs made since the pool was created.
+   */
+  uint64_t shared;
+  /**
+   * Hand-offs finished: every part completed or expired.
+   */
+  uint64_t finished;
+  /**
+   * Parts that expired: nobody claimed or completed them by the claim deadline.
+   */
+  uint64_t expired_parts;
+} mmpool_handoff_stats;
 
 /**
  * A place in line from `mmpool_enqueue`. `id` 0 means "none".
@@ -442,6 +504,83 @@ enum mmpool_status mmpool_cuda_set_callback_timeout(uint64_t timeout_ns);
  * Errors: `INVALID_ARGUMENT` (another value).
  */
 enum mmpool_status mmpool_torch_set_failure_mode(int mode);
+
+/**
+ * Turns `lease` into a hand-off of `parts` parts (1 to 64) and writes its
+ * token to `*out_token`. The token is a plain value: send it by any means to
+ * the consumers, each of which completes one part (`mmpool_handoff_complete`)
+ * on this pool. Without `MMPOOL_SHARE_KEEP_LEASE` the lease ends now (a
+ * later release of it is a no-op) and its bytes stay taken, held by the
+ * hand-off, until the last part completes; with it the lease stays the
+ * producer's. Parts nobody has claimed (`mmpool_handoff_claim`) or completed
+ * `claim_deadline_ns` from now expire: they count as completed, are counted
+ * in `mmpool_handoff_stats.expired_parts` and logged once per hand-off.
+ * `MMPOOL_NO_CLAIM_DEADLINE` means never. Expired parts are collected by the
+ * pool's next hand-off call or stats read, and by a producer waiting in
+ * `mmpool_handoff_wait`.
+ *
+ * Shared pools do not offer hand-offs in this version (`INVALID_ARGUMENT`).
+ *
+ * Errors: `NULL_ARGUMENT`, `INVALID_LEASE` (unknown, another pool's, or
+ * released lease), `INVALID_ARGUMENT` (`parts` 0 or above 64, unknown
+ * `flags`, a shared pool).
+ */
+enum mmpool_status mmpool_lease_share(struct mmpool *pool,
+                                      struct mmpool_lease lease,
+                                      uint32_t parts,
+                                      uint64_t claim_deadline_ns,
+                                      uint32_t flags,
+                                      struct mmpool_handoff_token *out_token);
+
+/**
+ * Claims part `part` of a hand-off: says a consumer took it up, so that it
+ * does not expire at the claim deadline. Claiming it again is a no-op.
+ *
+ * Threads: any thread, at any time.
+ *
+ * Errors: `NULL_ARGUMENT`, `INVALID_LEASE` (a token this pool never issued
+ * or one altered, `part` out of range, a part already completed or expired,
+ * a finished hand-off).
+ */
+enum mmpool_status mmpool_handoff_claim(struct mmpool *pool,
+                                        struct mmpool_handoff_token token,
+                                        uint32_t part);
+
+/**
+ * Completes part `part` of a hand-off, claimed or not. Completing a part
+ * again, or any part of a finished hand-off, is a no-op returning `OK`. The
+ * completion that leaves no part open returns the hand-off's bytes to the
+ * pool and wakes a producer in `mmpool_handoff_wait`.
+ *
+ * Threads: any thread, at any time; completions of the same hand-off may race.
+ *
+ * Errors: `NULL_ARGUMENT`, `INVALID_LEASE` (a token this pool never issued
+ * or one altered, `part` out of range).
+ */
+enum mmpool_status mmpool_handoff_complete(struct mmpool *pool,
+                                           struct mmpool_handoff_token token,
+                                           uint32_t part);
+
+/**
+ * Waits up to `timeout_ns` (`MMPOOL_WAIT_FOREVER`: without limit; 0: not at
+ * all) until the hand-off is finished: every part completed or expired.
+ * `OK` at once for a finished one.
+ *
+ * Errors: `NULL_ARGUMENT`, `INVALID_LEASE` (a token this pool never issued
+ * or one altered), `TIMEOUT` (parts are still open).
+ */
+enum mmpool_status mmpool_handoff_wait(struct mmpool *pool,
+                                       struct mmpool_handoff_token token,
+                                       uint64_t timeout_ns);
+
+/**
+ * Writes the pool's hand-off figures to `*out_stats`. Expired parts are
+ * collected first.
+ *
+ * Errors: `NULL_ARGUMENT`.
+ */
+enum mmpool_status mmpool_get_handoff_stats(const struct mmpool *pool,
+                                            struct mmpool_handoff_stats *out_stats);
 
 /**
  * Creates a pool of `total_bytes` (1 to 2^60) and stores it, with one

@@ -542,3 +542,29 @@ fn a_merge_races_the_release_of_either_lease() {
         assert_eq!((s.available_bytes, s.outstanding_leases, s.waiters), (4, 0, 0), "{s:?}");
     });
 }
+
+#[test]
+fn the_last_two_completions_race_and_a_producer_waits() {
+    model("the_last_two_completions_race_and_a_producer_waits", || {
+        let pool = Pool::new(4).unwrap();
+        let lease = pool.acquire(4, Wait::Forever).unwrap();
+        let token = pool.share_lease(lease.id, 2, None, false).unwrap();
+        let producer = on_thread(&pool, move |p| {
+            p.wait_handoff(&token, Wait::Forever).unwrap();
+            // Finished means the bytes are back: nothing completes after the wake.
+            p.available_bytes()
+        });
+        let first = on_thread(&pool, move |p| p.complete_part(&token, 0).unwrap());
+        let second = on_thread(&pool, move |p| {
+            p.complete_part(&token, 1).unwrap();
+            p.complete_part(&token, 1).unwrap();
+        });
+        first.join().unwrap();
+        second.join().unwrap();
+        assert_eq!(producer.join().unwrap(), 4);
+        let h = pool.handoff_stats();
+        assert_eq!((h.outstanding, h.finished, h.held_bytes), (0, 1, 0));
+        assert_whole(&pool);
+        assert_eq!(pool.available_bytes(), 4);
+    });
+}

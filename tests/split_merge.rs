@@ -3,13 +3,14 @@
 //! the leases exactly, and each misuse fails with its own code and message.
 #![cfg(not(loom))] // these tests use the C boundary and real threads; loom runs tests/loom.rs
 
-use std::ffi::CStr;
+#[path = "support/c_errors.rs"]
+mod c_errors;
+
 use std::ptr;
 use std::thread;
 
 use ::mmpool::ffi::mmpool_status::*;
 use ::mmpool::ffi::pool::*;
-use ::mmpool::ffi::process::mmpool_last_error;
 use ::mmpool::ffi::split::*;
 use ::mmpool::ffi::{mmpool, mmpool_lease};
 use ::mmpool::pool::shared::{self, OpenFlags};
@@ -222,17 +223,8 @@ fn split_and_merge_racing_releases_lose_no_byte() {
 
 // ---- the C ABI ----------------------------------------------------------
 
-fn last_error() -> String {
-    // SAFETY: mmpool_last_error never returns NULL and the text is valid
-    // until the next failing call on this thread.
-    unsafe { CStr::from_ptr(mmpool_last_error()) }.to_string_lossy().into_owned()
-}
+use c_errors::expect_fail;
 
-fn expect_fail(status: ::mmpool::ffi::mmpool_status, code: ::mmpool::ffi::mmpool_status, words: &str) {
-    assert_eq!(status, code, "{}", last_error());
-    let msg = last_error();
-    assert!(msg.contains(words), "message `{msg}` lacks `{words}`");
-}
 
 fn c_pool(total: u64) -> *mut mmpool {
     let mut p = ptr::null_mut();

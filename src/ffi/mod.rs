@@ -12,6 +12,7 @@
 #[macro_use]
 pub mod boundary;
 pub mod cuda;
+pub mod handoff;
 pub mod handle;
 pub mod pool;
 pub mod process;
@@ -23,4 +24,4 @@ pub mod types;
 
 pub use handle::mmpool;
 pub use status::mmpool_status;
-pub use types::{mmpool_lease, mmpool_stats, mmpool_ticket};
+pub use types::{mmpool_handoff_stats, mmpool_handoff_token, mmpool_lease, mmpool_stats, mmpool_ticket};

@@ -6,6 +6,7 @@ use std::cell::UnsafeCell;
 use std::mem::ManuallyDrop;
 
 use super::error::Error;
+use super::handoff::{HandoffInfo, HandoffStats, Token};
 use super::lease::{Admission, Lease, Ticket};
 use super::local::{LocalPool, Released, Wait};
 #[cfg(not(loom))]
@@ -78,6 +79,13 @@ macro_rules! dispatch {
             Backend::Shared($b) => $call,
         }
     };
+}
+
+/// What a hand-off call on a shared pool answers: its records are kept by
+/// this process only, so the shared backend does not offer them.
+#[cfg(not(loom))]
+fn no_shared_handoffs() -> Error {
+    Error::InvalidArgument("hand-offs are available on in-process pools only, not yet on shared pools".into())
 }
 
 /// Holds one handle of the pool for a lease of the shared backend just
@@ -350,6 +358,83 @@ impl Pool {
         }
     }
 
+    /// Turns lease `id` into a hand-off of `parts` parts (1 to `MAX_PARTS`)
+    /// and returns its token. Without `keep_lease` the lease ends and its
+    /// bytes go back when the last part completes; with it the lease stays
+    /// the producer's, to release after `wait_handoff`. Parts nobody has
+    /// claimed or completed `claim_within` after now expire.
+    pub fn share_lease(
+        &self,
+        id: u64,
+        parts: u32,
+        claim_within: Option<std::time::Duration>,
+        keep_lease: bool,
+    ) -> Result<Token, Error> {
+        match self.backend() {
+            Backend::Local(b) => b.share_lease(id, parts, claim_within, keep_lease),
+            #[cfg(not(loom))]
+            Backend::Shared(_) => Err(no_shared_handoffs()),
+        }
+    }
+
+    /// Marks part `part` of a hand-off as taken up, so that it does not
+    /// expire. A completed or expired part cannot be claimed.
+    pub fn claim_part(&self, token: &Token, part: u32) -> Result<(), Error> {
+        match self.backend() {
+            Backend::Local(b) => b.claim_part(token, part),
+            #[cfg(not(loom))]
+            Backend::Shared(_) => Err(no_shared_handoffs()),
+        }
+    }
+
+    /// Completes part `part` of a hand-off (again: a no-op); the last part
+    /// finishes it.
+    pub fn complete_part(&self, token: &Token, part: u32) -> Result<(), Error> {
+        match self.backend() {
+            Backend::Local(b) => b.complete_part(token, part),
+            #[cfg(not(loom))]
+            Backend::Shared(_) => Err(no_shared_handoffs()),
+        }
+    }
+
+    /// Waits up to `wait` for a hand-off to finish (every part completed or
+    /// expired); `Timeout` when the wait runs out first.
+    pub fn wait_handoff(self: &Arc<Self>, token: &Token, wait: Wait) -> Result<(), Error> {
+        let _waiting = Arc::clone(self);
+        match self.backend() {
+            Backend::Local(b) => b.wait_handoff(token, wait),
+            #[cfg(not(loom))]
+            Backend::Shared(_) => Err(no_shared_handoffs()),
+        }
+    }
+
+    /// What an outstanding hand-off is now; `None` once it finished.
+    pub fn handoff(&self, token: &Token) -> Result<Option<HandoffInfo>, Error> {
+        match self.backend() {
+            Backend::Local(b) => b.handoff(token),
+            #[cfg(not(loom))]
+            Backend::Shared(_) => Err(no_shared_handoffs()),
+        }
+    }
+
+    /// Every outstanding hand-off, oldest first (none for a shared pool).
+    pub fn handoffs(&self) -> Vec<HandoffInfo> {
+        match self.backend() {
+            Backend::Local(b) => b.handoffs(),
+            #[cfg(not(loom))]
+            Backend::Shared(_) => Vec::new(),
+        }
+    }
+
+    /// The hand-off figures (zeros for a shared pool).
+    pub fn handoff_stats(&self) -> HandoffStats {
+        match self.backend() {
+            Backend::Local(b) => b.handoff_stats(),
+            #[cfg(not(loom))]
+            Backend::Shared(_) => HandoffStats::default(),
+        }
+    }
+
     /// Changes the total. Growing grants waiters at once; shrinking never
     /// revokes a lease, and waiters larger than the new total fail.
     pub fn set_total(&self, new_total: u64) -> Result<(), Error> {
@@ -382,7 +467,7 @@ impl Pool {
         }
     }
 
-    /// Bytes held by outstanding leases, from the pool's own records (of every
+    /// Bytes held by outstanding leases (and in-process hand-offs), from the pool's own records (of every
     /// process, for a shared pool). With no grant waiting to be collected,
     /// `available + leased == total`.
     pub fn leased_bytes(&self) -> u64 {

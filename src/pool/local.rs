@@ -13,11 +13,14 @@
 
 use std::time::{Duration, Instant};
 
+mod handoff;
 mod split;
+#[cfg(not(loom))]
 pub(crate) use split::{check_merge, check_split};
 
 use super::bottleneck::{Loud, Scene};
 use super::error::Error;
+use super::handoff::Handoffs;
 use super::lease::{Admission, Lease, Ticket};
 use super::slots::{IdKind, LeaseSlots, Removed};
 use super::state::{Snapshot, State, MAX_TOTAL};
@@ -89,6 +92,7 @@ pub(crate) struct LocalPool {
     closed_rejections: AtomicU64,
     futile_wakeups: AtomicU64,
     loud: Loud,
+    handoffs: Handoffs,
     _leak_check: LeakCheck,
 }
 
@@ -112,6 +116,7 @@ impl LocalPool {
             closed_rejections: AtomicU64::new(0),
             futile_wakeups: AtomicU64::new(0),
             loud: Loud::default(),
+            handoffs: Handoffs::default(),
             _leak_check: LeakCheck::new(),
         })
     }
@@ -412,10 +417,11 @@ impl LocalPool {
         }
     }
 
-    /// Bytes held by outstanding leases, from the pool's own records. With no
-    /// grant waiting to be collected, `available + leased == total`.
+    /// Bytes held by outstanding leases and hand-offs, from the pool's own
+    /// records. With no grant waiting to be collected,
+    /// `available + leased == total`.
     pub(crate) fn leased_bytes(&self) -> u64 {
-        self.leases.totals().1
+        self.leases.totals().1 + self.handoffs.stats().held_bytes
     }
 
     /// Bytes and size of the lease `id` if it is outstanding.

@@ -10,6 +10,7 @@ mod error;
 mod front;
 #[cfg(not(loom))]
 mod global;
+mod handoff;
 mod lease;
 mod local;
 #[cfg(not(loom))]
@@ -22,6 +23,7 @@ mod waitlist;
 
 pub use error::Error;
 pub use front::Pool;
+pub use handoff::{HandoffInfo, HandoffStats, Token, MAX_PARTS};
 #[cfg(not(loom))]
 pub use global::{global, init_global, set_global, split_budget};
 pub use lease::{Admission, Lease, Ticket};
