@@ -157,6 +157,16 @@ typedef struct CUstream_st CUstream_st;
 typedef struct mmpool mmpool;
 
 /**
+ * A notifier: a queue of decided tickets and a file descriptor (an eventfd)
+ * that is readable while the queue holds any. Opaque and thread-safe: every
+ * function may be called on one notifier from many threads at once, and it
+ * may serve tickets of many pools. Created by `mmpool_notifier_new`, freed by
+ * `mmpool_notifier_free`. One notifier costs one fd however many tickets are
+ * registered with it, and no thread.
+ */
+typedef struct mmpool_notifier mmpool_notifier;
+
+/**
  * A grant of bytes, a plain value. `id` 0 means "no lease".
  */
 typedef struct mmpool_lease {
@@ -227,6 +237,32 @@ typedef struct mmpool_handoff_stats {
 typedef struct mmpool_ticket {
   uint64_t id;
 } mmpool_ticket;
+
+/**
+ * A decided ticket, as `mmpool_notifier_drain` reports it.
+ */
+typedef struct mmpool_event {
+  /**
+   * The ticket that was decided.
+   */
+  struct mmpool_ticket ticket;
+  /**
+   * The value given to `mmpool_ticket_notify`.
+   */
+  uint64_t user_data;
+  /**
+   * `MMPOOL_OK`: granted; collect the lease with
+   * `mmpool_ticket_wait(pool, ticket, 0, &lease)` (it does not wait; on a
+   * shared pool whose lock one holder keeps past 1 ms it answers
+   * `MMPOOL_ERR_TIMEOUT` and the grant stays: try again) or give the bytes
+   * back with `mmpool_ticket_cancel`. Otherwise the ticket left
+   * the line with nothing reserved: `MMPOOL_ERR_CLOSED` (the pool was
+   * closed), `MMPOOL_ERR_EXCEEDS_CAPACITY` (the total was lowered below it),
+   * `MMPOOL_ERR_INVALID_LEASE` (cancelled, or a
+   * `mmpool_ticket_wait_or_leave` on it ran out).
+   */
+  enum mmpool_status status;
+} mmpool_event;
 
 /**
  * Figures of a pool. Set `size = sizeof(mmpool_stats)` before calling
@@ -581,6 +617,74 @@ enum mmpool_status mmpool_handoff_wait(struct mmpool *pool,
  */
 enum mmpool_status mmpool_get_handoff_stats(const struct mmpool *pool,
                                             struct mmpool_handoff_stats *out_stats);
+
+/**
+ * Creates a notifier and its eventfd (`EFD_NONBLOCK | EFD_CLOEXEC`) and
+ * stores it in `*out_notifier`; free it with `mmpool_notifier_free`.
+ *
+ * Errors: `NULL_ARGUMENT` (`out_notifier`), `SYSTEM` (no descriptor could be made).
+ */
+enum mmpool_status mmpool_notifier_new(struct mmpool_notifier **out_notifier);
+
+/**
+ * Writes the notifier's fd to `*out_fd`: watch it for readability (epoll,
+ * poll, select, asyncio's `add_reader`); it is readable while events are
+ * queued. The notifier owns it: do not read, write or close it yourself.
+ *
+ * Errors: `NULL_ARGUMENT`, `INVALID_ARGUMENT` (a freed notifier, best effort).
+ */
+enum mmpool_status mmpool_notifier_fd(const struct mmpool_notifier *notifier, int *out_fd);
+
+/**
+ * Registers a ticket of `pool` (from `mmpool_enqueue` or
+ * `mmpool_acquire_or_enqueue`) with `notifier`: when the ticket is decided
+ * (granted, the pool closed, the total lowered below it, cancelled by
+ * `mmpool_ticket_cancel` from any thread) one event `{ticket, user_data,
+ * status}` is queued on the notifier and its fd turns readable. A ticket
+ * already decided queues its event at once. The ticket keeps its place in
+ * line and may still be waited on or cancelled as before; a ticket redeemed
+ * by `mmpool_ticket_wait` after its event is simply done. One notifier per
+ * ticket. Works for in-process and shared pools: a grant made by another
+ * process reaches this one (the first registration on a shared pool starts
+ * one relay thread for that pool in this process, stopped when the pool's
+ * last reference goes; tickets still registered then get `CLOSED`).
+ *
+ * Errors: `NULL_ARGUMENT`, `INVALID_ARGUMENT` (the ticket is already
+ * registered, or a freed notifier), `INVALID_LEASE` (not a ticket of this
+ * pool, or already redeemed or cancelled), `TIMEOUT` (a shared pool whose
+ * lock one holder kept for 100 ms: nothing was registered, the ticket keeps
+ * its place; try again), `SYSTEM` (the relay thread could not start).
+ */
+enum mmpool_status mmpool_ticket_notify(struct mmpool *pool,
+                                        struct mmpool_ticket ticket,
+                                        struct mmpool_notifier *notifier,
+                                        uint64_t user_data);
+
+/**
+ * Moves up to `capacity` queued events into `events` (oldest first) and
+ * writes their count to `*out_count` (0 when none are queued). The fd stops
+ * being readable when the queue becomes empty, and stays readable while
+ * events remain. Never blocks. Thread-safe; normally called by the loop
+ * thread after the fd turned readable. An event may name a ticket that was
+ * cancelled after it was decided: its `mmpool_ticket_wait` then returns
+ * `INVALID_LEASE` (the bytes already went back); match events to your own
+ * records by `user_data` and ignore ones you cancelled.
+ *
+ * Errors: `NULL_ARGUMENT` (`notifier`, `events` or `out_count`),
+ * `INVALID_ARGUMENT` (a freed notifier, best effort).
+ */
+enum mmpool_status mmpool_notifier_drain(struct mmpool_notifier *notifier,
+                                         struct mmpool_event *events,
+                                         size_t capacity,
+                                         size_t *out_count);
+
+/**
+ * Frees the notifier. Tickets still registered keep their places in line;
+ * their events are dropped. The fd is closed only when no grant can still
+ * write to it (no write ever reaches a reused fd number), so stop watching
+ * it before this call. NULL is a no-op; freeing twice is undefined.
+ */
+void mmpool_notifier_free(struct mmpool_notifier *notifier);
 
 /**
  * Creates a pool of `total_bytes` (1 to 2^60) and stores it, with one

@@ -13,4 +13,4 @@ pub mod cuda;
 #[cfg(not(loom))]
 pub mod ffi;
 
-pub use pool::{Error, Lease, Pool, Stats, Ticket, Wait};
+pub use pool::{Decision, Error, Event, Lease, Notifier, Pool, Stats, Ticket, Wait};

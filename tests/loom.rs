@@ -19,7 +19,7 @@ use std::time::Instant;
 
 use loom::thread::{self, JoinHandle};
 use mmpool::pool::sync::Arc;
-use mmpool::{Error, Pool, Wait};
+use mmpool::{Decision, Error, Event, Notifier, Pool, Wait};
 
 static EXPLORED: AtomicUsize = AtomicUsize::new(0);
 
@@ -566,5 +566,117 @@ fn the_last_two_completions_race_and_a_producer_waits() {
         assert_eq!((h.outstanding, h.finished, h.held_bytes), (0, 1, 0));
         assert_whole(&pool);
         assert_eq!(pool.available_bytes(), 4);
+
+// ---- the notifier ---------------------------------------------------------
+
+/// One drain on the model's own loop thread: the events it moved, checking
+/// on the way that the eventfd never counts past 1 (no double byte) and that
+/// a readable fd always has an event behind it (no lost wake-up: this is the
+/// only thread that drains).
+fn drain_checked(n: &Notifier, into: &mut Vec<Event>) {
+    assert!(n.debug_counter() <= 1, "the eventfd counts at most one byte");
+    let readable = n.is_readable();
+    let got = n.drain(into, 8);
+    assert!(!readable || got > 0, "a readable fd with no event behind it");
+    assert!(n.debug_counter() <= 1, "the eventfd counts at most one byte");
+}
+
+/// After every other party is done: the last events, and the fd quiet.
+fn drain_rest(n: &Notifier, into: &mut Vec<Event>) {
+    drain_checked(n, into);
+    assert_eq!(n.debug_counter(), 0, "a byte left behind with the queue empty");
+    assert!(!n.is_readable());
+}
+
+#[test]
+fn a_grant_races_a_cancel_and_a_drain_of_a_notified_ticket() {
+    model("a_grant_races_a_cancel_and_a_drain_of_a_notified_ticket", || {
+        let pool = Pool::new(1).unwrap();
+        let hold = pool.acquire(1, Wait::Forever).unwrap();
+        let ticket = pool.enqueue(1).unwrap();
+        let n = Notifier::new().unwrap();
+        pool.notify_ticket(ticket, &n, 7).unwrap();
+        let releaser = on_thread(&pool, move |p| p.release(hold.id).unwrap());
+        let canceller = on_thread(&pool, move |p| p.cancel_ticket(ticket).unwrap());
+        let loop_n = n.clone();
+        let drainer = thread::spawn(move || {
+            let mut seen = Vec::new();
+            drain_checked(&loop_n, &mut seen);
+            seen
+        });
+        releaser.join().unwrap();
+        canceller.join().unwrap();
+        let mut seen = drainer.join().unwrap();
+        drain_rest(&n, &mut seen);
+        // One event, granted (the cancel came after and gave the bytes
+        // back) or cancelled (before the grant): never none, never both.
+        assert_eq!(seen.len(), 1, "{seen:?}");
+        assert_eq!((seen[0].ticket, seen[0].user), (ticket, 7));
+        assert!(matches!(seen[0].decision, Decision::Granted | Decision::Cancelled), "{seen:?}");
+        assert!(pool.wait_ticket(ticket, Wait::Until(Instant::now())).is_err(), "the cancel ended it");
+        assert_whole(&pool);
+        assert_eq!(pool.available_bytes(), 1);
+    });
+}
+
+#[test]
+fn a_registration_races_the_grant_and_a_drain() {
+    model("a_registration_races_the_grant_and_a_drain", || {
+        let pool = Pool::new(1).unwrap();
+        let hold = pool.acquire(1, Wait::Forever).unwrap();
+        let ticket = pool.enqueue(1).unwrap();
+        let n = Notifier::new().unwrap();
+        let reg_n = n.clone();
+        let registrar = on_thread(&pool, move |p| p.notify_ticket(ticket, &reg_n, 1).unwrap());
+        let releaser = on_thread(&pool, move |p| p.release(hold.id).unwrap());
+        let loop_n = n.clone();
+        let drainer = thread::spawn(move || {
+            let mut seen = Vec::new();
+            drain_checked(&loop_n, &mut seen);
+            seen
+        });
+        registrar.join().unwrap();
+        releaser.join().unwrap();
+        let mut seen = drainer.join().unwrap();
+        drain_rest(&n, &mut seen);
+        // Registered before the grant or after it: one event either way.
+        assert_eq!(seen, vec![Event { ticket, user: 1, decision: Decision::Granted }]);
+        let lease = pool.wait_ticket(ticket, Wait::Until(Instant::now())).unwrap();
+        pool.release(lease.id).unwrap();
+        assert_whole(&pool);
+    });
+}
+
+#[test]
+fn two_grants_to_one_notifier_race_its_drain_without_a_double_byte() {
+    model("two_grants_to_one_notifier_race_its_drain_without_a_double_byte", || {
+        let pool = Pool::new(2).unwrap();
+        let a = pool.acquire(1, Wait::Forever).unwrap();
+        let b = pool.acquire(1, Wait::Forever).unwrap();
+        let n = Notifier::new().unwrap();
+        let first = pool.enqueue(1).unwrap();
+        let second = pool.enqueue(1).unwrap();
+        pool.notify_ticket(first, &n, 1).unwrap();
+        pool.notify_ticket(second, &n, 2).unwrap();
+        let r1 = on_thread(&pool, move |p| p.release(a.id).unwrap());
+        let r2 = on_thread(&pool, move |p| p.release(b.id).unwrap());
+        let loop_n = n.clone();
+        let drainer = thread::spawn(move || {
+            let mut seen = Vec::new();
+            drain_checked(&loop_n, &mut seen);
+            drain_checked(&loop_n, &mut seen);
+            seen
+        });
+        r1.join().unwrap();
+        r2.join().unwrap();
+        let mut seen = drainer.join().unwrap();
+        drain_rest(&n, &mut seen);
+        let granted = |ticket, user| Event { ticket, user, decision: Decision::Granted };
+        assert_eq!(seen, vec![granted(first, 1), granted(second, 2)], "in order of arrival");
+        for t in [first, second] {
+            let lease = pool.wait_ticket(t, Wait::Until(Instant::now())).unwrap();
+            pool.release(lease.id).unwrap();
+        }
+        assert_whole(&pool);
     });
 }

@@ -14,6 +14,7 @@ pub mod boundary;
 pub mod cuda;
 pub mod handoff;
 pub mod handle;
+pub mod notify;
 pub mod pool;
 pub mod process;
 pub mod shared;
@@ -23,5 +24,6 @@ pub mod status;
 pub mod types;
 
 pub use handle::mmpool;
+pub use notify::{mmpool_event, mmpool_notifier};
 pub use status::mmpool_status;
 pub use types::{mmpool_handoff_stats, mmpool_handoff_token, mmpool_lease, mmpool_stats, mmpool_ticket};

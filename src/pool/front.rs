@@ -9,6 +9,7 @@ use super::error::Error;
 use super::handoff::{HandoffInfo, HandoffStats, Token};
 use super::lease::{Admission, Lease, Ticket};
 use super::local::{LocalPool, Released, Wait};
+use super::notify::Notifier;
 #[cfg(not(loom))]
 use super::shared::{OpenFlags, SharedOptions, SharedPool, SharedSnapshot};
 use super::stats::Stats;
@@ -316,6 +317,19 @@ impl Pool {
     /// Cancelling a finished ticket is a no-op.
     pub fn cancel_ticket(&self, ticket: Ticket) -> Result<(), Error> {
         dispatch!(self, b => b.cancel_ticket(ticket))
+    }
+
+    /// Registers a ticket of this pool (from `enqueue` or
+    /// `acquire_or_enqueue`) with a notifier: when it is decided (granted,
+    /// the pool closed, the total lowered below it, cancelled) one event
+    /// `{ticket, user, decision}` is queued on `n` and its fd turns readable;
+    /// a ticket already decided queues its event at once. One notifier per
+    /// ticket (again: `InvalidArgument`); a ticket not of this pool, or
+    /// already redeemed or cancelled: `InvalidLease`. On a shared pool, a
+    /// decision made by any process reaches `n` through this process's
+    /// relay thread for the pool (one, started by the first registration).
+    pub fn notify_ticket(&self, ticket: Ticket, n: &Notifier, user: u64) -> Result<(), Error> {
+        dispatch!(self, b => b.notify_ticket(ticket, n.core(), user))
     }
 
     /// Changes what a lease holds. Shrinking returns bytes at once; growing

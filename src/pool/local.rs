@@ -22,6 +22,7 @@ use super::bottleneck::{Loud, Scene};
 use super::error::Error;
 use super::handoff::Handoffs;
 use super::lease::{Admission, Lease, Ticket};
+use super::notify::Core;
 use super::slots::{IdKind, LeaseSlots, Removed};
 use super::state::{Snapshot, State, MAX_TOTAL};
 use super::stats::Stats;
@@ -328,6 +329,18 @@ impl LocalPool {
             Fate::Failed(_) => {}
         }
         Ok(())
+    }
+
+    /// Registers a ticket with a notifier (see `Pool::notify_ticket`); the
+    /// event of a ticket already decided is queued at once, and the fd rung
+    /// once the lock is let go.
+    pub(crate) fn notify_ticket(&self, ticket: Ticket, core: &Arc<Core>, user: u64) -> Result<(), Error> {
+        let mut wl = self.lock();
+        if wl.ticket(ticket.id).is_none() {
+            self.check_ticket(&wl, ticket.id)?;
+            return Err(Error::InvalidLease(format!("ticket {:#x} was already redeemed or cancelled", ticket.id)));
+        }
+        wl.register(ticket.id, core, user)
     }
 
     /// Changes what a lease holds. Shrinking returns bytes at once; growing

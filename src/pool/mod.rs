@@ -3,7 +3,8 @@
 //! Nothing here knows about C; `crate::ffi` translates. [`Pool`] is a front
 //! over two backends: `local` (threads of one process; see it for the
 //! algorithm and `state` for the lock-free word behind the fast path) and
-//! [`shared`] (one named pool for every process on the host).
+//! [`shared`] (one named pool for every process on the host). A [`Notifier`]
+//! turns decided tickets into events behind one pollable fd.
 
 mod bottleneck;
 mod error;
@@ -13,6 +14,7 @@ mod global;
 mod handoff;
 mod lease;
 mod local;
+mod notify;
 #[cfg(not(loom))]
 pub mod shared;
 mod slots;
@@ -28,5 +30,6 @@ pub use handoff::{HandoffInfo, HandoffStats, Token, MAX_PARTS};
 pub use global::{global, init_global, set_global, split_budget};
 pub use lease::{Admission, Lease, Ticket};
 pub use local::Wait;
+pub use notify::{Decision, Event, Notifier};
 pub use state::MAX_TOTAL;
 pub use stats::Stats;

@@ -13,6 +13,7 @@ use std::time::Instant;
 
 use super::error::Error;
 use super::lease::IdMap;
+use super::notify::{Core, Decision, Registrations, Rings};
 use super::sync::{Arc, AtomicU64, Ordering, Parker, ASLEEP};
 
 const WAITING: u64 = 0;
@@ -71,6 +72,14 @@ impl Waiter {
         matches!(self.word.load(Ordering::Acquire), WAITING | ASLEEP)
     }
 
+    /// Its fate as a notifier's event says it; `None` while it waits.
+    fn decision(&self) -> Option<Decision> {
+        match self.word.load(Ordering::Acquire) {
+            WAITING | ASLEEP => None,
+            w => Some(decision_of(w)),
+        }
+    }
+
     /// Sleeps while it is waiting, at most until `deadline`; may return early.
     pub(crate) fn sleep(&self, deadline: Option<Instant>) {
         self.parker.sleep(&self.word, deadline);
@@ -78,37 +87,52 @@ impl Waiter {
 
 }
 
+/// A fate word (not `WAITING`) as a notifier's decision.
+fn decision_of(fate: u64) -> Decision {
+    match fate {
+        GRANTED => Decision::Granted,
+        CLOSED => Decision::Closed,
+        CANCELLED => Decision::Cancelled,
+        w => Decision::ExceedsCapacity { total: w >> TOTAL_SHIFT },
+    }
+}
+
 /// Threads whose request was settled under the wait-list lock and that are
-/// asleep: woken by [`Wakes::run`] once the lock is let go, so that the lock
-/// is never held across the system call. Holding their records keeps the
-/// words alive (a record still held is not reused).
+/// asleep, and notifiers whose tickets were: woken and rung by
+/// [`Wakes::run`] once the lock is let go, so that the lock is never held
+/// across the system call. Holding their records keeps the words alive (a
+/// record still held is not reused).
 #[derive(Default)]
 pub(crate) struct Wakes {
     /// Filled from the front.
     list: [Option<Arc<Waiter>>; 4],
+    rings: Rings,
 }
 
 impl Wakes {
     pub(crate) fn is_empty(&self) -> bool {
-        self.list[0].is_none()
+        self.list[0].is_none() && self.rings.is_empty()
     }
 
     pub(crate) fn run(self) {
         for w in self.list.iter().map_while(Option::as_ref) {
             w.parker.wake(&w.word);
         }
+        self.rings.run();
     }
 }
 
 /// Under the lock: writes `w`'s fate; its thread, if asleep, is woken later
-/// (or at once when `wakes` is full).
-fn settle(wakes: &mut Wakes, w: &Arc<Waiter>, fate: u64) {
+/// (or at once when `wakes` is full), and its notifier, if registered, gets
+/// its event.
+fn settle(wakes: &mut Wakes, notify: &mut Registrations, w: &Arc<Waiter>, fate: u64) {
     if w.parker.settle(&w.word, fate) {
         match wakes.list.iter_mut().find(|e| e.is_none()) {
             Some(e) => *e = Some(Arc::clone(w)),
             None => w.parker.wake(&w.word),
         }
     }
+    notify.decide(w.ticket, decision_of(fate), &mut wakes.rings);
 }
 
 /// Counters only the lock holder changes.
@@ -131,7 +155,9 @@ pub(crate) struct Waitlist {
     /// Records of finished requests, reused once their thread let go of
     /// them, so that waiting costs no allocation in the steady state.
     spare: Vec<Arc<Waiter>>,
-    /// Threads to wake once the lock is let go.
+    /// Two-phase tickets registered with a notifier.
+    notify: Registrations,
+    /// Threads to wake and notifiers to ring once the lock is let go.
     wakes: Wakes,
 }
 
@@ -208,8 +234,9 @@ impl Waitlist {
         let w = self.tickets.remove(&id)?;
         if w.is_waiting() {
             self.unlink(&w);
-            settle(&mut self.wakes, &w, CANCELLED);
+            settle(&mut self.wakes, &mut self.notify, &w, CANCELLED);
         }
+        self.notify.forget(id);
         Some(w)
     }
 
@@ -220,7 +247,10 @@ impl Waitlist {
             return false;
         }
         self.unlink(w);
-        self.tickets.remove(&w.ticket);
+        if self.tickets.remove(&w.ticket).is_some() {
+            self.notify.decide(w.ticket, Decision::Cancelled, &mut self.wakes.rings);
+            self.notify.forget(w.ticket);
+        }
         true
     }
 
@@ -241,7 +271,7 @@ impl Waitlist {
             c.waited_grants += 1;
             c.wait_ns_total = c.wait_ns_total.saturating_add(waited);
             c.wait_ns_max = c.wait_ns_max.max(waited);
-            settle(&mut self.wakes, &w, GRANTED);
+            settle(&mut self.wakes, &mut self.notify, &w, GRANTED);
             self.recycle(w);
         }
     }
@@ -250,11 +280,11 @@ impl Waitlist {
     /// pool is closed). Returns how many.
     pub(crate) fn fail_where(&mut self, total: Option<u64>) -> u64 {
         let before = self.line.len();
-        let wakes = &mut self.wakes;
+        let (wakes, notify) = (&mut self.wakes, &mut self.notify);
         self.line.retain(|w| {
             let doomed = total.map_or(true, |t| w.nbytes > t);
             if doomed {
-                settle(wakes, w, total.map_or(CLOSED, |t| t << TOTAL_SHIFT | TOO_LARGE));
+                settle(wakes, notify, w, total.map_or(CLOSED, |t| t << TOTAL_SHIFT | TOO_LARGE));
             }
             !doomed
         });
@@ -277,6 +307,14 @@ impl Waitlist {
             }
         }
         self.fail_where(None);
+        self.notify.clear();
         granted
+    }
+
+    /// Registers the two-phase ticket `id` (it must be held: see `ticket`)
+    /// with a notifier; one already decided has its event queued at once.
+    pub(crate) fn register(&mut self, id: u64, core: &Arc<Core>, user: u64) -> Result<(), Error> {
+        let decided = self.tickets.get(&id).and_then(|w| w.decision());
+        self.notify.register(id, id, core, user, decided, &mut self.wakes.rings)
     }
 }

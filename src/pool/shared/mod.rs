@@ -29,6 +29,7 @@
 //! attached processes, outstanding leases plus tickets, requests waiting at
 //! once; past them a request fails with `Error::System` naming the limit.
 
+mod doorbell;
 mod file;
 mod futex;
 mod liveness;
@@ -288,6 +289,9 @@ pub struct SharedPool {
     moved_logged: AtomicBool,
     /// The rate limit of this handle's lines on slow waits.
     loud: Loud,
+    /// Tickets registered with notifiers, and the thread that relays their
+    /// decisions (`doorbell.rs`).
+    relay: doorbell::Relay,
 }
 
 fn generation() -> u16 {
@@ -446,6 +450,7 @@ fn attach_by(
         let p = &seg.procs[me];
         p.pid.store(std::process::id(), Relaxed);
         p.attached_ns.store(futex::now_ns(), Relaxed);
+        doorbell::reset(seg, me);
         p.state.store(PROC_ATTACHED, Relaxed);
         Ok(me)
     })();
@@ -522,6 +527,7 @@ impl SharedPool {
             damage_logged: AtomicBool::new(false),
             moved_logged: AtomicBool::new(false),
             loud: Loud::default(),
+            relay: doorbell::Relay::default(),
         };
         Ok((pool, fd, registry, created))
     }
@@ -674,6 +680,7 @@ impl SharedPool {
             for id in ids.drain(..) {
                 if let Some(i) = g.find(id).filter(|&i| g.entry(i).owner.load(Relaxed) as usize == g.me) {
                     if g.entry(i).state.load(Relaxed) != LEASE {
+                        self.relay.ended(g, id);
                         g.free(i);
                     }
                 }
@@ -960,6 +967,7 @@ impl SharedPool {
         let mut g = self.lock()?;
         if let Some(i) = self.own(&g, ticket.id, "ticket")? {
             if g.entry(i).state.load(Relaxed) != LEASE {
+                self.relay.ended(&mut g, ticket.id);
                 g.free(i);
             }
         }
@@ -1239,7 +1247,11 @@ impl SharedPool {
             };
             let e = g.entry(i);
             let nbytes = e.nbytes.load(Relaxed);
-            match e.state.load(Relaxed) {
+            let state = e.state.load(Relaxed);
+            if state != WAITING {
+                self.relay.ended(&mut g, id);
+            }
+            match state {
                 GRANTED => return collect(&mut g, i),
                 FAILED_CLOSED => {
                     g.free(i);
@@ -1257,6 +1269,7 @@ impl SharedPool {
             let now = Instant::now();
             if deadline.is_some_and(|at| now >= at) {
                 if on_timeout == OnTimeout::Leave {
+                    self.relay.ended(&mut g, id);
                     g.free(i);
                     Self::bump(&self.seg().header.timeouts);
                 }
@@ -1316,6 +1329,7 @@ impl SharedPool {
 
 impl Drop for SharedPool {
     fn drop(&mut self) {
+        self.relay.stop(self);
         let a = Attachment::unpack(self.attachment.load(Acquire));
         if a.slot as u64 == NO_SLOT || a.generation != generation() {
             return; // never attached, or an ancestor's attachment (closed at fork)

@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicI64, AtomicU32, AtomicU64};
 /// "MMPOOLSH", little-endian.
 pub(crate) const MAGIC: u64 = u64::from_le_bytes(*b"MMPOOLSH");
 /// Bumped whenever the layout below changes.
-pub(crate) const LAYOUT_VERSION: u32 = 2;
+pub(crate) const LAYOUT_VERSION: u32 = 3;
 
 /// The sizes of a segment's tables, chosen by its creator (see `Limits`).
 /// Bounds: processes 1 ..= 254 (a slot must fit the lock word's byte and
@@ -110,6 +110,12 @@ pub(crate) struct Proc {
     pub(crate) state: AtomicU32,
     pub(crate) pid: AtomicU32,
     pub(crate) attached_ns: AtomicU64,
+    /// The process's doorbell (see `doorbell.rs`): bumped, under the lock,
+    /// whenever one of its tickets is decided while `listening`; its relay
+    /// thread sleeps on it.
+    pub(crate) doorbell: AtomicU32,
+    /// Nonzero while the process has a relay thread.
+    pub(crate) listening: AtomicU32,
 }
 
 /// A lease or a ticket. Cache-line sized: waiters sleep on `futex`.
@@ -307,6 +313,7 @@ mod tests {
     #[test]
     fn layouts_are_whole_pages_and_refuse_limits_out_of_bounds() {
         assert_eq!(std::mem::size_of::<Entry>(), 64);
+        assert_eq!(std::mem::size_of::<Proc>(), 24);
         let l = Layout::new(DEFAULT_PROCS, DEFAULT_ENTRIES, DEFAULT_WAITERS).unwrap();
         assert_eq!(l.size % PAGE, 0);
         assert!(l.ring_at + 8 * 1024 <= l.size && l.entries_at % 64 == 0);

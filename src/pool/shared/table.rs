@@ -10,15 +10,18 @@ use std::os::fd::RawFd;
 use std::sync::atomic::AtomicUsize;
 use std::sync::atomic::Ordering::Relaxed;
 
+use super::doorbell;
 use super::futex::{self, now_ns};
 use super::liveness::{self, PROC_LOCK_BASE};
 use super::lock;
 use super::segment::*;
+use crate::pool::notify::Rings;
 use crate::pool::MAX_TOTAL;
 use crate::pool::Error;
 
 /// The segment while this process holds its lock. Unlocks on drop, then wakes
-/// the tickets whose fate it changed.
+/// the tickets whose fate it changed, the doorbells of the processes that
+/// own them, and this process's notifiers with events queued meanwhile.
 pub(crate) struct Locked<'a> {
     pub(crate) seg: &'a Segment<'a>,
     /// This process's slot.
@@ -28,6 +31,10 @@ pub(crate) struct Locked<'a> {
     /// The attachment's count of threads inside the lock (see `lock.rs`).
     inside: &'a AtomicUsize,
     woken: Vec<usize>,
+    /// Slots whose doorbell was bumped (`doorbell::bump`).
+    pub(crate) doorbells: Vec<usize>,
+    /// Notifiers to ring (events queued under the lock).
+    pub(crate) rings: Rings,
 }
 
 impl Drop for Locked<'_> {
@@ -42,6 +49,8 @@ impl Drop for Locked<'_> {
                 futex::wake(&e.futex, i32::MAX);
             }
         }
+        doorbell::wake(self.seg, &self.doorbells);
+        std::mem::take(&mut self.rings).run();
     }
 }
 
@@ -52,7 +61,7 @@ fn sat(v: i128) -> i64 {
 impl<'a> Locked<'a> {
     /// Wraps a lock the caller has just taken.
     pub(crate) fn new(seg: &'a Segment<'a>, me: usize, fd: RawFd, inside: &'a AtomicUsize) -> Self {
-        Locked { seg, me, fd, inside, woken: Vec::new() }
+        Locked { seg, me, fd, inside, woken: Vec::new(), doorbells: Vec::new(), rings: Rings::default() }
     }
 
     pub(crate) fn entry(&self, i: usize) -> &'a Entry {
@@ -183,6 +192,7 @@ impl<'a> Locked<'a> {
         e.state.store(state, Relaxed);
         e.futex.fetch_add(1, Relaxed);
         self.woken.push(i);
+        doorbell::bump(self.seg, e, &mut self.doorbells);
     }
 
     /// Frees an entry, returning its bytes if it held any, and fixing counts.
