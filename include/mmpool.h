@@ -260,6 +260,10 @@ typedef struct mmpool_event {
    * closed), `MMPOOL_ERR_EXCEEDS_CAPACITY` (the total was lowered below it),
    * `MMPOOL_ERR_INVALID_LEASE` (cancelled, or a
    * `mmpool_ticket_wait_or_leave` on it ran out).
+   *
+   * An event of `mmpool_handoff_notify` carries the hand-off's token id in
+   * `ticket.id` and `MMPOOL_OK`: the hand-off finished; nothing is
+   * collected (tell the two kinds apart by `user_data`).
    */
   enum mmpool_status status;
 } mmpool_event;
@@ -608,6 +612,21 @@ enum mmpool_status mmpool_handoff_complete(struct mmpool *pool,
 enum mmpool_status mmpool_handoff_wait(struct mmpool *pool,
                                        struct mmpool_handoff_token token,
                                        uint64_t timeout_ns);
+
+/**
+ * Registers `notifier` for the hand-off: when it finishes (every part
+ * completed or expired, its bytes back) one event `{ticket = {token.id},
+ * user_data, MMPOOL_OK}` is queued on the notifier and its fd turns
+ * readable; a finished hand-off queues its event at once. Several notifiers
+ * may watch one hand-off.
+ *
+ * Errors: `NULL_ARGUMENT`, `INVALID_ARGUMENT` (a freed notifier, a shared
+ * pool), `INVALID_LEASE` (a token this pool never issued or one altered).
+ */
+enum mmpool_status mmpool_handoff_notify(struct mmpool *pool,
+                                         struct mmpool_handoff_token token,
+                                         struct mmpool_notifier *notifier,
+                                         uint64_t user_data);
 
 /**
  * Writes the pool's hand-off figures to `*out_stats`. Expired parts are

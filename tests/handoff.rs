@@ -18,7 +18,8 @@ use ::mmpool::ffi::types::MMPOOL_WAIT_FOREVER;
 use ::mmpool::ffi::{mmpool, mmpool_handoff_stats, mmpool_handoff_token, mmpool_lease};
 use ::mmpool::log::{set_sink, Level};
 use ::mmpool::pool::shared::{self, OpenFlags};
-use ::mmpool::pool::{HandoffStats, Token};
+use ::mmpool::pool::{Decision, Event, HandoffStats, Notifier, Token};
+use ::mmpool::Ticket;
 use ::mmpool::{Error, Pool, Wait};
 
 fn assert_whole(pool: &Pool) {
@@ -222,6 +223,32 @@ fn unclaimed_parts_expire_at_the_deadline_counted_and_logged_once() {
     assert!(lines[0].contains("2 part(s) nobody claimed") && lines[0].contains("1 part(s) still open"), "{lines:?}");
 }
 
+#[test]
+fn a_notifier_gets_one_event_when_the_hand_off_finishes() {
+    let pool = Pool::new(100).unwrap();
+    let n = Notifier::new().unwrap();
+    let lease = pool.acquire(100, Wait::Forever).unwrap();
+    let token = pool.share_lease(lease.id, 2, None, false).unwrap();
+    pool.notify_handoff(&token, &n, 7).unwrap();
+    pool.complete_part(&token, 0).unwrap();
+    assert!(!n.is_readable(), "a part is still open");
+    let mut events = Vec::new();
+    assert_eq!(n.drain(&mut events, 8), 0);
+    thread::scope(|s| {
+        s.spawn(|| pool.complete_part(&token, 1).unwrap());
+    });
+    assert!(n.is_readable());
+    assert_eq!(n.drain(&mut events, 8), 1);
+    assert_eq!(events, [Event { ticket: Ticket { id: token.id }, user: 7, decision: Decision::HandoffFinished }]);
+    assert_eq!(pool.available_bytes(), 100, "the event comes after the bytes are back");
+    // A finished hand-off's event is queued at once.
+    pool.notify_handoff(&token, &n, 8).unwrap();
+    events.clear();
+    assert_eq!(n.drain(&mut events, 8), 1);
+    assert_eq!(events[0].user, 8);
+    invalid_lease(pool.notify_handoff(&Token { nonce: 1, ..token }, &n, 9));
+}
+
 // ---- the C ABI ----------------------------------------------------------
 
 use c_errors::expect_fail;
@@ -263,6 +290,8 @@ fn the_c_calls_write_only_on_success_and_say_why_they_fail() {
     assert_eq!(mmpool_handoff_complete(p, t, 1), MMPOOL_OK);
     assert_eq!(mmpool_available_bytes(p), 100);
     assert_eq!(mmpool_handoff_wait(p, t, MMPOOL_WAIT_FOREVER), MMPOOL_OK);
+
+    expect_fail(mmpool_handoff_notify(p, t, ptr::null_mut(), 1), MMPOOL_ERR_NULL_ARGUMENT, "`notifier`");
 
     let mut hs = mmpool_handoff_stats { outstanding: 5, ..Default::default() };
     expect_fail(mmpool_get_handoff_stats(p, ptr::null_mut()), MMPOOL_ERR_NULL_ARGUMENT, "`out_stats`");

@@ -3,6 +3,7 @@
 
 use super::boundary::out;
 use super::handle::{borrow, mmpool};
+use super::notify::{mmpool_notifier, notifier};
 use super::status::mmpool_status;
 use super::types::{mmpool_handoff_stats, mmpool_handoff_token, mmpool_lease};
 use crate::pool::{Error, Token, Wait};
@@ -111,6 +112,29 @@ pub extern "C" fn mmpool_handoff_wait(pool: *mut mmpool, token: mmpool_handoff_t
         // SAFETY: the C contract: `pool` is a held handle.
         let pool = unsafe { borrow(pool, "pool") }?;
         pool.wait_handoff(&self::token(&token)?, Wait::timeout_ns(timeout_ns))?;
+        Ok(())
+    })
+}
+
+/// Registers `notifier` for the hand-off: when it finishes (every part
+/// completed or expired, its bytes back) one event `{ticket = {token.id},
+/// user_data, MMPOOL_OK}` is queued on the notifier and its fd turns
+/// readable; a finished hand-off queues its event at once. Several notifiers
+/// may watch one hand-off.
+///
+/// Errors: `NULL_ARGUMENT`, `INVALID_ARGUMENT` (a freed notifier, a shared
+/// pool), `INVALID_LEASE` (a token this pool never issued or one altered).
+#[no_mangle]
+pub extern "C" fn mmpool_handoff_notify(
+    pool: *mut mmpool,
+    token: mmpool_handoff_token,
+    notifier: *mut mmpool_notifier,
+    user_data: u64,
+) -> mmpool_status {
+    boundary!("mmpool_handoff_notify", {
+        // SAFETY: the C contract: `pool` is a held handle, `notifier` a live notifier.
+        let (pool, n) = unsafe { (borrow(pool, "pool")?, self::notifier(notifier, "notifier")?) };
+        pool.notify_handoff(&self::token(&token)?, n, user_data)?;
         Ok(())
     })
 }

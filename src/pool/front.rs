@@ -422,6 +422,16 @@ impl Pool {
         }
     }
 
+    /// Posts one event on `n` when the hand-off finishes (at once if it
+    /// has): `{ticket: Ticket { id: token.id }, user, HandoffFinished}`.
+    pub fn notify_handoff(&self, token: &Token, n: &Notifier, user: u64) -> Result<(), Error> {
+        match self.backend() {
+            Backend::Local(b) => b.notify_handoff(token, n.core(), user),
+            #[cfg(not(loom))]
+            Backend::Shared(_) => Err(no_shared_handoffs()),
+        }
+    }
+
     /// What an outstanding hand-off is now; `None` once it finished.
     pub fn handoff(&self, token: &Token) -> Result<Option<HandoffInfo>, Error> {
         match self.backend() {

@@ -21,7 +21,9 @@ use std::time::{Duration, Instant};
 
 use super::error::Error;
 use super::lease::IdMap;
+use super::lease::Ticket;
 use super::local::Wait;
+use super::notify::{Core, Decision, Event};
 use super::sync::{Arc, AtomicU64, Mutex, Ordering, Parker};
 use crate::log::{self, Level};
 
@@ -106,6 +108,8 @@ struct Record {
     /// Every part is done and the bytes are on their way back: the record
     /// stays, for a waiting producer, until they are (`announce`).
     finishing: bool,
+    /// Notifiers that get an event when it finishes, with their values.
+    watchers: Vec<(Arc<Core>, u64)>,
 }
 
 impl Record {
@@ -192,7 +196,7 @@ impl Handoffs {
         let id = t.next;
         t.next += 1;
         let bell = Arc::new(Bell::default());
-        t.records.insert(id, Record { nbytes, parts, done: 0, claimed: 0, deadline, since, bell, finishing: false });
+        t.records.insert(id, Record { nbytes, parts, done: 0, claimed: 0, deadline, since, bell, finishing: false, watchers: Vec::new() });
         t.stats.shared += 1;
         t.stats.outstanding += 1;
         t.stats.held_bytes += nbytes;
@@ -246,13 +250,30 @@ impl Handoffs {
         Finished { id, nbytes }
     }
 
-    /// Ends a finished hand-off once its bytes are back, and wakes the
-    /// producer waiting for it.
+    /// Ends a finished hand-off once its bytes are back, wakes the producer
+    /// waiting for it and posts its event on the notifiers watching it.
     pub(crate) fn announce(&self, f: Finished) {
         let record = self.table.lock().records.remove(&f.id);
         if let Some(r) = record {
             r.bell.ring();
+            for (core, user) in r.watchers {
+                core.post(finished_event(f.id, user));
+            }
         }
+    }
+
+    /// Posts an event on `core` when the hand-off finishes (at once if it
+    /// has).
+    pub(crate) fn notify(&self, token: &Token, core: &Arc<Core>, user: u64) -> Result<(), Error> {
+        let mut t = self.table.lock();
+        self.check(&t, token)?;
+        if let Some(r) = t.records.get_mut(&token.id) {
+            r.watchers.push((Arc::clone(core), user));
+            return Ok(());
+        }
+        drop(t);
+        core.post(finished_event(token.id, user));
+        Ok(())
     }
 
     /// Expires the parts past their claim deadline that nobody claimed or
@@ -357,6 +378,10 @@ impl Handoffs {
     pub(crate) fn stats(&self) -> HandoffStats {
         self.table.lock().stats
     }
+}
+
+fn finished_event(id: u64, user: u64) -> Event {
+    Event { ticket: Ticket { id }, user, decision: Decision::HandoffFinished }
 }
 
 /// Refuses a number of parts a hand-off cannot have.

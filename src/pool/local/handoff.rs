@@ -6,6 +6,8 @@ use std::time::{Duration, Instant};
 
 use super::super::error::Error;
 use super::super::handoff::{check_parts, Finished, HandoffInfo, HandoffStats, Token};
+use super::super::notify::Core;
+use super::super::sync::Arc;
 use super::super::slots::Removed;
 use super::{LocalPool, Wait};
 
@@ -58,6 +60,12 @@ impl LocalPool {
     /// Waits up to `wait` for the hand-off to finish.
     pub(crate) fn wait_handoff(&self, token: &Token, wait: Wait) -> Result<(), Error> {
         self.handoffs.wait(token, wait, |done| done.into_iter().for_each(|f| self.finish_handoff(f)))
+    }
+
+    /// Posts an event on `core` when the hand-off finishes.
+    pub(crate) fn notify_handoff(&self, token: &Token, core: &Arc<Core>, user: u64) -> Result<(), Error> {
+        self.reap_handoffs();
+        self.handoffs.notify(token, core, user)
     }
 
     /// What an outstanding hand-off is now; `None` once it finished.
