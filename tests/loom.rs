@@ -566,6 +566,8 @@ fn the_last_two_completions_race_and_a_producer_waits() {
         assert_eq!((h.outstanding, h.finished, h.held_bytes), (0, 1, 0));
         assert_whole(&pool);
         assert_eq!(pool.available_bytes(), 4);
+    });
+}
 
 // ---- the notifier ---------------------------------------------------------
 
