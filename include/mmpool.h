@@ -555,9 +555,10 @@ enum mmpool_status mmpool_torch_set_failure_mode(int mode);
  * producer's. Parts nobody has claimed (`mmpool_handoff_claim`) or completed
  * `claim_deadline_ns` from now expire: they count as completed, are counted
  * in `mmpool_handoff_stats.expired_parts` and logged once per hand-off.
- * `MMPOOL_NO_CLAIM_DEADLINE` means never. Expired parts are collected by the
- * pool's next hand-off call or stats read, and by a producer waiting in
- * `mmpool_handoff_wait`.
+ * `MMPOOL_NO_CLAIM_DEADLINE` means never. Expired parts are collected at
+ * the deadline by requests waiting in line and by a producer waiting in
+ * `mmpool_handoff_wait`, else by the pool's next hand-off call or hand-off
+ * stats read.
  *
  * Shared pools do not offer hand-offs in this version (`INVALID_ARGUMENT`).
  *

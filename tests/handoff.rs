@@ -224,6 +224,30 @@ fn unclaimed_parts_expire_at_the_deadline_counted_and_logged_once() {
 }
 
 #[test]
+fn a_waiting_acquire_gets_the_bytes_of_a_hand_off_that_expires() {
+    let pool = Pool::new(10).unwrap();
+    let lease = pool.acquire(10, Wait::Forever).unwrap();
+    let token = pool.share_lease(lease.id, 3, Some(Duration::from_millis(20)), false).unwrap();
+    // Nobody else calls the pool: the waiter itself wakes at the deadline.
+    let l = pool.acquire(10, Wait::Forever).unwrap();
+    assert_eq!(pool.handoff(&token).unwrap(), None);
+    assert_eq!(pool.handoff_stats().expired_parts, 3);
+    assert_eq!(pool.stats().futile_wakeups, 0, "waking for the deadline is no futile wake-up");
+    pool.release(l.id).unwrap();
+    // Every part claimed: the deadline passes, nothing expires, and the
+    // producer's wait sleeps past it until its own time runs out.
+    let lease = pool.acquire(10, Wait::Forever).unwrap();
+    let token = pool.share_lease(lease.id, 2, Some(Duration::from_millis(20)), false).unwrap();
+    pool.claim_part(&token, 0).unwrap();
+    pool.claim_part(&token, 1).unwrap();
+    assert!(matches!(pool.wait_handoff(&token, Wait::timeout_ns(100_000_000)), Err(Error::Timeout { .. })));
+    assert_eq!(pool.handoff_stats().expired_parts, 3, "claimed parts do not expire");
+    pool.complete_part(&token, 0).unwrap();
+    pool.complete_part(&token, 1).unwrap();
+    assert_eq!(pool.available_bytes(), 10);
+}
+
+#[test]
 fn a_notifier_gets_one_event_when_the_hand_off_finishes() {
     let pool = Pool::new(100).unwrap();
     let n = Notifier::new().unwrap();

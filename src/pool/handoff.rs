@@ -146,11 +146,19 @@ pub(crate) struct Finished {
 pub(crate) struct Handoffs {
     secret: RandomState,
     table: Mutex<Table>,
+    /// Records with a claim deadline still to pass: read without the lock
+    /// by waiters of the pool, which then wake for that deadline too. A hint
+    /// only (std's atomic, unmodelled under loom); the table decides.
+    timed: std::sync::atomic::AtomicUsize,
 }
 
 impl Default for Handoffs {
     fn default() -> Self {
-        Handoffs { secret: RandomState::new(), table: Mutex::new(Table { next: 1, ..Table::default() }) }
+        Handoffs {
+            secret: RandomState::new(),
+            table: Mutex::new(Table { next: 1, ..Table::default() }),
+            timed: std::sync::atomic::AtomicUsize::new(0),
+        }
     }
 }
 
@@ -200,6 +208,9 @@ impl Handoffs {
         t.stats.shared += 1;
         t.stats.outstanding += 1;
         t.stats.held_bytes += nbytes;
+        if deadline.is_some() {
+            self.timed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
         Ok(Token { id, nonce: self.nonce(id, parts), parts })
     }
 
@@ -233,13 +244,16 @@ impl Handoffs {
         if r.left() > 0 {
             return Ok(None);
         }
-        Ok(Some(Self::finish(&mut t, token.id)))
+        Ok(Some(self.finish(&mut t, token.id)))
     }
 
-    fn finish(t: &mut Table, id: u64) -> Finished {
+    fn finish(&self, t: &mut Table, id: u64) -> Finished {
         let nbytes = match t.records.get_mut(&id) {
             Some(r) => {
                 r.finishing = true;
+                if r.deadline.take().is_some() {
+                    self.timed.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+                }
                 r.nbytes
             }
             None => 0,
@@ -286,12 +300,14 @@ impl Handoffs {
             if r.finishing || r.deadline.map_or(true, |at| now < at) {
                 continue;
             }
+            // The deadline passes once, whether or not a part lapses.
+            r.deadline = None;
+            self.timed.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
             let lapsed = r.all() & !r.done & !r.claimed;
             if lapsed == 0 {
                 continue;
             }
             r.done |= lapsed;
-            r.deadline = None;
             expired.push((id, lapsed.count_ones(), r.left(), r.nbytes));
         }
         let mut finished = Vec::new();
@@ -305,13 +321,23 @@ impl Handoffs {
                 ),
             );
             if left == 0 {
-                finished.push(Self::finish(&mut t, id));
+                finished.push(self.finish(&mut t, id));
             }
         }
         finished
     }
 
-    /// The earliest claim deadline still to come, for a waiter's sleep.
+    /// The earliest claim deadline of any hand-off still to pass, for a
+    /// waiter of the pool, which wakes then to `reap` (the bytes of a
+    /// hand-off that expires may be what it waits for).
+    pub(crate) fn next_claim_deadline(&self) -> Option<Instant> {
+        if self.timed.load(std::sync::atomic::Ordering::Relaxed) == 0 {
+            return None;
+        }
+        self.table.lock().records.values().filter_map(|r| r.deadline).min()
+    }
+
+    /// The claim deadline of hand-off `id` still to pass, for its producer's wait.
     fn next_deadline(&self, id: u64) -> Option<Instant> {
         self.table.lock().records.get(&id).and_then(|r| r.deadline)
     }
@@ -341,11 +367,7 @@ impl Handoffs {
             if deadline.is_some_and(|at| now >= at) {
                 return Err(Error::Timeout { requested: 0 });
             }
-            let until = match (deadline, self.next_deadline(token.id)) {
-                (Some(a), Some(b)) => Some(a.min(b)),
-                (a, b) => a.or(b),
-            };
-            bell.parker.sleep(&bell.word, until);
+            bell.parker.sleep(&bell.word, earliest(deadline, self.next_deadline(token.id)));
         }
     }
 
@@ -377,6 +399,14 @@ impl Handoffs {
 
     pub(crate) fn stats(&self) -> HandoffStats {
         self.table.lock().stats
+    }
+}
+
+/// The sooner of two optional instants (`None`: never).
+pub(crate) fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
     }
 }
 

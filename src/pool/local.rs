@@ -20,7 +20,7 @@ pub(crate) use split::{check_merge, check_split};
 
 use super::bottleneck::{Loud, Scene};
 use super::error::Error;
-use super::handoff::Handoffs;
+use super::handoff::{earliest, Handoffs};
 use super::lease::{Admission, Lease, Ticket};
 use super::notify::Core;
 use super::slots::{IdKind, LeaseSlots, Removed};
@@ -600,8 +600,16 @@ impl LocalPool {
                 }
                 continue;
             }
-            w.sleep(deadline);
-            if w.is_waiting() && deadline.map_or(true, |at| Instant::now() < at) {
+            // A hand-off whose claim deadline passes may return the bytes
+            // this request waits for: wake then too, and collect them.
+            let expiry = self.handoffs.next_claim_deadline();
+            w.sleep(earliest(deadline, expiry));
+            let now = Instant::now();
+            if expiry.is_some_and(|at| now >= at) {
+                self.reap_handoffs();
+                continue;
+            }
+            if w.is_waiting() && deadline.map_or(true, |at| now < at) {
                 bump(&self.futile_wakeups);
             }
         }
