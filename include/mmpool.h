@@ -33,6 +33,18 @@
 #define MMPOOL_TORCH_RETURN_NULL 1
 
 /**
+ * `mmpool_lease_share` flag: the lease stays the producer's. Completions
+ * only count; the producer waits for them (`mmpool_handoff_wait`), frees
+ * its memory, then releases the lease itself.
+ */
+#define MMPOOL_SHARE_KEEP_LEASE 1
+
+/**
+ * `claim_deadline_ns` value for parts that never expire.
+ */
+#define MMPOOL_NO_CLAIM_DEADLINE UINT64_MAX
+
+/**
  * Buckets of `mmpool_histograms.wait_counts`: 25 finite bounds, then +Inf.
  */
 #define MMPOOL_WAIT_BUCKETS 26
@@ -175,6 +187,71 @@ typedef struct mmpool mmpool;
 typedef struct mmpool_notifier mmpool_notifier;
 
 /**
+ * A grant of bytes, a plain value. `id` 0 means "no lease".
+ */
+typedef struct mmpool_lease {
+  /**
+   * Unique across all pools of the process, never reused.
+   */
+  uint64_t id;
+  /**
+   * The bytes it holds (informational: the pool's own record decides what a
+   * release returns).
+   */
+  uint64_t nbytes;
+} mmpool_lease;
+
+/**
+ * A hand-off's token from `mmpool_lease_share`: a plain value of 24 bytes to
+ * send to the consumers as it is. A token this pool never issued, or one
+ * with any field altered, is refused with `MMPOOL_ERR_INVALID_LEASE`.
+ */
+typedef struct mmpool_handoff_token {
+  /**
+   * The hand-off, unique within its pool, never reused; 0 means "none".
+   */
+  uint64_t id;
+  /**
+   * Proves the token came from the pool.
+   */
+  uint64_t nonce;
+  /**
+   * How many parts: consumers complete parts 0 to `parts - 1`.
+   */
+  uint32_t parts;
+  /**
+   * 0.
+   */
+  uint32_t reserved;
+} mmpool_handoff_token;
+
+/**
+ * Hand-off figures of a pool, from `mmpool_get_handoff_stats`.
+ */
+typedef struct mmpool_handoff_stats {
+  /**
+   * Hand-offs shared and not yet finished.
+   */
+  uint64_t outstanding;
+  /**
+   * Bytes they hold (those of leases shared without `MMPOOL_SHARE_KEEP_LEASE`).
+   */
+  uint64_t held_bytes;
+  /**
+   * Hand-offs made since the pool was created.
+   */
+  uint64_t shared;
+  /**
+   * Hand-offs finished: every part completed or expired.
+   */
+  uint64_t finished;
+  /**
+   * Parts that expired: nobody claimed or completed them by the claim deadline.
+   */
+  uint64_t expired_parts;
+} mmpool_handoff_stats;
+
+/**
  * A place in line from `mmpool_enqueue`. `id` 0 means "none".
  */
 typedef struct mmpool_ticket {
@@ -203,6 +280,10 @@ typedef struct mmpool_event {
    * closed), `MMPOOL_ERR_EXCEEDS_CAPACITY` (the total was lowered below it),
    * `MMPOOL_ERR_INVALID_LEASE` (cancelled, or a
    * `mmpool_ticket_wait_or_leave` on it ran out).
+   *
+   * An event of `mmpool_handoff_notify` carries the hand-off's token id in
+   * `ticket.id` and `MMPOOL_OK`: the hand-off finished; nothing is
+   * collected (tell the two kinds apart by `user_data`).
    */
   enum mmpool_status status;
 } mmpool_event;
@@ -267,21 +348,6 @@ typedef struct mmpool_histograms {
    */
   uint64_t size_counts[MMPOOL_SIZE_BUCKETS];
 } mmpool_histograms;
-
-/**
- * A grant of bytes, a plain value. `id` 0 means "no lease".
- */
-typedef struct mmpool_lease {
-  /**
-   * Unique across all pools of the process, never reused.
-   */
-  uint64_t id;
-  /**
-   * The bytes it holds (informational: the pool's own record decides what a
-   * release returns).
-   */
-  uint64_t nbytes;
-} mmpool_lease;
 
 /**
  * Figures of a pool. Set `size = sizeof(mmpool_stats)` before calling
@@ -583,6 +649,99 @@ enum mmpool_status mmpool_cuda_set_callback_timeout(uint64_t timeout_ns);
  * Errors: `INVALID_ARGUMENT` (another value).
  */
 enum mmpool_status mmpool_torch_set_failure_mode(int mode);
+
+/**
+ * Turns `lease` into a hand-off of `parts` parts (1 to 64) and writes its
+ * token to `*out_token`. The token is a plain value: send it by any means to
+ * the consumers, each of which completes one part (`mmpool_handoff_complete`)
+ * on this pool. Without `MMPOOL_SHARE_KEEP_LEASE` the lease ends now (a
+ * later release of it is a no-op) and its bytes stay taken, held by the
+ * hand-off, until the last part completes; with it the lease stays the
+ * producer's. Parts nobody has claimed (`mmpool_handoff_claim`) or completed
+ * `claim_deadline_ns` from now expire: they count as completed, are counted
+ * in `mmpool_handoff_stats.expired_parts` and logged once per hand-off.
+ * `MMPOOL_NO_CLAIM_DEADLINE` means never. Expired parts are collected at
+ * the deadline by requests waiting in line and by a producer waiting in
+ * `mmpool_handoff_wait`, else by the pool's next hand-off call or hand-off
+ * stats read.
+ *
+ * Shared pools do not offer hand-offs in this version (`INVALID_ARGUMENT`).
+ *
+ * Errors: `NULL_ARGUMENT`, `INVALID_LEASE` (unknown, another pool's, or
+ * released lease), `INVALID_ARGUMENT` (`parts` 0 or above 64, unknown
+ * `flags`, a shared pool).
+ */
+enum mmpool_status mmpool_lease_share(struct mmpool *pool,
+                                      struct mmpool_lease lease,
+                                      uint32_t parts,
+                                      uint64_t claim_deadline_ns,
+                                      uint32_t flags,
+                                      struct mmpool_handoff_token *out_token);
+
+/**
+ * Claims part `part` of a hand-off: says a consumer took it up, so that it
+ * does not expire at the claim deadline. Claiming it again is a no-op.
+ *
+ * Threads: any thread, at any time.
+ *
+ * Errors: `NULL_ARGUMENT`, `INVALID_LEASE` (a token this pool never issued
+ * or one altered, `part` out of range, a part already completed or expired,
+ * a finished hand-off).
+ */
+enum mmpool_status mmpool_handoff_claim(struct mmpool *pool,
+                                        struct mmpool_handoff_token token,
+                                        uint32_t part);
+
+/**
+ * Completes part `part` of a hand-off, claimed or not. Completing a part
+ * again, or any part of a finished hand-off, is a no-op returning `OK`. The
+ * completion that leaves no part open returns the hand-off's bytes to the
+ * pool and wakes a producer in `mmpool_handoff_wait`.
+ *
+ * Threads: any thread, at any time; completions of the same hand-off may race.
+ *
+ * Errors: `NULL_ARGUMENT`, `INVALID_LEASE` (a token this pool never issued
+ * or one altered, `part` out of range).
+ */
+enum mmpool_status mmpool_handoff_complete(struct mmpool *pool,
+                                           struct mmpool_handoff_token token,
+                                           uint32_t part);
+
+/**
+ * Waits up to `timeout_ns` (`MMPOOL_WAIT_FOREVER`: without limit; 0: not at
+ * all) until the hand-off is finished: every part completed or expired.
+ * `OK` at once for a finished one.
+ *
+ * Errors: `NULL_ARGUMENT`, `INVALID_LEASE` (a token this pool never issued
+ * or one altered), `TIMEOUT` (parts are still open).
+ */
+enum mmpool_status mmpool_handoff_wait(struct mmpool *pool,
+                                       struct mmpool_handoff_token token,
+                                       uint64_t timeout_ns);
+
+/**
+ * Registers `notifier` for the hand-off: when it finishes (every part
+ * completed or expired, its bytes back) one event `{ticket = {token.id},
+ * user_data, MMPOOL_OK}` is queued on the notifier and its fd turns
+ * readable; a finished hand-off queues its event at once. Several notifiers
+ * may watch one hand-off.
+ *
+ * Errors: `NULL_ARGUMENT`, `INVALID_ARGUMENT` (a freed notifier, a shared
+ * pool), `INVALID_LEASE` (a token this pool never issued or one altered).
+ */
+enum mmpool_status mmpool_handoff_notify(struct mmpool *pool,
+                                         struct mmpool_handoff_token token,
+                                         struct mmpool_notifier *notifier,
+                                         uint64_t user_data);
+
+/**
+ * Writes the pool's hand-off figures to `*out_stats`. Expired parts are
+ * collected first.
+ *
+ * Errors: `NULL_ARGUMENT`.
+ */
+enum mmpool_status mmpool_get_handoff_stats(const struct mmpool *pool,
+                                            struct mmpool_handoff_stats *out_stats);
 
 /**
  * Creates a notifier and its eventfd (`EFD_NONBLOCK | EFD_CLOEXEC`) and
@@ -1019,6 +1178,51 @@ enum mmpool_status mmpool_ticket_wait_or_leave(struct mmpool *pool,
                                                struct mmpool_ticket ticket,
                                                uint64_t timeout_ns,
                                                struct mmpool_lease *out_lease);
+
+/**
+ * Moves `nbytes` of `*lease` into a new lease, atomically: the bytes are
+ * never free meanwhile, so nobody else can be granted them. `nbytes` must be
+ * 1 or more and fewer than the lease holds. On `OK`, `lease->nbytes` is what
+ * the lease holds now, `*out_new` is the new lease (`nbytes` bytes), which is
+ * released, resized, split and merged like any other, and the pool's stats
+ * count one more outstanding lease and one more grant; bytes in use do not
+ * change. On failure neither is written and both leases are as before.
+ *
+ * Threads: any thread may call it; a release of `*lease` by another thread
+ * at the same time either comes first (then this fails with `INVALID_LEASE`)
+ * or releases what is left after the split. A lease of a shared pool must be
+ * this process's, and the new one is this process's too.
+ *
+ * Errors: `NULL_ARGUMENT`, `INVALID_LEASE` (unknown, another pool's or
+ * another process's, or released lease), `INVALID_ARGUMENT` (`nbytes` 0, or
+ * not fewer than the lease holds), `SYSTEM` (a shared pool has no free lease
+ * record left; the lease keeps its bytes).
+ */
+enum mmpool_status mmpool_lease_split(struct mmpool *pool,
+                                      struct mmpool_lease *lease,
+                                      uint64_t nbytes,
+                                      struct mmpool_lease *out_new);
+
+/**
+ * Moves every byte of lease `from` into `*into`, atomically (the bytes are
+ * never free meanwhile), and ends `from`: releasing it later is a no-op, as
+ * for any released lease. On `OK`, `into->nbytes` is what it holds now and
+ * the pool's stats count one outstanding lease fewer; bytes in use do not
+ * change. On failure `*into` is not written and both leases are as before
+ * (except when another thread released `*into` during the call: then both
+ * leases' bytes went back, as if the release came after the merge, and the
+ * call fails with `INVALID_LEASE`).
+ *
+ * Threads: any thread may call it. Both leases must be of this pool (and,
+ * for a shared pool, of this process).
+ *
+ * Errors: `NULL_ARGUMENT`, `INVALID_LEASE` (either lease unknown, another
+ * pool's or another process's, or released), `INVALID_ARGUMENT` (the same
+ * lease twice).
+ */
+enum mmpool_status mmpool_lease_merge(struct mmpool *pool,
+                                      struct mmpool_lease *into,
+                                      struct mmpool_lease from);
 
 #ifdef __cplusplus
 }  // extern "C"

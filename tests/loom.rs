@@ -491,6 +491,79 @@ fn a_pool_never_freed_fails_the_model() {
     });
 }
 
+#[test]
+fn a_split_races_the_release_of_its_lease() {
+    model("a_split_races_the_release_of_its_lease", || {
+        let pool = Pool::new(4).unwrap();
+        let a = pool.acquire(4, Wait::Forever).unwrap();
+        let splitter = on_thread(&pool, move |p| p.split_lease(a.id, 1));
+        let releaser = on_thread(&pool, move |p| p.release(a.id).unwrap());
+        releaser.join().unwrap();
+        match splitter.join().unwrap() {
+            // After the release: the lease was gone, nothing moved.
+            Err(Error::InvalidLease(_)) => assert_eq!(pool.available_bytes(), 4),
+            // Before it: the release returned what was left, the new lease holds the rest.
+            Ok((_, b)) => {
+                assert_eq!((pool.available_bytes(), b.nbytes), (3, 1));
+                assert_whole(&pool);
+                pool.release(b.id).unwrap();
+            }
+            Err(e) => panic!("unexpected {e:?}"),
+        }
+        assert_eq!((pool.available_bytes(), pool.stats().outstanding_leases), (4, 0));
+    });
+}
+
+#[test]
+fn a_merge_races_the_release_of_either_lease() {
+    model("a_merge_races_the_release_of_either_lease", || {
+        let pool = Pool::new(4).unwrap();
+        let a = pool.acquire(1, Wait::Forever).unwrap();
+        let b = pool.acquire(3, Wait::Forever).unwrap();
+        // A waiter for the whole pool: no byte may reach it before all four are back.
+        let waiter = on_thread(&pool, |p| p.acquire(4, Wait::Forever).map(|l| p.release(l.id)));
+        let merger = on_thread(&pool, move |p| p.merge_leases(a.id, b.id));
+        let releaser = on_thread(&pool, move |p| {
+            p.release(a.id).unwrap();
+            p.release(b.id).unwrap();
+        });
+        releaser.join().unwrap();
+        let merged = merger.join().unwrap();
+        waiter.join().unwrap().unwrap().unwrap();
+        if let Ok(l) = merged {
+            assert_eq!(l.nbytes, 4);
+        }
+        let s = pool.stats();
+        assert_eq!((s.available_bytes, s.outstanding_leases, s.waiters), (4, 0, 0), "{s:?}");
+    });
+}
+
+#[test]
+fn the_last_two_completions_race_and_a_producer_waits() {
+    model("the_last_two_completions_race_and_a_producer_waits", || {
+        let pool = Pool::new(4).unwrap();
+        let lease = pool.acquire(4, Wait::Forever).unwrap();
+        let token = pool.share_lease(lease.id, 2, None, false).unwrap();
+        let producer = on_thread(&pool, move |p| {
+            p.wait_handoff(&token, Wait::Forever).unwrap();
+            // Finished means the bytes are back: nothing completes after the wake.
+            p.available_bytes()
+        });
+        let first = on_thread(&pool, move |p| p.complete_part(&token, 0).unwrap());
+        let second = on_thread(&pool, move |p| {
+            p.complete_part(&token, 1).unwrap();
+            p.complete_part(&token, 1).unwrap();
+        });
+        first.join().unwrap();
+        second.join().unwrap();
+        assert_eq!(producer.join().unwrap(), 4);
+        let h = pool.handoff_stats();
+        assert_eq!((h.outstanding, h.finished, h.held_bytes), (0, 1, 0));
+        assert_whole(&pool);
+        assert_eq!(pool.available_bytes(), 4);
+    });
+}
+
 // ---- the notifier ---------------------------------------------------------
 
 /// One drain on the model's own loop thread: the events it moved, checking

@@ -52,7 +52,9 @@ fn op() -> impl Strategy<Value = Op> {
         2 => (slot.clone(), size()).prop_map(|(slot, total)| Op::SetTotal { slot, total }),
         1 => (slot.clone(), 0u8..8).prop_map(|(slot, n)| if n == 0 { Op::Close { slot } } else { Op::RefUnref { slot } }),
         1 => (slot.clone(), any::<u8>()).prop_map(|(slot, size_sel)| Op::Stats { slot, size_sel }),
-        1 => (slot, any::<u8>()).prop_map(|(slot, call)| Op::Null { slot, call }),
+        1 => (slot.clone(), any::<u8>()).prop_map(|(slot, call)| Op::Null { slot, call }),
+        3 => (slot.clone(), id(), size()).prop_map(|(slot, id, size)| Op::Split { slot, id, size }),
+        3 => (slot, id(), id()).prop_map(|(slot, into, from)| Op::Merge { slot, into, from }),
     ]
 }
 

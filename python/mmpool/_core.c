@@ -496,6 +496,45 @@ static PyObject *LeaseBase_resize(PyObject *obj, PyObject *args, PyObject *kwds)
     Py_RETURN_NONE;
 }
 
+/* Split and merge move bytes between leases of one pool without freeing them;
+ * a lease released or detached takes no part. */
+static int holds_bytes(LeaseObject *self, const char *operation) {
+    if (self->released || self->detached) {
+        PyErr_Format(PyExc_ValueError, "Lease.%s: the lease was %s", operation,
+                     self->detached ? "detached; its new owner holds the bytes" : "already released");
+        return -1;
+    }
+    return 0;
+}
+
+static PyObject *LeaseBase_split(PyObject *obj, PyObject *nbytes_arg) {
+    LeaseObject *self = (LeaseObject *)obj;
+    uint64_t nbytes;
+    if (as_u64(nbytes_arg, "nbytes", &nbytes) < 0 || holds_bytes(self, "split") < 0) return NULL;
+    mmpool_lease lease = {self->id, self->nbytes}, part = {0, 0};
+    mmpool_status status;
+    CALL(self->pool, status, mmpool_lease_split(self->pool->pool, &lease, nbytes, &part));
+    if (status != MMPOOL_OK) return raise_status(status, obj, "split", nbytes);
+    self->nbytes = lease.nbytes;
+    return new_lease(self->pool, part);
+}
+
+static PyObject *LeaseBase_merge(PyObject *obj, PyObject *other_arg) {
+    LeaseObject *self = (LeaseObject *)obj;
+    if (!PyObject_TypeCheck(other_arg, LeaseBase_Type)) {
+        return PyErr_Format(PyExc_TypeError, "Lease.merge: expected a Lease, got %R", (PyObject *)Py_TYPE(other_arg));
+    }
+    LeaseObject *other = (LeaseObject *)other_arg;
+    if (holds_bytes(self, "merge") < 0 || holds_bytes(other, "merge") < 0) return NULL;
+    mmpool_lease into = {self->id, self->nbytes}, from = {other->id, other->nbytes};
+    mmpool_status status;
+    CALL(self->pool, status, mmpool_lease_merge(self->pool->pool, &into, from));
+    if (status != MMPOOL_OK) return raise_status(status, obj, "merge", other->nbytes);
+    self->nbytes = into.nbytes;
+    other->released = 1; /* its bytes are this lease's now */
+    Py_RETURN_NONE;
+}
+
 static PyObject *LeaseBase_get_id(PyObject *obj, void *closure) {
     (void)closure;
     return PyLong_FromUnsignedLongLong(((LeaseObject *)obj)->id);
@@ -541,6 +580,18 @@ static PyMethodDef LeaseBase_methods[] = {
      "releases them, neither on release() nor when it is garbage-collected."},
     {"__enter__", LeaseBase_enter, METH_NOARGS, NULL},
     {"__exit__", LeaseBase_exit, METH_VARARGS, NULL},
+    {"split", LeaseBase_split, METH_O,
+     "split(nbytes) -> Lease\n--\n\n"
+     "Moves nbytes of this lease into a new lease of the same pool, atomically\n"
+     "(the bytes are never free meanwhile), and returns it; each is released on\n"
+     "its own.\n\n"
+     "Raises ValueError (0, or not fewer than the lease holds; released or\n"
+     "detached)."},
+    {"merge", LeaseBase_merge, METH_O,
+     "merge(other)\n--\n\n"
+     "Moves every byte of other, a lease of the same pool, into this one,\n"
+     "atomically; other is released then (holding nothing).\n\n"
+     "Raises ValueError (the same lease, another pool's, released or detached)."},
     {NULL, NULL, 0, NULL},
 };
 

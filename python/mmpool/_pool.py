@@ -11,7 +11,7 @@ from ctypes import byref, c_size_t, c_void_p, sizeof
 from dataclasses import dataclass
 from typing import ClassVar, Optional, Sequence, Tuple, TypeVar
 
-from . import _lib
+from . import _handoff, _lib
 from ._async import AcquireAsync
 from ._lib import HistogramsStruct, ReservationStruct, StatsStruct, as_u64, check, core, lib
 from ._ticket import Ticket
@@ -91,10 +91,22 @@ class Lease(core.LeaseBase):
     them, call :meth:`detach`. Safe to use from several threads.
 
     ``id``, ``nbytes``, ``pool``, ``released``, ``detached``; ``release()``
-    (idempotent), ``resize(nbytes, timeout=None)``, ``detach()`` -> id.
+    (idempotent), ``resize(nbytes, timeout=None)``, ``detach()`` -> id,
+    ``split(nbytes)`` -> Lease, ``merge(other)``, ``share(parts, ...)`` -> token.
     """
 
     __slots__ = ()
+
+    def share(self, parts: int = 1, claim_deadline: Optional[float] = None, keep_lease: bool = False) -> bytes:
+        """Hands the lease to ``parts`` consumers and returns the token
+        (``bytes``, picklable) to send them; each completes one part
+        (:meth:`Pool.claim`, :meth:`Pool.complete`). The lease ends here (it
+        counts as detached) and its bytes go back when the last part
+        completes; with ``keep_lease`` it stays this lease's, to release after
+        :meth:`Pool.wait_handoff`. Parts nobody claimed or completed
+        ``claim_deadline`` seconds from now expire (``None``: never).
+        In-process pools only for now."""
+        return _handoff.share(self, parts, claim_deadline, keep_lease)
 
     def __repr__(self) -> str:
         state = "detached" if self.detached else "released" if self.released else "held"
@@ -222,6 +234,27 @@ class Pool(core.PoolBase):
             raise ValueError(f"a reservation's label holds no NUL, got {label!r}")
         where = self._where("set_reservation")
         check(lib.mmpool_set_reservation(self.handle, label.encode("utf-8"), as_u64(nbytes, "nbytes")), where)
+
+    def claim(self, token: bytes, part: int) -> _handoff.ClaimedPart:
+        """Claims part ``part`` of the hand-off ``token`` (from
+        :meth:`Lease.share`) for this process; a context manager whose exit
+        completes it."""
+        return _handoff.ClaimedPart(self, token, part)
+
+    def complete(self, token: bytes, part: int) -> None:
+        """Completes part ``part`` of a hand-off, claimed or not; again does
+        nothing. The last part's completion returns the bytes."""
+        _handoff.complete(self, token, part)
+
+    def wait_handoff(self, token: bytes, timeout: Optional[float] = None) -> None:
+        """Waits up to ``timeout`` seconds (``None``: no limit) until every
+        part of the hand-off is completed or expired; ``TimeoutError`` when
+        the time runs out first."""
+        _handoff.wait(self, token, timeout)
+
+    def handoff_stats(self) -> _handoff.HandoffStats:
+        """The pool's hand-off figures."""
+        return _handoff.stats(self)
 
     def resize(self, total_bytes: int) -> None:
         """Changes the pool's total (1 to 2^60 bytes). Growing grants waiters at

@@ -12,6 +12,7 @@
 #[macro_use]
 pub mod boundary;
 pub mod cuda;
+pub mod handoff;
 pub mod handle;
 pub mod notify;
 pub mod histograms;
@@ -21,6 +22,7 @@ pub mod reservations;
 pub mod shared;
 pub(crate) mod sized;
 pub mod sliced_wait;
+pub mod split;
 pub mod status;
 pub mod types;
 
@@ -28,4 +30,4 @@ pub use handle::mmpool;
 pub use notify::{mmpool_event, mmpool_notifier};
 pub use histograms::mmpool_histograms;
 pub use status::mmpool_status;
-pub use types::{mmpool_lease, mmpool_stats, mmpool_ticket};
+pub use types::{mmpool_handoff_stats, mmpool_handoff_token, mmpool_lease, mmpool_stats, mmpool_ticket};

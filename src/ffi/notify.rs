@@ -40,6 +40,10 @@ pub struct mmpool_event {
     /// closed), `MMPOOL_ERR_EXCEEDS_CAPACITY` (the total was lowered below it),
     /// `MMPOOL_ERR_INVALID_LEASE` (cancelled, or a
     /// `mmpool_ticket_wait_or_leave` on it ran out).
+    ///
+    /// An event of `mmpool_handoff_notify` carries the hand-off's token id in
+    /// `ticket.id` and `MMPOOL_OK`: the hand-off finished; nothing is
+    /// collected (tell the two kinds apart by `user_data`).
     pub status: mmpool_status,
 }
 
@@ -50,6 +54,7 @@ impl From<Event> for mmpool_event {
             Decision::Closed => mmpool_status::MMPOOL_ERR_CLOSED,
             Decision::ExceedsCapacity { .. } => mmpool_status::MMPOOL_ERR_EXCEEDS_CAPACITY,
             Decision::Cancelled => mmpool_status::MMPOOL_ERR_INVALID_LEASE,
+            Decision::HandoffFinished => mmpool_status::MMPOOL_OK,
         };
         mmpool_event { ticket: e.ticket.into(), user_data: e.user, status }
     }
@@ -60,7 +65,7 @@ impl From<Event> for mmpool_event {
 /// # Safety
 /// A non-NULL `ptr` comes from `mmpool_notifier_new` and is not freed
 /// during the call.
-unsafe fn notifier<'a>(ptr: *const mmpool_notifier, name: &'static str) -> Result<&'a Notifier, Failure> {
+pub(super) unsafe fn notifier<'a>(ptr: *const mmpool_notifier, name: &'static str) -> Result<&'a Notifier, Failure> {
     // SAFETY: forwarded contract; NULL is refused by `arg`.
     let n = unsafe { arg(ptr, name) }?;
     if n.live.load(Ordering::Acquire) != LIVE {

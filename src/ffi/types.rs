@@ -1,6 +1,6 @@
 //! Plain values passed through the ABI.
 
-use crate::pool::{Lease, Stats, Ticket};
+use crate::pool::{HandoffStats, Lease, Stats, Ticket, Token};
 
 /// `timeout_ns` value that waits without limit.
 pub const MMPOOL_WAIT_FOREVER: u64 = u64::MAX;
@@ -73,6 +73,56 @@ pub struct mmpool_stats {
     /// (`mmpool_set_reservation`): not part of the budget; an engine sizing
     /// its KV cache subtracts `total_bytes + reserved_bytes`.
     pub reserved_bytes: u64,
+}
+
+/// A hand-off's token from `mmpool_lease_share`: a plain value of 24 bytes to
+/// send to the consumers as it is. A token this pool never issued, or one
+/// with any field altered, is refused with `MMPOOL_ERR_INVALID_LEASE`.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct mmpool_handoff_token {
+    /// The hand-off, unique within its pool, never reused; 0 means "none".
+    pub id: u64,
+    /// Proves the token came from the pool.
+    pub nonce: u64,
+    /// How many parts: consumers complete parts 0 to `parts - 1`.
+    pub parts: u32,
+    /// 0.
+    pub reserved: u32,
+}
+
+/// Hand-off figures of a pool, from `mmpool_get_handoff_stats`.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct mmpool_handoff_stats {
+    /// Hand-offs shared and not yet finished.
+    pub outstanding: u64,
+    /// Bytes they hold (those of leases shared without `MMPOOL_SHARE_KEEP_LEASE`).
+    pub held_bytes: u64,
+    /// Hand-offs made since the pool was created.
+    pub shared: u64,
+    /// Hand-offs finished: every part completed or expired.
+    pub finished: u64,
+    /// Parts that expired: nobody claimed or completed them by the claim deadline.
+    pub expired_parts: u64,
+}
+
+impl From<Token> for mmpool_handoff_token {
+    fn from(t: Token) -> Self {
+        mmpool_handoff_token { id: t.id, nonce: t.nonce, parts: t.parts, reserved: 0 }
+    }
+}
+
+impl From<HandoffStats> for mmpool_handoff_stats {
+    fn from(s: HandoffStats) -> Self {
+        mmpool_handoff_stats {
+            outstanding: s.outstanding,
+            held_bytes: s.held_bytes,
+            shared: s.shared,
+            finished: s.finished,
+            expired_parts: s.expired_parts,
+        }
+    }
 }
 
 impl From<Lease> for mmpool_lease {

@@ -7,6 +7,7 @@ use std::ops::Deref;
 use std::ptr::NonNull;
 
 use super::error::Error;
+use super::handoff::{HandoffInfo, HandoffStats, Token};
 use super::lease::{Admission, Lease, Ticket};
 use super::local::{LocalPool, Released, Wait};
 use super::notify::Notifier;
@@ -90,6 +91,13 @@ macro_rules! dispatch {
             Backend::Shared($b) => $call,
         }
     };
+}
+
+/// What a hand-off call on a shared pool answers: its records are kept by
+/// this process only, so the shared backend does not offer them.
+#[cfg(not(loom))]
+fn no_shared_handoffs() -> Error {
+    Error::InvalidArgument("hand-offs are available on in-process pools only, not yet on shared pools".into())
 }
 
 impl Pool {
@@ -410,6 +418,126 @@ impl PoolCore {
         dispatch!(self, b => b.resize_lease(id, new_nbytes, wait))
     }
 
+    /// Moves `nbytes` (1 or more, fewer than the lease holds) of lease `id`
+    /// into a new lease, atomically: the bytes are never free meanwhile.
+    /// Returns (what `id` holds now, the new lease). The new lease counts as
+    /// a grant.
+    pub fn split_lease(&self, id: u64, nbytes: u64) -> Result<(Lease, Lease), Error> {
+        match self.backend() {
+            Backend::Local(b) => b.split_lease(id, nbytes),
+            #[cfg(not(loom))]
+            Backend::Shared(b) => {
+                let split = b.split_lease(id, nbytes)?;
+                keep(self);
+                Ok(split)
+            }
+        }
+    }
+
+    /// Moves every byte of lease `from` into lease `into` of the same pool,
+    /// atomically, and ends `from` (a later release of it is a no-op).
+    /// Returns what `into` holds now.
+    pub fn merge_leases(&self, into: u64, from: u64) -> Result<Lease, Error> {
+        match self.backend() {
+            Backend::Local(b) => b.merge_leases(into, from),
+            #[cfg(not(loom))]
+            Backend::Shared(b) => {
+                let merged = b.merge_leases(into, from)?;
+                // SAFETY: `from`'s grant called `keep`, and the caller's own
+                // handle keeps the pool alive past this: not the last one.
+                unsafe { Self::drop_handle(self) };
+                Ok(merged)
+            }
+        }
+    }
+
+    /// Turns lease `id` into a hand-off of `parts` parts (1 to `MAX_PARTS`)
+    /// and returns its token. Without `keep_lease` the lease ends and its
+    /// bytes go back when the last part completes; with it the lease stays
+    /// the producer's, to release after `wait_handoff`. Parts nobody has
+    /// claimed or completed `claim_within` after now expire.
+    pub fn share_lease(
+        &self,
+        id: u64,
+        parts: u32,
+        claim_within: Option<std::time::Duration>,
+        keep_lease: bool,
+    ) -> Result<Token, Error> {
+        match self.backend() {
+            Backend::Local(b) => b.share_lease(id, parts, claim_within, keep_lease),
+            #[cfg(not(loom))]
+            Backend::Shared(_) => Err(no_shared_handoffs()),
+        }
+    }
+
+    /// Marks part `part` of a hand-off as taken up, so that it does not
+    /// expire. A completed or expired part cannot be claimed.
+    pub fn claim_part(&self, token: &Token, part: u32) -> Result<(), Error> {
+        match self.backend() {
+            Backend::Local(b) => b.claim_part(token, part),
+            #[cfg(not(loom))]
+            Backend::Shared(_) => Err(no_shared_handoffs()),
+        }
+    }
+
+    /// Completes part `part` of a hand-off (again: a no-op); the last part
+    /// finishes it.
+    pub fn complete_part(&self, token: &Token, part: u32) -> Result<(), Error> {
+        match self.backend() {
+            Backend::Local(b) => b.complete_part(token, part),
+            #[cfg(not(loom))]
+            Backend::Shared(_) => Err(no_shared_handoffs()),
+        }
+    }
+
+    /// Waits up to `wait` for a hand-off to finish (every part completed or
+    /// expired); `Timeout` when the wait runs out first.
+    pub fn wait_handoff(&self, token: &Token, wait: Wait) -> Result<(), Error> {
+        let _waiting = self.handle();
+        match self.backend() {
+            Backend::Local(b) => b.wait_handoff(token, wait),
+            #[cfg(not(loom))]
+            Backend::Shared(_) => Err(no_shared_handoffs()),
+        }
+    }
+
+    /// Posts one event on `n` when the hand-off finishes (at once if it
+    /// has): `{ticket: Ticket { id: token.id }, user, HandoffFinished}`.
+    pub fn notify_handoff(&self, token: &Token, n: &Notifier, user: u64) -> Result<(), Error> {
+        match self.backend() {
+            Backend::Local(b) => b.notify_handoff(token, n.core(), user),
+            #[cfg(not(loom))]
+            Backend::Shared(_) => Err(no_shared_handoffs()),
+        }
+    }
+
+    /// What an outstanding hand-off is now; `None` once it finished.
+    pub fn handoff(&self, token: &Token) -> Result<Option<HandoffInfo>, Error> {
+        match self.backend() {
+            Backend::Local(b) => b.handoff(token),
+            #[cfg(not(loom))]
+            Backend::Shared(_) => Err(no_shared_handoffs()),
+        }
+    }
+
+    /// Every outstanding hand-off, oldest first (none for a shared pool).
+    pub fn handoffs(&self) -> Vec<HandoffInfo> {
+        match self.backend() {
+            Backend::Local(b) => b.handoffs(),
+            #[cfg(not(loom))]
+            Backend::Shared(_) => Vec::new(),
+        }
+    }
+
+    /// The hand-off figures (zeros for a shared pool).
+    pub fn handoff_stats(&self) -> HandoffStats {
+        match self.backend() {
+            Backend::Local(b) => b.handoff_stats(),
+            #[cfg(not(loom))]
+            Backend::Shared(_) => HandoffStats::default(),
+        }
+    }
+
     /// Changes the total. Growing grants waiters at once; shrinking never
     /// revokes a lease, and waiters larger than the new total fail.
     pub fn set_total(&self, new_total: u64) -> Result<(), Error> {
@@ -474,7 +602,7 @@ impl PoolCore {
         }
     }
 
-    /// Bytes held by outstanding leases, from the pool's own records (of every
+    /// Bytes held by outstanding leases (and in-process hand-offs), from the pool's own records (of every
     /// process, for a shared pool). With no grant waiting to be collected,
     /// `available + leased == total`.
     pub fn leased_bytes(&self) -> u64 {

@@ -13,9 +13,15 @@
 
 use std::time::{Duration, Instant};
 
+mod handoff;
+mod split;
+#[cfg(not(loom))]
+pub(crate) use split::{check_merge, check_split};
+
 use super::bottleneck::{Loud, Scene};
 use super::error::Error;
 use super::histogram::Histograms;
+use super::handoff::{earliest, Handoffs};
 use super::lease::{Admission, Lease, Ticket};
 use super::notify::Core;
 use super::reservations::{HeldReservation, Reservations};
@@ -90,6 +96,7 @@ pub(crate) struct LocalPool {
     futile_wakeups: AtomicU64,
     reservations: Reservations,
     loud: Loud,
+    handoffs: Handoffs,
     _leak_check: LeakCheck,
 }
 
@@ -114,6 +121,7 @@ impl LocalPool {
             futile_wakeups: AtomicU64::new(0),
             reservations: Reservations::default(),
             loud: Loud::default(),
+            handoffs: Handoffs::default(),
             _leak_check: LeakCheck::new(),
         })
     }
@@ -450,10 +458,11 @@ impl LocalPool {
         self.reservations.list().into_iter().map(|reservation| HeldReservation { pid, reservation }).collect()
     }
 
-    /// Bytes held by outstanding leases, from the pool's own records. With no
-    /// grant waiting to be collected, `available + leased == total`.
+    /// Bytes held by outstanding leases and hand-offs, from the pool's own
+    /// records. With no grant waiting to be collected,
+    /// `available + leased == total`.
     pub(crate) fn leased_bytes(&self) -> u64 {
-        self.leases.totals().1
+        self.leases.totals().1 + self.handoffs.stats().held_bytes
     }
 
     /// Bytes and size of the lease `id` if it is outstanding.
@@ -619,8 +628,16 @@ impl LocalPool {
                 }
                 continue;
             }
-            w.sleep(deadline);
-            if w.is_waiting() && deadline.map_or(true, |at| Instant::now() < at) {
+            // A hand-off whose claim deadline passes may return the bytes
+            // this request waits for: wake then too, and collect them.
+            let expiry = self.handoffs.next_claim_deadline();
+            w.sleep(earliest(deadline, expiry));
+            let now = Instant::now();
+            if expiry.is_some_and(|at| now >= at) {
+                self.reap_handoffs();
+                continue;
+            }
+            if w.is_waiting() && deadline.map_or(true, |at| now < at) {
                 bump(&self.futile_wakeups);
             }
         }

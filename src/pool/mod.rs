@@ -12,6 +12,7 @@ mod front;
 #[cfg(not(loom))]
 mod global;
 pub mod histogram;
+mod handoff;
 mod lease;
 mod local;
 mod notify;
@@ -26,6 +27,7 @@ mod waitlist;
 
 pub use error::Error;
 pub use front::{Pool, PoolCore};
+pub use handoff::{HandoffInfo, HandoffStats, Token, MAX_PARTS};
 #[cfg(not(loom))]
 pub use global::{global, init_global, set_global, split_budget};
 pub use lease::{Admission, Lease, Ticket};

@@ -35,6 +35,10 @@ pub enum Decision {
     ExceedsCapacity { total: u64 },
     /// It left the line: cancelled, or a wait that leaves the line ran out.
     Cancelled,
+    /// Not a ticket: the hand-off whose token id is `Event::ticket`'s id
+    /// finished (every part completed or expired; its bytes, if it held
+    /// any, are back). Nothing is collected.
+    HandoffFinished,
 }
 
 impl Decision {
@@ -45,6 +49,9 @@ impl Decision {
             Decision::Closed => Err(Error::Closed),
             Decision::ExceedsCapacity { total } => Err(Error::ExceedsCapacity { requested, total }),
             Decision::Cancelled => Err(Error::InvalidLease(format!("ticket {:#x} left the line", ticket.id))),
+            Decision::HandoffFinished => {
+                Err(Error::InvalidLease(format!("{:#x} is a finished hand-off, not a ticket", ticket.id)))
+            }
         }
     }
 }
@@ -98,6 +105,13 @@ impl Core {
             return true;
         }
         false
+    }
+
+    /// Queues `event` and rings, for a caller that holds no pool lock.
+    pub(crate) fn post(&self, event: Event) {
+        if self.push(event) {
+            self.ring();
+        }
     }
 
     /// Writes the byte owed, unless a drain emptied the queue meanwhile or

@@ -390,6 +390,15 @@ impl LeaseSlots {
 
     /// Applies `f` to an outstanding lease's size; returns (old, new).
     pub(crate) fn update(&self, id: u64, f: impl FnOnce(u64) -> u64) -> Result<(u64, u64), Error> {
+        self.try_update(id, |n| Ok(f(n)))
+    }
+
+    /// As `update`, where `f` may refuse (the size stays as it was then).
+    pub(crate) fn try_update(
+        &self,
+        id: u64,
+        f: impl FnOnce(u64) -> Result<u64, Error>,
+    ) -> Result<(u64, u64), Error> {
         let kind = self.kind(id);
         let gone = || Error::InvalidLease(format!("lease {id:#x} was already released"));
         match kind {
@@ -397,9 +406,11 @@ impl LeaseSlots {
                 Ok(slot) => {
                     let old = slot.nbytes.load(Ordering::Relaxed);
                     let new = f(old);
-                    slot.nbytes.store(new, Ordering::Relaxed);
+                    if let Ok(new) = new {
+                        slot.nbytes.store(new, Ordering::Relaxed);
+                    }
                     slot.word.store(gen << 2 | HELD, Ordering::Release);
-                    Ok((old, new))
+                    Ok((old, new?))
                 }
                 Err(_) if !self.issued(kind) => Err(self.refuse(id)),
                 Err(_) => Err(gone()),
@@ -408,7 +419,7 @@ impl LeaseSlots {
                 let mut overflow = self.overflow.lock();
                 if let Some(n) = overflow.leases.get_mut(&id) {
                     let old = *n;
-                    *n = f(old);
+                    *n = f(old)?;
                     return Ok((old, *n));
                 }
                 drop(overflow);

@@ -20,6 +20,7 @@ use std::ptr;
 use ::mmpool::ffi::mmpool_status::{self, *};
 use ::mmpool::ffi::pool::*;
 use ::mmpool::ffi::process::mmpool_last_error;
+use ::mmpool::ffi::split::{mmpool_lease_merge, mmpool_lease_split};
 use ::mmpool::ffi::types::{MMPOOL_MAX_TOTAL, MMPOOL_WAIT_FOREVER};
 use ::mmpool::ffi::{mmpool, mmpool_lease, mmpool_stats, mmpool_ticket};
 
@@ -110,6 +111,10 @@ pub enum Op {
     RefUnref { slot: u8 },
     /// A call with a NULL where a pointer is required, picked by `call`.
     Null { slot: u8, call: u8 },
+    /// `mmpool_lease_split` of `size` bytes off a lease.
+    Split { slot: u8, id: IdRef, size: Size },
+    /// `mmpool_lease_merge` of lease `from` into lease `into`.
+    Merge { slot: u8, into: IdRef, from: IdRef },
 }
 
 impl Op {
@@ -119,7 +124,7 @@ impl Op {
         let (&code, rest) = data.split_first()?;
         *data = rest;
         let slot = take_u8(data);
-        Some(match code % 14 {
+        Some(match code % 16 {
             0 => Op::Init { slot, total: take_size(data) },
             1 => Op::Acquire { slot, size: take_size(data) },
             2 => Op::AcquireNoWait { slot, size: take_size(data) },
@@ -133,7 +138,9 @@ impl Op {
             10 => Op::Close { slot },
             11 => Op::Stats { slot, size_sel: take_u8(data) },
             12 => Op::RefUnref { slot },
-            _ => Op::Null { slot, call: take_u8(data) },
+            13 => Op::Null { slot, call: take_u8(data) },
+            14 => Op::Split { slot, id: take_id(data), size: take_size(data) },
+            _ => Op::Merge { slot, into: take_id(data), from: take_id(data) },
         })
     }
 
@@ -212,6 +219,16 @@ impl Op {
             Op::Stats { slot, size_sel } => out.extend([11, slot, size_sel]),
             Op::RefUnref { slot } => out.extend([12, slot]),
             Op::Null { slot, call } => out.extend([13, slot, call]),
+            Op::Split { slot, id, size } => {
+                out.extend([14, slot]);
+                put_id(out, id);
+                put_size(out, size);
+            }
+            Op::Merge { slot, into, from } => {
+                out.extend([15, slot]);
+                put_id(out, into);
+                put_id(out, from);
+            }
         }
     }
 }
@@ -483,7 +500,9 @@ impl Harness {
             | Op::Close { slot }
             | Op::Stats { slot, .. }
             | Op::RefUnref { slot }
-            | Op::Null { slot, .. } => usize::from(slot) % SLOTS,
+            | Op::Null { slot, .. }
+            | Op::Split { slot, .. }
+            | Op::Merge { slot, .. } => usize::from(slot) % SLOTS,
         };
         let total = self.slots[slot].model.total;
         match op {
@@ -523,6 +542,14 @@ impl Harness {
                 mmpool_unref(p);
             }
             Op::Null { call, .. } => self.null_call(slot, call),
+            Op::Split { id, size, .. } => {
+                let id = id.resolve(&self.known);
+                self.split(slot, id, size.bytes(total));
+            }
+            Op::Merge { into, from, .. } => {
+                let (into, from) = (into.resolve(&self.known), from.resolve(&self.known));
+                self.merge(slot, into, from);
+            }
         }
         self.check_all();
     }
@@ -744,6 +771,56 @@ impl Harness {
         } else {
             assert_eq!(lease, before, "mmpool_lease_resize changed the lease on failure");
         }
+    }
+
+    /// A split moves bytes between leases: nothing is freed or taken, and
+    /// the new lease counts as a grant.
+    fn split(&mut self, slot: usize, id: u64, n: u64) {
+        let before = mmpool_lease { id, nbytes: 0x0dd };
+        let (mut lease, mut out) = (before, SENTINEL_LEASE);
+        let st = mmpool_lease_split(self.slots[slot].handle, &mut lease, n, &mut out);
+        let m = &self.slots[slot].model;
+        let want = match m.leases.get(&id) {
+            None => MMPOOL_ERR_INVALID_LEASE,
+            Some(&held) if n == 0 || n >= held => MMPOOL_ERR_INVALID_ARGUMENT,
+            Some(_) => MMPOOL_OK,
+        };
+        check_status("mmpool_lease_split", st, want, &(id, n));
+        if want != MMPOOL_OK {
+            assert_eq!((lease, out), (before, SENTINEL_LEASE), "mmpool_lease_split wrote on failure");
+            return;
+        }
+        self.fresh(slot, out.id);
+        let m = &mut self.slots[slot].model;
+        let left = m.leases[&id] - n;
+        assert_eq!((lease, out.nbytes), (mmpool_lease { id, nbytes: left }, n));
+        m.leases.insert(id, left);
+        m.leases.insert(out.id, n);
+        m.c.grants += 1;
+    }
+
+    /// A merge moves every byte of `from` into `into` and ends `from`.
+    fn merge(&mut self, slot: usize, into: u64, from: u64) {
+        let before = mmpool_lease { id: into, nbytes: 0x0dd };
+        let mut lease = before;
+        let st = mmpool_lease_merge(self.slots[slot].handle, &mut lease, mmpool_lease { id: from, nbytes: 1 });
+        let m = &mut self.slots[slot].model;
+        let want = if into == from {
+            MMPOOL_ERR_INVALID_ARGUMENT
+        } else if m.leases.contains_key(&into) && m.leases.contains_key(&from) {
+            MMPOOL_OK
+        } else {
+            MMPOOL_ERR_INVALID_LEASE
+        };
+        check_status("mmpool_lease_merge", st, want, &(into, from));
+        if want != MMPOOL_OK {
+            assert_eq!(lease, before, "mmpool_lease_merge wrote on failure");
+            return;
+        }
+        let moved = m.leases.remove(&from).unwrap_or(0);
+        let merged = m.leases[&into] + moved;
+        m.leases.insert(into, merged);
+        assert_eq!(lease, mmpool_lease { id: into, nbytes: merged });
     }
 
     fn set_total(&mut self, slot: usize, new: u64) {

@@ -37,6 +37,7 @@ mod liveness;
 mod lock;
 mod segment;
 mod sigbus;
+mod split;
 mod table;
 
 use std::os::fd::{AsRawFd, IntoRawFd, RawFd};
@@ -987,13 +988,9 @@ impl SharedPool {
 
     fn resize_lease_in(&self, id: u64, new_nbytes: u64, wait: Wait) -> Result<Lease, Error> {
         self.check_issued(id, "lease")?;
-        let released = || Error::InvalidLease(format!("lease {id:#x} was already released"));
         let mut g = self.lock_or_leave(Until::from_deadline(wait.deadline()), new_nbytes)?;
-        let i = self.own(&g, id, "lease")?.ok_or_else(released)?;
+        let i = self.own_lease(&g, id)?;
         let e = g.entry(i);
-        if e.state.load(Relaxed) != LEASE {
-            return Err(released());
-        }
         let old = e.nbytes.load(Relaxed);
         if new_nbytes <= old {
             e.nbytes.store(new_nbytes, Relaxed);

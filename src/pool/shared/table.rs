@@ -218,6 +218,19 @@ impl<'a> Locked<'a> {
         }
     }
 
+    /// Moves the bytes of lease entry `from` into lease entry `into` and
+    /// frees `from`, the pool's free bytes unchanged; returns what `into`
+    /// holds now.
+    pub(crate) fn merge_into(&self, into: usize, from: usize) -> u64 {
+        let h = self.seg.header;
+        let (a, b) = (self.entry(into), self.entry(from));
+        let merged = a.nbytes.load(Relaxed).saturating_add(b.nbytes.load(Relaxed)).min(MAX_TOTAL);
+        a.nbytes.store(merged, Relaxed);
+        b.state.store(FREE, Relaxed);
+        h.leases.store(h.leases.load(Relaxed).saturating_sub(1), Relaxed);
+        merged
+    }
+
     /// Turns a collected GRANTED entry into a lease.
     pub(crate) fn make_lease(&self, i: usize) {
         let h = self.seg.header;
