@@ -35,7 +35,8 @@ if TYPE_CHECKING:
 DRAIN_BATCH = 256
 """Events moved out of the notifier per call."""
 RETRY_S = 0.001
-"""How soon a grant is collected again when a shared pool's lock was busy."""
+"""How soon a registration or a grant's collection is tried again when a
+shared pool's lock was kept busy."""
 
 
 class _LoopWatch:
@@ -55,9 +56,35 @@ class _LoopWatch:
     def watch(self, ticket: Ticket, future: asyncio.Future[Lease]) -> int:
         """Registers ``ticket``; its fate resolves ``future``. Returns the key."""
         key = next(self._numbers)
-        ticket._notify(self._notifier, key)
+        registered = ticket._notify(self._notifier, key)
         self._waiting[key] = (ticket, future)
+        if not registered:
+            self._later(self._register, key)
         return key
+
+    def _register(self, key: int) -> None:
+        """Registers again a ticket whose shared pool's lock was kept busy."""
+        entry = self._waiting.get(key)
+        if entry is None or entry[1].done():
+            return
+        ticket, future = entry
+        try:
+            registered = ticket._notify(self._notifier, key)
+        except concurrent.futures.CancelledError:  # cancel() from another thread took it
+            self._waiting.pop(key, None)
+            future.cancel()
+            return
+        except Exception as e:  # noqa: BLE001 - the waiter's to see
+            self._waiting.pop(key, None)
+            future.set_exception(e)
+            return
+        if not registered:
+            self._later(self._register, key)
+
+    def _later(self, callback: Any, key: int) -> None:
+        loop = self._loop()
+        if loop is not None and not loop.is_closed():
+            loop.call_later(RETRY_S, callback, key)
 
     def forget(self, key: int) -> None:
         self._waiting.pop(key, None)
@@ -97,9 +124,7 @@ class _LoopWatch:
             # Decided, but a shared pool's lock was kept by one holder past
             # 1 ms, so the zero wait gave up; the grant stays: try again soon.
             self._waiting[key] = entry
-            loop = self._loop()
-            if loop is not None:
-                loop.call_later(RETRY_S, self._retry, key)
+            self._later(self._retry, key)
 
     def _retry(self, key: int) -> None:
         entry = self._waiting.pop(key, None)

@@ -166,7 +166,9 @@ static PyObject *TicketBase_leave(PyObject *obj, PyObject *unused) {
     return zero_wait((TicketObject *)obj, 1);
 }
 
-/* Registers the ticket with a Notifier: its fate becomes one event there. */
+/* Registers the ticket with a Notifier: its fate becomes one event there.
+ * True when registered; False when a shared pool's lock was kept busy (not
+ * registered, the ticket keeps its place: try again). */
 static PyObject *TicketBase_notify(PyObject *obj, PyObject *args) {
     TicketObject *self = (TicketObject *)obj;
     PyObject *notifier;
@@ -175,12 +177,13 @@ static PyObject *TicketBase_notify(PyObject *obj, PyObject *args) {
     mmpool_ticket ticket = {self->id};
     mmpool_status status;
     if (notify_ticket(self->pool, ticket, notifier, (uint64_t)user, &status) < 0) return NULL;
+    if (status == MMPOOL_ERR_TIMEOUT) Py_RETURN_FALSE; /* a shared pool's lock was kept busy: try again */
     if (status != MMPOOL_OK) {
         if (self->state == TICKET_CANCELLED) return outcome(self, status, (mmpool_lease){0, 0}, 1, 0, "wait");
         if (self->from_acquire) return raise_status(status, (PyObject *)self->pool, "acquire_async", self->nbytes);
         return raise_status(status, obj, "__await__", self->nbytes);
     }
-    Py_RETURN_NONE;
+    Py_RETURN_TRUE;
 }
 
 static PyObject *TicketBase_get_id(PyObject *obj, void *closure) {
@@ -226,7 +229,8 @@ static PyMethodDef TicketBase_methods[] = {
     {"_collect", TicketBase_collect, METH_NOARGS,
      "_collect() -> Lease | None: the grant of a decided ticket without waiting; None while in line."},
     {"_notify", TicketBase_notify, METH_VARARGS,
-     "_notify(notifier, user): its fate becomes one event (ticket id, user, status) on the Notifier."},
+     "_notify(notifier, user) -> bool: its fate becomes one event (ticket id, user, status) on the\n"
+     "Notifier; False: not registered, as a shared pool's lock was kept busy (try again)."},
     {"_leave", TicketBase_leave, METH_NOARGS,
      "_leave() -> Lease | None: leaves the line counting a timeout (None; then cancel() to be\n"
      "certain), unless already granted."},
