@@ -63,11 +63,14 @@ pub(crate) unsafe fn peek<'a>(ptr: *const mmpool) -> Option<&'a PoolCore> {
 pub(crate) unsafe fn add_ref(ptr: *const mmpool) -> Result<(), Failure> {
     // SAFETY: forwarded contract.
     let pool = unsafe { borrow(ptr, "pool") }?;
-    match pool.try_handle() {
-        Some(handle) => std::mem::forget(handle),
-        None => return Err(Error::InvalidArgument("`pool` has no reference left to add to".into()).into()),
-    }
+    std::mem::forget(new_handle(pool, "`pool` has no reference left to add to")?);
     Ok(())
+}
+
+/// A new handle of a borrowed pool, refused with `refusal` once its last
+/// handle is gone.
+fn new_handle(pool: &PoolCore, refusal: &str) -> Result<Arc<Pool>, Failure> {
+    pool.try_handle().ok_or_else(|| Error::InvalidArgument(refusal.into()).into())
 }
 
 /// Drops a reference; NULL is ignored.
@@ -100,8 +103,5 @@ pub(crate) unsafe fn clone_arc(ptr: *const mmpool) -> Result<Option<Arc<Pool>>, 
     }
     // SAFETY: forwarded contract.
     let pool = unsafe { borrow(ptr, "pool") }?;
-    match pool.try_handle() {
-        Some(handle) => Ok(Some(handle)),
-        None => Err(Error::InvalidArgument("`pool` has no reference left".into()).into()),
-    }
+    Ok(Some(new_handle(pool, "`pool` has no reference left")?))
 }
