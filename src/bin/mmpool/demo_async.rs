@@ -176,6 +176,10 @@ struct Front<'a> {
     notifier: Notifier,
     executor: &'a Executor,
     tasks: Vec<Task>,
+    /// Of `tasks`: how many are `Waiting`, and how many are not `Done`
+    /// (kept by `set`, so the loop never scans them).
+    waiting: usize,
+    open: usize,
     rngs: Vec<Rng>,
     made: Vec<u64>,
     requests: u64,
@@ -188,7 +192,7 @@ impl Front<'_> {
     /// Starts coroutine `i`'s next request, or ends it.
     fn step(&mut self, i: usize) -> Result<(), String> {
         if self.stopping || self.made[i] >= self.requests {
-            self.tasks[i] = Task::Done;
+            self.set(i, Task::Done);
             return Ok(());
         }
         self.made[i] += 1;
@@ -198,14 +202,14 @@ impl Front<'_> {
             Admission::Granted(lease) => self.decode(i, lease, class, asked),
             Admission::Queued(ticket) => {
                 self.pool.notify_ticket(ticket, &self.notifier, i as u64).map_err(|e| format!("cannot wait in the loop: {e}"))?;
-                self.tasks[i] = Task::Waiting { ticket, class, asked };
+                self.set(i, Task::Waiting { ticket, class, asked });
             }
         }
         Ok(())
     }
 
     fn decode(&mut self, task: usize, lease: Lease, class: Class, asked: Instant) {
-        self.tasks[task] = Task::Decoding;
+        self.set(task, Task::Decoding);
         self.executor.submit(Job { task, lease, class, waited: asked.elapsed() });
     }
 
@@ -227,20 +231,29 @@ impl Front<'_> {
     /// At the end: coroutines still in line leave it.
     fn stop(&mut self) {
         self.stopping = true;
-        for t in &mut self.tasks {
-            if let Task::Waiting { ticket, .. } = *t {
+        for i in 0..self.tasks.len() {
+            if let Task::Waiting { ticket, .. } = self.tasks[i] {
                 let _ = self.pool.cancel_ticket(ticket);
-                *t = Task::Done;
+                self.set(i, Task::Done);
             }
         }
     }
 
+    /// Moves coroutine `i` to `to`, keeping the counts.
+    fn set(&mut self, i: usize, to: Task) {
+        let from = std::mem::replace(&mut self.tasks[i], to);
+        let waits = |t: &Task| usize::from(matches!(t, Task::Waiting { .. }));
+        let opens = |t: &Task| usize::from(!matches!(t, Task::Done));
+        self.waiting = self.waiting + waits(&self.tasks[i]) - waits(&from);
+        self.open = self.open + opens(&self.tasks[i]) - opens(&from);
+    }
+
     fn waiting(&self) -> usize {
-        self.tasks.iter().filter(|t| matches!(t, Task::Waiting { .. })).count()
+        self.waiting
     }
 
     fn busy(&self) -> bool {
-        self.tasks.iter().any(|t| !matches!(t, Task::Done))
+        self.open > 0
     }
 }
 
@@ -294,6 +307,8 @@ fn drive(c: &Config, pool: &Arc<Pool>, executor: &Executor) -> Result<(Vec<Sampl
         notifier,
         executor,
         tasks: (0..c.workers).map(|_| Task::Ready).collect(),
+        waiting: 0,
+        open: c.workers,
         rngs: (0..c.workers).map(|w| Rng::for_worker(c.seed, w)).collect(),
         made: vec![0; c.workers],
         requests,
