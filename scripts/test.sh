@@ -17,13 +17,7 @@ section "Rust: unit, integration and header-freshness tests"
 cargo test --all-targets
 cargo test -p mmpool-bench --test smoke
 
-section "Rust: loom model checking of the engine"
-# Optimised for speed of the models, without the release profile's LTO.
-RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR=target/loom LOOM_MAX_PREEMPTIONS=3 \
-    CARGO_PROFILE_RELEASE_LTO=false CARGO_PROFILE_RELEASE_CODEGEN_UNITS=16 \
-    cargo test --release --test loom -- --test-threads=1 --nocapture
-
-# Every other area (C/CMake, Python, shared pool, CUDA, ...) has its own script.
+# Every other area (loom, C/CMake, Python, shared pool, CUDA, ...) has its own script.
 for script in scripts/test-*.sh; do
     [ -e "$script" ] || continue
     section "$script"

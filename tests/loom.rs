@@ -22,20 +22,21 @@ use mmpool::pool::sync::Arc;
 use mmpool::pool::PoolCore;
 use mmpool::{Decision, Error, Event, Notifier, Pool, Wait};
 
-static EXPLORED: AtomicUsize = AtomicUsize::new(0);
-
-/// Runs `f` under loom and prints how many interleavings were explored, and
-/// how many so far in this run (with --test-threads=1 the last line's
-/// figure is the run's total).
+/// Runs `f` under loom and prints how many interleavings were explored
+/// (`scripts/test-loom.sh` runs each model in a process of its own and adds
+/// them up). The model's own thread takes part in the race wherever it
+/// would otherwise only wait for a thread it spawned: a party more only
+/// multiplies the interleavings by where it starts.
 fn model(name: &str, f: impl Fn() + Sync + Send + 'static) -> usize {
-    let before = EXPLORED.load(Ordering::Relaxed);
+    let explored = std::sync::Arc::new(AtomicUsize::new(0));
+    let counter = explored.clone();
     loom::model(move || {
-        EXPLORED.fetch_add(1, Ordering::Relaxed);
+        counter.fetch_add(1, Ordering::Relaxed);
         f();
     });
-    let total = EXPLORED.load(Ordering::Relaxed);
-    println!("loom: {name}: {} interleavings ({total} in this run so far)", total - before);
-    total - before
+    let explored = explored.load(Ordering::Relaxed);
+    println!("loom: {name}: {explored} interleavings");
+    explored
 }
 
 /// Runs `f` on a new thread of the model, with its own reference to `pool`.
@@ -116,8 +117,7 @@ fn one_release_hands_off_to_several_waiters_in_order() {
                 })
             })
             .collect();
-        let releaser = on_thread(&pool, move |p| p.release(hold.id).unwrap());
-        releaser.join().unwrap();
+        pool.release(hold.id).unwrap(); // the model's own thread races the others
         let ids: Vec<u64> = waiters.into_iter().map(|w| w.join().unwrap()).collect();
         assert_ne!(ids[0], ids[1], "one grant, one lease");
         assert_whole(&pool);
@@ -140,8 +140,7 @@ fn timeout_races_a_grant() {
             Err(Error::Timeout { .. }) => false,
             Err(e) => panic!("unexpected {e:?}"),
         });
-        let releaser = on_thread(&pool, move |p| p.release(hold.id).unwrap());
-        releaser.join().unwrap();
+        pool.release(hold.id).unwrap(); // the model's own thread races the others
         waiter.join().unwrap();
         assert_whole(&pool);
         assert_eq!(pool.available_bytes(), 1);
@@ -206,8 +205,7 @@ fn lease_growth_races_its_release() {
         let pool = Pool::new(4).unwrap();
         let lease = pool.acquire(2, Wait::Forever).unwrap();
         let grower = on_thread(&pool, move |p| p.resize_lease(lease.id, 4, Wait::Forever));
-        let releaser = on_thread(&pool, move |p| p.release(lease.id).unwrap());
-        releaser.join().unwrap();
+        pool.release(lease.id).unwrap(); // the model's own thread races the others
         match grower.join().unwrap() {
             // Grown before the release: the release returned all 4.
             Ok(l) => assert_eq!(l.nbytes, 4),
@@ -284,8 +282,7 @@ fn two_waiters_for_the_whole_pool_never_hold_it_at_once() {
                 })
             })
             .collect();
-        let releaser = on_thread(&pool, move |p| p.release(hold.id).unwrap());
-        releaser.join().unwrap();
+        pool.release(hold.id).unwrap(); // the model's own thread races the others
         for w in waiters {
             w.join().unwrap();
         }
@@ -332,8 +329,7 @@ fn queued_tickets_are_granted_in_order() {
                 })
             })
             .collect();
-        let releaser = on_thread(&pool, move |p| p.release(hold.id).unwrap());
-        releaser.join().unwrap();
+        pool.release(hold.id).unwrap(); // the model's own thread races the others
         for w in waiters {
             w.join().unwrap();
         }
@@ -381,8 +377,7 @@ fn a_ticket_wait_that_gives_up_racing_its_grant_keeps_the_grant() {
             assert_eq!((l.id, l.nbytes), (ticket.id, 1));
             p.release(l.id).unwrap();
         });
-        let releaser = on_thread(&pool, move |p| p.release(hold.id).unwrap());
-        releaser.join().unwrap();
+        pool.release(hold.id).unwrap(); // the model's own thread races the others
         waiter.join().unwrap();
         assert_whole(&pool);
         assert_eq!(pool.available_bytes(), 1);
@@ -396,8 +391,7 @@ fn a_lease_growth_waits_for_another_lease_release() {
         let grows = pool.acquire(2, Wait::Forever).unwrap();
         let other = pool.acquire(1, Wait::Forever).unwrap();
         let grower = on_thread(&pool, move |p| p.resize_lease(grows.id, 3, Wait::Forever).unwrap());
-        let releaser = on_thread(&pool, move |p| p.release(other.id).unwrap());
-        releaser.join().unwrap();
+        pool.release(other.id).unwrap(); // the model's own thread races the others
         let grown = grower.join().unwrap();
         assert_eq!((grown.id, grown.nbytes), (grows.id, 3));
         assert_eq!(pool.lease(grows.id).map(|l| l.nbytes), Some(3));
@@ -497,8 +491,7 @@ fn a_split_races_the_release_of_its_lease() {
         let pool = Pool::new(4).unwrap();
         let a = pool.acquire(4, Wait::Forever).unwrap();
         let splitter = on_thread(&pool, move |p| p.split_lease(a.id, 1));
-        let releaser = on_thread(&pool, move |p| p.release(a.id).unwrap());
-        releaser.join().unwrap();
+        pool.release(a.id).unwrap(); // the model's own thread races the others
         match splitter.join().unwrap() {
             // After the release: the lease was gone, nothing moved.
             Err(Error::InvalidLease(_)) => assert_eq!(pool.available_bytes(), 4),
