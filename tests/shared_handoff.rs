@@ -11,7 +11,7 @@ use std::io::Write;
 use std::thread;
 use std::time::Duration;
 
-use mmpool::pool::shared::OpenFlags;
+use mmpool::pool::shared::{self, OpenFlags};
 use mmpool::pool::sync::Arc;
 use mmpool::pool::Token;
 use mmpool::{Pool, Wait};
@@ -19,6 +19,10 @@ use mmpool::{Pool, Wait};
 #[path = "support/processes.rs"]
 mod processes;
 use processes::{park, say, Helper, Name, ROLE};
+
+#[path = "support/rng.rs"]
+mod rng;
+use rng::Rng;
 
 const TOTAL: u64 = 1000;
 const CREATE: OpenFlags = OpenFlags { create: true, exclusive: false, group: false };
@@ -64,6 +68,10 @@ fn consumer(name: &Name, token: &Token, part: u32, how: &str) -> Helper {
     c
 }
 
+fn rounds() -> usize {
+    std::env::var("MMPOOL_SHARED_ROUNDS").ok().and_then(|v| v.parse().ok()).unwrap_or(20)
+}
+
 fn completes(name: &Name, token: &Token, part: u32) {
     let mut c = consumer(name, token, part, "complete");
     assert_eq!(c.report(), "completed");
@@ -82,8 +90,17 @@ fn read_token() -> Token {
 fn helper() {
     let Ok(role) = std::env::var(ROLE) else { return };
     let args: Vec<&str> = role.split(' ').collect();
-    let pool = Pool::open_shared(args[1], 0, OpenFlags::default()).expect("attach");
+    let total = if args[0] == "produce-exit" { TOTAL } else { 0 };
+    let pool =
+        Pool::open_shared(args[1], total, OpenFlags { create: total != 0, ..OpenFlags::default() }).expect("attach");
     match args[0] {
+        // Create the pool, share a lease of `nbytes` in `parts` parts, print
+        // the token and leave (detach).
+        "produce-exit" => {
+            let lease = pool.acquire(args[2].parse().unwrap(), Wait::Forever).unwrap();
+            let token = pool.share_lease(lease.id, args[3].parse().unwrap(), None, false).unwrap();
+            say(&token_line(&token));
+        }
         // Hold `extra` bytes in a plain lease, share a lease of `nbytes` in
         // `parts` parts (deadline in ms, or "-"), print the token, park.
         "produce" => {
@@ -275,6 +292,24 @@ fn unclaimed_parts_expire_and_a_waiter_in_line_wakes_for_them() {
 }
 
 #[test]
+fn a_hand_off_outlives_every_process_and_a_pool_started_over() {
+    let name = Name::new("handoff-abandoned");
+    let mut producer = Helper::spawn("produce-exit", &[&name.0, "300", "2"], &[]);
+    let token = parse_token(&producer.report());
+    assert!(producer.finish().success());
+    // No process is attached now: this open starts the pool over, keeping
+    // the hand-off whose token may still be on its way.
+    let pool = open(&name);
+    assert_eq!(pool.available_bytes(), TOTAL - 300);
+    assert_eq!(pool.handoff(&token).unwrap().map(|i| (i.nbytes, i.parts_left)), Some((300, 2)));
+    assert_whole(&pool);
+    completes(&name, &token, 0);
+    completes(&name, &token, 1);
+    assert_eq!(pool.available_bytes(), TOTAL);
+    assert_whole(&pool);
+}
+
+#[test]
 fn tokens_the_pool_never_issued_or_altered_are_refused_and_records_are_bounded() {
     let name = Name::new("handoff-refuse");
     let opts = mmpool::pool::shared::SharedOptions {
@@ -304,4 +339,110 @@ fn tokens_the_pool_never_issued_or_altered_are_refused_and_records_are_bounded()
     assert!(matches!(&full, Err(mmpool::Error::System(m)) if m.contains("max_handoffs")), "{full:?}");
     assert_eq!(pool.lease(c.id).map(|l| l.nbytes), Some(10), "a refused share keeps the lease");
     assert_whole(&pool);
+}
+
+#[test]
+fn rounds_of_consumers_completing_dying_and_idling_lose_no_byte() {
+    let name = Name::new("handoff-rounds");
+    let pool = open(&name);
+    let mut rng = Rng(0x5eed_4a4d_0ff5);
+    let mut expired = 0;
+    for round in 0..rounds() {
+        let parts = 1 + rng.below(4) as u32;
+        let timed = rng.below(2) == 0;
+        let (mut producer, token) = producer(&name, 100 + rng.below(400), parts, if timed { "100" } else { "-" }, 50);
+        let mut idle_parts = Vec::new();
+        let mut consumers = Vec::new();
+        for part in 0..parts {
+            let how = ["complete", "claim", "idle", "stop-completing"][rng.index(4)];
+            let mut c = consumer(&name, &token, part, how);
+            match how {
+                "complete" => assert_eq!(c.report(), "completed"),
+                "claim" => {
+                    assert_eq!(c.report(), "claimed");
+                    c.kill();
+                }
+                "idle" => {
+                    assert_eq!(c.report(), "got it");
+                    c.kill();
+                    idle_parts.push(part);
+                }
+                _ => {
+                    c.wait_stopped();
+                    c.kill();
+                }
+            }
+            consumers.push(c);
+        }
+        if rng.below(2) == 0 {
+            producer.kill();
+        }
+        if timed {
+            expired += idle_parts.len() as u64;
+        } else {
+            // Nobody will complete these, and they never expire: this process does.
+            for &part in &idle_parts {
+                pool.complete_part(&token, part).unwrap();
+            }
+        }
+        pool.wait_handoff(&token, patience()).unwrap();
+        let s = pool.handoff_stats();
+        assert_eq!((s.outstanding, s.held_bytes, s.expired_parts), (0, 0, expired), "round {round}");
+        assert_eq!(s.finished, round as u64 + 1, "round {round}");
+        assert_whole(&pool);
+        drop(producer);
+        // With the producer gone its plain lease comes back too (waiting reaps it).
+        let all = pool.acquire(TOTAL, patience()).unwrap();
+        pool.release(all.id).unwrap();
+    }
+}
+
+#[test]
+fn a_damaged_hand_off_region_answers_calls_and_is_repaired_by_the_next_attach() {
+    use std::os::unix::fs::FileExt;
+    let name = Name::new("handoff-damage");
+    let pool = open(&name);
+    let (offset, len) = pool.shared_backend().unwrap().debug_handoffs_span();
+    let file = std::fs::OpenOptions::new().write(true).open(shared::path_of(&name.0)).unwrap();
+    let mut rng = Rng(0xdead_beef_cafe);
+    for round in 0..12u64 {
+        let a = pool.acquire(100, Wait::Forever).unwrap();
+        let t1 = pool.share_lease(a.id, 3, Some(Duration::from_secs(1)), false).ok();
+        let b = pool.acquire(50, Wait::Forever).unwrap();
+        let t2 = pool.share_lease(b.id, 2, None, true).ok();
+        let words: Vec<u8> = (0..len / 8)
+            .flat_map(|_| {
+                match round % 4 {
+                    0 => u64::MAX,
+                    1 => 1,
+                    2 => rng.next(),
+                    _ => rng.next() & 0xffff_0000_0000_0001,
+                }
+                .to_le_bytes()
+            })
+            .collect();
+        file.write_all_at(&words, offset).unwrap();
+        for t in t1.iter().chain(&t2) {
+            let _ = pool.claim_part(t, 1);
+            let _ = pool.complete_part(t, 0);
+            let _ = pool.wait_handoff(t, Wait::timeout_ns(0));
+            let _ = pool.handoff(t);
+        }
+        let listed = pool.handoffs();
+        let _ = (pool.handoff_stats(), pool.stats(), pool.shared_snapshot());
+        for h in &listed {
+            let _ = pool.complete_part(&h.token, 0);
+        }
+        // Attaching repairs: records that cannot be right are dropped.
+        let other = Pool::open_shared(&name.0, 0, OpenFlags::default()).unwrap();
+        assert_whole(&pool);
+        pool.release(b.id).unwrap();
+        for h in pool.handoffs() {
+            for part in 0..h.token.parts {
+                pool.complete_part(&h.token, part).unwrap();
+            }
+        }
+        assert_eq!(pool.available_bytes(), TOTAL, "round {round}: {:?}", pool.handoff_stats());
+        drop(other);
+    }
 }

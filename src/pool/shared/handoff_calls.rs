@@ -108,4 +108,12 @@ impl SharedPool {
         drop(g);
         self.after(completed)
     }
+
+    /// Where the hand-off region lies in the segment's file: (offset, bytes),
+    /// for tests that damage it.
+    #[doc(hidden)]
+    pub fn debug_handoffs_span(&self) -> (u64, u64) {
+        let l = self.map.layout();
+        (l.handoffs_at as u64, handoffs::HandoffsHead::span(l.handoffs) as u64)
+    }
 }

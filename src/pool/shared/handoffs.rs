@@ -204,7 +204,8 @@ pub(crate) fn create(
         )));
     };
     fresh_secret(h);
-    let seq = h.next_seq.load(Relaxed).max(1);
+    // Past 2^48 hand-offs (or a damaged count) the ids would lose bits.
+    let seq = h.next_seq.load(Relaxed).clamp(1, (1 << (64 - INDEX_BITS)) - 2);
     h.next_seq.store(seq + 1, Relaxed);
     let now = now_ns();
     let deadline = claim_within.map_or(0, |d| now.saturating_add(d.as_nanos().min(u128::from(u64::MAX)) as u64).max(1));
@@ -381,10 +382,12 @@ pub(crate) fn repair(seg: &Segment<'_>) -> u64 {
         if state == FREE {
             continue;
         }
-        let parts = r.parts.load(Relaxed);
+        let (parts, id) = (r.parts.load(Relaxed), r.id.load(Relaxed));
         let sound = state == LIVE
             && (1..=MAX_PARTS).contains(&parts)
-            && (r.id.load(Relaxed) & ((1 << INDEX_BITS) - 1)) as usize == i
+            && (id & ((1 << INDEX_BITS) - 1)) as usize == i
+            && id >> INDEX_BITS != 0
+            && id >> INDEX_BITS < seg.handoffs_head.next_seq.load(Relaxed)
             && r.nbytes.load(Relaxed) <= MAX_TOTAL;
         if !sound {
             r.state.store(FREE, Relaxed);
@@ -421,17 +424,16 @@ pub(crate) fn repair(seg: &Segment<'_>) -> u64 {
     held.min(MAX_TOTAL)
 }
 
-/// Ends every hand-off and zeroes the counters (an abandoned pool starting
-/// over); the key and the count of tokens stay, so no old token is taken
-/// for a new one.
-pub(crate) fn reset(seg: &Segment<'_>) {
+/// Zeroes the counters of an abandoned pool starting over (the key and the
+/// count of tokens stay, so no old token is taken for a new one); the
+/// outstanding hand-offs stay too, made whole as by `repair`: returns the
+/// bytes they hold.
+pub(crate) fn reset(seg: &Segment<'_>) -> u64 {
     let h = seg.handoffs_head;
-    for r in seg.handoffs {
-        r.state.store(FREE, Relaxed);
-    }
-    for c in [&h.shared, &h.finished, &h.expired_parts, &h.next_deadline_ns] {
+    for c in [&h.shared, &h.finished, &h.expired_parts] {
         c.store(0, Relaxed);
     }
+    repair(seg)
 }
 
 /// Ends lease entry `i` without returning its bytes: they are a hand-off's now.

@@ -487,7 +487,8 @@ fn attach_by(
 }
 
 /// Starts an abandoned pool over: no process is attached, so nothing it
-/// records is held by anyone.
+/// records is held by anyone, except the outstanding hand-offs, whose tokens
+/// may still be on their way to consumers: they and their bytes stay.
 fn reset_abandoned(g: &mut Locked<'_>, total: u64) {
     let h = g.seg.header;
     for e in g.seg.entries {
@@ -503,7 +504,7 @@ fn reset_abandoned(g: &mut Locked<'_>, total: u64) {
         c.store(0, Relaxed);
     }
     figures::reset(g.seg);
-    handoffs::reset(g.seg);
+    h.available.store(total as i64 - handoffs::reset(g.seg) as i64, Relaxed);
 }
 
 impl SharedPool {
