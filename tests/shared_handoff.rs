@@ -90,6 +90,12 @@ fn read_token() -> Token {
 fn helper() {
     let Ok(role) = std::env::var(ROLE) else { return };
     let args: Vec<&str> = role.split(' ').collect();
+    if args[0] == "global" {
+        // The global pool from the environment: its hand-off limit.
+        let limit = mmpool::pool::global().map(|p| p.shared_backend().unwrap().limits().max_handoffs);
+        say(&format!("global {limit:?}"));
+        return;
+    }
     let total = if args[0] == "produce-exit" { TOTAL } else { 0 };
     let pool =
         Pool::open_shared(args[1], total, OpenFlags { create: total != 0, ..OpenFlags::default() }).expect("attach");
@@ -307,6 +313,33 @@ fn a_hand_off_outlives_every_process_and_a_pool_started_over() {
     completes(&name, &token, 1);
     assert_eq!(pool.available_bytes(), TOTAL);
     assert_whole(&pool);
+}
+
+#[test]
+fn the_global_pool_takes_its_hand_off_limit_from_the_environment() {
+    let name = Name::new("handoff-env");
+    let run = |limit: &str| {
+        let env = [
+            ("MMPOOL_SHARED_NAME", name.0.as_str()),
+            ("MMPOOL_SHARED_TOTAL_BYTES", "1000"),
+            ("MMPOOL_SHARED_MAX_HANDOFFS", limit),
+        ];
+        let mut h = Helper::spawn("global", &[&name.0], &env);
+        let said = h.report();
+        assert!(h.finish().success());
+        said
+    };
+    let _creator = {
+        let limits = mmpool::pool::shared::Limits { max_handoffs: 7, ..Default::default() };
+        Pool::open_shared_with(
+            &name.0,
+            &mmpool::pool::shared::SharedOptions { total_bytes: TOTAL, flags: CREATE, limits },
+        )
+        .unwrap()
+    };
+    assert_eq!(run("7"), "global Some(7)");
+    assert_eq!(run("0"), "global Some(7)", "0 accepts the pool's");
+    assert_eq!(run("8"), "global None", "another limit than the pool's is refused");
 }
 
 #[test]

@@ -134,18 +134,22 @@ impl Limits {
 impl Limits {
     /// Environment variables that set the limits of the global pool
     /// (`MMPOOL_SHARED_NAME`): unset or 0 means as `Limits` says for 0.
-    pub const ENV: [&'static str; 3] =
-        ["MMPOOL_SHARED_MAX_PROCESSES", "MMPOOL_SHARED_MAX_LEASES", "MMPOOL_SHARED_MAX_WAITERS"];
+    pub const ENV: [&'static str; 4] = [
+        "MMPOOL_SHARED_MAX_PROCESSES",
+        "MMPOOL_SHARED_MAX_LEASES",
+        "MMPOOL_SHARED_MAX_WAITERS",
+        "MMPOOL_SHARED_MAX_HANDOFFS",
+    ];
 
     /// The limits the environment asks for; an unparsable value is named.
     pub fn from_env() -> Result<Limits, Error> {
-        let mut v = [0u32; 3];
+        let mut v = [0u32; 4];
         for (slot, key) in v.iter_mut().zip(Self::ENV) {
             if let Ok(text) = std::env::var(key) {
                 *slot = text.trim().parse().map_err(|e| Error::InvalidArgument(format!("{key}={text:?}: {e}")))?;
             }
         }
-        Ok(Limits { max_processes: v[0], max_leases: v[1], max_waiters: v[2], max_handoffs: 0 })
+        Ok(Limits { max_processes: v[0], max_leases: v[1], max_waiters: v[2], max_handoffs: v[3] })
     }
 }
 
