@@ -1168,7 +1168,7 @@ enum mmpool_status mmpool_open_shared(const char *name,
  * Errors: `NULL_ARGUMENT` (`name`, `options`, `out_pool`),
  * `INVALID_ARGUMENT` (as for `mmpool_open_shared`; `options->size` not a
  * multiple of 8 or 0, or longer than this library knows with bytes past it
- * not 0; limits), `SYSTEM`.
+ * not 0; `options->reserved` not 0; limits), `SYSTEM`.
  */
 enum mmpool_status mmpool_open_shared_with(const char *name,
                                            const struct mmpool_shared_options *options,

@@ -18,6 +18,10 @@
 //!   who take it over and rebuild what can be derived from the entries.
 //! * fork: a child does not inherit its parent's attachment; on first use it
 //!   attaches afresh, with its own slot, leases and tickets.
+//! * Hand-offs: a lease shared with consumers in any process lives in a
+//!   record of the segment's hand-off region (`handoffs.rs`, the calls in
+//!   `handoff_calls.rs`), owned by no process: the producer's death leaves
+//!   it, a claimant's death completes the parts it claimed.
 //!
 //! * Damage: a segment file truncated under the mappings would end every
 //!   attached process with SIGBUS; `sigbus.rs` turns such a fault into a
