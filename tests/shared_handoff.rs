@@ -13,7 +13,8 @@ use std::time::Duration;
 
 use mmpool::pool::shared::{self, OpenFlags};
 use mmpool::pool::sync::Arc;
-use mmpool::pool::Token;
+use mmpool::pool::{Decision, Event, Notifier, Token};
+use mmpool::Ticket;
 use mmpool::{Pool, Wait};
 
 #[path = "support/processes.rs"]
@@ -340,6 +341,36 @@ fn the_global_pool_takes_its_hand_off_limit_from_the_environment() {
     assert_eq!(run("7"), "global Some(7)");
     assert_eq!(run("0"), "global Some(7)", "0 accepts the pool's");
     assert_eq!(run("8"), "global None", "another limit than the pool's is refused");
+}
+
+/// Waits (poll(2)) for the notifier's fd and drains its events.
+fn events(n: &Notifier) -> Vec<Event> {
+    let mut fd = libc::pollfd { fd: n.fd(), events: libc::POLLIN, revents: 0 };
+    // SAFETY: poll(2) on one valid pollfd.
+    assert_eq!(unsafe { libc::poll(&mut fd, 1, 20_000) }, 1, "an event comes");
+    let mut out = Vec::new();
+    n.drain(&mut out, 16);
+    out
+}
+
+#[test]
+fn a_notifier_in_a_third_process_gets_the_event_when_consumer_processes_finish_it() {
+    let name = Name::new("handoff-notify");
+    let pool = open(&name);
+    let (_producer, token) = producer(&name, 400, 2, "-", 0);
+    let n = Notifier::new().unwrap();
+    pool.notify_handoff(&token, &n, 77).unwrap();
+    completes(&name, &token, 0);
+    assert!(!n.is_readable(), "a part is still open");
+    completes(&name, &token, 1);
+    let finished = Event { ticket: Ticket { id: token.id }, user: 77, decision: Decision::HandoffFinished };
+    assert_eq!(events(&n), vec![finished]);
+    assert_eq!(pool.available_bytes(), TOTAL);
+    // A watch still open when this process's handle goes ends with `Closed`.
+    let (_other_producer, other) = producer(&name, 100, 1, "-", 0);
+    pool.notify_handoff(&other, &n, 78).unwrap();
+    drop(pool);
+    assert_eq!(events(&n), vec![Event { ticket: Ticket { id: other.id }, user: 78, decision: Decision::Closed }]);
 }
 
 #[test]

@@ -6,11 +6,62 @@
 use std::time::{Duration, Instant};
 
 use super::super::error::Error;
-use super::super::handoff::{check_parts, HandoffInfo, HandoffStats, Token};
+use super::super::handoff::{check_parts, finished_event, HandoffInfo, HandoffStats, Token};
+use super::super::lease::Ticket;
 use super::super::local::Wait;
+use super::super::notify::{Core, Decision, Event};
+use super::super::sync::Arc;
 use super::handoffs::{self, SharedHandoff};
 use super::lock::Until;
-use super::{futex, SharedPool, RECLAIM_INTERVAL};
+use super::{futex, generation, SharedPool, PATIENT, RECLAIM_INTERVAL};
+
+/// The notifiers of this process watching hand-offs of the pool, until each
+/// finishes; the relay thread (`doorbell.rs`) looks at them when its
+/// doorbell rings (a watched hand-off finished in any process) and after
+/// each slice. Taken only while holding the segment's lock, or with no lock
+/// at all when the pool is gone for this process.
+#[derive(Default)]
+pub(crate) struct Watches {
+    /// (token, notifier, user value, the fork generation that registered it).
+    list: parking_lot::Mutex<Vec<(Token, Arc<Core>, u64, u16)>>,
+}
+
+impl Watches {
+    pub(super) fn any(&self) -> bool {
+        !self.list.lock().is_empty()
+    }
+
+    /// Posts the events of the watched hand-offs that finished.
+    pub(super) fn scan(&self, pool: &SharedPool) {
+        if !self.any() {
+            return;
+        }
+        let Ok(g) = pool.lock_by(PATIENT, 0) else { return };
+        let mut finished = Vec::new();
+        self.list.lock().retain(|(token, core, user, gen)| {
+            // An ancestor's watch (copied by fork) is its own, not this process's.
+            let done = *gen != generation() || !matches!(handoffs::pending(g.seg, token), Ok(Some(_)));
+            if done && *gen == generation() {
+                finished.push((Arc::clone(core), finished_event(token.id, *user)));
+            }
+            !done
+        });
+        drop(g);
+        for (core, event) in finished {
+            core.post(event);
+        }
+    }
+
+    /// The pool is gone for this process: every watch ends with `Closed`.
+    pub(super) fn close_all(&self) {
+        let ended: Vec<_> = self.list.lock().drain(..).collect();
+        for (token, core, user, gen) in ended {
+            if gen == generation() {
+                core.post(Event { ticket: Ticket { id: token.id }, user, decision: Decision::Closed });
+            }
+        }
+    }
+}
 
 impl SharedPool {
     /// Turns lease `id` (this process's) into a hand-off of `parts` parts;
@@ -71,6 +122,22 @@ impl SharedPool {
             futex::wait(word, seen, slice);
             self.intact()?;
         }
+    }
+
+    /// Posts one event on `core` when the hand-off finishes, in any process
+    /// (at once if it has): through this process's relay thread.
+    pub(crate) fn notify_handoff(&self, token: &Token, core: &Arc<Core>, user: u64) -> Result<(), Error> {
+        self.relay.ensure(self)?;
+        let g = self.lock_by(PATIENT, 0)?;
+        let finished = handoffs::watch(&g, token);
+        if let Ok(false) = finished {
+            self.handoff_watches.list.lock().push((*token, Arc::clone(core), user, generation()));
+        }
+        drop(g);
+        if self.after(finished)? {
+            core.post(finished_event(token.id, user));
+        }
+        Ok(())
     }
 
     /// What an outstanding hand-off is now; `None` once it finished.

@@ -21,6 +21,9 @@
 //!   expire (`expire_due`): whoever takes the lock after it (the head's
 //!   `next_deadline_ns` says when with one load), waiters in line, which
 //!   wake for it, and producers waiting for their hand-off.
+//! * Notifiers: a record marks the process slots watching it; the
+//!   completion that finishes it rings their doorbells, and each one's relay
+//!   thread posts the events (`handoff_calls::Watches`).
 //! * Damage: every field read from here is untrusted; a record whose fields
 //!   cannot be right is dropped by `repair` (its bytes come back) and never
 //!   indexes anything unchecked.
@@ -33,6 +36,7 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::sync::atomic::{AtomicU32, AtomicU64};
 use std::time::Duration;
 
+use super::doorbell;
 use super::futex::{self, now_ns};
 use super::segment::{Segment, PROC_ATTACHED};
 use super::table::Locked;
@@ -49,6 +53,9 @@ const INDEX_BITS: u32 = 16;
 const _: () = assert!(super::segment::HANDOFFS_RANGE.1 <= 1 << INDEX_BITS);
 /// `Claimant::slot` of a part nobody claimed.
 const NOBODY: u32 = u32::MAX;
+/// Words of `HandoffRecord::watchers`: a bit per process slot.
+const WATCHER_WORDS: usize = 4;
+const _: () = assert!(super::segment::PROCS_RANGE.1 as usize <= WATCHER_WORDS * 64);
 
 /// Who claimed a part.
 #[repr(C)]
@@ -79,6 +86,9 @@ pub(crate) struct HandoffRecord {
     deadline_ns: AtomicU64,
     since_ns: AtomicU64,
     claimants: [Claimant; PARTS],
+    /// Process slots whose notifiers watch it (`mmpool_handoff_notify`),
+    /// one bit each: their doorbells ring when it finishes.
+    watchers: [AtomicU64; WATCHER_WORDS],
 }
 
 /// The region's own header, before the records.
@@ -227,6 +237,9 @@ pub(crate) fn create(
     for c in &r.claimants {
         c.slot.store(NOBODY, Relaxed);
     }
+    for w in &r.watchers {
+        w.store(0, Relaxed);
+    }
     r.state.store(LIVE, Relaxed);
     h.shared.fetch_add(1, Relaxed);
     let next = h.next_deadline_ns.load(Relaxed);
@@ -281,8 +294,30 @@ fn mark_done(g: &mut Locked<'_>, r: &HandoffRecord, bits: u64) {
         r.futex.fetch_add(1, Relaxed);
         futex::wake(&r.futex, i32::MAX);
         g.seg.handoffs_head.finished.fetch_add(1, Relaxed);
+        ring_watchers(g, r);
         g.give(r.nbytes.load(Relaxed).min(MAX_TOTAL));
     }
+}
+
+/// Rings the doorbells of the processes watching a finished hand-off.
+fn ring_watchers(g: &mut Locked<'_>, r: &HandoffRecord) {
+    for (k, w) in r.watchers.iter().enumerate() {
+        let bits = w.swap(0, Relaxed);
+        for b in (0..64).filter(|b| bits & 1 << b != 0) {
+            doorbell::bump_slot(g.seg, k * 64 + b, &mut g.doorbells);
+        }
+    }
+}
+
+/// Marks this process as watching the hand-off, whose finish then rings
+/// its doorbell; `true` when it has finished already.
+pub(crate) fn watch(g: &Locked<'_>, token: &Token) -> Result<bool, Error> {
+    let index = check(g.seg, token)?;
+    let Some(r) = live(g.seg, index, token) else { return Ok(true) };
+    if let Some(w) = r.watchers.get(g.me / 64) {
+        w.fetch_or(1 << (g.me % 64), Relaxed);
+    }
+    Ok(false)
 }
 
 /// Expires what is due, if a claim deadline has passed (one load when none).

@@ -325,6 +325,9 @@ pub struct SharedPool {
     /// Tickets registered with notifiers, and the thread that relays their
     /// decisions (`doorbell.rs`).
     relay: doorbell::Relay,
+    /// Hand-offs watched by notifiers of this process (the relay posts
+    /// their events).
+    handoff_watches: handoff_calls::Watches,
 }
 
 fn generation() -> u16 {
@@ -564,6 +567,7 @@ impl SharedPool {
             moved_logged: AtomicBool::new(false),
             loud: Loud::default(),
             relay: doorbell::Relay::default(),
+            handoff_watches: handoff_calls::Watches::default(),
         };
         Ok((pool, fd, registry, created))
     }
