@@ -374,6 +374,37 @@ fn a_notifier_in_a_third_process_gets_the_event_when_consumer_processes_finish_i
 }
 
 #[test]
+fn expired_parts_are_counted_and_logged_once_per_hand_off() {
+    let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let seen = lines.clone();
+    // Other tests of this binary log expiries too: this one's say "4242 bytes".
+    mmpool::log::set_sink(Some(Box::new(move |level, line| {
+        if level == mmpool::log::Level::Warn && line.contains("(4242 bytes)") {
+            seen.lock().unwrap().push(line.to_string());
+        }
+    })));
+    let name = Name::new("handoff-log");
+    let pool = Pool::open_shared(&name.0, 10_000, CREATE).unwrap();
+    let lease = pool.acquire(4242, Wait::Forever).unwrap();
+    let token = pool.share_lease(lease.id, 3, Some(Duration::from_millis(300)), false).unwrap();
+    pool.claim_part(&token, 0).unwrap();
+    // The producer's wait collects the expiry at the deadline; part 0 is
+    // claimed, so the hand-off stays open.
+    let waited = pool.wait_handoff(&token, Wait::timeout_ns(1_300_000_000));
+    assert!(matches!(waited, Err(mmpool::Error::Timeout { .. })), "{waited:?}");
+    assert_eq!(pool.handoff_stats().expired_parts, 2);
+    assert_eq!(pool.handoff(&token).unwrap().map(|i| (i.parts_left, i.claimed)), Some((1, 1)));
+    assert_eq!(pool.available_bytes(), 10_000 - 4242);
+    let _ = pool.stats();
+    pool.complete_part(&token, 0).unwrap();
+    assert_eq!(pool.available_bytes(), 10_000);
+    mmpool::log::set_sink(None);
+    let lines = lines.lock().unwrap();
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert!(lines[0].contains("2 part(s) nobody claimed") && lines[0].contains("1 part(s) still open"), "{lines:?}");
+}
+
+#[test]
 fn tokens_the_pool_never_issued_or_altered_are_refused_and_records_are_bounded() {
     let name = Name::new("handoff-refuse");
     let opts = mmpool::pool::shared::SharedOptions {
