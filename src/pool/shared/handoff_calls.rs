@@ -22,13 +22,24 @@ use super::{futex, generation, SharedPool, PATIENT, RECLAIM_INTERVAL};
 /// at all when the pool is gone for this process.
 #[derive(Default)]
 pub(crate) struct Watches {
-    /// (token, notifier, user value, the fork generation that registered it).
-    list: parking_lot::Mutex<Vec<(Token, Arc<Core>, u64, u16)>>,
+    list: parking_lot::Mutex<Vec<Watch>>,
 }
 
+/// (token, notifier, user value, the fork generation that registered it).
+type Watch = (Token, Arc<Core>, u64, u16);
+
+/// How long a call waits for the watches' lock: held for microseconds,
+/// except in a forked child whose parent's relay held it at fork.
+const FORK_SAFE_WAIT: Duration = Duration::from_secs(1);
+
 impl Watches {
+    /// The list, unless it stays locked (copied locked by fork).
+    fn list(&self) -> Option<parking_lot::MutexGuard<'_, Vec<Watch>>> {
+        self.list.try_lock_for(FORK_SAFE_WAIT)
+    }
+
     pub(super) fn any(&self) -> bool {
-        !self.list.lock().is_empty()
+        self.list().is_some_and(|l| !l.is_empty())
     }
 
     /// Posts the events of the watched hand-offs that finished.
@@ -38,7 +49,8 @@ impl Watches {
         }
         let Ok(g) = pool.lock_by(PATIENT, 0) else { return };
         let mut finished = Vec::new();
-        self.list.lock().retain(|(token, core, user, gen)| {
+        let Some(mut list) = self.list() else { return };
+        list.retain(|(token, core, user, gen)| {
             // An ancestor's watch (copied by fork) is its own, not this process's.
             let done = *gen != generation() || !matches!(handoffs::pending(g.seg, token), Ok(Some(_)));
             if done && *gen == generation() {
@@ -46,6 +58,7 @@ impl Watches {
             }
             !done
         });
+        drop(list);
         drop(g);
         for (core, event) in finished {
             core.post(event);
@@ -54,7 +67,7 @@ impl Watches {
 
     /// The pool is gone for this process: every watch ends with `Closed`.
     pub(super) fn close_all(&self) {
-        let ended: Vec<_> = self.list.lock().drain(..).collect();
+        let ended: Vec<_> = self.list().map(|mut l| l.drain(..).collect()).unwrap_or_default();
         for (token, core, user, gen) in ended {
             if gen == generation() {
                 core.post(Event { ticket: Ticket { id: token.id }, user, decision: Decision::Closed });
@@ -131,7 +144,12 @@ impl SharedPool {
         let g = self.lock_by(PATIENT, 0)?;
         let finished = handoffs::watch(&g, token);
         if let Ok(false) = finished {
-            self.handoff_watches.list.lock().push((*token, Arc::clone(core), user, generation()));
+            let held = || {
+                Error::System(
+                    "the shared pool's hand-off watches stayed locked for 1 s (copied locked by fork?)".into(),
+                )
+            };
+            self.handoff_watches.list().ok_or_else(held)?.push((*token, Arc::clone(core), user, generation()));
         }
         drop(g);
         if self.after(finished)? {
