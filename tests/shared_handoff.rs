@@ -26,6 +26,9 @@ mod rng;
 use rng::Rng;
 
 const TOTAL: u64 = 1000;
+// Claim deadlines here are long enough (1 s, 300 ms in the rounds, where a
+// late claim is expected and counted) for a consumer process to start and
+// claim first.
 const CREATE: OpenFlags = OpenFlags { create: true, exclusive: false, group: false };
 /// Longer than any wait here should take; only a bug reaches it.
 fn patience() -> Wait {
@@ -132,20 +135,25 @@ fn helper() {
         "consume" => {
             let part: u32 = args[2].parse().unwrap();
             let token = read_token();
+            if args[3] != "idle" {
+                // A claim after the claim deadline finds the part expired.
+                match pool.claim_part(&token, part) {
+                    Err(mmpool::Error::InvalidLease(m)) if m.contains("expired") => return say("late"),
+                    claimed => claimed.unwrap(),
+                }
+            }
             match args[3] {
                 "complete" => {
-                    pool.claim_part(&token, part).unwrap();
                     pool.complete_part(&token, part).unwrap();
                     pool.complete_part(&token, part).unwrap(); // twice counts once
                     say("completed");
                 }
                 "claim" => {
-                    pool.claim_part(&token, part).unwrap();
                     say("claimed");
                     park();
                 }
                 "stop-completing" => {
-                    pool.claim_part(&token, part).unwrap();
+                    say("claimed");
                     pool.shared_backend().unwrap().debug_stop_completing(&token, part).unwrap();
                 }
                 _ => {
@@ -209,7 +217,7 @@ fn a_producer_that_keeps_its_lease_waits_across_processes_then_releases() {
 fn a_consumer_killed_before_claiming_leaves_its_part_to_expire_at_the_deadline() {
     let name = Name::new("handoff-kill-before");
     let pool = open(&name);
-    let (_producer, token) = producer(&name, 500, 2, "300", 0);
+    let (_producer, token) = producer(&name, 500, 2, "1000", 0);
     let mut idle = consumer(&name, &token, 0, "idle");
     assert_eq!(idle.report(), "got it");
     idle.kill();
@@ -247,6 +255,7 @@ fn a_consumer_killed_in_the_middle_of_completing_counts_once() {
     let pool = open(&name);
     let (_producer, token) = producer(&name, 500, 2, "-", 0);
     let mut stopped = consumer(&name, &token, 0, "stop-completing");
+    assert_eq!(stopped.report(), "claimed");
     stopped.wait_stopped(); // inside the lock, part 0 completed, not yet let go
     stopped.kill();
     completes(&name, &token, 1); // takes the lock over from the dead holder
@@ -284,7 +293,7 @@ fn a_producer_killed_after_sharing_leaves_the_bytes_held_until_the_consumers_com
 fn unclaimed_parts_expire_and_a_waiter_in_line_wakes_for_them() {
     let name = Name::new("handoff-expire");
     let pool = open(&name);
-    let (_producer, token) = producer(&name, TOTAL, 3, "200", 0);
+    let (_producer, token) = producer(&name, TOTAL, 3, "1000", 0);
     completes(&name, &token, 0);
     // Nobody claims parts 1 and 2: at the deadline they expire, and the
     // request waiting in line for every byte is granted.
@@ -445,27 +454,34 @@ fn rounds_of_consumers_completing_dying_and_idling_lose_no_byte() {
     for round in 0..rounds() {
         let parts = 1 + rng.below(4) as u32;
         let timed = rng.below(2) == 0;
-        let (mut producer, token) = producer(&name, 100 + rng.below(400), parts, if timed { "100" } else { "-" }, 50);
+        let (mut producer, token) = producer(&name, 100 + rng.below(400), parts, if timed { "300" } else { "-" }, 50);
         let mut idle_parts = Vec::new();
         let mut consumers = Vec::new();
+        let mut late = 0;
         for part in 0..parts {
             let how = ["complete", "claim", "idle", "stop-completing"][rng.index(4)];
             let mut c = consumer(&name, &token, part, how);
+            let said = c.report();
+            if said == "late" {
+                assert!(timed, "round {round}: only a timed hand-off's parts expire");
+                late += 1;
+                assert!(c.finish().success());
+                continue;
+            }
             match how {
-                "complete" => assert_eq!(c.report(), "completed"),
-                "claim" => {
-                    assert_eq!(c.report(), "claimed");
-                    c.kill();
-                }
+                "complete" => assert_eq!(said, "completed"),
                 "idle" => {
-                    assert_eq!(c.report(), "got it");
-                    c.kill();
+                    assert_eq!(said, "got it");
                     idle_parts.push(part);
                 }
+                "claim" => assert_eq!(said, "claimed"),
                 _ => {
+                    assert_eq!(said, "claimed");
                     c.wait_stopped();
-                    c.kill();
                 }
+            }
+            if how != "complete" {
+                c.kill();
             }
             consumers.push(c);
         }
@@ -473,7 +489,7 @@ fn rounds_of_consumers_completing_dying_and_idling_lose_no_byte() {
             producer.kill();
         }
         if timed {
-            expired += idle_parts.len() as u64;
+            expired += idle_parts.len() as u64 + late;
         } else {
             // Nobody will complete these, and they never expire: this process does.
             for &part in &idle_parts {
