@@ -23,6 +23,24 @@ static void *consume_main(void *arg) {
     return NULL;
 }
 
+/* Hands `token` to `n` (at most 4) consumer threads, one part each, waits
+ * for the hand-off as its producer, then joins them: each claimed and
+ * completed its part. */
+static void consume_with_threads(mmpool *pool, mmpool_handoff_token token, uint32_t n) {
+    consumer c[4];
+    pthread_t t[4];
+    CHECK(n <= 4);
+    for (uint32_t i = 0; i < n; i++) {
+        c[i] = (consumer){pool, token, i, MMPOOL_ERR_INTERNAL};
+        CHECK(pthread_create(&t[i], NULL, consume_main, &c[i]) == 0);
+    }
+    CHECK_OK(mmpool_handoff_wait(pool, token, MMPOOL_WAIT_FOREVER));
+    for (uint32_t i = 0; i < n; i++) {
+        CHECK(pthread_join(t[i], NULL) == 0);
+        CHECK_OK(c[i].status);
+    }
+}
+
 static void split_and_merge_move_bytes_between_leases(void) {
     mmpool *pool = NULL;
     CHECK_OK(mmpool_init(100, &pool));
@@ -65,18 +83,8 @@ static void the_last_of_four_consumers_returns_the_bytes(void) {
     altered.offset = 4096;
     CHECK_STATUS(mmpool_handoff_complete(pool, altered, 0), MMPOOL_ERR_INVALID_LEASE);
     CHECK_STATUS(mmpool_handoff_complete(pool, token, 4), MMPOOL_ERR_INVALID_LEASE);
-    consumer c[4];
-    pthread_t t[4];
-    for (uint32_t i = 0; i < 4; i++) {
-        c[i] = (consumer){pool, token, i, MMPOOL_ERR_INTERNAL};
-        CHECK(pthread_create(&t[i], NULL, consume_main, &c[i]) == 0);
-    }
-    CHECK_OK(mmpool_handoff_wait(pool, token, MMPOOL_WAIT_FOREVER));
+    consume_with_threads(pool, token, 4);
     CHECK_U64(mmpool_available_bytes(pool), 64);
-    for (int i = 0; i < 4; i++) {
-        CHECK(pthread_join(t[i], NULL) == 0);
-        CHECK_OK(c[i].status);
-    }
     CHECK_OK(mmpool_handoff_complete(pool, token, 0)); /* finished: a no-op */
     mmpool_handoff_stats s;
     CHECK_OK(mmpool_get_handoff_stats(pool, &s));
@@ -106,17 +114,7 @@ static void a_shared_pool_hands_off_to_threads_within_its_limit(void) {
     mmpool_handoff_token altered = token;
     altered.offset = 8;
     CHECK_STATUS(mmpool_handoff_claim(pool, altered, 0), MMPOOL_ERR_INVALID_LEASE);
-    consumer c[2];
-    pthread_t t[2];
-    for (uint32_t i = 0; i < 2; i++) {
-        c[i] = (consumer){pool, token, i, MMPOOL_ERR_INTERNAL};
-        CHECK(pthread_create(&t[i], NULL, consume_main, &c[i]) == 0);
-    }
-    CHECK_OK(mmpool_handoff_wait(pool, token, MMPOOL_WAIT_FOREVER));
-    for (int i = 0; i < 2; i++) {
-        CHECK(pthread_join(t[i], NULL) == 0);
-        CHECK_OK(c[i].status);
-    }
+    consume_with_threads(pool, token, 2);
     CHECK_U64(mmpool_available_bytes(pool), 56);
     CHECK_OK(mmpool_release(pool, b));
     mmpool_handoff_stats s;
