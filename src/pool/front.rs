@@ -93,13 +93,6 @@ macro_rules! dispatch {
     };
 }
 
-/// What a hand-off call on a shared pool answers: its records are kept by
-/// this process only, so the shared backend does not offer them.
-#[cfg(not(loom))]
-fn no_shared_handoffs() -> Error {
-    Error::InvalidArgument("hand-offs are available on in-process pools only, not yet on shared pools".into())
-}
-
 impl Pool {
     /// A pool of `total_bytes` (1 ..= 2^60) in this process.
     pub fn new(total_bytes: u64) -> Result<Arc<Pool>, Error> {
@@ -466,7 +459,15 @@ impl PoolCore {
         match self.backend() {
             Backend::Local(b) => b.share_lease(id, parts, claim_within, keep_lease),
             #[cfg(not(loom))]
-            Backend::Shared(_) => Err(no_shared_handoffs()),
+            Backend::Shared(b) => {
+                let token = b.share_lease(id, parts, claim_within, keep_lease)?;
+                if !keep_lease {
+                    // SAFETY: the lease's grant called `keep`, and the caller's
+                    // own handle keeps the pool alive past this: not the last one.
+                    unsafe { Self::drop_handle(self) };
+                }
+                Ok(token)
+            }
         }
     }
 
@@ -476,7 +477,7 @@ impl PoolCore {
         match self.backend() {
             Backend::Local(b) => b.claim_part(token, part),
             #[cfg(not(loom))]
-            Backend::Shared(_) => Err(no_shared_handoffs()),
+            Backend::Shared(b) => b.claim_part(token, part),
         }
     }
 
@@ -486,7 +487,7 @@ impl PoolCore {
         match self.backend() {
             Backend::Local(b) => b.complete_part(token, part),
             #[cfg(not(loom))]
-            Backend::Shared(_) => Err(no_shared_handoffs()),
+            Backend::Shared(b) => b.complete_part(token, part),
         }
     }
 
@@ -497,18 +498,14 @@ impl PoolCore {
         match self.backend() {
             Backend::Local(b) => b.wait_handoff(token, wait),
             #[cfg(not(loom))]
-            Backend::Shared(_) => Err(no_shared_handoffs()),
+            Backend::Shared(b) => b.wait_handoff(token, wait),
         }
     }
 
     /// Posts one event on `n` when the hand-off finishes (at once if it
     /// has): `{ticket: Ticket { id: token.id }, user, HandoffFinished}`.
     pub fn notify_handoff(&self, token: &Token, n: &Notifier, user: u64) -> Result<(), Error> {
-        match self.backend() {
-            Backend::Local(b) => b.notify_handoff(token, n.core(), user),
-            #[cfg(not(loom))]
-            Backend::Shared(_) => Err(no_shared_handoffs()),
-        }
+        dispatch!(self, b => b.notify_handoff(token, n.core(), user))
     }
 
     /// What an outstanding hand-off is now; `None` once it finished.
@@ -516,25 +513,26 @@ impl PoolCore {
         match self.backend() {
             Backend::Local(b) => b.handoff(token),
             #[cfg(not(loom))]
-            Backend::Shared(_) => Err(no_shared_handoffs()),
+            Backend::Shared(b) => b.handoff(token),
         }
     }
 
-    /// Every outstanding hand-off, oldest first (none for a shared pool).
+    /// Every outstanding hand-off, oldest first (none for a shared pool
+    /// this process cannot read: damaged).
     pub fn handoffs(&self) -> Vec<HandoffInfo> {
         match self.backend() {
             Backend::Local(b) => b.handoffs(),
             #[cfg(not(loom))]
-            Backend::Shared(_) => Vec::new(),
+            Backend::Shared(b) => b.shared_handoffs().unwrap_or_default().into_iter().map(|h| h.info).collect(),
         }
     }
 
-    /// The hand-off figures (zeros for a shared pool).
+    /// The hand-off figures (zeros for a damaged shared pool).
     pub fn handoff_stats(&self) -> HandoffStats {
         match self.backend() {
             Backend::Local(b) => b.handoff_stats(),
             #[cfg(not(loom))]
-            Backend::Shared(_) => HandoffStats::default(),
+            Backend::Shared(b) => b.handoff_stats().unwrap_or_default(),
         }
     }
 
