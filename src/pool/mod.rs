@@ -16,6 +16,7 @@ mod handoff;
 mod lease;
 mod local;
 mod notify;
+pub mod placement;
 pub mod reservations;
 #[cfg(not(loom))]
 pub mod shared;
