@@ -32,7 +32,7 @@ pub use handoff::{HandoffInfo, HandoffStats, Token, MAX_PARTS};
 #[cfg(not(loom))]
 pub use global::{global, init_global, set_global, split_budget};
 pub use lease::{Admission, Lease, Ticket};
-pub use local::Wait;
+pub use local::{Wait, DEFAULT_ALIGNMENT};
 pub use notify::{Decision, Event, Notifier};
 pub use state::MAX_TOTAL;
 pub use stats::Stats;
