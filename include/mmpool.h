@@ -45,6 +45,12 @@
 #define MMPOOL_NO_CLAIM_DEADLINE UINT64_MAX
 
 /**
+ * `mmpool_handoff_token.flags` bit: `offset` is the lease's offset in a
+ * placed pool.
+ */
+#define MMPOOL_TOKEN_PLACED 1
+
+/**
  * Buckets of `mmpool_histograms.wait_counts`: 25 finite bounds, then +Inf.
  */
 #define MMPOOL_WAIT_BUCKETS 26
@@ -202,9 +208,10 @@ typedef struct mmpool_lease {
 } mmpool_lease;
 
 /**
- * A hand-off's token from `mmpool_lease_share`: a plain value of 24 bytes to
+ * A hand-off's token from `mmpool_lease_share`: a plain value of 32 bytes to
  * send to the consumers as it is. A token this pool never issued, or one
- * with any field altered, is refused with `MMPOOL_ERR_INVALID_LEASE`.
+ * with any field altered (the nonce covers them all), is refused with
+ * `MMPOOL_ERR_INVALID_LEASE`.
  */
 typedef struct mmpool_handoff_token {
   /**
@@ -220,9 +227,15 @@ typedef struct mmpool_handoff_token {
    */
   uint32_t parts;
   /**
-   * 0.
+   * `MMPOOL_TOKEN_PLACED` when `offset` says where the lease lies; 0
+   * otherwise.
    */
-  uint32_t reserved;
+  uint32_t flags;
+  /**
+   * With `MMPOOL_TOKEN_PLACED`: the lease's offset in its placed pool
+   * (the consumer finds the bytes there); otherwise 0.
+   */
+  uint64_t offset;
 } mmpool_handoff_token;
 
 /**
@@ -492,6 +505,15 @@ typedef struct mmpool_shared_options {
    * `max_leases` if smaller).
    */
   uint32_t max_waiters;
+  /**
+   * Hand-offs outstanding at once (`mmpool_lease_share`): 1 to 4096,
+   * default 256.
+   */
+  uint32_t max_handoffs;
+  /**
+   * 0.
+   */
+  uint32_t reserved;
 } mmpool_shared_options;
 
 #ifdef __cplusplus
@@ -660,16 +682,23 @@ enum mmpool_status mmpool_torch_set_failure_mode(int mode);
  * producer's. Parts nobody has claimed (`mmpool_handoff_claim`) or completed
  * `claim_deadline_ns` from now expire: they count as completed, are counted
  * in `mmpool_handoff_stats.expired_parts` and logged once per hand-off.
- * `MMPOOL_NO_CLAIM_DEADLINE` means never. Expired parts are collected at
+ * `MMPOOL_NO_CLAIM_DEADLINE` means never (a shared pool's deadline is on
+ * the host's CLOCK_MONOTONIC). Expired parts are collected at
  * the deadline by requests waiting in line and by a producer waiting in
  * `mmpool_handoff_wait`, else by the pool's next hand-off call or hand-off
  * stats read.
  *
- * Shared pools do not offer hand-offs in this version (`INVALID_ARGUMENT`).
+ * On a shared pool a consumer in any attached process claims and
+ * completes parts; a part claimed by a process that then dies or detaches
+ * completes by itself (within the reclaim bound of leases), and the
+ * producer's death returns nothing the hand-off holds. At most
+ * `mmpool_shared_options.max_handoffs` hand-offs are outstanding at once
+ * (beyond: `SYSTEM`).
  *
  * Errors: `NULL_ARGUMENT`, `INVALID_LEASE` (unknown, another pool's, or
- * released lease), `INVALID_ARGUMENT` (`parts` 0 or above 64, unknown
- * `flags`, a shared pool).
+ * released lease, a shared pool's lease of another process),
+ * `INVALID_ARGUMENT` (`parts` 0 or above 64, unknown `flags`), `SYSTEM` (a
+ * shared pool's `max_handoffs` hand-offs are outstanding).
  */
 enum mmpool_status mmpool_lease_share(struct mmpool *pool,
                                       struct mmpool_lease lease,
@@ -680,7 +709,10 @@ enum mmpool_status mmpool_lease_share(struct mmpool *pool,
 
 /**
  * Claims part `part` of a hand-off: says a consumer took it up, so that it
- * does not expire at the claim deadline. Claiming it again is a no-op.
+ * does not expire at the claim deadline. Claiming it again is a no-op. On a
+ * shared pool the claim binds the part to the calling process: if that
+ * process dies or detaches before completing it, it completes by itself
+ * (the latest claimant holds it).
  *
  * Threads: any thread, at any time.
  *
@@ -698,7 +730,9 @@ enum mmpool_status mmpool_handoff_claim(struct mmpool *pool,
  * completion that leaves no part open returns the hand-off's bytes to the
  * pool and wakes a producer in `mmpool_handoff_wait`.
  *
- * Threads: any thread, at any time; completions of the same hand-off may race.
+ * Threads: any thread, at any time; completions of the same hand-off may
+ * race (on a shared pool, from any attached process: the segment's lock
+ * serializes them).
  *
  * Errors: `NULL_ARGUMENT`, `INVALID_LEASE` (a token this pool never issued
  * or one altered, `part` out of range).
@@ -710,7 +744,9 @@ enum mmpool_status mmpool_handoff_complete(struct mmpool *pool,
 /**
  * Waits up to `timeout_ns` (`MMPOOL_WAIT_FOREVER`: without limit; 0: not at
  * all) until the hand-off is finished: every part completed or expired.
- * `OK` at once for a finished one.
+ * `OK` at once for a finished one. On a shared pool the producer waits in
+ * any attached process, on the hand-off's futex word in the segment, and
+ * meanwhile reclaims dead processes (whose claimed parts complete).
  *
  * Errors: `NULL_ARGUMENT`, `INVALID_LEASE` (a token this pool never issued
  * or one altered), `TIMEOUT` (parts are still open).
@@ -726,8 +762,10 @@ enum mmpool_status mmpool_handoff_wait(struct mmpool *pool,
  * readable; a finished hand-off queues its event at once. Several notifiers
  * may watch one hand-off.
  *
- * Errors: `NULL_ARGUMENT`, `INVALID_ARGUMENT` (a freed notifier, a shared
- * pool), `INVALID_LEASE` (a token this pool never issued or one altered).
+ * Errors: `NULL_ARGUMENT`, `INVALID_ARGUMENT` (a freed notifier; a shared
+ * pool, whose hand-offs post no events in this version: wait with
+ * `mmpool_handoff_wait`), `INVALID_LEASE` (a token this pool never issued
+ * or one altered).
  */
 enum mmpool_status mmpool_handoff_notify(struct mmpool *pool,
                                          struct mmpool_handoff_token token,
@@ -1124,7 +1162,8 @@ enum mmpool_status mmpool_open_shared(const char *name,
  * fork, thread rules and errors. An open that asks for limits other than
  * the pool's fails with `INVALID_ARGUMENT` naming both; limits out of range
  * give `INVALID_ARGUMENT` naming the bounds. Beyond the limits, calls fail
- * with `SYSTEM` naming the limit (`max_processes`, `max_leases`, `max_waiters`).
+ * with `SYSTEM` naming the limit (`max_processes`, `max_leases`, `max_waiters`,
+ * `max_handoffs`).
  *
  * Errors: `NULL_ARGUMENT` (`name`, `options`, `out_pool`),
  * `INVALID_ARGUMENT` (as for `mmpool_open_shared`; `options->size` not a
