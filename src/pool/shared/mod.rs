@@ -37,6 +37,8 @@ mod handoff_calls;
 mod handoffs;
 mod liveness;
 mod lock;
+#[doc(hidden)]
+pub mod placement;
 mod segment;
 mod sigbus;
 mod split;
