@@ -4,7 +4,7 @@
 
 #![allow(dead_code)]
 
-use std::ffi::{c_void, CString};
+use std::ffi::{c_ulong, c_void, CString};
 use std::path::PathBuf;
 use std::process::Command;
 use std::sync::OnceLock;
@@ -14,7 +14,18 @@ pub struct Fake {
     set_capacity: unsafe extern "C" fn(usize),
     live_bytes: unsafe extern "C" fn() -> usize,
     live_count: unsafe extern "C" fn() -> usize,
-    async_calls: unsafe extern "C" fn() -> std::ffi::c_ulong,
+    host_live_count: unsafe extern "C" fn() -> usize,
+    ipc_open_count: unsafe extern "C" fn() -> usize,
+    async_calls: unsafe extern "C" fn() -> c_ulong,
+    malloc_calls: unsafe extern "C" fn() -> c_ulong,
+    free_calls: unsafe extern "C" fn() -> c_ulong,
+}
+
+/// Reads one of the stand-in's figures.
+fn read<T>(f: unsafe extern "C" fn() -> T) -> T {
+    // SAFETY: a plain function of the stand-in that takes a lock and returns
+    // a number, no pointers involved.
+    unsafe { f() }
 }
 
 impl Fake {
@@ -23,20 +34,33 @@ impl Fake {
         // SAFETY: a plain function of the stand-in, no pointers involved.
         unsafe { (self.set_capacity)(bytes) }
     }
-    /// Bytes the stand-in has allocated and not freed.
+    /// Device bytes the stand-in has allocated and not freed.
     pub fn live_bytes(&self) -> usize {
-        // SAFETY: as above.
-        unsafe { (self.live_bytes)() }
+        read(self.live_bytes)
     }
-    /// Allocations the stand-in holds.
+    /// Device allocations the stand-in holds.
     pub fn live_count(&self) -> usize {
-        // SAFETY: as above.
-        unsafe { (self.live_count)() }
+        read(self.live_count)
+    }
+    /// Pinned host allocations (cudaHostAlloc) the stand-in holds.
+    pub fn host_live_count(&self) -> usize {
+        read(self.host_live_count)
+    }
+    /// IPC mappings opened (cudaIpcOpenMemHandle) and not closed.
+    pub fn ipc_open_count(&self) -> usize {
+        read(self.ipc_open_count)
     }
     /// Calls of cudaMallocAsync and cudaFreeAsync so far.
     pub fn async_calls(&self) -> u64 {
-        // SAFETY: as above.
-        unsafe { (self.async_calls)() as u64 }
+        read(self.async_calls) as u64
+    }
+    /// Calls of cudaMalloc and cudaMallocAsync so far.
+    pub fn malloc_calls(&self) -> u64 {
+        read(self.malloc_calls) as u64
+    }
+    /// Calls of cudaFree and cudaFreeAsync so far.
+    pub fn free_calls(&self) -> u64 {
+        read(self.free_calls) as u64
     }
 }
 
@@ -81,7 +105,11 @@ pub fn fake() -> &'static Fake {
                 set_capacity: std::mem::transmute::<*mut c_void, _>(sym("fake_cudart_set_capacity")),
                 live_bytes: std::mem::transmute::<*mut c_void, _>(sym("fake_cudart_live_bytes")),
                 live_count: std::mem::transmute::<*mut c_void, _>(sym("fake_cudart_live_count")),
+                host_live_count: std::mem::transmute::<*mut c_void, _>(sym("fake_cudart_host_live_count")),
+                ipc_open_count: std::mem::transmute::<*mut c_void, _>(sym("fake_cudart_ipc_open_count")),
                 async_calls: std::mem::transmute::<*mut c_void, _>(sym("fake_cudart_async_calls")),
+                malloc_calls: std::mem::transmute::<*mut c_void, _>(sym("fake_cudart_malloc_calls")),
+                free_calls: std::mem::transmute::<*mut c_void, _>(sym("fake_cudart_free_calls")),
             }
         }
     })
