@@ -45,6 +45,12 @@
 #define MMPOOL_NO_CLAIM_DEADLINE UINT64_MAX
 
 /**
+ * `mmpool_handoff_token.flags` bit: `offset` is the lease's offset in a
+ * placed pool.
+ */
+#define MMPOOL_TOKEN_PLACED 1
+
+/**
  * Buckets of `mmpool_histograms.wait_counts`: 25 finite bounds, then +Inf.
  */
 #define MMPOOL_WAIT_BUCKETS 26
@@ -202,9 +208,10 @@ typedef struct mmpool_lease {
 } mmpool_lease;
 
 /**
- * A hand-off's token from `mmpool_lease_share`: a plain value of 24 bytes to
+ * A hand-off's token from `mmpool_lease_share`: a plain value of 32 bytes to
  * send to the consumers as it is. A token this pool never issued, or one
- * with any field altered, is refused with `MMPOOL_ERR_INVALID_LEASE`.
+ * with any field altered (the nonce covers them all), is refused with
+ * `MMPOOL_ERR_INVALID_LEASE`.
  */
 typedef struct mmpool_handoff_token {
   /**
@@ -220,9 +227,15 @@ typedef struct mmpool_handoff_token {
    */
   uint32_t parts;
   /**
-   * 0.
+   * `MMPOOL_TOKEN_PLACED` when `offset` says where the lease lies; 0
+   * otherwise.
    */
-  uint32_t reserved;
+  uint32_t flags;
+  /**
+   * With `MMPOOL_TOKEN_PLACED`: the lease's offset in its placed pool
+   * (the consumer finds the bytes there); otherwise 0.
+   */
+  uint64_t offset;
 } mmpool_handoff_token;
 
 /**

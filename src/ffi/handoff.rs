@@ -16,11 +16,13 @@ pub const MMPOOL_SHARE_KEEP_LEASE: u32 = 1;
 /// `claim_deadline_ns` value for parts that never expire.
 pub const MMPOOL_NO_CLAIM_DEADLINE: u64 = u64::MAX;
 
-fn token(t: &mmpool_handoff_token) -> Result<Token, Error> {
-    if t.reserved != 0 {
-        return Err(Error::InvalidLease(format!("hand-off token {:#x} was altered (reserved field not 0)", t.id)));
-    }
-    Ok(Token { id: t.id, nonce: t.nonce, parts: t.parts })
+/// `mmpool_handoff_token.flags` bit: `offset` is the lease's offset in a
+/// placed pool.
+pub const MMPOOL_TOKEN_PLACED: u32 = 1;
+const _: () = assert!(MMPOOL_TOKEN_PLACED == crate::pool::TOKEN_PLACED);
+
+fn token(t: &mmpool_handoff_token) -> Token {
+    Token { id: t.id, nonce: t.nonce, parts: t.parts, flags: t.flags, offset: t.offset }
 }
 
 /// Turns `lease` into a hand-off of `parts` parts (1 to 64) and writes its
@@ -57,7 +59,8 @@ pub extern "C" fn mmpool_lease_share(
         if flags & !MMPOOL_SHARE_KEEP_LEASE != 0 {
             return Err(Error::InvalidArgument(format!("unknown flags {flags:#x}")).into());
         }
-        let deadline = (claim_deadline_ns != MMPOOL_NO_CLAIM_DEADLINE).then(|| std::time::Duration::from_nanos(claim_deadline_ns));
+        let deadline =
+            (claim_deadline_ns != MMPOOL_NO_CLAIM_DEADLINE).then(|| std::time::Duration::from_nanos(claim_deadline_ns));
         let t = pool.share_lease(lease.id, parts, deadline, flags & MMPOOL_SHARE_KEEP_LEASE != 0)?;
         *out_token = t.into();
         Ok(())
@@ -77,7 +80,7 @@ pub extern "C" fn mmpool_handoff_claim(pool: *mut mmpool, token: mmpool_handoff_
     boundary!("mmpool_handoff_claim", {
         // SAFETY: the C contract: `pool` is a held handle.
         let pool = unsafe { borrow(pool, "pool") }?;
-        pool.claim_part(&self::token(&token)?, part)?;
+        pool.claim_part(&self::token(&token), part)?;
         Ok(())
     })
 }
@@ -96,7 +99,7 @@ pub extern "C" fn mmpool_handoff_complete(pool: *mut mmpool, token: mmpool_hando
     boundary!("mmpool_handoff_complete", {
         // SAFETY: the C contract: `pool` is a held handle.
         let pool = unsafe { borrow(pool, "pool") }?;
-        pool.complete_part(&self::token(&token)?, part)?;
+        pool.complete_part(&self::token(&token), part)?;
         Ok(())
     })
 }
@@ -108,11 +111,15 @@ pub extern "C" fn mmpool_handoff_complete(pool: *mut mmpool, token: mmpool_hando
 /// Errors: `NULL_ARGUMENT`, `INVALID_LEASE` (a token this pool never issued
 /// or one altered), `TIMEOUT` (parts are still open).
 #[no_mangle]
-pub extern "C" fn mmpool_handoff_wait(pool: *mut mmpool, token: mmpool_handoff_token, timeout_ns: u64) -> mmpool_status {
+pub extern "C" fn mmpool_handoff_wait(
+    pool: *mut mmpool,
+    token: mmpool_handoff_token,
+    timeout_ns: u64,
+) -> mmpool_status {
     boundary!("mmpool_handoff_wait", {
         // SAFETY: the C contract: `pool` is a held handle.
         let pool = unsafe { borrow(pool, "pool") }?;
-        pool.wait_handoff(&self::token(&token)?, Wait::timeout_ns(timeout_ns))?;
+        pool.wait_handoff(&self::token(&token), Wait::timeout_ns(timeout_ns))?;
         Ok(())
     })
 }
@@ -135,7 +142,7 @@ pub extern "C" fn mmpool_handoff_notify(
     boundary!("mmpool_handoff_notify", {
         // SAFETY: the C contract: `pool` is a held handle, `notifier` a live notifier.
         let (pool, n) = unsafe { (borrow(pool, "pool")?, self::notifier(notifier, "notifier")?) };
-        pool.notify_handoff(&self::token(&token)?, n, user_data)?;
+        pool.notify_handoff(&self::token(&token), n, user_data)?;
         Ok(())
     })
 }

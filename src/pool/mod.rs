@@ -27,7 +27,7 @@ mod waitlist;
 
 pub use error::Error;
 pub use front::{Pool, PoolCore};
-pub use handoff::{HandoffInfo, HandoffStats, Token, MAX_PARTS};
+pub use handoff::{HandoffInfo, HandoffStats, Token, MAX_PARTS, TOKEN_PLACED};
 #[cfg(not(loom))]
 pub use global::{global, init_global, set_global, split_budget};
 pub use lease::{Admission, Lease, Ticket};

@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 use super::super::error::Error;
 use super::super::handoff::{check_parts, Finished, HandoffInfo, HandoffStats, Token};
 use super::super::notify::Core;
-use super::super::sync::Arc;
 use super::super::slots::Removed;
+use super::super::sync::Arc;
 use super::{LocalPool, Wait};
 
 impl LocalPool {
@@ -27,7 +27,7 @@ impl LocalPool {
         self.reap_handoffs();
         if keep_lease {
             self.leases.get(id)?;
-            return self.handoffs.create(0, parts, claim_within);
+            return self.handoffs.create(0, parts, claim_within, None);
         }
         let mut wl = self.lock();
         let nbytes = match self.leases.remove(id)? {
@@ -38,7 +38,7 @@ impl LocalPool {
             *outstanding -= 1;
         }
         drop(wl);
-        self.handoffs.create(nbytes, parts, claim_within)
+        self.handoffs.create(nbytes, parts, claim_within, None)
     }
 
     /// Marks a part as taken up, so that it does not expire.
