@@ -12,6 +12,7 @@
  *   fake_cudart_free_calls()         cudaFree + cudaFreeAsync calls
  *   fake_cudart_host_live_count()    cudaHostAlloc allocations not yet freed
  *   fake_cudart_ipc_open_count()     IPC mappings opened and not yet closed
+ *   fake_cudart_stream_syncs()       cudaStreamSynchronize calls
  *   fake_cudart_device()             the device cudaSetDevice last selected
  *
  * Device memory is a memfd mapped MAP_SHARED, so that the IPC calls work
@@ -82,7 +83,7 @@ static const char MAGIC[8] = "fakecuda";
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static struct block *blocks;
 static size_t live_bytes, live_count, host_live_count, ipc_open_count, capacity = SIZE_MAX;
-static unsigned long async_calls, malloc_calls, free_calls;
+static unsigned long async_calls, malloc_calls, free_calls, stream_syncs;
 static int current_device;
 
 #define READ_LOCKED(type, name, expr) \
@@ -106,6 +107,7 @@ READ_LOCKED(size_t, fake_cudart_ipc_open_count, ipc_open_count)
 READ_LOCKED(unsigned long, fake_cudart_async_calls, async_calls)
 READ_LOCKED(unsigned long, fake_cudart_malloc_calls, malloc_calls)
 READ_LOCKED(unsigned long, fake_cudart_free_calls, free_calls)
+READ_LOCKED(unsigned long, fake_cudart_stream_syncs, stream_syncs)
 READ_LOCKED(int, fake_cudart_device, current_device)
 
 /* Adds a block; the lock is held. */
@@ -210,6 +212,15 @@ cudaError_t cudaFreeAsync(void *ptr, cudaStream_t stream) {
     async_calls += 1;
     pthread_mutex_unlock(&lock);
     return cudaFree(ptr);
+}
+
+/* Work is never queued here: there is nothing to wait for. */
+cudaError_t cudaStreamSynchronize(cudaStream_t stream) {
+    (void)stream;
+    pthread_mutex_lock(&lock);
+    stream_syncs += 1;
+    pthread_mutex_unlock(&lock);
+    return cudaSuccess;
 }
 
 /* Pinned host memory: plain host memory, counted apart from device memory. */

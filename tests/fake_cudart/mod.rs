@@ -19,6 +19,7 @@ pub struct Fake {
     async_calls: unsafe extern "C" fn() -> c_ulong,
     malloc_calls: unsafe extern "C" fn() -> c_ulong,
     free_calls: unsafe extern "C" fn() -> c_ulong,
+    stream_syncs: unsafe extern "C" fn() -> c_ulong,
 }
 
 /// Reads one of the stand-in's figures.
@@ -61,6 +62,10 @@ impl Fake {
     /// Calls of cudaFree and cudaFreeAsync so far.
     pub fn free_calls(&self) -> u64 {
         read(self.free_calls) as u64
+    }
+    /// Calls of cudaStreamSynchronize so far.
+    pub fn stream_syncs(&self) -> u64 {
+        read(self.stream_syncs) as u64
     }
 }
 
@@ -110,6 +115,7 @@ pub fn fake() -> &'static Fake {
                 async_calls: std::mem::transmute::<*mut c_void, _>(sym("fake_cudart_async_calls")),
                 malloc_calls: std::mem::transmute::<*mut c_void, _>(sym("fake_cudart_malloc_calls")),
                 free_calls: std::mem::transmute::<*mut c_void, _>(sym("fake_cudart_free_calls")),
+                stream_syncs: std::mem::transmute::<*mut c_void, _>(sym("fake_cudart_stream_syncs")),
             }
         }
     })
