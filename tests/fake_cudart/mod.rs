@@ -29,6 +29,8 @@ fn read<T>(f: unsafe extern "C" fn() -> T) -> T {
     unsafe { f() }
 }
 
+// `unsigned long` is 32 bits on some targets: the casts to u64 are not idle there.
+#[allow(clippy::unnecessary_cast)]
 impl Fake {
     /// Makes `cudaMalloc*` fail with cudaErrorMemoryAllocation beyond `bytes`.
     pub fn set_capacity(&self, bytes: usize) {
