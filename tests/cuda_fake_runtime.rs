@@ -5,11 +5,13 @@
 //! test holds `serial()` for its whole run.
 #![cfg(not(loom))] // these tests use the C boundary and real threads; loom runs tests/loom.rs
 
+#[path = "support/c_errors.rs"]
+mod c_errors;
 mod fake_cudart;
 
-use std::ffi::{c_void, CStr};
+use std::ffi::c_void;
 use std::ptr;
-use std::sync::{Arc, Barrier, Mutex, MutexGuard};
+use std::sync::{Arc, Barrier};
 
 use ::mmpool::ffi::cuda::*;
 use ::mmpool::ffi::mmpool_status::{self, *};
@@ -17,21 +19,8 @@ use ::mmpool::ffi::pool::*;
 use ::mmpool::ffi::process::*;
 use ::mmpool::ffi::types::MMPOOL_WAIT_FOREVER;
 use ::mmpool::ffi::{mmpool, mmpool_lease, mmpool_stats};
-use fake_cudart::fake;
-
-fn serial() -> MutexGuard<'static, ()> {
-    static LOCK: Mutex<()> = Mutex::new(());
-    let guard = LOCK.lock().unwrap_or_else(|e| e.into_inner());
-    fake().set_capacity(usize::MAX);
-    assert_eq!(mmpool_set_global(ptr::null_mut()), MMPOOL_OK);
-    assert_eq!(mmpool_cuda_set_callback_timeout(MMPOOL_WAIT_FOREVER), MMPOOL_OK);
-    guard
-}
-
-fn last_error() -> String {
-    // SAFETY: never NULL; valid until the next failing call on this thread.
-    unsafe { CStr::from_ptr(mmpool_last_error()) }.to_string_lossy().into_owned()
-}
+use c_errors::{expect_fail, last_error};
+use fake_cudart::{fake, serial};
 
 fn new_pool(total: u64) -> *mut mmpool {
     let mut p = ptr::null_mut();
@@ -56,10 +45,8 @@ fn malloc(p: *mut mmpool, size: usize) -> *mut c_void {
 }
 
 fn expect(status: mmpool_status, code: mmpool_status, words: &[&str]) {
-    assert_eq!(status, code, "{}", last_error());
-    let msg = last_error();
     for w in words {
-        assert!(msg.contains(w), "message `{msg}` lacks `{w}`");
+        expect_fail(status, code, w);
     }
 }
 

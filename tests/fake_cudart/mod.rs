@@ -71,6 +71,22 @@ impl Fake {
     }
 }
 
+/// Serialises the tests of one binary that use the stand-in: its counters
+/// and mmpool's global pool are process-wide. Resets the capacity, the
+/// global pool and the callbacks' timeout.
+pub fn serial() -> std::sync::MutexGuard<'static, ()> {
+    use ::mmpool::ffi::cuda::mmpool_cuda_set_callback_timeout;
+    use ::mmpool::ffi::mmpool_status::MMPOOL_OK;
+    use ::mmpool::ffi::process::mmpool_set_global;
+    use ::mmpool::ffi::types::MMPOOL_WAIT_FOREVER;
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let guard = LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    fake().set_capacity(usize::MAX);
+    assert_eq!(mmpool_set_global(std::ptr::null_mut()), MMPOOL_OK);
+    assert_eq!(mmpool_cuda_set_callback_timeout(MMPOOL_WAIT_FOREVER), MMPOOL_OK);
+    guard
+}
+
 /// Compiles `src` into a shared library `name` in the test scratch directory.
 pub fn compile(src: &str, name: &str) -> PathBuf {
     let out = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("{name}-{}.so", std::process::id()));
