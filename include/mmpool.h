@@ -505,6 +505,15 @@ typedef struct mmpool_shared_options {
    * `max_leases` if smaller).
    */
   uint32_t max_waiters;
+  /**
+   * Hand-offs outstanding at once (`mmpool_lease_share`): 1 to 4096,
+   * default 256.
+   */
+  uint32_t max_handoffs;
+  /**
+   * 0.
+   */
+  uint32_t reserved;
 } mmpool_shared_options;
 
 #ifdef __cplusplus
@@ -673,16 +682,23 @@ enum mmpool_status mmpool_torch_set_failure_mode(int mode);
  * producer's. Parts nobody has claimed (`mmpool_handoff_claim`) or completed
  * `claim_deadline_ns` from now expire: they count as completed, are counted
  * in `mmpool_handoff_stats.expired_parts` and logged once per hand-off.
- * `MMPOOL_NO_CLAIM_DEADLINE` means never. Expired parts are collected at
+ * `MMPOOL_NO_CLAIM_DEADLINE` means never (a shared pool's deadline is on
+ * the host's CLOCK_MONOTONIC). Expired parts are collected at
  * the deadline by requests waiting in line and by a producer waiting in
  * `mmpool_handoff_wait`, else by the pool's next hand-off call or hand-off
  * stats read.
  *
- * Shared pools do not offer hand-offs in this version (`INVALID_ARGUMENT`).
+ * On a shared pool a consumer in any attached process claims and
+ * completes parts; a part claimed by a process that then dies or detaches
+ * completes by itself (within the reclaim bound of leases), and the
+ * producer's death returns nothing the hand-off holds. At most
+ * `mmpool_shared_options.max_handoffs` hand-offs are outstanding at once
+ * (beyond: `SYSTEM`).
  *
  * Errors: `NULL_ARGUMENT`, `INVALID_LEASE` (unknown, another pool's, or
- * released lease), `INVALID_ARGUMENT` (`parts` 0 or above 64, unknown
- * `flags`, a shared pool).
+ * released lease, a shared pool's lease of another process),
+ * `INVALID_ARGUMENT` (`parts` 0 or above 64, unknown `flags`), `SYSTEM` (a
+ * shared pool's `max_handoffs` hand-offs are outstanding).
  */
 enum mmpool_status mmpool_lease_share(struct mmpool *pool,
                                       struct mmpool_lease lease,
@@ -693,7 +709,10 @@ enum mmpool_status mmpool_lease_share(struct mmpool *pool,
 
 /**
  * Claims part `part` of a hand-off: says a consumer took it up, so that it
- * does not expire at the claim deadline. Claiming it again is a no-op.
+ * does not expire at the claim deadline. Claiming it again is a no-op. On a
+ * shared pool the claim binds the part to the calling process: if that
+ * process dies or detaches before completing it, it completes by itself
+ * (the latest claimant holds it).
  *
  * Threads: any thread, at any time.
  *
@@ -711,7 +730,9 @@ enum mmpool_status mmpool_handoff_claim(struct mmpool *pool,
  * completion that leaves no part open returns the hand-off's bytes to the
  * pool and wakes a producer in `mmpool_handoff_wait`.
  *
- * Threads: any thread, at any time; completions of the same hand-off may race.
+ * Threads: any thread, at any time; completions of the same hand-off may
+ * race (on a shared pool, from any attached process: the segment's lock
+ * serializes them).
  *
  * Errors: `NULL_ARGUMENT`, `INVALID_LEASE` (a token this pool never issued
  * or one altered, `part` out of range).
@@ -723,7 +744,9 @@ enum mmpool_status mmpool_handoff_complete(struct mmpool *pool,
 /**
  * Waits up to `timeout_ns` (`MMPOOL_WAIT_FOREVER`: without limit; 0: not at
  * all) until the hand-off is finished: every part completed or expired.
- * `OK` at once for a finished one.
+ * `OK` at once for a finished one. On a shared pool the producer waits in
+ * any attached process, on the hand-off's futex word in the segment, and
+ * meanwhile reclaims dead processes (whose claimed parts complete).
  *
  * Errors: `NULL_ARGUMENT`, `INVALID_LEASE` (a token this pool never issued
  * or one altered), `TIMEOUT` (parts are still open).
@@ -739,8 +762,10 @@ enum mmpool_status mmpool_handoff_wait(struct mmpool *pool,
  * readable; a finished hand-off queues its event at once. Several notifiers
  * may watch one hand-off.
  *
- * Errors: `NULL_ARGUMENT`, `INVALID_ARGUMENT` (a freed notifier, a shared
- * pool), `INVALID_LEASE` (a token this pool never issued or one altered).
+ * Errors: `NULL_ARGUMENT`, `INVALID_ARGUMENT` (a freed notifier; a shared
+ * pool, whose hand-offs post no events in this version: wait with
+ * `mmpool_handoff_wait`), `INVALID_LEASE` (a token this pool never issued
+ * or one altered).
  */
 enum mmpool_status mmpool_handoff_notify(struct mmpool *pool,
                                          struct mmpool_handoff_token token,
@@ -1137,7 +1162,8 @@ enum mmpool_status mmpool_open_shared(const char *name,
  * fork, thread rules and errors. An open that asks for limits other than
  * the pool's fails with `INVALID_ARGUMENT` naming both; limits out of range
  * give `INVALID_ARGUMENT` naming the bounds. Beyond the limits, calls fail
- * with `SYSTEM` naming the limit (`max_processes`, `max_leases`, `max_waiters`).
+ * with `SYSTEM` naming the limit (`max_processes`, `max_leases`, `max_waiters`,
+ * `max_handoffs`).
  *
  * Errors: `NULL_ARGUMENT` (`name`, `options`, `out_pool`),
  * `INVALID_ARGUMENT` (as for `mmpool_open_shared`; `options->size` not a

@@ -340,13 +340,19 @@ fn the_c_calls_write_only_on_success_and_say_why_they_fail() {
 }
 
 #[test]
-fn a_shared_pool_refuses_hand_offs_for_now() {
+fn a_shared_pool_hands_off_but_posts_no_notifier_event() {
     let name = format!("test-{}-handoff", std::process::id());
     let _ = shared::unlink(&name);
     let pool = Pool::open_shared(&name, 10, OpenFlags { create: true, exclusive: false, group: false }).unwrap();
-    let lease = pool.acquire(1, Wait::Forever).unwrap();
-    assert!(matches!(pool.share_lease(lease.id, 1, None, false), Err(Error::InvalidArgument(_))));
-    assert_eq!(pool.lease(lease.id).map(|l| l.nbytes), Some(1));
-    pool.release(lease.id).unwrap();
+    let lease = pool.acquire(4, Wait::Forever).unwrap();
+    let token = pool.share_lease(lease.id, 1, None, false).unwrap();
+    assert_eq!(pool.available_bytes(), 6);
+    let n = Notifier::new().unwrap();
+    assert!(matches!(pool.notify_handoff(&token, &n, 1), Err(Error::InvalidArgument(m)) if m.contains("wait_handoff")));
+    pool.complete_part(&token, 0).unwrap();
+    assert_eq!(pool.available_bytes(), 10);
+    pool.release(lease.id).unwrap(); // shared away: a no-op
+    assert_eq!(pool.available_bytes(), 10);
+    drop(pool);
     let _ = shared::unlink(&name);
 }

@@ -108,6 +108,8 @@ class SharedOptionsStruct(Structure):
         ("max_processes", c_uint32),
         ("max_leases", c_uint32),
         ("max_waiters", c_uint32),
+        ("max_handoffs", c_uint32),
+        ("reserved", c_uint32),
     ]
 
 

@@ -302,10 +302,15 @@ class SharedPool(Pool):
     The pool lives in ``/dev/shm/mmpool.<name>``, mode 0600 (0660 with
     ``group=True``); :meth:`unlink` removes the name.
 
-    ``max_processes``, ``max_leases`` (leases plus tickets) and
-    ``max_waiters`` are the limits chosen when the pool is created (0: the
-    defaults 128, 4096 and 1024); attaching with other non-zero values
-    raises ``ValueError`` naming both.
+    ``max_processes``, ``max_leases`` (leases plus tickets),
+    ``max_waiters`` and ``max_handoffs`` (outstanding hand-offs) are the
+    limits chosen when the pool is created (0: the defaults 128, 4096, 1024
+    and 256); attaching with other non-zero values raises ``ValueError``
+    naming both.
+
+    Hand-offs work across processes: a token from :meth:`Lease.share` in one
+    process is claimed and completed in any attached process; a part claimed
+    by a process that dies completes by itself.
     """
 
     __slots__ = ("_name",)
@@ -321,11 +326,17 @@ class SharedPool(Pool):
         max_processes: int = 0,
         max_leases: int = 0,
         max_waiters: int = 0,
+        max_handoffs: int = 0,
     ) -> None:
         total = as_u64(total_bytes, "total_bytes")
         flags = (SHARED_CREATE if create else 0) | (SHARED_EXCLUSIVE if exclusive else 0)
         flags |= SHARED_GROUP if group else 0
-        limits = {"max_processes": max_processes, "max_leases": max_leases, "max_waiters": max_waiters}
+        limits = {
+            "max_processes": max_processes,
+            "max_leases": max_leases,
+            "max_waiters": max_waiters,
+            "max_handoffs": max_handoffs,
+        }
         opts = _lib.SharedOptionsStruct(sizeof(_lib.SharedOptionsStruct), total, flags)
         for key, value in limits.items():
             if as_u64(value, key) >= 2**32:

@@ -34,16 +34,23 @@ fn token(t: &mmpool_handoff_token) -> Token {
 /// producer's. Parts nobody has claimed (`mmpool_handoff_claim`) or completed
 /// `claim_deadline_ns` from now expire: they count as completed, are counted
 /// in `mmpool_handoff_stats.expired_parts` and logged once per hand-off.
-/// `MMPOOL_NO_CLAIM_DEADLINE` means never. Expired parts are collected at
+/// `MMPOOL_NO_CLAIM_DEADLINE` means never (a shared pool's deadline is on
+/// the host's CLOCK_MONOTONIC). Expired parts are collected at
 /// the deadline by requests waiting in line and by a producer waiting in
 /// `mmpool_handoff_wait`, else by the pool's next hand-off call or hand-off
 /// stats read.
 ///
-/// Shared pools do not offer hand-offs in this version (`INVALID_ARGUMENT`).
+/// On a shared pool a consumer in any attached process claims and
+/// completes parts; a part claimed by a process that then dies or detaches
+/// completes by itself (within the reclaim bound of leases), and the
+/// producer's death returns nothing the hand-off holds. At most
+/// `mmpool_shared_options.max_handoffs` hand-offs are outstanding at once
+/// (beyond: `SYSTEM`).
 ///
 /// Errors: `NULL_ARGUMENT`, `INVALID_LEASE` (unknown, another pool's, or
-/// released lease), `INVALID_ARGUMENT` (`parts` 0 or above 64, unknown
-/// `flags`, a shared pool).
+/// released lease, a shared pool's lease of another process),
+/// `INVALID_ARGUMENT` (`parts` 0 or above 64, unknown `flags`), `SYSTEM` (a
+/// shared pool's `max_handoffs` hand-offs are outstanding).
 #[no_mangle]
 pub extern "C" fn mmpool_lease_share(
     pool: *mut mmpool,
@@ -68,7 +75,10 @@ pub extern "C" fn mmpool_lease_share(
 }
 
 /// Claims part `part` of a hand-off: says a consumer took it up, so that it
-/// does not expire at the claim deadline. Claiming it again is a no-op.
+/// does not expire at the claim deadline. Claiming it again is a no-op. On a
+/// shared pool the claim binds the part to the calling process: if that
+/// process dies or detaches before completing it, it completes by itself
+/// (the latest claimant holds it).
 ///
 /// Threads: any thread, at any time.
 ///
@@ -90,7 +100,9 @@ pub extern "C" fn mmpool_handoff_claim(pool: *mut mmpool, token: mmpool_handoff_
 /// completion that leaves no part open returns the hand-off's bytes to the
 /// pool and wakes a producer in `mmpool_handoff_wait`.
 ///
-/// Threads: any thread, at any time; completions of the same hand-off may race.
+/// Threads: any thread, at any time; completions of the same hand-off may
+/// race (on a shared pool, from any attached process: the segment's lock
+/// serializes them).
 ///
 /// Errors: `NULL_ARGUMENT`, `INVALID_LEASE` (a token this pool never issued
 /// or one altered, `part` out of range).
@@ -106,7 +118,9 @@ pub extern "C" fn mmpool_handoff_complete(pool: *mut mmpool, token: mmpool_hando
 
 /// Waits up to `timeout_ns` (`MMPOOL_WAIT_FOREVER`: without limit; 0: not at
 /// all) until the hand-off is finished: every part completed or expired.
-/// `OK` at once for a finished one.
+/// `OK` at once for a finished one. On a shared pool the producer waits in
+/// any attached process, on the hand-off's futex word in the segment, and
+/// meanwhile reclaims dead processes (whose claimed parts complete).
 ///
 /// Errors: `NULL_ARGUMENT`, `INVALID_LEASE` (a token this pool never issued
 /// or one altered), `TIMEOUT` (parts are still open).
@@ -130,8 +144,10 @@ pub extern "C" fn mmpool_handoff_wait(
 /// readable; a finished hand-off queues its event at once. Several notifiers
 /// may watch one hand-off.
 ///
-/// Errors: `NULL_ARGUMENT`, `INVALID_ARGUMENT` (a freed notifier, a shared
-/// pool), `INVALID_LEASE` (a token this pool never issued or one altered).
+/// Errors: `NULL_ARGUMENT`, `INVALID_ARGUMENT` (a freed notifier; a shared
+/// pool, whose hand-offs post no events in this version: wait with
+/// `mmpool_handoff_wait`), `INVALID_LEASE` (a token this pool never issued
+/// or one altered).
 #[no_mangle]
 pub extern "C" fn mmpool_handoff_notify(
     pool: *mut mmpool,

@@ -93,11 +93,16 @@ macro_rules! dispatch {
     };
 }
 
-/// What a hand-off call on a shared pool answers: its records are kept by
-/// this process only, so the shared backend does not offer them.
+/// What `notify_handoff` on a shared pool answers: a hand-off may finish in
+/// any process, whose relay would have to learn of hand-offs as it does of
+/// tickets; not offered yet.
 #[cfg(not(loom))]
-fn no_shared_handoffs() -> Error {
-    Error::InvalidArgument("hand-offs are available on in-process pools only, not yet on shared pools".into())
+fn no_shared_handoff_events() -> Error {
+    Error::InvalidArgument(
+        "a shared pool's hand-offs post no notifier events (yet): wait for one with wait_handoff \
+         (mmpool_handoff_wait) instead"
+            .into(),
+    )
 }
 
 impl Pool {
@@ -466,7 +471,15 @@ impl PoolCore {
         match self.backend() {
             Backend::Local(b) => b.share_lease(id, parts, claim_within, keep_lease),
             #[cfg(not(loom))]
-            Backend::Shared(_) => Err(no_shared_handoffs()),
+            Backend::Shared(b) => {
+                let token = b.share_lease(id, parts, claim_within, keep_lease)?;
+                if !keep_lease {
+                    // SAFETY: the lease's grant called `keep`, and the caller's
+                    // own handle keeps the pool alive past this: not the last one.
+                    unsafe { Self::drop_handle(self) };
+                }
+                Ok(token)
+            }
         }
     }
 
@@ -476,7 +489,7 @@ impl PoolCore {
         match self.backend() {
             Backend::Local(b) => b.claim_part(token, part),
             #[cfg(not(loom))]
-            Backend::Shared(_) => Err(no_shared_handoffs()),
+            Backend::Shared(b) => b.claim_part(token, part),
         }
     }
 
@@ -486,7 +499,7 @@ impl PoolCore {
         match self.backend() {
             Backend::Local(b) => b.complete_part(token, part),
             #[cfg(not(loom))]
-            Backend::Shared(_) => Err(no_shared_handoffs()),
+            Backend::Shared(b) => b.complete_part(token, part),
         }
     }
 
@@ -497,7 +510,7 @@ impl PoolCore {
         match self.backend() {
             Backend::Local(b) => b.wait_handoff(token, wait),
             #[cfg(not(loom))]
-            Backend::Shared(_) => Err(no_shared_handoffs()),
+            Backend::Shared(b) => b.wait_handoff(token, wait),
         }
     }
 
@@ -507,7 +520,7 @@ impl PoolCore {
         match self.backend() {
             Backend::Local(b) => b.notify_handoff(token, n.core(), user),
             #[cfg(not(loom))]
-            Backend::Shared(_) => Err(no_shared_handoffs()),
+            Backend::Shared(_) => Err(no_shared_handoff_events()),
         }
     }
 
@@ -516,25 +529,26 @@ impl PoolCore {
         match self.backend() {
             Backend::Local(b) => b.handoff(token),
             #[cfg(not(loom))]
-            Backend::Shared(_) => Err(no_shared_handoffs()),
+            Backend::Shared(b) => b.handoff(token),
         }
     }
 
-    /// Every outstanding hand-off, oldest first (none for a shared pool).
+    /// Every outstanding hand-off, oldest first (none for a shared pool
+    /// this process cannot read: damaged).
     pub fn handoffs(&self) -> Vec<HandoffInfo> {
         match self.backend() {
             Backend::Local(b) => b.handoffs(),
             #[cfg(not(loom))]
-            Backend::Shared(_) => Vec::new(),
+            Backend::Shared(b) => b.shared_handoffs().unwrap_or_default().into_iter().map(|h| h.info).collect(),
         }
     }
 
-    /// The hand-off figures (zeros for a shared pool).
+    /// The hand-off figures (zeros for a damaged shared pool).
     pub fn handoff_stats(&self) -> HandoffStats {
         match self.backend() {
             Backend::Local(b) => b.handoff_stats(),
             #[cfg(not(loom))]
-            Backend::Shared(_) => HandoffStats::default(),
+            Backend::Shared(b) => b.handoff_stats().unwrap_or_default(),
         }
     }
 

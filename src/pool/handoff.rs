@@ -178,7 +178,7 @@ impl Default for Handoffs {
     }
 }
 
-fn part_error(token: &Token, part: u32) -> Error {
+pub(crate) fn part_error(token: &Token, part: u32) -> Error {
     Error::InvalidLease(format!("part {part} is out of range: hand-off {:#x} has parts 0..{}", token.id, token.parts))
 }
 

@@ -20,6 +20,8 @@ mod exporter;
 #[cfg(not(loom))]
 mod exposition;
 #[cfg(not(loom))]
+mod handoff_rows;
+#[cfg(not(loom))]
 mod status;
 
 /// The commands and what each does, for `mmpool --help`.
