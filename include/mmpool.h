@@ -61,6 +61,12 @@
 #define MMPOOL_SIZE_BUCKETS 26
 
 /**
+ * The alignment of a placed pool's offsets when a caller has no reason
+ * to pick another: 256 bytes.
+ */
+#define MMPOOL_DEFAULT_ALIGNMENT 256
+
+/**
  * Labels one process may hold at once in one pool.
  */
 #define MMPOOL_MAX_RESERVATIONS 8
@@ -442,6 +448,18 @@ typedef struct mmpool_stats {
    * its KV cache subtracts `total_bytes + reserved_bytes`.
    */
   uint64_t reserved_bytes;
+  /**
+   * The largest request that could be granted a range now: in a placed
+   * pool (`mmpool_init_placed`) the most room a free range has from its
+   * first aligned offset; in any other pool `available_bytes`. (A placed
+   * pool's free bytes are `available_bytes`.)
+   */
+  uint64_t largest_free_range;
+  /**
+   * Free ranges of a placed pool, each maximal (free neighbours join);
+   * in any other pool 1 when `available_bytes > 0`, else 0.
+   */
+  uint64_t free_ranges;
 } mmpool_stats;
 
 /**
@@ -862,6 +880,54 @@ void mmpool_notifier_free(struct mmpool_notifier *notifier);
  */
 enum mmpool_status mmpool_get_histograms(const struct mmpool *pool,
                                          struct mmpool_histograms *out_histograms);
+
+/**
+ * Creates a placed pool of `total_bytes` (1 to 2^60) and stores it, with
+ * one reference, in `*out_pool`. Every lease of 1 byte or more also holds
+ * the range `[offset, offset + nbytes)` of `[0, total_bytes)`, at an offset
+ * that is a multiple of `alignment` (a power of two; `MMPOOL_DEFAULT_ALIGNMENT`
+ * is 256); live ranges never overlap (`mmpool_lease_offset` reads it).
+ *
+ * Rules: a request waits in line, first come first served, until a free
+ * range of its size exists (a request at the head is never passed by a
+ * smaller one that would fit elsewhere); `mmpool_try_acquire` fails with
+ * `WOULD_BLOCK` while none does. A lease is charged its own size (not
+ * rounded up): the bytes up to the next aligned offset stay free, so
+ * `available_bytes` is the free bytes and `largest_free_range` the largest
+ * request placeable now. `mmpool_lease_resize` shrinks at once (the tail is
+ * free) and grows in place only, from the free range right after the
+ * lease while nobody waits; otherwise it fails at once with `WOULD_BLOCK`
+ * (the lease keeps its range). `mmpool_lease_split` gives the new lease the
+ * tail of the range; `mmpool_lease_merge` joins only a lease whose range
+ * directly follows `into`'s (else `INVALID_ARGUMENT`). A hand-off token
+ * carries the offset (`MMPOOL_TOKEN_PLACED`), and the hand-off holds the
+ * range until its last part. `mmpool_set_total` on a placed pool is
+ * `INVALID_ARGUMENT`: its ranges index one buffer. A 0-byte lease has no
+ * range (its offset reads 0).
+ *
+ * Errors: `NULL_ARGUMENT` (`out_pool`), `INVALID_ARGUMENT` (total 0 or
+ * above 2^60, alignment 0 or not a power of two).
+ */
+enum mmpool_status mmpool_init_placed(uint64_t total_bytes,
+                                      uint64_t alignment,
+                                      struct mmpool **out_pool);
+
+/**
+ * Writes where `lease`'s range starts in placed `pool` to `*out_offset`
+ * (0 for a 0-byte lease, which has none).
+ *
+ * Errors: `NULL_ARGUMENT`, `INVALID_ARGUMENT` (the pool is not placed),
+ * `INVALID_LEASE` (not an outstanding lease of this pool).
+ */
+enum mmpool_status mmpool_lease_offset(const struct mmpool *pool,
+                                       struct mmpool_lease lease,
+                                       uint64_t *out_offset);
+
+/**
+ * The alignment of placed `pool`'s offsets; 0 when the pool is not placed
+ * (or `pool` is NULL).
+ */
+uint64_t mmpool_alignment(const struct mmpool *pool);
 
 /**
  * Creates a pool of `total_bytes` (1 to 2^60) and stores it, with one

@@ -407,3 +407,38 @@ fn threads_never_hold_overlapping_ranges() {
         (total, 1, total, 0)
     );
 }
+
+#[test]
+fn a_hand_off_carries_the_offset_and_holds_the_range() {
+    use mmpool::pool::TOKEN_PLACED;
+    let p = Pool::new_placed(4096, 256).unwrap();
+    let _a = p.try_acquire(1000).unwrap();
+    let b = p.try_acquire(1000).unwrap();
+    let at = p.lease_offset(b.id).unwrap();
+    assert_eq!(at, 1024);
+    let t = p.share_lease(b.id, 2, None, false).unwrap();
+    assert_eq!((t.flags & TOKEN_PLACED, t.offset), (TOKEN_PLACED, at));
+    // The lease is gone, its range is the hand-off's until the last part.
+    assert!(matches!(p.lease_offset(b.id), Err(Error::InvalidLease(_))));
+    assert_eq!(p.stats().largest_free_range, 4096 - 2048);
+    p.complete_part(&t, 0).unwrap();
+    assert_eq!(p.stats().free_ranges, 2);
+    p.complete_part(&t, 1).unwrap();
+    let s = p.stats();
+    assert_eq!(
+        (s.available_bytes, s.free_ranges, s.largest_free_range),
+        (4096 - 1000, 1, 4096 - 1024)
+    );
+    // Keeping the lease: the token says where it lies, the range stays.
+    let c = p.try_acquire(100).unwrap();
+    let at = p.lease_offset(c.id).unwrap();
+    let t = p.share_lease(c.id, 1, None, true).unwrap();
+    assert_eq!((t.flags, t.offset), (TOKEN_PLACED, at));
+    p.complete_part(&t, 0).unwrap();
+    assert_eq!(p.lease_offset(c.id).unwrap(), at);
+    // Not placed: no flag.
+    let q = Pool::new(4096).unwrap();
+    let l = q.try_acquire(10).unwrap();
+    let t = q.share_lease(l.id, 1, None, false).unwrap();
+    assert_eq!((t.flags, t.offset), (0, 0));
+}

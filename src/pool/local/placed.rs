@@ -91,6 +91,16 @@ impl Placed {
         }
     }
 
+    /// Takes `id`'s range out of the lease records, still allocated (a
+    /// hand-off holds it now, and frees it with `free_at`).
+    pub(crate) fn take_offset(&mut self, id: u64) -> Option<u64> {
+        self.offsets.remove(&id)
+    }
+
+    pub(crate) fn free_at(&mut self, at: u64) -> Result<(), Error> {
+        self.map.free(at).map(drop).map_err(internal)
+    }
+
     pub(crate) fn offset(&self, id: u64) -> Option<u64> {
         self.offsets.get(&id).copied()
     }
@@ -179,6 +189,25 @@ impl LocalPool {
             // A 0-byte lease has no range.
             None => self.leases.get(id).map(|_| 0),
         }
+    }
+
+    /// Where lease `id`'s range starts when the pool is placed and the
+    /// lease has a range; `None` otherwise.
+    pub(crate) fn placed_offset(&self, id: u64) -> Result<Option<u64>, Error> {
+        if !self.is_placed() {
+            return Ok(None);
+        }
+        let wl = self.lock();
+        Ok(placed(&wl).offset(id))
+    }
+
+    /// Returns a finished hand-off's bytes and its range at `at`.
+    pub(crate) fn give_back_range(&self, at: u64, nbytes: u64) {
+        let mut wl = self.lock();
+        // A damaged placement (a bug) keeps the range; the bytes go back.
+        let _ = placed_mut(&mut wl).free_at(at);
+        self.state.add(nbytes as i64);
+        self.grant_ready(&mut wl);
     }
 
     /// `try_acquire` of a placed pool: granted only when nobody waits and
