@@ -4,7 +4,7 @@
 
 #![allow(dead_code)]
 
-use std::ffi::{c_ulong, c_void, CString};
+use std::ffi::{c_int, c_ulong, c_void, CString};
 use std::path::PathBuf;
 use std::process::Command;
 use std::sync::OnceLock;
@@ -20,6 +20,7 @@ pub struct Fake {
     malloc_calls: unsafe extern "C" fn() -> c_ulong,
     free_calls: unsafe extern "C" fn() -> c_ulong,
     stream_syncs: unsafe extern "C" fn() -> c_ulong,
+    device: unsafe extern "C" fn() -> c_int,
 }
 
 /// Reads one of the stand-in's figures.
@@ -64,6 +65,10 @@ impl Fake {
     /// Calls of cudaFree and cudaFreeAsync so far.
     pub fn free_calls(&self) -> u64 {
         read(self.free_calls) as u64
+    }
+    /// The device cudaSetDevice last made current.
+    pub fn device(&self) -> i32 {
+        read(self.device)
     }
     /// Calls of cudaStreamSynchronize so far.
     pub fn stream_syncs(&self) -> u64 {
@@ -134,6 +139,7 @@ pub fn fake() -> &'static Fake {
                 malloc_calls: std::mem::transmute::<*mut c_void, _>(sym("fake_cudart_malloc_calls")),
                 free_calls: std::mem::transmute::<*mut c_void, _>(sym("fake_cudart_free_calls")),
                 stream_syncs: std::mem::transmute::<*mut c_void, _>(sym("fake_cudart_stream_syncs")),
+                device: std::mem::transmute::<*mut c_void, _>(sym("fake_cudart_device")),
             }
         }
     })
