@@ -1,0 +1,254 @@
+/*
+ * A device arena shared by processes through CUDA IPC: a producer decodes a
+ * JPEG with nvJPEG into a placed pool's device arena (nvJPEG's own buffers
+ * and the output image are placed leases in it: one cudaMalloc in all), then
+ * starts N consumer processes, each of which opens the exported arena once
+ * (cudaIpcOpenMemHandle), finds the image at its lease's offset with no
+ * further CUDA call, copies it back and checks the producer's pixel sum.
+ *
+ *   arena_ipc FILE.jpg CONSUMERS [BUDGET_MIB]
+ *
+ * Shared pools are not placed in this version, so a consumer opens the arena
+ * on a placed pool of its own of the arena's size and is told the offset on
+ * its command line (with a shared placed pool it would open that pool and
+ * turn the hand-off token into the pointer: mmpool_cuda_arena_token_pointer).
+ * Prints one line per process and whether the pool is whole at the end.
+ * Exit 0 on success, 1 on any failure with the reason on stderr.
+ */
+#define _GNU_SOURCE
+#include <spawn.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+
+#include <cuda_runtime_api.h>
+#include <nvjpeg.h>
+
+#include "mmpool.h"
+
+extern char **environ;
+
+static int fail(const char *what) {
+    fprintf(stderr, "%s: %s\n", what, mmpool_last_error());
+    return 1;
+}
+
+static int read_whole(const char *path, unsigned char **data, size_t *len) {
+    FILE *f = fopen(path, "rb");
+    if (f == NULL || fseek(f, 0, SEEK_END) != 0) {
+        perror(path);
+        if (f != NULL) fclose(f);
+        return -1;
+    }
+    long n = ftell(f);
+    rewind(f);
+    *data = n > 0 ? malloc((size_t)n) : NULL;
+    *len = *data == NULL ? 0 : fread(*data, 1, (size_t)n, f);
+    fclose(f);
+    return n > 0 && *len == (size_t)n ? 0 : -1;
+}
+
+/* The sum of `n` bytes of device memory, read back with cudaMemcpy. */
+static unsigned long long sum_device(const void *ptr, size_t n, cudaError_t *e) {
+    unsigned char *host = malloc(n);
+    unsigned long long sum = 0;
+    *e = host == NULL ? cudaErrorMemoryAllocation : cudaMemcpy(host, ptr, n, cudaMemcpyDeviceToHost);
+    for (size_t i = 0; *e == cudaSuccess && i < n; i++) sum += host[i];
+    free(host);
+    return sum;
+}
+
+static void to_hex(const void *data, size_t len, char *out) {
+    const unsigned char *b = data;
+    for (size_t i = 0; i < len; i++) sprintf(out + 2 * i, "%02x", b[i]);
+}
+
+static int from_hex(const char *text, void *data, size_t len) {
+    unsigned char *b = data;
+    if (strlen(text) != 2 * len) return -1;
+    for (size_t i = 0; i < len; i++) {
+        unsigned v;
+        if (sscanf(text + 2 * i, "%2x", &v) != 1) return -1;
+        b[i] = (unsigned char)v;
+    }
+    return 0;
+}
+
+/* arena_ipc consume EXPORT_HEX OFFSET NBYTES SUM INDEX */
+static int consume(char **argv) {
+    mmpool_cuda_exported_arena exported;
+    if (from_hex(argv[2], &exported, sizeof exported) != 0) {
+        fprintf(stderr, "consumer: not an exported arena\n");
+        return 1;
+    }
+    uint64_t offset = strtoull(argv[3], NULL, 10);
+    size_t n = (size_t)strtoull(argv[4], NULL, 10);
+    unsigned long long expected = strtoull(argv[5], NULL, 10);
+    const char *who = argv[6];
+    mmpool *pool = NULL;
+    if (mmpool_init_placed(exported.nbytes, MMPOOL_DEFAULT_ALIGNMENT, &pool) != MMPOOL_OK) return fail("mmpool_init_placed");
+    int ok = 0;
+    mmpool_cuda_arena *arena = NULL;
+    void *base = NULL;
+    uint64_t nbytes = 0;
+    if (mmpool_cuda_arena_open(pool, &exported, &arena) != MMPOOL_OK) {
+        fail("mmpool_cuda_arena_open");
+        goto done;
+    }
+    mmpool_cuda_arena_range(arena, &base, &nbytes);
+    if (offset > nbytes || n > nbytes - offset) {
+        fprintf(stderr, "consumer %s: %zu bytes at %llu lie outside the arena\n", who, n, (unsigned long long)offset);
+        goto done;
+    }
+    cudaError_t e;
+    unsigned long long sum = sum_device((const unsigned char *)base + offset, n, &e);
+    if (e != cudaSuccess) {
+        fprintf(stderr, "consumer %s: reading through CUDA IPC: %s\n", who, cudaGetErrorName(e));
+        goto done;
+    }
+    printf("consumer %s: %zu bytes at offset %llu through CUDA IPC, pixel sum %llu (%s)\n", who, n,
+           (unsigned long long)offset, sum, sum == expected ? "matches" : "DIFFERS");
+    ok = sum == expected;
+done:
+    if (arena != NULL && mmpool_cuda_arena_free(arena) != MMPOOL_OK) ok = 0;
+    mmpool_unref(pool);
+    fflush(stdout);
+    return ok ? 0 : 1;
+}
+
+/* Starts `consumers` copies of this program as consumers and waits for them. */
+static int run_consumers(const char *self, uint32_t consumers, char *hex, uint64_t offset, size_t n,
+                         unsigned long long sum) {
+    char off[32], len[32], total[32], index[16];
+    snprintf(off, sizeof off, "%llu", (unsigned long long)offset);
+    snprintf(len, sizeof len, "%zu", n);
+    snprintf(total, sizeof total, "%llu", sum);
+    pid_t pids[16];
+    uint32_t started = 0;
+    int ok = 1;
+    fflush(stdout);
+    for (; started < consumers && started < 16; started++) {
+        snprintf(index, sizeof index, "%u", started);
+        char *args[] = {(char *)self, "consume", hex, off, len, total, index, NULL};
+        if (posix_spawn(&pids[started], "/proc/self/exe", NULL, NULL, args, environ) != 0) {
+            perror("posix_spawn");
+            ok = 0;
+            break;
+        }
+    }
+    for (uint32_t i = 0; i < started; i++) {
+        int status = 0;
+        if (waitpid(pids[i], &status, 0) != pids[i] || !WIFEXITED(status) || WEXITSTATUS(status) != 0) ok = 0;
+    }
+    return ok && started == consumers;
+}
+
+static int produce(const char *self, const char *file, uint32_t consumers, uint64_t budget) {
+    unsigned char *jpeg = NULL;
+    size_t jpeg_len = 0;
+    if (read_whole(file, &jpeg, &jpeg_len) != 0) return 1;
+    mmpool *pool = NULL;
+    if (mmpool_init_placed(budget, MMPOOL_DEFAULT_ALIGNMENT, &pool) != MMPOOL_OK) return fail("mmpool_init_placed");
+    int ok = 0;
+    mmpool_cuda_arena *arena = NULL;
+    nvjpegHandle_t handle = NULL;
+    nvjpegJpegState_t state = NULL;
+    mmpool_lease out = {0, 0};
+    if (mmpool_cuda_arena_new(pool, MMPOOL_CUDA_ARENA_DEVICE, 0, &arena) != MMPOOL_OK) {
+        fail("mmpool_cuda_arena_new");
+        goto done;
+    }
+    mmpool_cuda_exported_arena exported;
+    if (mmpool_cuda_arena_export(arena, &exported) != MMPOOL_OK) {
+        fail("mmpool_cuda_arena_export");
+        goto done;
+    }
+    /* nvJPEG's device buffers are drawn from the arena through the pool. */
+    nvjpegDevAllocatorV2_t dev = {mmpool_cuda_dev_malloc, mmpool_cuda_dev_free, pool};
+    nvjpegStatus_t s = nvjpegCreateExV2(NVJPEG_BACKEND_DEFAULT, &dev, NULL, 0, &handle);
+    if (s != NVJPEG_STATUS_SUCCESS) {
+        fprintf(stderr, "nvjpegCreateExV2 failed (%d)\n", (int)s);
+        handle = NULL;
+        goto done;
+    }
+    if (nvjpegJpegStateCreate(handle, &state) != NVJPEG_STATUS_SUCCESS) {
+        fprintf(stderr, "nvjpegJpegStateCreate failed\n");
+        state = NULL;
+        goto done;
+    }
+    int components = 0, widths[NVJPEG_MAX_COMPONENT], heights[NVJPEG_MAX_COMPONENT];
+    nvjpegChromaSubsampling_t subsampling;
+    if (nvjpegGetImageInfo(handle, jpeg, jpeg_len, &components, &subsampling, widths, heights) != NVJPEG_STATUS_SUCCESS) {
+        fprintf(stderr, "nvjpegGetImageInfo failed\n");
+        goto done;
+    }
+    size_t w = (size_t)widths[0], h = (size_t)heights[0], n = w * h * 3;
+    /* The output: one placed lease, interleaved RGB at its offset in the arena. */
+    if (mmpool_acquire(pool, n, &out) != MMPOOL_OK) {
+        fail("mmpool_acquire");
+        goto done;
+    }
+    void *pixels = NULL;
+    uint64_t offset = 0;
+    if (mmpool_cuda_arena_pointer(arena, out, &pixels) != MMPOOL_OK || mmpool_lease_offset(pool, out, &offset) != MMPOOL_OK) {
+        fail("the output's pointer");
+        goto done;
+    }
+    nvjpegImage_t image;
+    memset(&image, 0, sizeof image);
+    image.channel[0] = pixels;
+    image.pitch[0] = w * 3;
+    if (nvjpegDecode(handle, state, jpeg, jpeg_len, NVJPEG_OUTPUT_RGBI, &image, NULL) != NVJPEG_STATUS_SUCCESS) {
+        fprintf(stderr, "nvjpegDecode failed\n");
+        goto done;
+    }
+    cudaError_t e = cudaStreamSynchronize(NULL);
+    unsigned long long sum = e == cudaSuccess ? sum_device(pixels, n, &e) : 0;
+    if (e != cudaSuccess) {
+        fprintf(stderr, "reading the image back: %s\n", cudaGetErrorName(e));
+        goto done;
+    }
+    mmpool_stats st;
+    memset(&st, 0, sizeof st);
+    st.size = sizeof st;
+    mmpool_get_stats(pool, &st);
+    printf("producer: decoded RGB %zux%zu into the arena at offset %llu, pixel sum %llu; %llu leases (nvJPEG's and "
+           "the image) in one cudaMalloc of %llu bytes\n",
+           w, h, (unsigned long long)offset, sum, (unsigned long long)st.outstanding_leases,
+           (unsigned long long)budget);
+    char hex[2 * sizeof exported + 1];
+    to_hex(&exported, sizeof exported, hex);
+    if (!run_consumers(self, consumers, hex, offset, n, sum)) {
+        fprintf(stderr, "producer: a consumer failed\n");
+        goto done;
+    }
+    printf("producer: all %u consumers read the image\n", consumers);
+    ok = 1;
+done:
+    if (out.id != 0) mmpool_release(pool, out);
+    if (state != NULL) nvjpegJpegStateDestroy(state);
+    if (handle != NULL) nvjpegDestroy(handle);
+    if (arena != NULL) mmpool_cuda_arena_free(arena);
+    mmpool_stats end;
+    memset(&end, 0, sizeof end);
+    end.size = sizeof end;
+    mmpool_get_stats(pool, &end);
+    printf("producer: pool available=%llu of %llu -> %s\n", (unsigned long long)end.available_bytes,
+           (unsigned long long)end.total_bytes, end.available_bytes == end.total_bytes ? "whole" : "NOT whole");
+    if (end.available_bytes != end.total_bytes) ok = 0;
+    mmpool_unref(pool);
+    free(jpeg);
+    return ok ? 0 : 1;
+}
+
+int main(int argc, char **argv) {
+    if (argc == 7 && strcmp(argv[1], "consume") == 0) return consume(argv);
+    if (argc == 3 || argc == 4) {
+        uint64_t mib = argc == 4 ? strtoull(argv[3], NULL, 10) : 64;
+        return produce(argv[0], argv[1], (uint32_t)strtoul(argv[2], NULL, 10), mib << 20);
+    }
+    fprintf(stderr, "usage: %s FILE.jpg CONSUMERS [BUDGET_MIB]\n", argv[0]);
+    return 2;
+}
