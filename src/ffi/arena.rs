@@ -161,11 +161,12 @@ pub extern "C" fn mmpool_cuda_arena_export(
 
 /// Opens, in a consumer process, a device arena another process exported
 /// (`cudaIpcOpenMemHandle` on the exported device, made current for the
-/// call), for `pool`: the same placed pool, opened in this process
-/// (`mmpool_open_shared`). Once per process: then tokens and leases become
-/// pointers with no CUDA call, and the opened arena is attached to the pool
-/// as `mmpool_cuda_arena_new` attaches one. CUDA cannot open an arena in the
-/// process that allocated it; use that process's arena there.
+/// call), for `pool`, a placed pool of this process: hand-off tokens resolve
+/// (`mmpool_cuda_arena_token_pointer`) only when it is the pool that issued
+/// them; leases of `pool` resolve at their offsets. Once per process: then
+/// pointers come with no CUDA call, and the opened arena is attached to the
+/// pool as `mmpool_cuda_arena_new` attaches one. CUDA cannot open an arena in
+/// the process that allocated it; use that process's arena there.
 ///
 /// Errors: `NULL_ARGUMENT`, `INVALID_ARGUMENT` (not an exported arena, a
 /// pool that is not placed or already has a device arena in this process),
