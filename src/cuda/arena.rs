@@ -18,6 +18,7 @@
 //! owner frees it and the last allocation drawn from it is freed.
 
 use std::ffi::c_void;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock, Weak};
 
 use parking_lot::Mutex;
@@ -70,6 +71,9 @@ pub struct Arena {
 /// The device arena attached to each pool in this process, by the address
 /// of the pool's core (kept alive by the arena's handle of it).
 static ATTACHED: Mutex<Vec<(usize, Weak<Arena>)>> = Mutex::new(Vec::new());
+/// How many entries `ATTACHED` has, so that the gated allocations of a
+/// process without arenas skip its lock.
+static ENTRIES: AtomicUsize = AtomicUsize::new(0);
 
 fn key(pool: &Pool) -> usize {
     pool.core_ptr() as usize
@@ -78,6 +82,9 @@ fn key(pool: &Pool) -> usize {
 /// The device arena attached to `pool` in this process, if any.
 pub fn attached(pool: &Pool) -> Option<Arc<Arena>> {
     let k = key(pool);
+    if ENTRIES.load(Ordering::Acquire) == 0 {
+        return None;
+    }
     ATTACHED.lock().iter().find(|(at, _)| *at == k).and_then(|(_, a)| a.upgrade())
 }
 
@@ -95,11 +102,16 @@ fn attach(arena: &Arc<Arena>) -> Result<(), Error> {
     let mut list = ATTACHED.lock();
     list.retain(|(_, a)| a.strong_count() > 0);
     let k = key(&arena.pool);
-    if list.iter().any(|(at, _)| *at == k) {
-        return Err(busy());
+    let fresh = !list.iter().any(|(at, _)| *at == k);
+    if fresh {
+        list.push((k, Arc::downgrade(arena)));
     }
-    list.push((k, Arc::downgrade(arena)));
-    Ok(())
+    ENTRIES.store(list.len(), Ordering::Release);
+    if fresh {
+        Ok(())
+    } else {
+        Err(busy())
+    }
 }
 
 /// Runs `f` with `device` as the calling thread's current device, restoring
@@ -293,7 +305,9 @@ impl Arena {
     /// valid until freed).
     pub fn detach(self: &Arc<Self>) {
         let me = Arc::downgrade(self);
-        ATTACHED.lock().retain(|(_, a)| !a.ptr_eq(&me) && a.strong_count() > 0);
+        let mut list = ATTACHED.lock();
+        list.retain(|(_, a)| !a.ptr_eq(&me) && a.strong_count() > 0);
+        ENTRIES.store(list.len(), Ordering::Release);
     }
 }
 
