@@ -22,6 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
+#include <time.h>
 
 #include <cuda_runtime_api.h>
 #include <nvjpeg.h>
@@ -88,13 +89,13 @@ static int consume(char **argv) {
     unsigned long long expected = strtoull(argv[5], NULL, 10);
     const char *who = argv[6];
     mmpool *pool = NULL;
-    if (mmpool_init_placed(exported.nbytes, MMPOOL_DEFAULT_ALIGNMENT, &pool) != MMPOOL_OK) return fail("mmpool_init_placed");
+    if (mmpool_init_placed(exported.nbytes, MMPOOL_DEFAULT_ALIGNMENT, &pool) != MMPOOL_OK) return fail("consumer");
     int ok = 0;
     mmpool_cuda_arena *arena = NULL;
     void *base = NULL;
     uint64_t nbytes = 0;
     if (mmpool_cuda_arena_open(pool, &exported, &arena) != MMPOOL_OK) {
-        fail("mmpool_cuda_arena_open");
+        fail("consumer");
         goto done;
     }
     mmpool_cuda_arena_range(arena, &base, &nbytes);
@@ -116,6 +117,39 @@ done:
     mmpool_unref(pool);
     fflush(stdout);
     return ok ? 0 : 1;
+}
+
+static double now_s(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
+}
+
+/* Seconds for `rounds` gated allocations and frees of `size` bytes charged to `pool`. */
+static double time_gated(mmpool *pool, int rounds, size_t size) {
+    double start = now_s();
+    for (int i = 0; i < rounds; i++) {
+        void *p = NULL;
+        if (mmpool_cuda_malloc(pool, &p, size, MMPOOL_WAIT_FOREVER) != MMPOOL_OK || mmpool_cuda_free(pool, p) != MMPOOL_OK) {
+            fail("producer");
+            return -1.0;
+        }
+    }
+    return now_s() - start;
+}
+
+/* Prints what an allocation and free cost drawn from the arena against
+ * cudaMalloc and cudaFree of a pool without one, measured here and now. */
+static void compare_allocation_cost(mmpool *placed, uint64_t budget) {
+    enum { ROUNDS = 200 };
+    const size_t size = 1 << 20;
+    mmpool *plain = NULL;
+    if (mmpool_init(budget, &plain) != MMPOOL_OK) return;
+    double cuda = time_gated(plain, ROUNDS, size), arena = time_gated(placed, ROUNDS, size);
+    if (cuda > 0 && arena > 0)
+        printf("allocation + free of 1 MiB, %d rounds: cudaMalloc/cudaFree %.1f us, arena %.2f us (%.0fx)\n", ROUNDS,
+               cuda / ROUNDS * 1e6, arena / ROUNDS * 1e6, cuda / arena);
+    mmpool_unref(plain);
 }
 
 /* Starts `consumers` copies of this program as consumers and waits for them. */
@@ -150,21 +184,22 @@ static int produce(const char *self, const char *file, uint32_t consumers, uint6
     size_t jpeg_len = 0;
     if (read_whole(file, &jpeg, &jpeg_len) != 0) return 1;
     mmpool *pool = NULL;
-    if (mmpool_init_placed(budget, MMPOOL_DEFAULT_ALIGNMENT, &pool) != MMPOOL_OK) return fail("mmpool_init_placed");
+    if (mmpool_init_placed(budget, MMPOOL_DEFAULT_ALIGNMENT, &pool) != MMPOOL_OK) return fail("producer");
     int ok = 0;
     mmpool_cuda_arena *arena = NULL;
     nvjpegHandle_t handle = NULL;
     nvjpegJpegState_t state = NULL;
     mmpool_lease out = {0, 0};
     if (mmpool_cuda_arena_new(pool, MMPOOL_CUDA_ARENA_DEVICE, 0, &arena) != MMPOOL_OK) {
-        fail("mmpool_cuda_arena_new");
+        fail("producer");
         goto done;
     }
     mmpool_cuda_exported_arena exported;
     if (mmpool_cuda_arena_export(arena, &exported) != MMPOOL_OK) {
-        fail("mmpool_cuda_arena_export");
+        fail("producer");
         goto done;
     }
+    compare_allocation_cost(pool, budget);
     /* nvJPEG's device buffers are drawn from the arena through the pool. */
     nvjpegDevAllocatorV2_t dev = {mmpool_cuda_dev_malloc, mmpool_cuda_dev_free, pool};
     nvjpegStatus_t s = nvjpegCreateExV2(NVJPEG_BACKEND_DEFAULT, &dev, NULL, 0, &handle);
@@ -187,13 +222,13 @@ static int produce(const char *self, const char *file, uint32_t consumers, uint6
     size_t w = (size_t)widths[0], h = (size_t)heights[0], n = w * h * 3;
     /* The output: one placed lease, interleaved RGB at its offset in the arena. */
     if (mmpool_acquire(pool, n, &out) != MMPOOL_OK) {
-        fail("mmpool_acquire");
+        fail("producer");
         goto done;
     }
     void *pixels = NULL;
     uint64_t offset = 0;
     if (mmpool_cuda_arena_pointer(arena, out, &pixels) != MMPOOL_OK || mmpool_lease_offset(pool, out, &offset) != MMPOOL_OK) {
-        fail("the output's pointer");
+        fail("producer");
         goto done;
     }
     nvjpegImage_t image;

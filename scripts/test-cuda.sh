@@ -138,6 +138,16 @@ main() {
         echo "-- tests/cuda_real_runtime.rs with MMPOOL_CUDART=$NV/cuda_runtime/lib/libcudart.so.12"
         MMPOOL_CUDART=$PWD/$NV/cuda_runtime/lib/libcudart.so.12 \
             cargo test --quiet --test cuda_real_runtime -- --ignored --nocapture
+        echo "-- examples/arena_ipc.c with the real libcudart.so.12, no GPU"
+        local arena_log=$OUT/arena_ipc.log arena_status=0
+        LD_LIBRARY_PATH=$OUT:$NV/nvjpeg/lib:$NV/cuda_runtime/lib "$OUT/arena_ipc" "$OUT/sample.jpg" 2 >"$arena_log" 2>&1 \
+            || arena_status=$?
+        cat "$arena_log"
+        [ "$arena_status" -eq 1 ] || fail "arena_ipc exited $arena_status, expected 1 (a clean failure)"
+        grep -q "producer: mmpool_cuda_arena_new: CUDA error: .*cudaErrorInsufficientDriver (35)" "$arena_log" \
+            || fail "arena_ipc did not name the CUDA error"
+        grep -q "producer: pool available=.* -> whole" "$arena_log" || fail "arena_ipc left the pool not whole"
+
         echo "-- tests/cuda_arena_real_runtime.rs with the same runtime"
         MMPOOL_CUDART=$PWD/$NV/cuda_runtime/lib/libcudart.so.12 \
             cargo test --quiet --test cuda_arena_real_runtime -- --ignored --nocapture
