@@ -582,6 +582,16 @@ typedef struct mmpool_shared_options {
    * 0.
    */
   uint32_t reserved;
+  /**
+   * A placed pool's alignment (a power of two; see `mmpool_init_placed`
+   * for the rules): creates a placed pool, whose leases each hold a range
+   * of `[0, total_bytes)` (`mmpool_lease_offset`), and attaching needs
+   * the pool to be placed with this alignment. 0: a pool that is not
+   * placed when creating, either kind when attaching. A dead process's
+   * ranges come back with its bytes. Hand-offs of placed shared pools are
+   * refused (`INVALID_ARGUMENT`) for now.
+   */
+  uint64_t alignment;
 } mmpool_shared_options;
 
 #ifdef __cplusplus

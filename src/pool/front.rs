@@ -276,7 +276,7 @@ impl PoolCore {
         match self.backend() {
             Backend::Local(b) => b.is_placed(),
             #[cfg(not(loom))]
-            Backend::Shared(_) => false,
+            Backend::Shared(b) => b.is_placed(),
         }
     }
 
@@ -286,7 +286,7 @@ impl PoolCore {
         match self.backend() {
             Backend::Local(b) => b.alignment(),
             #[cfg(not(loom))]
-            Backend::Shared(_) => 0,
+            Backend::Shared(b) => b.alignment(),
         }
     }
 
@@ -297,9 +297,7 @@ impl PoolCore {
         match self.backend() {
             Backend::Local(b) => b.lease_offset(id),
             #[cfg(not(loom))]
-            Backend::Shared(_) => {
-                Err(Error::InvalidArgument("the pool is not placed: its leases have no offsets".into()))
-            }
+            Backend::Shared(b) => b.lease_offset(id),
         }
     }
 
@@ -512,6 +510,10 @@ impl PoolCore {
         match self.backend() {
             Backend::Local(b) => b.share_lease(id, parts, claim_within, keep_lease),
             #[cfg(not(loom))]
+            Backend::Shared(b) if b.is_placed() => Err(Error::InvalidArgument(
+                "hand-offs of placed shared pools are not available yet (in-process placed pools have them)".into(),
+            )),
+            #[cfg(not(loom))]
             Backend::Shared(b) => {
                 let token = b.share_lease(id, parts, claim_within, keep_lease)?;
                 if !keep_lease {
@@ -646,7 +648,7 @@ impl PoolCore {
         match self.backend() {
             Backend::Local(b) => b.stats(),
             #[cfg(not(loom))]
-            Backend::Shared(b) => b.stats().unplaced(),
+            Backend::Shared(b) => b.stats(),
         }
     }
 
@@ -657,7 +659,7 @@ impl PoolCore {
         match self.backend() {
             Backend::Local(b) => Ok(b.stats()),
             #[cfg(not(loom))]
-            Backend::Shared(b) => b.checked_stats().map(Stats::unplaced),
+            Backend::Shared(b) => b.checked_stats(),
         }
     }
 

@@ -17,7 +17,7 @@ mod handoff;
 mod placed;
 mod split;
 pub use placed::DEFAULT_ALIGNMENT;
-pub(crate) use placed::Placed;
+pub(crate) use placed::{check_alignment, Placed};
 #[cfg(not(loom))]
 pub(crate) use split::{check_merge, check_split};
 

@@ -269,6 +269,12 @@ impl<S: Store> Placement<S> {
         Ok(Placement { store })
     }
 
+    /// Wraps a store set up before without checking it: every call checks
+    /// what it reads (for a store under a lock, looked at call by call).
+    pub fn over(store: S) -> Self {
+        Placement { store }
+    }
+
     /// Takes over a store set up before (by `init`, perhaps in another
     /// process), after checking its header.
     pub fn attach(store: S) -> Result<Self, PlaceError> {
@@ -598,9 +604,15 @@ impl<S: Store> Placement<S> {
         };
         let n = self.node(i)?;
         let at = align_up(n.start, h.alignment).ok_or_else(|| damaged("alignment overflow"))?;
-        let (head, tail) = (at - n.start, n.len - (at - n.start) - size);
+        self.carve(i, n, at, size)?;
+        Ok(at)
+    }
+
+    /// Turns `[at, at + size)` of free node `i` (`n`) into a used range;
+    /// the pieces around it stay free.
+    fn carve(&mut self, i: u32, n: Node, at: u64, size: u64) -> Result<(), PlaceError> {
+        let (head, tail) = (at - n.start, n.start + n.len - (at + size));
         self.reserve(usize::from(head > 0) + usize::from(tail > 0))?;
-        // The free node becomes the used range; the pieces around it stay free.
         self.unlink_free(i)?;
         self.save(
             i,
@@ -619,7 +631,31 @@ impl<S: Store> Placement<S> {
         if tail > 0 {
             self.free_piece(at + size, tail, i)?;
         }
-        Ok(at)
+        Ok(())
+    }
+
+    /// Takes exactly `[offset, offset + size)` (size 1 or more), which must
+    /// lie inside one free range: how a store is rebuilt from the records of
+    /// the ranges held (a shared segment's repair). The offset need not be
+    /// aligned (a split's tail is not).
+    pub fn claim(&mut self, offset: u64, size: u64) -> Result<(), PlaceError> {
+        let end = offset
+            .checked_add(size)
+            .filter(|&e| size > 0 && e <= self.total());
+        let Some(end) = end else {
+            return Err(PlaceError::Invalid(format!(
+                "range {offset}+{size} is not inside the total"
+            )));
+        };
+        let found = self.walk(|i, n| (n.start + n.len > offset).then_some((i, *n)))?;
+        match found {
+            Some((i, n)) if n.kind == KIND_FREE && n.start + n.len >= end => {
+                self.carve(i, n, offset, size)
+            }
+            _ => Err(PlaceError::Invalid(format!(
+                "range {offset}+{size} is not free"
+            ))),
+        }
     }
 
     /// Marks node `i` (used, unlinked from nothing) free, merging it with
