@@ -1,8 +1,11 @@
 //! A device arena shared between processes over the stand-in runtime
 //! (tests/fake_cudart), whose device memory is a shared memfd and whose IPC
-//! calls map it in another process: a producer fills a lease's range, exports
-//! the arena once; consumer processes open it once, find the bytes at the
-//! lease's offset, and what they write there the producer sees.
+//! calls map it in another process, on one placed shared pool: a producer
+//! fills a lease's range and exports the arena once; consumer processes open
+//! the pool and the arena once, find the producer's bytes at the lease's
+//! offset and answer there, and draw allocations of their own from the same
+//! arena through the shared placement (no cudaMalloc but the producer's one),
+//! which the producer finds at their offsets, clear of every other range.
 #![cfg(not(loom))] // these tests use the C boundary and real processes; loom runs tests/loom.rs
 
 #[allow(dead_code)] // expect_fail: not used here
@@ -12,25 +15,46 @@ mod fake_cudart;
 #[path = "support/processes.rs"]
 mod processes;
 
-use std::ffi::c_void;
+use std::ffi::{c_void, CString};
 use std::ptr;
 
 use ::mmpool::ffi::arena::*;
+use ::mmpool::ffi::cuda::{mmpool_cuda_free, mmpool_cuda_malloc};
 use ::mmpool::ffi::mmpool_status::*;
 use ::mmpool::ffi::placed::*;
 use ::mmpool::ffi::pool::*;
-use ::mmpool::ffi::{mmpool, mmpool_lease};
+use ::mmpool::ffi::shared::*;
+use ::mmpool::ffi::types::MMPOOL_WAIT_FOREVER;
+use ::mmpool::ffi::{mmpool, mmpool_lease, mmpool_stats};
 use c_errors::last_error;
 use fake_cudart::fake;
-use processes::{say, Helper, ROLE};
+use processes::{say, Helper, Name, ROLE};
 
 const TOTAL: u64 = 1 << 20;
+/// The producer's lease, which the consumers read.
 const NBYTES: usize = 5000;
+/// What each consumer allocates from the arena itself.
+const DRAWN: usize = 3000;
 
-fn placed_pool(total: u64) -> *mut mmpool {
+/// The placed shared pool `name`: created with `total` bytes, or (0) attached.
+fn shared_placed_pool(name: &str, total: u64) -> *mut mmpool {
+    let opts = mmpool_shared_options {
+        size: std::mem::size_of::<mmpool_shared_options>() as u64,
+        total_bytes: total,
+        flags: if total > 0 { MMPOOL_SHARED_CREATE } else { 0 },
+        alignment: if total > 0 { MMPOOL_DEFAULT_ALIGNMENT } else { 0 },
+        ..Default::default()
+    };
+    let c_name = CString::new(name).unwrap();
     let mut p = ptr::null_mut();
-    assert_eq!(mmpool_init_placed(total, 256, &mut p), MMPOOL_OK, "{}", last_error());
+    assert_eq!(mmpool_open_shared_with(c_name.as_ptr(), &opts, &mut p), MMPOOL_OK, "{}", last_error());
     p
+}
+
+fn stats(p: *mut mmpool) -> mmpool_stats {
+    let mut s = mmpool_stats { size: std::mem::size_of::<mmpool_stats>() as u64, ..Default::default() };
+    assert_eq!(mmpool_get_stats(p, &mut s), MMPOOL_OK);
+    s
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -68,9 +92,9 @@ fn helper() {
     let args: Vec<&str> = role.split(' ').collect();
     assert_eq!(args[0], "consume");
     let f = fake();
-    let (who, offset): (u8, usize) = (args[1].parse().unwrap(), args[2].parse().unwrap());
-    let exported = parse_export(&args[3..]);
-    let q = placed_pool(exported.nbytes);
+    let (who, offset): (u8, usize) = (args[2].parse().unwrap(), args[3].parse().unwrap());
+    let exported = parse_export(&args[4..]);
+    let q = shared_placed_pool(args[1], 0);
     let mut a = ptr::null_mut();
     assert_eq!(mmpool_cuda_arena_open(q, &exported, &mut a), MMPOOL_OK, "{}", last_error());
     assert_eq!(f.ipc_open_count(), 1);
@@ -88,18 +112,29 @@ fn helper() {
         assert!(seen[from..to] == produced[from..to], "consumer {who} sees other bytes than the producer wrote");
     }
     seen[at..at + slice].copy_from_slice(&pattern(who, slice));
-    say("read");
+    // An allocation of this process's own, drawn from the opened arena
+    // through the shared pool's placement.
+    let mut mine = ptr::null_mut();
+    assert_eq!(mmpool_cuda_malloc(q, &mut mine, DRAWN, MMPOOL_WAIT_FOREVER), MMPOOL_OK, "{}", last_error());
+    let drawn = mine as usize - base as usize;
+    assert!(drawn as u64 + DRAWN as u64 <= nbytes, "drawn outside the arena");
+    // SAFETY: DRAWN bytes of the arena, this process's allocation.
+    unsafe { std::ptr::write_bytes(mine.cast::<u8>(), 0x40 + who, DRAWN) };
+    say(&format!("read, drew {drawn}"));
+    std::io::stdin().read_line(&mut String::new()).unwrap(); // the producer has looked
+    assert_eq!(mmpool_cuda_free(q, mine), MMPOOL_OK, "{}", last_error());
     assert_eq!(mmpool_cuda_arena_free(a), MMPOOL_OK);
     assert_eq!(f.ipc_open_count(), 0, "cudaIpcCloseMemHandle");
-    assert_eq!(f.malloc_calls(), 0, "no cudaMalloc in a consumer");
+    assert_eq!((f.malloc_calls(), f.free_calls()), (0, 0), "no cudaMalloc or cudaFree in a consumer");
     mmpool_unref(q);
     say("closed");
 }
 
 #[test]
-fn two_consumer_processes_open_the_exported_arena_once_and_share_the_bytes() {
+fn consumer_processes_open_the_arena_once_share_its_bytes_and_draw_from_it() {
     let f = fake();
-    let p = placed_pool(TOTAL);
+    let name = Name::new("arena");
+    let p = shared_placed_pool(&name.0, TOTAL);
     let mut a = ptr::null_mut();
     assert_eq!(mmpool_cuda_arena_new(p, MMPOOL_CUDA_ARENA_DEVICE, 0, &mut a), MMPOOL_OK, "{}", last_error());
     let mut pad = mmpool_lease::default();
@@ -110,19 +145,42 @@ fn two_consumer_processes_open_the_exported_arena_once_and_share_the_bytes() {
     assert_eq!(mmpool_lease_offset(p, pad, &mut first), MMPOOL_OK);
     assert_eq!(mmpool_lease_offset(p, lease, &mut at), MMPOOL_OK);
     assert_eq!(mmpool_cuda_arena_pointer(a, lease, &mut d), MMPOOL_OK);
-    assert_ne!(at, first, "two leases, two places");
+    let mut base = ptr::null_mut::<c_void>();
+    assert_eq!(mmpool_cuda_arena_range(a, &mut base, ptr::null_mut()), MMPOOL_OK);
+    assert_eq!(d as usize, base as usize + at as usize);
     // SAFETY: the lease's NBYTES bytes of the arena (shared host memory behind the stand-in).
     let mine = unsafe { std::slice::from_raw_parts_mut(d.cast::<u8>(), NBYTES) };
     mine.copy_from_slice(&pattern(0, NBYTES));
     let mut e = mmpool_cuda_exported_arena { magic: 0, device: -1, nbytes: 0, ipc_handle: [0; 64] };
     assert_eq!(mmpool_cuda_arena_export(a, &mut e), MMPOOL_OK, "{}", last_error());
     let line = export_line(&e);
-    let calls = f.malloc_calls();
+    let calls = (f.malloc_calls(), f.free_calls());
 
-    let mut consumers: Vec<Helper> =
-        (1..=2u8).map(|who| Helper::spawn("consume", &[&who.to_string(), &at.to_string(), &line], &[])).collect();
+    let mut consumers: Vec<Helper> = (1..=2u8)
+        .map(|who| Helper::spawn("consume", &[&name.0, &who.to_string(), &at.to_string(), &line], &[]))
+        .collect();
+    let mut drawn = Vec::new();
     for c in &mut consumers {
-        assert_eq!(c.report(), "read");
+        let report = c.report();
+        drawn.push(report.strip_prefix("read, drew ").unwrap_or_else(|| panic!("{report}")).parse::<u64>().unwrap());
+    }
+    // The consumers' own allocations: clear of every other range, and what
+    // each wrote there is in the producer's mapping.
+    let mut ranges = vec![(first, 3000u64), (at, NBYTES as u64)];
+    ranges.extend(drawn.iter().map(|&o| (o, DRAWN as u64)));
+    ranges.sort();
+    for w in ranges.windows(2) {
+        assert!(w[0].0 + w[0].1 <= w[1].0, "ranges {:?} and {:?} overlap", w[0], w[1]);
+    }
+    for (i, &o) in drawn.iter().enumerate() {
+        // SAFETY: a consumer's DRAWN bytes inside the arena, still allocated
+        // (it waits for our word before freeing them).
+        let theirs = unsafe { std::slice::from_raw_parts(base.cast::<u8>().add(o as usize), DRAWN) };
+        assert!(theirs.iter().all(|&b| b == 0x41 + i as u8), "consumer {}'s allocation is not in the arena", i + 1);
+    }
+    assert_eq!(stats(p).outstanding_leases, 4, "two leases here, one in each consumer");
+    for c in &mut consumers {
+        c.tell();
         assert_eq!(c.report(), "closed");
     }
     for c in consumers {
@@ -131,19 +189,15 @@ fn two_consumer_processes_open_the_exported_arena_once_and_share_the_bytes() {
     let slice = NBYTES / 4;
     for who in 1..=2u8 {
         let at = who as usize * slice;
-        assert_eq!(
-            &mine[at..at + slice],
-            pattern(who, slice).as_slice(),
-            "consumer {who}'s bytes reached the producer"
-        );
+        assert_eq!(&mine[at..at + slice], pattern(who, slice).as_slice(), "consumer {who}'s answer");
     }
     let produced = pattern(0, NBYTES);
     assert_eq!(&mine[..slice], &produced[..slice], "the rest is the producer's");
     assert_eq!(&mine[3 * slice..], &produced[3 * slice..], "the rest is the producer's");
-    assert_eq!(f.malloc_calls(), calls, "the arena was allocated once");
+    assert_eq!((f.malloc_calls(), f.free_calls()), calls, "the arena was allocated once");
     assert_eq!(mmpool_release(p, lease), MMPOOL_OK);
     assert_eq!(mmpool_release(p, pad), MMPOOL_OK);
     assert_eq!(mmpool_cuda_arena_free(a), MMPOOL_OK);
-    assert_eq!(mmpool_available_bytes(p), TOTAL);
+    assert_eq!(mmpool_available_bytes(p), TOTAL, "the consumers' bytes came back too");
     mmpool_unref(p);
 }
