@@ -187,12 +187,12 @@ def test_a_hand_off_token_becomes_the_pointer_of_its_lease(fake_cudart: Path) ->
     )
 
 
-# The producer fills a lease's range and prints the exported arena and the
-# offset; each consumer, in a process of its own, opens the arena once on a
-# placed pool of its own (shared pools are not placed in this version), checks
-# the producer's bytes at the offset and answers in its own quarter.
+# On one placed shared pool, the producer fills a lease's range and prints the
+# exported arena and the offset; each consumer, in a process of its own,
+# attaches the pool, opens the arena once, checks the producer's bytes at the
+# offset and answers in its own quarter.
 PRODUCER = """
-pool = mmpool.Pool(1 << 20, placed=True)
+pool = mmpool.SharedPool(sys.argv[1], 1 << 20, placed=True)
 arena = pool.cuda_arena("device")
 pad = pool.acquire(3000)
 lease = pool.acquire(4096)
@@ -208,8 +208,8 @@ print("answered", calls()[0], flush=True)
 """
 
 CONSUMER = """
-exported, offset, who = bytes.fromhex(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
-pool = mmpool.Pool(1 << 20, placed=True)
+exported, offset, who = bytes.fromhex(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+pool = mmpool.SharedPool(sys.argv[1])
 arena = mmpool.cuda.open_arena(pool, exported)
 assert fake.fake_cudart_ipc_open_count() == 1 and arena.opened and arena.nbytes == 1 << 20
 ptr = arena.base + offset
@@ -223,8 +223,10 @@ print("read", flush=True)
 """
 
 
-def test_consumer_processes_open_the_exported_arena_and_share_the_producers_bytes(fake_cudart: Path) -> None:
-    producer = child(fake_cudart, PRODUCER)
+def test_consumer_processes_open_the_exported_arena_and_share_the_producers_bytes(
+    fake_cudart: Path, shared_name: str
+) -> None:
+    producer = child(fake_cudart, PRODUCER, shared_name)
     assert producer.stdout is not None and producer.stdin is not None
     line = producer.stdout.readline().split()
     if len(line) != 2:
@@ -232,7 +234,7 @@ def test_consumer_processes_open_the_exported_arena_and_share_the_producers_byte
         pytest.fail(f"the producer published nothing:\n{line} {out}\n{err}")
     exported, offset = line
     for who in (1, 2):
-        c = child(fake_cudart, CONSUMER, exported, offset, str(who))
+        c = child(fake_cudart, CONSUMER, shared_name, exported, offset, str(who))
         out, err = c.communicate(timeout=60)
         assert c.returncode == 0, f"consumer failed:\n{out}\n{err}"
         assert out.split() == ["read"], out
