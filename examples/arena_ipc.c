@@ -8,10 +8,10 @@
  *
  *   arena_ipc FILE.jpg CONSUMERS [BUDGET_MIB]
  *
- * Shared pools are not placed in this version, so a consumer opens the arena
- * on a placed pool of its own of the arena's size and is told the offset on
- * its command line (with a shared placed pool it would open that pool and
- * turn the hand-off token into the pointer: mmpool_cuda_arena_token_pointer).
+ * The pool is a placed shared pool (named after the producer's pid, unlinked
+ * at the end) that each consumer attaches; hand-offs of placed shared pools
+ * are refused in this version, so a consumer is told the image's offset on
+ * its command line instead of receiving a token (mmpool_cuda_arena_token_pointer).
  * Prints one line per process and whether the pool is whole at the end.
  * Exit 0 on success, 1 on any failure with the reason on stderr.
  */
@@ -23,6 +23,7 @@
 #include <string.h>
 #include <sys/wait.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <cuda_runtime_api.h>
 #include <nvjpeg.h>
@@ -77,19 +78,31 @@ static int from_hex(const char *text, void *data, size_t len) {
     return 0;
 }
 
-/* arena_ipc consume EXPORT_HEX OFFSET NBYTES SUM INDEX */
+/* The placed shared pool `name`: created with `total` bytes, or (0) attached. */
+static mmpool *shared_placed_pool(const char *name, uint64_t total) {
+    mmpool_shared_options opts;
+    memset(&opts, 0, sizeof opts);
+    opts.size = sizeof opts;
+    opts.total_bytes = total;
+    opts.flags = total > 0 ? MMPOOL_SHARED_CREATE : 0;
+    opts.alignment = total > 0 ? MMPOOL_DEFAULT_ALIGNMENT : 0;
+    mmpool *pool = NULL;
+    return mmpool_open_shared_with(name, &opts, &pool) == MMPOOL_OK ? pool : NULL;
+}
+
+/* arena_ipc consume POOL EXPORT_HEX OFFSET NBYTES SUM INDEX */
 static int consume(char **argv) {
     mmpool_cuda_exported_arena exported;
-    if (from_hex(argv[2], &exported, sizeof exported) != 0) {
+    if (from_hex(argv[3], &exported, sizeof exported) != 0) {
         fprintf(stderr, "consumer: not an exported arena\n");
         return 1;
     }
-    uint64_t offset = strtoull(argv[3], NULL, 10);
-    size_t n = (size_t)strtoull(argv[4], NULL, 10);
-    unsigned long long expected = strtoull(argv[5], NULL, 10);
-    const char *who = argv[6];
-    mmpool *pool = NULL;
-    if (mmpool_init_placed(exported.nbytes, MMPOOL_DEFAULT_ALIGNMENT, &pool) != MMPOOL_OK) return fail("consumer");
+    uint64_t offset = strtoull(argv[4], NULL, 10);
+    size_t n = (size_t)strtoull(argv[5], NULL, 10);
+    unsigned long long expected = strtoull(argv[6], NULL, 10);
+    const char *who = argv[7];
+    mmpool *pool = shared_placed_pool(argv[2], 0);
+    if (pool == NULL) return fail("consumer");
     int ok = 0;
     mmpool_cuda_arena *arena = NULL;
     void *base = NULL;
@@ -153,7 +166,7 @@ static void compare_allocation_cost(mmpool *placed, uint64_t budget) {
 }
 
 /* Starts `consumers` copies of this program as consumers and waits for them. */
-static int run_consumers(const char *self, uint32_t consumers, char *hex, uint64_t offset, size_t n,
+static int run_consumers(const char *self, char *name, uint32_t consumers, char *hex, uint64_t offset, size_t n,
                          unsigned long long sum) {
     char off[32], len[32], total[32], index[16];
     snprintf(off, sizeof off, "%llu", (unsigned long long)offset);
@@ -165,7 +178,7 @@ static int run_consumers(const char *self, uint32_t consumers, char *hex, uint64
     fflush(stdout);
     for (; started < consumers && started < 16; started++) {
         snprintf(index, sizeof index, "%u", started);
-        char *args[] = {(char *)self, "consume", hex, off, len, total, index, NULL};
+        char *args[] = {(char *)self, "consume", name, hex, off, len, total, index, NULL};
         if (posix_spawn(&pids[started], "/proc/self/exe", NULL, NULL, args, environ) != 0) {
             perror("posix_spawn");
             ok = 0;
@@ -183,8 +196,10 @@ static int produce(const char *self, const char *file, uint32_t consumers, uint6
     unsigned char *jpeg = NULL;
     size_t jpeg_len = 0;
     if (read_whole(file, &jpeg, &jpeg_len) != 0) return 1;
-    mmpool *pool = NULL;
-    if (mmpool_init_placed(budget, MMPOOL_DEFAULT_ALIGNMENT, &pool) != MMPOOL_OK) return fail("producer");
+    char name[64];
+    snprintf(name, sizeof name, "mmpool-arena-ipc-%ld", (long)getpid());
+    mmpool *pool = shared_placed_pool(name, budget);
+    if (pool == NULL) return fail("producer");
     int ok = 0;
     mmpool_cuda_arena *arena = NULL;
     nvjpegHandle_t handle = NULL;
@@ -255,7 +270,7 @@ static int produce(const char *self, const char *file, uint32_t consumers, uint6
            (unsigned long long)budget);
     char hex[2 * sizeof exported + 1];
     to_hex(&exported, sizeof exported, hex);
-    if (!run_consumers(self, consumers, hex, offset, n, sum)) {
+    if (!run_consumers(self, name, consumers, hex, offset, n, sum)) {
         fprintf(stderr, "producer: a consumer failed\n");
         goto done;
     }
@@ -274,12 +289,13 @@ done:
            (unsigned long long)end.total_bytes, end.available_bytes == end.total_bytes ? "whole" : "NOT whole");
     if (end.available_bytes != end.total_bytes) ok = 0;
     mmpool_unref(pool);
+    mmpool_unlink_shared(name);
     free(jpeg);
     return ok ? 0 : 1;
 }
 
 int main(int argc, char **argv) {
-    if (argc == 7 && strcmp(argv[1], "consume") == 0) return consume(argv);
+    if (argc == 8 && strcmp(argv[1], "consume") == 0) return consume(argv);
     if (argc == 3 || argc == 4) {
         uint64_t mib = argc == 4 ? strtoull(argv[3], NULL, 10) : 64;
         return produce(argv[0], argv[1], (uint32_t)strtoul(argv[2], NULL, 10), mib << 20);

@@ -15,9 +15,10 @@
 #     device agrees (torch.cuda.mem_get_info), and an allocation beyond the
 #     budget aborts the process loudly;
 #  5. examples/arena_ipc.c: a producer decodes a JPEG with nvJPEG into a
-#     placed pool's device arena (nvJPEG's buffers and the image are placed
-#     leases in it: one cudaMalloc) and two consumer processes open the
-#     exported arena once (CUDA IPC) and read back the producer's pixel sum.
+#     placed shared pool's device arena (nvJPEG's buffers and the image are
+#     placed leases in it: one cudaMalloc) and two consumer processes attach
+#     the pool, open the exported arena once (CUDA IPC) and read back the
+#     producer's pixel sum.
 #
 # Without `nvidia-smi` (or with no GPU visible to it) it prints
 # "no GPU: skipped" and exits 0.
