@@ -24,7 +24,7 @@ use ::mmpool::ffi::process::*;
 use ::mmpool::ffi::types::MMPOOL_WAIT_FOREVER;
 use ::mmpool::ffi::{mmpool, mmpool_handoff_token, mmpool_lease, mmpool_stats};
 use c_errors::{expect_fail, last_error};
-use fake_cudart::{fake, serial};
+use fake_cudart::{eight_threads, fake, serial, ROUNDS, SIZE, THREADS};
 
 const ALIGN: u64 = 256;
 
@@ -401,47 +401,18 @@ fn an_exported_arena_is_refused_where_it_was_not_made() {
 #[test]
 fn eight_threads_drawing_from_one_arena_never_share_a_byte() {
     let _s = serial();
-    const THREADS: usize = 8;
-    const ROUNDS: usize = 200;
-    const SIZE: usize = 4096;
     // Room for about three allocations at a time: most threads wait in line.
-    let p = placed_pool(3 * SIZE as u64 + 512) as usize;
-    let a = new_arena(p as *mut mmpool, MMPOOL_CUDA_ARENA_DEVICE);
+    let total = 3 * SIZE as u64 + 512;
+    let p = placed_pool(total);
+    let a = new_arena(p, MMPOOL_CUDA_ARENA_DEVICE);
     let (base, nbytes) = range(a);
     let calls = cuda_calls();
-    let start = std::sync::Arc::new(std::sync::Barrier::new(THREADS));
-    let workers: Vec<_> = (0..THREADS)
-        .map(|t| {
-            let start = std::sync::Arc::clone(&start);
-            std::thread::spawn(move || {
-                let p = p as *mut mmpool;
-                start.wait();
-                for round in 0..ROUNDS {
-                    let size = SIZE - (t * 64 + round) % 512;
-                    let d = malloc(p, size);
-                    let at = d as usize;
-                    assert!(at >= base && at + size <= base + nbytes as usize, "{at:#x}+{size} outside the arena");
-                    let pattern = (t * ROUNDS + round) as u8;
-                    // SAFETY: `size` bytes of the arena drawn by this thread.
-                    let buf = unsafe { std::slice::from_raw_parts_mut(d.cast::<u8>(), size) };
-                    buf.fill(pattern);
-                    std::thread::yield_now();
-                    assert!(buf.iter().all(|&b| b == pattern), "a range shared with another thread");
-                    assert_eq!(mmpool_cuda_free(p, d), MMPOOL_OK, "{}", last_error());
-                }
-            })
-        })
-        .collect();
-    for w in workers {
-        w.join().unwrap();
-    }
-    let p = p as *mut mmpool;
+    eight_threads(p as usize, move |at, size| {
+        assert!(at >= base && at + size <= base + nbytes as usize, "{at:#x}+{size} outside the arena");
+    });
     assert_eq!(cuda_calls(), calls, "no cudaMalloc or cudaFree for 1600 allocations");
     let s = stats(p);
-    assert_eq!(
-        (s.available_bytes, s.outstanding_leases, s.grants),
-        (3 * SIZE as u64 + 512, 0, (THREADS * ROUNDS) as u64)
-    );
+    assert_eq!((s.available_bytes, s.outstanding_leases, s.grants), (total, 0, (THREADS * ROUNDS) as u64));
     assert_eq!(mmpool_cuda_arena_free(a), MMPOOL_OK);
     mmpool_unref(p);
 }

@@ -92,6 +92,48 @@ pub fn serial() -> std::sync::MutexGuard<'static, ()> {
     guard
 }
 
+/// Threads of [`eight_threads`], rounds each, and the largest allocation.
+pub const THREADS: usize = 8;
+pub const ROUNDS: usize = 200;
+pub const SIZE: usize = 4096;
+
+/// Runs [`THREADS`] threads of [`ROUNDS`] gated allocations each on `pool`
+/// (an `mmpool *` as an address): `mmpool_cuda_malloc` of up to [`SIZE`]
+/// bytes, `check(address, size)`, fill with a pattern of its own, yield,
+/// check the pattern survived (no other live buffer overlaps it), free.
+pub fn eight_threads(pool: usize, check: impl Fn(usize, usize) + Send + Sync + Copy + 'static) {
+    use ::mmpool::ffi::cuda::{mmpool_cuda_free, mmpool_cuda_malloc};
+    use ::mmpool::ffi::mmpool_status::MMPOOL_OK;
+    use ::mmpool::ffi::types::MMPOOL_WAIT_FOREVER;
+    let start = std::sync::Arc::new(std::sync::Barrier::new(THREADS));
+    let workers: Vec<_> = (0..THREADS)
+        .map(|t| {
+            let start = std::sync::Arc::clone(&start);
+            std::thread::spawn(move || {
+                let p = pool as *mut ::mmpool::ffi::mmpool;
+                start.wait();
+                for round in 0..ROUNDS {
+                    let size = SIZE - (t * 64 + round) % 512;
+                    let mut d = std::ptr::null_mut();
+                    assert_eq!(mmpool_cuda_malloc(p, &mut d, size, MMPOOL_WAIT_FOREVER), MMPOOL_OK);
+                    check(d as usize, size);
+                    let pattern = (t * ROUNDS + round) as u8;
+                    // SAFETY: `d` is `size` writable bytes owned by this
+                    // thread (host memory behind the stand-in).
+                    let buf = unsafe { std::slice::from_raw_parts_mut(d.cast::<u8>(), size) };
+                    buf.fill(pattern);
+                    std::thread::yield_now();
+                    assert!(buf.iter().all(|&b| b == pattern), "buffer shared with another thread");
+                    assert_eq!(mmpool_cuda_free(p, d), MMPOOL_OK);
+                }
+            })
+        })
+        .collect();
+    for w in workers {
+        w.join().unwrap();
+    }
+}
+
 /// Compiles `src` into a shared library `name` in the test scratch directory.
 pub fn compile(src: &str, name: &str) -> PathBuf {
     let out = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("{name}-{}.so", std::process::id()));
@@ -126,21 +168,30 @@ pub fn fake() -> &'static Fake {
             assert!(!p.is_null(), "the stand-in lacks {name}");
             p
         };
-        // SAFETY: each symbol is the stand-in's function of that C signature
-        // (fake_cudart.c).
-        unsafe {
-            Fake {
-                set_capacity: std::mem::transmute::<*mut c_void, _>(sym("fake_cudart_set_capacity")),
-                live_bytes: std::mem::transmute::<*mut c_void, _>(sym("fake_cudart_live_bytes")),
-                live_count: std::mem::transmute::<*mut c_void, _>(sym("fake_cudart_live_count")),
-                host_live_count: std::mem::transmute::<*mut c_void, _>(sym("fake_cudart_host_live_count")),
-                ipc_open_count: std::mem::transmute::<*mut c_void, _>(sym("fake_cudart_ipc_open_count")),
-                async_calls: std::mem::transmute::<*mut c_void, _>(sym("fake_cudart_async_calls")),
-                malloc_calls: std::mem::transmute::<*mut c_void, _>(sym("fake_cudart_malloc_calls")),
-                free_calls: std::mem::transmute::<*mut c_void, _>(sym("fake_cudart_free_calls")),
-                stream_syncs: std::mem::transmute::<*mut c_void, _>(sym("fake_cudart_stream_syncs")),
-                device: std::mem::transmute::<*mut c_void, _>(sym("fake_cudart_device")),
-            }
+        // SAFETY (the casts here): each symbol is the
+        // stand-in's function of that C signature (fake_cudart.c).
+        let sizes =
+            |name: &str| unsafe { std::mem::transmute::<*mut c_void, unsafe extern "C" fn() -> usize>(sym(name)) };
+        // SAFETY: as above.
+        let counts =
+            |name: &str| unsafe { std::mem::transmute::<*mut c_void, unsafe extern "C" fn() -> c_ulong>(sym(name)) };
+        Fake {
+            // SAFETY: as above.
+            set_capacity: unsafe {
+                std::mem::transmute::<*mut c_void, unsafe extern "C" fn(usize)>(sym("fake_cudart_set_capacity"))
+            },
+            live_bytes: sizes("fake_cudart_live_bytes"),
+            live_count: sizes("fake_cudart_live_count"),
+            host_live_count: sizes("fake_cudart_host_live_count"),
+            ipc_open_count: sizes("fake_cudart_ipc_open_count"),
+            async_calls: counts("fake_cudart_async_calls"),
+            malloc_calls: counts("fake_cudart_malloc_calls"),
+            free_calls: counts("fake_cudart_free_calls"),
+            stream_syncs: counts("fake_cudart_stream_syncs"),
+            // SAFETY: as above.
+            device: unsafe {
+                std::mem::transmute::<*mut c_void, unsafe extern "C" fn() -> c_int>(sym("fake_cudart_device"))
+            },
         }
     })
 }
