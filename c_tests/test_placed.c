@@ -162,8 +162,10 @@ static void a_shared_placed_pool_keeps_its_ranges_in_the_segment(void) {
     CHECK_U64(s.free_ranges, 2);
     CHECK_U64(s.largest_free_range, 4096 - 512);
     mmpool_handoff_token token;
-    CHECK_STATUS(mmpool_lease_share(pool, a, 1, MMPOOL_NO_CLAIM_DEADLINE, 0, &token), MMPOOL_ERR_INVALID_ARGUMENT);
-    CHECK_OK(mmpool_release(pool, a));
+    CHECK_OK(mmpool_lease_share(pool, a, 1, MMPOOL_NO_CLAIM_DEADLINE, 0, &token));
+    CHECK_U64(token.flags, MMPOOL_TOKEN_PLACED);
+    CHECK_U64(token.offset, 0);
+    CHECK_OK(mmpool_handoff_complete(other, token, 0));
     CHECK_OK(mmpool_release(other, b));
     CHECK_U64(get_stats(pool).largest_free_range, 4096);
     mmpool_unref(other);

@@ -588,8 +588,8 @@ typedef struct mmpool_shared_options {
    * of `[0, total_bytes)` (`mmpool_lease_offset`), and attaching needs
    * the pool to be placed with this alignment. 0: a pool that is not
    * placed when creating, either kind when attaching. A dead process's
-   * ranges come back with its bytes. Hand-offs of placed shared pools are
-   * refused (`INVALID_ARGUMENT`) for now.
+   * ranges come back with its bytes; a hand-off's token carries the
+   * offset, and the hand-off holds the range until its last part.
    */
   uint64_t alignment;
 } mmpool_shared_options;

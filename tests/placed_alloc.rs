@@ -2,6 +2,8 @@
 //! sequences of alloc, free, grow, shrink, split and merge, every figure
 //! recounted from the model after every step.
 
+#![cfg(not(loom))] // the segment region is part of the shared backend, which loom leaves out
+
 use std::collections::BTreeMap;
 
 use mmpool::placement::{PlaceError, Placement, Store};

@@ -90,10 +90,6 @@ fn ranges_are_placed_in_the_segment_for_every_attachment() {
         (4096 - 400, 2, 4096 - 768)
     );
     assert!(matches!(p.set_total(8192), Err(Error::InvalidArgument(_))));
-    assert!(matches!(
-        p.share_lease(a.id, 1, None, false),
-        Err(Error::InvalidArgument(_))
-    ));
     // Resize in place, split and merge.
     assert!(matches!(
         p.resize_lease(a.id, 257, now()),
@@ -122,6 +118,26 @@ fn ranges_are_placed_in_the_segment_for_every_attachment() {
         (r.stats().free_ranges, r.stats().largest_free_range),
         (1, 4086)
     );
+}
+
+#[test]
+fn a_hand_off_carries_the_offset_and_holds_the_range_across_attachments() {
+    use mmpool::pool::TOKEN_PLACED;
+    let name = Name::new("placed-handoff");
+    let p = open(&name.0, 4096, 256, CREATE).unwrap();
+    let q = open(&name.0, 0, 0, OpenFlags::default()).unwrap();
+    let _a = p.try_acquire(1000).unwrap();
+    let b = p.try_acquire(1000).unwrap();
+    let t = p.share_lease(b.id, 2, None, false).unwrap();
+    assert_eq!((t.flags, t.offset), (TOKEN_PLACED, 1024));
+    assert!(matches!(p.lease_offset(b.id), Err(Error::InvalidLease(_))));
+    assert_eq!(q.stats().largest_free_range, 4096 - 2048, "the hand-off holds the range");
+    q.complete_part(&t, 0).unwrap();
+    q.complete_part(&t, 1).unwrap();
+    let s = q.stats();
+    assert_eq!((s.available_bytes, s.free_ranges, s.largest_free_range), (4096 - 1000, 1, 4096 - 1024));
+    let c = q.try_acquire(3000).unwrap();
+    assert_eq!(q.lease_offset(c.id).unwrap(), 1024, "placed where the hand-off's range was");
 }
 
 #[test]

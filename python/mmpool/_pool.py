@@ -369,7 +369,7 @@ class SharedPool(Pool):
     sees the same offsets (:attr:`Lease.offset`), and a dead process's ranges
     come back with its bytes; attaching with ``placed=True`` requires the
     pool to be placed with that alignment (without it, either kind is
-    accepted). Hand-offs of placed shared pools are refused for now.
+    accepted). A hand-off's token carries the offset.
     """
 
     __slots__ = ("_name",)

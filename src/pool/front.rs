@@ -510,10 +510,6 @@ impl PoolCore {
         match self.backend() {
             Backend::Local(b) => b.share_lease(id, parts, claim_within, keep_lease),
             #[cfg(not(loom))]
-            Backend::Shared(b) if b.is_placed() => Err(Error::InvalidArgument(
-                "hand-offs of placed shared pools are not available yet (in-process placed pools have them)".into(),
-            )),
-            #[cfg(not(loom))]
             Backend::Shared(b) => {
                 let token = b.share_lease(id, parts, claim_within, keep_lease)?;
                 if !keep_lease {

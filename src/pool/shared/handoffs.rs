@@ -37,7 +37,7 @@ use super::futex::{self, now_ns};
 use super::segment::{Segment, PROC_ATTACHED};
 use super::table::Locked;
 use crate::log::{self, Level};
-use crate::pool::handoff::{check_parts, part_error, placement, HandoffInfo, HandoffStats, Token, MAX_PARTS};
+use crate::pool::handoff::{check_parts, part_error, placement, HandoffInfo, HandoffStats, Token, MAX_PARTS, TOKEN_PLACED};
 use crate::pool::{Error, MAX_TOTAL};
 
 const PARTS: usize = MAX_PARTS as usize;
@@ -280,6 +280,9 @@ fn mark_done(g: &mut Locked<'_>, r: &HandoffRecord, bits: u64) {
         r.futex.fetch_add(1, Relaxed);
         futex::wake(&r.futex, i32::MAX);
         g.seg.handoffs_head.finished.fetch_add(1, Relaxed);
+        if r.flags.load(Relaxed) & TOKEN_PLACED != 0 && r.nbytes.load(Relaxed) > 0 {
+            g.free_range_at(r.offset.load(Relaxed));
+        }
         g.give(r.nbytes.load(Relaxed).min(MAX_TOTAL));
     }
 }
@@ -432,6 +435,14 @@ pub(crate) fn reset(seg: &Segment<'_>) {
     for c in [&h.shared, &h.finished, &h.expired_parts, &h.next_deadline_ns] {
         c.store(0, Relaxed);
     }
+}
+
+/// The ranges live hand-offs of a placed pool hold: `(offset, nbytes)`.
+pub(crate) fn held_ranges(seg: &Segment<'_>) -> Vec<(u64, u64)> {
+    let holds = |r: &&HandoffRecord| {
+        r.state.load(Relaxed) == LIVE && r.flags.load(Relaxed) & TOKEN_PLACED != 0 && r.nbytes.load(Relaxed) > 0
+    };
+    seg.handoffs.iter().filter(holds).map(|r| (r.offset.load(Relaxed), r.nbytes.load(Relaxed))).collect()
 }
 
 /// Ends lease entry `i` without returning its bytes: they are a hand-off's now.

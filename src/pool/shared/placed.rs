@@ -8,13 +8,15 @@
 //! Entries free their range wherever they free their bytes (release,
 //! cancel, the reaping of a dead process), so a dead process's ranges come
 //! back with its bytes; repair rebuilds the region from the entries.
-//! Hand-offs of placed shared pools are refused for now.
+//! A hand-off's token carries the lease's offset, and the hand-off holds
+//! the range until its last part, as in-process.
 
 use std::sync::atomic::Ordering::Relaxed;
 
 use super::super::error::Error;
 use super::super::lease::Lease;
 use super::super::placement::{PlaceError, PlaceStats, Placement};
+use super::handoffs;
 use super::placement::RegionStore;
 use super::segment::{Segment, GRANTED, LEASE, NO_RANGE};
 use super::table::Locked;
@@ -91,6 +93,20 @@ impl Locked<'_> {
         ))
     }
 
+    /// Where entry `i`'s range starts, in a placed pool, if it has one.
+    pub(crate) fn entry_range(&self, i: usize) -> Option<u64> {
+        let at = self.entry(i).offset.load(Relaxed);
+        (self.is_placed() && at != NO_RANGE).then_some(at)
+    }
+
+    /// Frees the range at `at` (a finished hand-off's).
+    pub(crate) fn free_range_at(&self, at: u64) {
+        if let Some(mut p) = region(self.seg) {
+            // A damaged region keeps the range; the bytes still go back.
+            let _ = p.free(at);
+        }
+    }
+
     /// Frees entry `i`'s range, if it has one.
     pub(crate) fn unplace(&self, i: usize) {
         let e = self.entry(i);
@@ -141,9 +157,9 @@ impl Locked<'_> {
         Ok(())
     }
 
-    /// Sets the region up again from the entries that hold bytes; an entry
-    /// whose range cannot be taken back (overlapping, outside) is dropped
-    /// (`false` from `keep`).
+    /// Sets the region up again from the entries and the hand-offs that
+    /// hold ranges; returns the entries whose range cannot be taken back
+    /// (overlapping, outside), for the caller to drop.
     pub(crate) fn rebuild_placement(&self) -> Vec<usize> {
         let Some((head, nodes)) = self.seg.placement else {
             return Vec::new();
@@ -165,6 +181,11 @@ impl Locked<'_> {
             if at == NO_RANGE || p.claim(at, n).is_err() {
                 dropped.push(i);
             }
+        }
+        for (at, n) in handoffs::held_ranges(self.seg) {
+            // One that cannot be taken back (damaged) keeps its bytes until
+            // it finishes; its range is then simply not placed.
+            let _ = p.claim(at, n);
         }
         dropped
     }

@@ -422,6 +422,7 @@ impl<'a> Locked<'a> {
             }
             leases += u64::from(state == LEASE);
         }
+        held += i128::from(handoffs::repair(self.seg));
         for i in self.rebuild_placement() {
             // Its range overlaps another's or lies outside: it cannot be right.
             let e = &self.seg.entries[i];
@@ -429,7 +430,6 @@ impl<'a> Locked<'a> {
             leases -= u64::from(e.state.load(Relaxed) == LEASE);
             e.state.store(FREE, Relaxed);
         }
-        held += i128::from(handoffs::repair(self.seg));
         h.available.store(sat(i128::from(total) - held), Relaxed);
         h.leases.store(leases, Relaxed);
         h.alloc_hint.store(h.alloc_hint.load(Relaxed) % self.seg.entries.len() as u32, Relaxed);
