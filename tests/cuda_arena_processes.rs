@@ -1,11 +1,13 @@
 //! A device arena shared between processes over the stand-in runtime
 //! (tests/fake_cudart), whose device memory is a shared memfd and whose IPC
 //! calls map it in another process, on one placed shared pool: a producer
-//! fills a lease's range and exports the arena once; consumer processes open
-//! the pool and the arena once, find the producer's bytes at the lease's
-//! offset and answer there, and draw allocations of their own from the same
-//! arena through the shared placement (no cudaMalloc but the producer's one),
-//! which the producer finds at their offsets, clear of every other range.
+//! fills a lease's range, shares it (a hand-off token carrying the offset)
+//! and exports the arena once; consumer processes attach the pool, open the
+//! arena once, turn the token into a pointer with no CUDA call, read the
+//! producer's bytes and answer there, draw allocations of their own from the
+//! same arena through the shared placement (no cudaMalloc but the
+//! producer's one), which the producer finds at their offsets clear of every
+//! other range, and complete their parts.
 #![cfg(not(loom))] // these tests use the C boundary and real processes; loom runs tests/loom.rs
 
 #[allow(dead_code)] // expect_fail: not used here
@@ -20,12 +22,13 @@ use std::ptr;
 
 use ::mmpool::ffi::arena::*;
 use ::mmpool::ffi::cuda::{mmpool_cuda_free, mmpool_cuda_malloc};
+use ::mmpool::ffi::handoff::*;
 use ::mmpool::ffi::mmpool_status::*;
 use ::mmpool::ffi::placed::*;
 use ::mmpool::ffi::pool::*;
 use ::mmpool::ffi::shared::*;
 use ::mmpool::ffi::types::MMPOOL_WAIT_FOREVER;
-use ::mmpool::ffi::{mmpool, mmpool_lease, mmpool_stats};
+use ::mmpool::ffi::{mmpool, mmpool_handoff_token, mmpool_lease, mmpool_stats};
 use c_errors::last_error;
 use fake_cudart::fake;
 use processes::{say, Helper, Name, ROLE};
@@ -65,6 +68,15 @@ fn unhex(text: &str) -> Vec<u8> {
     (0..text.len()).step_by(2).map(|i| u8::from_str_radix(&text[i..i + 2], 16).unwrap()).collect()
 }
 
+fn token_line(t: &mmpool_handoff_token) -> String {
+    format!("{} {} {} {} {}", t.id, t.nonce, t.parts, t.flags, t.offset)
+}
+
+fn parse_token(words: &[&str]) -> mmpool_handoff_token {
+    let n = |i: usize| words[i].parse::<u64>().unwrap();
+    mmpool_handoff_token { id: n(0), nonce: n(1), parts: n(2) as u32, flags: n(3) as u32, offset: n(4) }
+}
+
 fn export_line(e: &mmpool_cuda_exported_arena) -> String {
     format!("{} {} {} {}", e.magic, e.device, e.nbytes, hex(&e.ipc_handle))
 }
@@ -92,8 +104,9 @@ fn helper() {
     let args: Vec<&str> = role.split(' ').collect();
     assert_eq!(args[0], "consume");
     let f = fake();
-    let (who, offset): (u8, usize) = (args[2].parse().unwrap(), args[3].parse().unwrap());
-    let exported = parse_export(&args[4..]);
+    let who: u8 = args[2].parse().unwrap();
+    let token = parse_token(&args[3..8]);
+    let exported = parse_export(&args[8..]);
     let q = shared_placed_pool(args[1], 0);
     let mut a = ptr::null_mut();
     assert_eq!(mmpool_cuda_arena_open(q, &exported, &mut a), MMPOOL_OK, "{}", last_error());
@@ -101,8 +114,12 @@ fn helper() {
     let (mut base, mut nbytes) = (ptr::null_mut::<c_void>(), 0u64);
     assert_eq!(mmpool_cuda_arena_range(a, &mut base, &mut nbytes), MMPOOL_OK);
     assert_eq!(nbytes, exported.nbytes);
-    // SAFETY: the producer's lease: NBYTES bytes at `offset` inside the mapped arena.
-    let seen = unsafe { std::slice::from_raw_parts_mut(base.cast::<u8>().add(offset), NBYTES) };
+    let mut at_token = ptr::null_mut();
+    assert_eq!(mmpool_cuda_arena_token_pointer(a, token, &mut at_token), MMPOOL_OK, "{}", last_error());
+    assert_eq!(at_token as usize, base as usize + token.offset as usize);
+    // SAFETY: the producer's lease: NBYTES bytes inside the mapped arena,
+    // which the producer keeps until every part is completed.
+    let seen = unsafe { std::slice::from_raw_parts_mut(at_token.cast::<u8>(), NBYTES) };
     // Each consumer answers in its own quarter of the range, so the others'
     // answers may be there already; the first and last quarter stay the
     // producer's, and so is this consumer's own before it writes.
@@ -123,6 +140,7 @@ fn helper() {
     say(&format!("read, drew {drawn}"));
     std::io::stdin().read_line(&mut String::new()).unwrap(); // the producer has looked
     assert_eq!(mmpool_cuda_free(q, mine), MMPOOL_OK, "{}", last_error());
+    assert_eq!(mmpool_handoff_complete(q, token, u32::from(who) - 1), MMPOOL_OK, "{}", last_error());
     assert_eq!(mmpool_cuda_arena_free(a), MMPOOL_OK);
     assert_eq!(f.ipc_open_count(), 0, "cudaIpcCloseMemHandle");
     assert_eq!((f.malloc_calls(), f.free_calls()), (0, 0), "no cudaMalloc or cudaFree in a consumer");
@@ -131,7 +149,7 @@ fn helper() {
 }
 
 #[test]
-fn consumer_processes_open_the_arena_once_share_its_bytes_and_draw_from_it() {
+fn consumer_processes_turn_the_token_into_a_pointer_share_the_bytes_and_draw_from_the_arena() {
     let f = fake();
     let name = Name::new("arena");
     let p = shared_placed_pool(&name.0, TOTAL);
@@ -151,14 +169,17 @@ fn consumer_processes_open_the_arena_once_share_its_bytes_and_draw_from_it() {
     // SAFETY: the lease's NBYTES bytes of the arena (shared host memory behind the stand-in).
     let mine = unsafe { std::slice::from_raw_parts_mut(d.cast::<u8>(), NBYTES) };
     mine.copy_from_slice(&pattern(0, NBYTES));
+    let mut t = mmpool_handoff_token::default();
+    let keep = MMPOOL_SHARE_KEEP_LEASE;
+    assert_eq!(mmpool_lease_share(p, lease, 2, MMPOOL_NO_CLAIM_DEADLINE, keep, &mut t), MMPOOL_OK, "{}", last_error());
+    assert_eq!((t.flags & MMPOOL_TOKEN_PLACED, t.offset), (MMPOOL_TOKEN_PLACED, at), "the token carries the offset");
     let mut e = mmpool_cuda_exported_arena { magic: 0, device: -1, nbytes: 0, ipc_handle: [0; 64] };
     assert_eq!(mmpool_cuda_arena_export(a, &mut e), MMPOOL_OK, "{}", last_error());
-    let line = export_line(&e);
+    let line = format!("{} {}", token_line(&t), export_line(&e));
     let calls = (f.malloc_calls(), f.free_calls());
 
-    let mut consumers: Vec<Helper> = (1..=2u8)
-        .map(|who| Helper::spawn("consume", &[&name.0, &who.to_string(), &at.to_string(), &line], &[]))
-        .collect();
+    let mut consumers: Vec<Helper> =
+        (1..=2u8).map(|who| Helper::spawn("consume", &[&name.0, &who.to_string(), &line], &[])).collect();
     let mut drawn = Vec::new();
     for c in &mut consumers {
         let report = c.report();
@@ -186,6 +207,7 @@ fn consumer_processes_open_the_arena_once_share_its_bytes_and_draw_from_it() {
     for c in consumers {
         assert!(c.finish().success());
     }
+    assert_eq!(mmpool_handoff_wait(p, t, 0), MMPOOL_OK, "both parts completed");
     let slice = NBYTES / 4;
     for who in 1..=2u8 {
         let at = who as usize * slice;
