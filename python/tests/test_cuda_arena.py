@@ -187,10 +187,11 @@ def test_a_hand_off_token_becomes_the_pointer_of_its_lease(fake_cudart: Path) ->
     )
 
 
-# On one placed shared pool, the producer fills a lease's range and prints the
-# exported arena and the offset; each consumer, in a process of its own,
-# attaches the pool, opens the arena once, checks the producer's bytes at the
-# offset and answers in its own quarter.
+# On one placed shared pool, the producer fills a lease's range, shares it
+# (keeping the lease) and prints the exported arena and the token; each
+# consumer, in a process of its own, attaches the pool, opens the arena once,
+# turns the token into a pointer, checks the producer's bytes, answers in its
+# own quarter and completes its part.
 PRODUCER = """
 pool = mmpool.SharedPool(sys.argv[1], 1 << 20, placed=True)
 arena = pool.cuda_arena("device")
@@ -198,46 +199,49 @@ pad = pool.acquire(3000)
 lease = pool.acquire(4096)
 ptr = arena.pointer(lease)
 ctypes.memmove(ptr, bytes(range(256)) * 16, 4096)
-print(arena.export().hex(), lease.offset, flush=True)
-sys.stdin.readline()  # the consumers are done
+token = lease.share(2, keep_lease=True)
+print(arena.export().hex(), token.hex(), flush=True)
+pool.wait_handoff(token, timeout=60)
 seen = ctypes.string_at(ptr, 4096)
 for who in (1, 2):
     assert seen[who * 1024:(who + 1) * 1024] == bytes([who]) * 1024, who
 assert seen[:1024] == (bytes(range(256)) * 4), "the rest is the producer's"
-print("answered", calls()[0], flush=True)
+lease.release(); pad.release()
+print("answered", calls()[0], pool.stats().available_bytes == 1 << 20, flush=True)
 """
 
 CONSUMER = """
-exported, offset, who = bytes.fromhex(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+exported, token, who = bytes.fromhex(sys.argv[2]), bytes.fromhex(sys.argv[3]), int(sys.argv[4])
 pool = mmpool.SharedPool(sys.argv[1])
 arena = mmpool.cuda.open_arena(pool, exported)
 assert fake.fake_cudart_ipc_open_count() == 1 and arena.opened and arena.nbytes == 1 << 20
-ptr = arena.base + offset
+ptr = arena.token_pointer(token)
 data = ctypes.string_at(ptr, 1024)
 assert data == bytes(range(256)) * 4, data[:16]
 ctypes.memmove(ptr + who * 1024, bytes([who]) * 1024, 1024)
 assert calls() == (0, 0), "no cudaMalloc or cudaFree in a consumer"
+pool.complete(token, who - 1)
 arena.free()
 assert fake.fake_cudart_ipc_open_count() == 0, "cudaIpcCloseMemHandle"
 print("read", flush=True)
 """
 
 
-def test_consumer_processes_open_the_exported_arena_and_share_the_producers_bytes(
+def test_consumer_processes_turn_the_token_into_a_pointer_and_share_the_producers_bytes(
     fake_cudart: Path, shared_name: str
 ) -> None:
     producer = child(fake_cudart, PRODUCER, shared_name)
-    assert producer.stdout is not None and producer.stdin is not None
+    assert producer.stdout is not None
     line = producer.stdout.readline().split()
     if len(line) != 2:
         out, err = producer.communicate(timeout=60)
         pytest.fail(f"the producer published nothing:\n{line} {out}\n{err}")
-    exported, offset = line
+    exported, token = line
     for who in (1, 2):
-        c = child(fake_cudart, CONSUMER, shared_name, exported, offset, str(who))
+        c = child(fake_cudart, CONSUMER, shared_name, exported, token, str(who))
         out, err = c.communicate(timeout=60)
         assert c.returncode == 0, f"consumer failed:\n{out}\n{err}"
         assert out.split() == ["read"], out
-    out, err = producer.communicate("go\n", timeout=60)
+    out, err = producer.communicate(timeout=60)
     assert producer.returncode == 0, f"producer failed:\n{out}\n{err}"
-    assert out.split() == ["answered", "1"], out
+    assert out.split() == ["answered", "1", "True"], out
