@@ -2,17 +2,17 @@
  * A device arena shared by processes through CUDA IPC: a producer decodes a
  * JPEG with nvJPEG into a placed pool's device arena (nvJPEG's own buffers
  * and the output image are placed leases in it: one cudaMalloc in all), then
- * starts N consumer processes, each of which opens the exported arena once
- * (cudaIpcOpenMemHandle), finds the image at its lease's offset with no
- * further CUDA call, copies it back and checks the producer's pixel sum.
+ * shares the image's lease with N consumer processes (a hand-off token, which
+ * carries the lease's offset), each of which attaches the pool, opens the
+ * exported arena once (cudaIpcOpenMemHandle), turns the token into the
+ * image's device pointer with no further CUDA call, copies it back, checks
+ * the producer's pixel sum and completes its part.
  *
  *   arena_ipc FILE.jpg CONSUMERS [BUDGET_MIB]
  *
  * The pool is a placed shared pool (named after the producer's pid, unlinked
- * at the end) that each consumer attaches; hand-offs of placed shared pools
- * are refused in this version, so a consumer is told the image's offset on
- * its command line instead of receiving a token (mmpool_cuda_arena_token_pointer).
- * Prints one line per process and whether the pool is whole at the end.
+ * at the end) that each consumer attaches. Prints one line per process and
+ * whether the pool is whole at the end.
  * Exit 0 on success, 1 on any failure with the reason on stderr.
  */
 #define _GNU_SOURCE
@@ -90,14 +90,18 @@ static mmpool *shared_placed_pool(const char *name, uint64_t total) {
     return mmpool_open_shared_with(name, &opts, &pool) == MMPOOL_OK ? pool : NULL;
 }
 
-/* arena_ipc consume POOL EXPORT_HEX OFFSET NBYTES SUM INDEX */
+/* arena_ipc consume POOL EXPORT_HEX TOKEN_HEX NBYTES SUM INDEX */
 static int consume(char **argv) {
     mmpool_cuda_exported_arena exported;
     if (from_hex(argv[3], &exported, sizeof exported) != 0) {
         fprintf(stderr, "consumer: not an exported arena\n");
         return 1;
     }
-    uint64_t offset = strtoull(argv[4], NULL, 10);
+    mmpool_handoff_token token;
+    if (from_hex(argv[4], &token, sizeof token) != 0) {
+        fprintf(stderr, "consumer: not a hand-off token\n");
+        return 1;
+    }
     size_t n = (size_t)strtoull(argv[5], NULL, 10);
     unsigned long long expected = strtoull(argv[6], NULL, 10);
     const char *who = argv[7];
@@ -105,27 +109,31 @@ static int consume(char **argv) {
     if (pool == NULL) return fail("consumer");
     int ok = 0;
     mmpool_cuda_arena *arena = NULL;
-    void *base = NULL;
-    uint64_t nbytes = 0;
+    void *pixels = NULL;
     if (mmpool_cuda_arena_open(pool, &exported, &arena) != MMPOOL_OK) {
         fail("consumer");
         goto done;
     }
-    mmpool_cuda_arena_range(arena, &base, &nbytes);
-    if (offset > nbytes || n > nbytes - offset) {
-        fprintf(stderr, "consumer %s: %zu bytes at %llu lie outside the arena\n", who, n, (unsigned long long)offset);
+    /* The token says where the image lies: no CUDA call. */
+    if (mmpool_cuda_arena_token_pointer(arena, token, &pixels) != MMPOOL_OK) {
+        fail("consumer");
         goto done;
     }
     cudaError_t e;
-    unsigned long long sum = sum_device((const unsigned char *)base + offset, n, &e);
+    unsigned long long sum = sum_device(pixels, n, &e);
     if (e != cudaSuccess) {
         fprintf(stderr, "consumer %s: reading through CUDA IPC: %s\n", who, cudaGetErrorName(e));
         goto done;
     }
     printf("consumer %s: %zu bytes at offset %llu through CUDA IPC, pixel sum %llu (%s)\n", who, n,
-           (unsigned long long)offset, sum, sum == expected ? "matches" : "DIFFERS");
+           (unsigned long long)token.offset, sum, sum == expected ? "matches" : "DIFFERS");
     ok = sum == expected;
 done:
+    /* Completed also after a failure, so that the producer is not kept waiting. */
+    if (mmpool_handoff_complete(pool, token, (uint32_t)strtoul(who, NULL, 10)) != MMPOOL_OK) {
+        fail("consumer");
+        ok = 0;
+    }
     if (arena != NULL && mmpool_cuda_arena_free(arena) != MMPOOL_OK) ok = 0;
     mmpool_unref(pool);
     fflush(stdout);
@@ -166,10 +174,9 @@ static void compare_allocation_cost(mmpool *placed, uint64_t budget) {
 }
 
 /* Starts `consumers` copies of this program as consumers and waits for them. */
-static int run_consumers(const char *self, char *name, uint32_t consumers, char *hex, uint64_t offset, size_t n,
+static int run_consumers(const char *self, char *name, uint32_t consumers, char *hex, char *token, size_t n,
                          unsigned long long sum) {
-    char off[32], len[32], total[32], index[16];
-    snprintf(off, sizeof off, "%llu", (unsigned long long)offset);
+    char len[32], total[32], index[16];
     snprintf(len, sizeof len, "%zu", n);
     snprintf(total, sizeof total, "%llu", sum);
     pid_t pids[16];
@@ -178,7 +185,7 @@ static int run_consumers(const char *self, char *name, uint32_t consumers, char 
     fflush(stdout);
     for (; started < consumers && started < 16; started++) {
         snprintf(index, sizeof index, "%u", started);
-        char *args[] = {(char *)self, "consume", name, hex, off, len, total, index, NULL};
+        char *args[] = {(char *)self, "consume", name, hex, token, len, total, index, NULL};
         if (posix_spawn(&pids[started], "/proc/self/exe", NULL, NULL, args, environ) != 0) {
             perror("posix_spawn");
             ok = 0;
@@ -268,13 +275,24 @@ static int produce(const char *self, const char *file, uint32_t consumers, uint6
            "the image) in one cudaMalloc of %llu bytes\n",
            w, h, (unsigned long long)offset, sum, (unsigned long long)st.outstanding_leases,
            (unsigned long long)budget);
-    char hex[2 * sizeof exported + 1];
+    /* The producer keeps the lease and frees it once every consumer is done. */
+    mmpool_handoff_token token;
+    if (mmpool_lease_share(pool, out, consumers, MMPOOL_NO_CLAIM_DEADLINE, MMPOOL_SHARE_KEEP_LEASE, &token) != MMPOOL_OK) {
+        fail("producer");
+        goto done;
+    }
+    char hex[2 * sizeof exported + 1], token_hex[2 * sizeof token + 1];
     to_hex(&exported, sizeof exported, hex);
-    if (!run_consumers(self, name, consumers, hex, offset, n, sum)) {
+    to_hex(&token, sizeof token, token_hex);
+    if (!run_consumers(self, name, consumers, hex, token_hex, n, sum)) {
         fprintf(stderr, "producer: a consumer failed\n");
         goto done;
     }
-    printf("producer: all %u consumers read the image\n", consumers);
+    if (mmpool_handoff_wait(pool, token, 0) != MMPOOL_OK) {
+        fail("producer");
+        goto done;
+    }
+    printf("producer: all %u consumers read the image and completed their parts\n", consumers);
     ok = 1;
 done:
     if (out.id != 0) mmpool_release(pool, out);

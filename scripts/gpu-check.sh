@@ -16,9 +16,10 @@
 #     budget aborts the process loudly;
 #  5. examples/arena_ipc.c: a producer decodes a JPEG with nvJPEG into a
 #     placed shared pool's device arena (nvJPEG's buffers and the image are
-#     placed leases in it: one cudaMalloc) and two consumer processes attach
-#     the pool, open the exported arena once (CUDA IPC) and read back the
-#     producer's pixel sum.
+#     placed leases in it: one cudaMalloc) and hands the image off to two
+#     consumer processes, which attach the pool, open the exported arena once
+#     (CUDA IPC), turn the token into a device pointer, read back the
+#     producer's pixel sum and complete their parts.
 #
 # Without `nvidia-smi` (or with no GPU visible to it) it prints
 # "no GPU: skipped" and exits 0.
@@ -113,6 +114,8 @@ arena_ipc_check() {
     grep -q "^producer: decoded RGB 1920x1080 into the arena" "$log" || fail "arena_ipc did not decode into the arena"
     [ "$(grep -c '^consumer .* through CUDA IPC, pixel sum .* (matches)' "$log")" -eq "$consumers" ] \
         || fail "not every consumer read the producer's bytes through CUDA IPC"
+    grep -q "^producer: all $consumers consumers read the image and completed their parts" "$log" \
+        || fail "the hand-off did not finish"
     grep -q "^producer: pool available=.* -> whole" "$log" || fail "the pool was not whole afterwards"
 }
 
