@@ -9,12 +9,15 @@ import threading
 import weakref
 from ctypes import byref, c_size_t, c_void_p, sizeof
 from dataclasses import dataclass
-from typing import ClassVar, Optional, Sequence, Tuple, TypeVar
+from typing import TYPE_CHECKING, ClassVar, Optional, Sequence, Tuple, TypeVar
 
 from . import _handoff, _lib, _placed
 from ._async import AcquireAsync
 from ._lib import HistogramsStruct, ReservationStruct, StatsStruct, as_u64, check, core, lib
 from ._ticket import Ticket
+
+if TYPE_CHECKING:
+    from .cuda import CudaArena
 
 P = TypeVar("P", bound="Pool")
 
@@ -274,6 +277,15 @@ class Pool(core.PoolBase):
             raise ValueError(f"a reservation's label holds no NUL, got {label!r}")
         where = self._where("set_reservation")
         check(lib.mmpool_set_reservation(self.handle, label.encode("utf-8"), as_u64(nbytes, "nbytes")), where)
+
+    def cuda_arena(self, kind: str = "device", device: int = 0) -> "CudaArena":
+        """One CUDA allocation of this placed pool's total (``"device"``:
+        ``cudaMalloc`` on ``device``, attached to the pool so that its gated
+        allocations draw from it; ``"pinned"``: ``cudaHostAlloc``), in which
+        each lease lies at its offset. See :mod:`mmpool.cuda`."""
+        from .cuda import CudaArena
+
+        return CudaArena(self, kind, device)
 
     def claim(self, token: bytes, part: int) -> _handoff.ClaimedPart:
         """Claims part ``part`` of the hand-off ``token`` (from
