@@ -139,7 +139,7 @@ pub struct mmpool_shared_options {
 /// Errors: `NULL_ARGUMENT` (`name`, `options`, `out_pool`),
 /// `INVALID_ARGUMENT` (as for `mmpool_open_shared`; `options->size` not a
 /// multiple of 8 or 0, or longer than this library knows with bytes past it
-/// not 0; limits), `SYSTEM`.
+/// not 0; `options->reserved` not 0; limits), `SYSTEM`.
 #[no_mangle]
 pub extern "C" fn mmpool_open_shared_with(
     name: *const c_char,

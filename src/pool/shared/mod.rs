@@ -18,6 +18,10 @@
 //!   who take it over and rebuild what can be derived from the entries.
 //! * fork: a child does not inherit its parent's attachment; on first use it
 //!   attaches afresh, with its own slot, leases and tickets.
+//! * Hand-offs: a lease shared with consumers in any process lives in a
+//!   record of the segment's hand-off region (`handoffs.rs`, the calls in
+//!   `handoff_calls.rs`), owned by no process: the producer's death leaves
+//!   it, a claimant's death completes the parts it claimed.
 //!
 //! * Damage: a segment file truncated under the mappings would end every
 //!   attached process with SIGBUS; `sigbus.rs` turns such a fault into a
@@ -137,18 +141,22 @@ impl Limits {
 impl Limits {
     /// Environment variables that set the limits of the global pool
     /// (`MMPOOL_SHARED_NAME`): unset or 0 means as `Limits` says for 0.
-    pub const ENV: [&'static str; 3] =
-        ["MMPOOL_SHARED_MAX_PROCESSES", "MMPOOL_SHARED_MAX_LEASES", "MMPOOL_SHARED_MAX_WAITERS"];
+    pub const ENV: [&'static str; 4] = [
+        "MMPOOL_SHARED_MAX_PROCESSES",
+        "MMPOOL_SHARED_MAX_LEASES",
+        "MMPOOL_SHARED_MAX_WAITERS",
+        "MMPOOL_SHARED_MAX_HANDOFFS",
+    ];
 
     /// The limits the environment asks for; an unparsable value is named.
     pub fn from_env() -> Result<Limits, Error> {
-        let mut v = [0u32; 3];
+        let mut v = [0u32; 4];
         for (slot, key) in v.iter_mut().zip(Self::ENV) {
             if let Ok(text) = std::env::var(key) {
                 *slot = text.trim().parse().map_err(|e| Error::InvalidArgument(format!("{key}={text:?}: {e}")))?;
             }
         }
-        Ok(Limits { max_processes: v[0], max_leases: v[1], max_waiters: v[2], max_handoffs: 0 })
+        Ok(Limits { max_processes: v[0], max_leases: v[1], max_waiters: v[2], max_handoffs: v[3] })
     }
 }
 
@@ -324,6 +332,9 @@ pub struct SharedPool {
     /// Tickets registered with notifiers, and the thread that relays their
     /// decisions (`doorbell.rs`).
     relay: doorbell::Relay,
+    /// Hand-offs watched by notifiers of this process (the relay posts
+    /// their events).
+    handoff_watches: handoff_calls::Watches,
 }
 
 fn generation() -> u16 {
@@ -502,7 +513,8 @@ fn attach_by(
 }
 
 /// Starts an abandoned pool over: no process is attached, so nothing it
-/// records is held by anyone.
+/// records is held by anyone, except the outstanding hand-offs, whose tokens
+/// may still be on their way to consumers: they and their bytes stay.
 fn reset_abandoned(g: &mut Locked<'_>, total: u64) {
     let h = g.seg.header;
     for e in g.seg.entries {
@@ -518,9 +530,9 @@ fn reset_abandoned(g: &mut Locked<'_>, total: u64) {
         c.store(0, Relaxed);
     }
     figures::reset(g.seg);
-    handoffs::reset(g.seg);
-    // Nothing holds a range either.
-    let _ = placed::init_region(g.seg, total, placed::alignment_of(g.seg));
+    h.available.store(total as i64 - handoffs::reset(g.seg) as i64, Relaxed);
+    // No entry holds a range; the hand-offs kept keep theirs.
+    g.rebuild_placement();
 }
 
 impl SharedPool {
@@ -577,6 +589,7 @@ impl SharedPool {
             moved_logged: AtomicBool::new(false),
             loud: Loud::default(),
             relay: doorbell::Relay::default(),
+            handoff_watches: handoff_calls::Watches::default(),
         };
         Ok((pool, fd, registry, created))
     }
