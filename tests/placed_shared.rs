@@ -48,7 +48,10 @@ fn helper() {
     // Stop (SIGSTOP) inside the pool's lock, half-way through a grant.
     if args[0] == "stop-in-lock" {
         let pool = open(args[1], 0, 0, OpenFlags::default()).unwrap();
-        pool.shared_backend().unwrap().debug_stop_inside_lock(args[2].parse().unwrap()).unwrap();
+        pool.shared_backend()
+            .unwrap()
+            .debug_stop_inside_lock(args[2].parse().unwrap())
+            .unwrap();
     }
     // Acquire and report the range, then hold it until killed.
     if args[0] == "hold" {
@@ -136,13 +139,24 @@ fn a_hand_off_carries_the_offset_and_holds_the_range_across_attachments() {
     let t = p.share_lease(b.id, 2, None, false).unwrap();
     assert_eq!((t.flags, t.offset), (TOKEN_PLACED, 1024));
     assert!(matches!(p.lease_offset(b.id), Err(Error::InvalidLease(_))));
-    assert_eq!(q.stats().largest_free_range, 4096 - 2048, "the hand-off holds the range");
+    assert_eq!(
+        q.stats().largest_free_range,
+        4096 - 2048,
+        "the hand-off holds the range"
+    );
     q.complete_part(&t, 0).unwrap();
     q.complete_part(&t, 1).unwrap();
     let s = q.stats();
-    assert_eq!((s.available_bytes, s.free_ranges, s.largest_free_range), (4096 - 1000, 1, 4096 - 1024));
+    assert_eq!(
+        (s.available_bytes, s.free_ranges, s.largest_free_range),
+        (4096 - 1000, 1, 4096 - 1024)
+    );
     let c = q.try_acquire(3000).unwrap();
-    assert_eq!(q.lease_offset(c.id).unwrap(), 1024, "placed where the hand-off's range was");
+    assert_eq!(
+        q.lease_offset(c.id).unwrap(),
+        1024,
+        "placed where the hand-off's range was"
+    );
 }
 
 #[test]
@@ -150,25 +164,7 @@ fn a_large_request_at_the_head_waits_for_a_range_across_attachments() {
     let name = Name::new("placed-fifo");
     let p = open(&name.0, 1024, 256, CREATE).unwrap();
     let q = open(&name.0, 0, 0, OpenFlags::default()).unwrap();
-    let l: Vec<_> = (0..4).map(|_| p.try_acquire(256).unwrap()).collect();
-    p.release(l[0].id).unwrap();
-    p.release(l[2].id).unwrap();
-    assert!(matches!(
-        q.try_acquire(512),
-        Err(Error::WouldBlock { queued: false, .. })
-    ));
-    let big = q.enqueue(512).unwrap();
-    assert!(matches!(
-        q.wait_ticket(big, now()),
-        Err(Error::Timeout { .. })
-    ));
-    assert!(matches!(
-        p.try_acquire(1),
-        Err(Error::WouldBlock { queued: true, .. })
-    ));
-    p.release(l[1].id).unwrap();
-    let got = q.wait_ticket(big, now()).unwrap();
-    assert_eq!(q.lease_offset(got.id).unwrap(), 0);
+    placed_sequence::a_large_head_is_not_passed(&p, &q);
 }
 
 #[test]
@@ -236,14 +232,24 @@ fn kill_9_inside_the_lock_rebuilds_the_placement_from_the_entries() {
     });
     let since = std::time::Instant::now();
     while !backend.debug_lock_contended() {
-        assert!(since.elapsed() < Duration::from_secs(60), "the taker never waited on the lock");
+        assert!(
+            since.elapsed() < Duration::from_secs(60),
+            "the taker never waited on the lock"
+        );
         std::thread::yield_now();
     }
     stopped.kill();
     let (at, _q) = taker.join().unwrap();
-    assert_eq!(at, 0, "b's range at 4096 stayed taken; the free one at 0 was placed");
+    assert_eq!(
+        at, 0,
+        "b's range at 4096 stayed taken; the free one at 0 was placed"
+    );
     assert_eq!(p.lease_offset(b.id).unwrap(), 4096);
     let after = p.stats();
-    assert_eq!(after.available_bytes, before.available_bytes - 2000, "the half-made grant was undone");
+    assert_eq!(
+        after.available_bytes,
+        before.available_bytes - 2000,
+        "the half-made grant was undone"
+    );
     assert_eq!(after.free_ranges, before.free_ranges);
 }
