@@ -80,57 +80,7 @@ fn leases_get_aligned_disjoint_offsets() {
 #[test]
 fn fragmentation_blocks_a_fitting_byte_count_and_fifo_holds() {
     let p = Pool::new_placed(1024, 256).unwrap();
-    let l: Vec<_> = (0..4).map(|_| p.try_acquire(256).unwrap()).collect();
-    p.release(l[0].id).unwrap();
-    p.release(l[2].id).unwrap();
-    // 512 bytes free, but in two ranges of 256.
-    assert_eq!(p.available_bytes(), 512);
-    assert_eq!(p.stats().largest_free_range, 256);
-    assert!(matches!(
-        p.try_acquire(512),
-        Err(Error::WouldBlock { queued: false, .. })
-    ));
-    assert!(matches!(p.acquire(512, now()), Err(Error::Timeout { .. })));
-    assert!(matches!(
-        p.try_acquire(1025),
-        Err(Error::ExceedsCapacity { .. })
-    ));
-    // The large request waits at the head; a small one that would fit in
-    // either hole waits behind it.
-    let big = p.enqueue(512).unwrap();
-    assert!(matches!(
-        p.wait_ticket(big, now()),
-        Err(Error::Timeout { .. })
-    ));
-    assert!(matches!(
-        p.try_acquire(1),
-        Err(Error::WouldBlock { queued: true, .. })
-    ));
-    let small = p.enqueue(200).unwrap();
-    assert!(matches!(
-        p.wait_ticket(small, now()),
-        Err(Error::Timeout { .. })
-    ));
-    assert_eq!(p.stats().waiters, 2);
-    // Freeing the lease between the holes makes [0, 768) one range.
-    p.release(l[1].id).unwrap();
-    let got = p.wait_ticket(big, now()).unwrap();
-    assert_eq!(p.lease_offset(got.id).unwrap(), 0);
-    let got_small = p.wait_ticket(small, now()).unwrap();
-    assert_eq!(p.lease_offset(got_small.id).unwrap(), 512);
-    p.release(got.id).unwrap();
-    p.release(got_small.id).unwrap();
-    p.release(l[3].id).unwrap();
-    let s = p.stats();
-    assert_eq!(
-        (
-            s.available_bytes,
-            s.free_ranges,
-            s.largest_free_range,
-            s.outstanding_leases
-        ),
-        (1024, 1, 1024, 0)
-    );
+    placed_sequence::a_large_head_is_not_passed(&p, &p);
 }
 
 #[test]

@@ -45,6 +45,14 @@ fn helper() {
         return;
     };
     let args: Vec<&str> = role.split(' ').collect();
+    // Stop (SIGSTOP) inside the pool's lock, half-way through a grant.
+    if args[0] == "stop-in-lock" {
+        let pool = open(args[1], 0, 0, OpenFlags::default()).unwrap();
+        pool.shared_backend()
+            .unwrap()
+            .debug_stop_inside_lock(args[2].parse().unwrap())
+            .unwrap();
+    }
     // Acquire and report the range, then hold it until killed.
     if args[0] == "hold" {
         let pool = open(args[1], 0, 0, OpenFlags::default()).unwrap();
@@ -131,13 +139,24 @@ fn a_hand_off_carries_the_offset_and_holds_the_range_across_attachments() {
     let t = p.share_lease(b.id, 2, None, false).unwrap();
     assert_eq!((t.flags, t.offset), (TOKEN_PLACED, 1024));
     assert!(matches!(p.lease_offset(b.id), Err(Error::InvalidLease(_))));
-    assert_eq!(q.stats().largest_free_range, 4096 - 2048, "the hand-off holds the range");
+    assert_eq!(
+        q.stats().largest_free_range,
+        4096 - 2048,
+        "the hand-off holds the range"
+    );
     q.complete_part(&t, 0).unwrap();
     q.complete_part(&t, 1).unwrap();
     let s = q.stats();
-    assert_eq!((s.available_bytes, s.free_ranges, s.largest_free_range), (4096 - 1000, 1, 4096 - 1024));
+    assert_eq!(
+        (s.available_bytes, s.free_ranges, s.largest_free_range),
+        (4096 - 1000, 1, 4096 - 1024)
+    );
     let c = q.try_acquire(3000).unwrap();
-    assert_eq!(q.lease_offset(c.id).unwrap(), 1024, "placed where the hand-off's range was");
+    assert_eq!(
+        q.lease_offset(c.id).unwrap(),
+        1024,
+        "placed where the hand-off's range was"
+    );
 }
 
 #[test]
@@ -145,25 +164,7 @@ fn a_large_request_at_the_head_waits_for_a_range_across_attachments() {
     let name = Name::new("placed-fifo");
     let p = open(&name.0, 1024, 256, CREATE).unwrap();
     let q = open(&name.0, 0, 0, OpenFlags::default()).unwrap();
-    let l: Vec<_> = (0..4).map(|_| p.try_acquire(256).unwrap()).collect();
-    p.release(l[0].id).unwrap();
-    p.release(l[2].id).unwrap();
-    assert!(matches!(
-        q.try_acquire(512),
-        Err(Error::WouldBlock { queued: false, .. })
-    ));
-    let big = q.enqueue(512).unwrap();
-    assert!(matches!(
-        q.wait_ticket(big, now()),
-        Err(Error::Timeout { .. })
-    ));
-    assert!(matches!(
-        p.try_acquire(1),
-        Err(Error::WouldBlock { queued: true, .. })
-    ));
-    p.release(l[1].id).unwrap();
-    let got = q.wait_ticket(big, now()).unwrap();
-    assert_eq!(q.lease_offset(got.id).unwrap(), 0);
+    placed_sequence::a_large_head_is_not_passed(&p, &q);
 }
 
 #[test]
@@ -208,4 +209,47 @@ fn long_random_sequence_over_a_shared_placed_pool() {
     // Fewer steps than in process: each check takes the segment lock per
     // live lease (the in-process test and the region test run 10^5).
     placed_sequence::random_sequence(&p, 7, 15_000);
+}
+
+#[test]
+fn kill_9_inside_the_lock_rebuilds_the_placement_from_the_entries() {
+    let name = Name::new("placed-inlock");
+    let p = open(&name.0, 1 << 20, 4096, CREATE).unwrap();
+    let a = p.try_acquire(1000).unwrap();
+    let b = p.try_acquire(5000).unwrap();
+    p.release(a.id).unwrap();
+    let before = p.stats();
+    // Attached before the lock is held (attaching takes it).
+    let q = open(&name.0, 0, 0, OpenFlags::default()).unwrap();
+    let mut stopped = Helper::spawn("stop-in-lock", &[&name.0, "300"], &[]);
+    stopped.wait_stopped();
+    // The next to lock takes the lock over from the dead holder and repairs
+    // the segment: the placement is rebuilt from the entries.
+    let backend = p.shared_backend().unwrap();
+    let taker = std::thread::spawn(move || {
+        let c = q.acquire(2000, Wait::Forever).unwrap();
+        (q.lease_offset(c.id).unwrap(), q)
+    });
+    let since = std::time::Instant::now();
+    while !backend.debug_lock_contended() {
+        assert!(
+            since.elapsed() < Duration::from_secs(60),
+            "the taker never waited on the lock"
+        );
+        std::thread::yield_now();
+    }
+    stopped.kill();
+    let (at, _q) = taker.join().unwrap();
+    assert_eq!(
+        at, 0,
+        "b's range at 4096 stayed taken; the free one at 0 was placed"
+    );
+    assert_eq!(p.lease_offset(b.id).unwrap(), 4096);
+    let after = p.stats();
+    assert_eq!(
+        after.available_bytes,
+        before.available_bytes - 2000,
+        "the half-made grant was undone"
+    );
+    assert_eq!(after.free_ranges, before.free_ranges);
 }

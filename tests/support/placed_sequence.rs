@@ -169,3 +169,62 @@ pub fn random_sequence(p: &Pool, seed: u64, steps: u32) {
     }
     assert!(grants > u64::from(steps) / 100, "{grants} grants");
 }
+
+/// On an empty placed pool of 1024 bytes aligned to 256, seen as `p` and
+/// as `q` (the same handle, or another attachment of a shared pool): free
+/// bytes in two holes do not grant a request larger than either; that
+/// request waits at the head, and a small one that would fit a hole waits
+/// behind it, until the lease between the holes goes.
+pub fn a_large_head_is_not_passed(p: &Pool, q: &Pool) {
+    let l: Vec<_> = (0..4).map(|_| p.try_acquire(256).unwrap()).collect();
+    p.release(l[0].id).unwrap();
+    p.release(l[2].id).unwrap();
+    // 512 bytes free, but in two ranges of 256.
+    assert_eq!(p.available_bytes(), 512);
+    assert_eq!(p.stats().largest_free_range, 256);
+    assert!(matches!(
+        p.try_acquire(512),
+        Err(Error::WouldBlock { queued: false, .. })
+    ));
+    assert!(matches!(p.acquire(512, now()), Err(Error::Timeout { .. })));
+    assert!(matches!(
+        p.try_acquire(1025),
+        Err(Error::ExceedsCapacity { .. })
+    ));
+    // The large request waits at the head; a small one that would fit in
+    // either hole waits behind it.
+    let big = q.enqueue(512).unwrap();
+    assert!(matches!(
+        q.wait_ticket(big, now()),
+        Err(Error::Timeout { .. })
+    ));
+    assert!(matches!(
+        p.try_acquire(1),
+        Err(Error::WouldBlock { queued: true, .. })
+    ));
+    let small = q.enqueue(200).unwrap();
+    assert!(matches!(
+        q.wait_ticket(small, now()),
+        Err(Error::Timeout { .. })
+    ));
+    assert_eq!(p.stats().waiters, 2);
+    // Freeing the lease between the holes makes [0, 768) one range.
+    p.release(l[1].id).unwrap();
+    let got = q.wait_ticket(big, now()).unwrap();
+    assert_eq!(q.lease_offset(got.id).unwrap(), 0);
+    let got_small = q.wait_ticket(small, now()).unwrap();
+    assert_eq!(q.lease_offset(got_small.id).unwrap(), 512);
+    q.release(got.id).unwrap();
+    q.release(got_small.id).unwrap();
+    p.release(l[3].id).unwrap();
+    let s = p.stats();
+    assert_eq!(
+        (
+            s.available_bytes,
+            s.free_ranges,
+            s.largest_free_range,
+            s.outstanding_leases
+        ),
+        (1024, 1, 1024, 0)
+    );
+}

@@ -294,10 +294,10 @@ fn mark_done(g: &mut Locked<'_>, r: &HandoffRecord, bits: u64) {
         r.futex.fetch_add(1, Relaxed);
         futex::wake(&r.futex, i32::MAX);
         g.seg.handoffs_head.finished.fetch_add(1, Relaxed);
-        ring_watchers(g, r);
         if r.flags.load(Relaxed) & TOKEN_PLACED != 0 && r.nbytes.load(Relaxed) > 0 {
             g.free_range_at(r.offset.load(Relaxed));
         }
+        ring_watchers(g, r);
         g.give(r.nbytes.load(Relaxed).min(MAX_TOTAL));
     }
 }

@@ -531,8 +531,8 @@ fn reset_abandoned(g: &mut Locked<'_>, total: u64) {
     }
     figures::reset(g.seg);
     h.available.store(total as i64 - handoffs::reset(g.seg) as i64, Relaxed);
-    // No range is held but those of the hand-offs that stay.
-    let _ = g.rebuild_placement();
+    // No entry holds a range; the hand-offs kept keep theirs.
+    g.rebuild_placement();
 }
 
 impl SharedPool {

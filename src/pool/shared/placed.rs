@@ -252,12 +252,7 @@ impl SharedPool {
             g.give(old - new);
             return Ok(Lease { id, nbytes: new });
         }
-        if new > g.total() {
-            return Err(self.capacity_error(new, g.total()));
-        }
-        if g.closed() {
-            return Err(self.closed_error());
-        }
+        self.check_request(g, new)?;
         if at == NO_RANGE {
             return Err(Error::InvalidArgument(format!(
                 "lease {id:#x} holds 0 bytes of a placed pool and has no range to grow; acquire a new lease"
