@@ -12,7 +12,7 @@ mod abi_model;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use abi_model::{Harness, IdRef, Op, Size};
+use abi_model::{Deadline, Harness, IdRef, Op, Size, TokenRef};
 use proptest::prelude::*;
 
 fn size() -> impl Strategy<Value = Size> {
@@ -37,6 +37,29 @@ fn id() -> impl Strategy<Value = IdRef> {
     ]
 }
 
+fn token() -> impl Strategy<Value = TokenRef> {
+    prop_oneof![
+        9 => any::<u16>().prop_map(TokenRef::Known),
+        1 => (any::<u16>(), 200u8.., any::<u64>()).prop_map(|(of, kind, x)| TokenRef::Forged { of, kind, x }),
+    ]
+}
+
+/// Mostly a part in range, sometimes one past the end.
+fn part() -> impl Strategy<Value = u8> {
+    prop_oneof![9 => 0u8..200, 1 => 200u8..]
+}
+
+fn parts() -> impl Strategy<Value = u8> {
+    prop_oneof![12 => 1u8..=4, 1 => Just(0), 1 => Just(64), 1 => Just(65)]
+}
+
+fn share() -> impl Strategy<Value = Op> {
+    let flags = prop_oneof![8 => 0u8..2, 1 => Just(2), 1 => Just(0x81)];
+    let deadline = prop_oneof![Just(Deadline::Never), Just(Deadline::Passed), Just(Deadline::Far)];
+    (0u8..abi_model::SLOTS as u8, id(), parts(), flags, deadline)
+        .prop_map(|(slot, id, parts, flags, deadline)| Op::Share { slot, id, parts, flags, deadline })
+}
+
 fn op() -> impl Strategy<Value = Op> {
     let slot = 0u8..abi_model::SLOTS as u8;
     prop_oneof![
@@ -54,7 +77,12 @@ fn op() -> impl Strategy<Value = Op> {
         1 => (slot.clone(), any::<u8>()).prop_map(|(slot, size_sel)| Op::Stats { slot, size_sel }),
         1 => (slot.clone(), any::<u8>()).prop_map(|(slot, call)| Op::Null { slot, call }),
         3 => (slot.clone(), id(), size()).prop_map(|(slot, id, size)| Op::Split { slot, id, size }),
-        3 => (slot, id(), id()).prop_map(|(slot, into, from)| Op::Merge { slot, into, from }),
+        3 => (slot.clone(), id(), id()).prop_map(|(slot, into, from)| Op::Merge { slot, into, from }),
+        5 => share(),
+        3 => (slot.clone(), token(), part()).prop_map(|(slot, token, part)| Op::Claim { slot, token, part }),
+        6 => (slot.clone(), token(), part()).prop_map(|(slot, token, part)| Op::Complete { slot, token, part }),
+        2 => (slot.clone(), token()).prop_map(|(slot, token)| Op::WaitHandoff { slot, token }),
+        1 => (slot, any::<bool>()).prop_map(|(slot, null)| Op::HandoffStats { slot, null }),
     ]
 }
 
@@ -84,11 +112,9 @@ proptest! {
     }
 }
 
-/// Pins the model to the documented rules: a sequence whose outcome is
-/// written out by hand, then the same sequence through the driver, which
-/// would fail if the model expected anything else.
-#[test]
-fn the_model_matches_hand_written_expectations() {
+/// A pool of 8 bytes, a lease of 6 and a ticket of 4 waiting behind it.
+fn eight_bytes_six_leased_four_waiting(
+) -> (*mut ::mmpool::ffi::mmpool, ::mmpool::ffi::mmpool_lease, ::mmpool::ffi::mmpool_ticket) {
     use ::mmpool::ffi::mmpool_status::*;
     use ::mmpool::ffi::pool::*;
     use ::mmpool::ffi::{mmpool_lease, mmpool_ticket};
@@ -99,6 +125,19 @@ fn the_model_matches_hand_written_expectations() {
     assert_eq!(mmpool_acquire(p, 6, &mut big), MMPOOL_OK);
     let mut t = mmpool_ticket::default();
     assert_eq!(mmpool_enqueue(p, 4, &mut t), MMPOOL_OK);
+    (p, big, t)
+}
+
+/// Pins the model to the documented rules: a sequence whose outcome is
+/// written out by hand, then the same sequence through the driver, which
+/// would fail if the model expected anything else.
+#[test]
+fn the_model_matches_hand_written_expectations() {
+    use ::mmpool::ffi::mmpool_status::*;
+    use ::mmpool::ffi::pool::*;
+    use ::mmpool::ffi::mmpool_lease;
+
+    let (p, big, t) = eight_bytes_six_leased_four_waiting();
     let mut small = mmpool_lease::default();
     // Strict FIFO: 2 bytes are free but the ticket is ahead.
     assert_eq!(mmpool_try_acquire(p, 2, &mut small), MMPOOL_ERR_WOULD_BLOCK);
@@ -125,6 +164,64 @@ fn the_model_matches_hand_written_expectations() {
         Op::TicketWait { slot: 0, id: IdRef::Known(1), forever: false },
         Op::Release { slot: 0, id: IdRef::Known(0), nbytes: 0 },
         Op::Release { slot: 0, id: IdRef::Known(0), nbytes: 0 },
+    ];
+    abi_model::run_ops(&ops);
+}
+
+/// The same for hand-offs: a share holds the lease's bytes, completing a
+/// part twice counts once, the last completion grants the line from its
+/// head, and a claim deadline of 0 expires the parts nobody claimed.
+#[test]
+fn the_handoff_model_matches_hand_written_expectations() {
+    use ::mmpool::ffi::handoff::*;
+    use ::mmpool::ffi::mmpool_status::*;
+    use ::mmpool::ffi::pool::*;
+    use ::mmpool::ffi::{mmpool_handoff_stats, mmpool_handoff_token, mmpool_lease};
+
+    let (p, big, t) = eight_bytes_six_leased_four_waiting();
+    let mut token = mmpool_handoff_token::default();
+    assert_eq!(mmpool_lease_share(p, big, 2, MMPOOL_NO_CLAIM_DEADLINE, 0, &mut token), MMPOOL_OK);
+    assert_eq!(mmpool_available_bytes(p), 2, "the hand-off holds the 6 bytes");
+    assert_eq!(mmpool_release(p, big), MMPOOL_OK, "the shared lease ended: a no-op");
+    assert_eq!(mmpool_handoff_complete(p, token, 0), MMPOOL_OK);
+    assert_eq!(mmpool_handoff_complete(p, token, 0), MMPOOL_OK);
+    assert_eq!(mmpool_handoff_wait(p, token, 0), MMPOOL_ERR_TIMEOUT, "part 1 is open");
+    assert_eq!(mmpool_handoff_complete(p, token, 2), MMPOOL_ERR_INVALID_LEASE);
+    assert_eq!(
+        mmpool_handoff_complete(p, mmpool_handoff_token { nonce: token.nonce ^ 2, ..token }, 1),
+        MMPOOL_ERR_INVALID_LEASE
+    );
+    assert_eq!(mmpool_handoff_complete(p, token, 1), MMPOOL_OK);
+    assert_eq!(mmpool_handoff_wait(p, token, 0), MMPOOL_OK);
+    assert_eq!(mmpool_available_bytes(p), 4, "the ticket at the head got 4 of the 8");
+    let mut got = mmpool_lease::default();
+    assert_eq!(mmpool_ticket_wait(p, t, 0, &mut got), MMPOOL_OK);
+    let mut kept = mmpool_handoff_token::default();
+    assert_eq!(mmpool_lease_share(p, got, 3, 0, MMPOOL_SHARE_KEEP_LEASE, &mut kept), MMPOOL_OK);
+    assert_eq!(mmpool_handoff_claim(p, kept, 1), MMPOOL_ERR_INVALID_LEASE, "expired before the claim");
+    let mut s = mmpool_handoff_stats::default();
+    assert_eq!(mmpool_get_handoff_stats(p, &mut s), MMPOOL_OK);
+    assert_eq!(s, mmpool_handoff_stats { outstanding: 0, held_bytes: 0, shared: 2, finished: 2, expired_parts: 3 });
+    assert_eq!(mmpool_available_bytes(p), 4, "a kept lease stays the producer's");
+    mmpool_unref(p);
+
+    let ops = [
+        Op::SetTotal { slot: 0, total: Size::Small(8) },
+        Op::Acquire { slot: 0, size: Size::Small(6) },
+        Op::Enqueue { slot: 0, size: Size::Small(4) },
+        Op::Share { slot: 0, id: IdRef::Known(0), parts: 2, flags: 0, deadline: Deadline::Never },
+        Op::Release { slot: 0, id: IdRef::Known(0), nbytes: 6 },
+        Op::Complete { slot: 0, token: TokenRef::Known(0), part: 0 },
+        Op::Complete { slot: 0, token: TokenRef::Known(0), part: 0 },
+        Op::WaitHandoff { slot: 0, token: TokenRef::Known(0) },
+        Op::Complete { slot: 0, token: TokenRef::Known(0), part: 200 },
+        Op::Complete { slot: 0, token: TokenRef::Forged { of: 0, kind: 201, x: 0 }, part: 1 },
+        Op::Complete { slot: 0, token: TokenRef::Known(0), part: 1 },
+        Op::WaitHandoff { slot: 0, token: TokenRef::Known(0) },
+        Op::TicketWait { slot: 0, id: IdRef::Known(1), forever: false },
+        Op::Share { slot: 0, id: IdRef::Known(1), parts: 3, flags: 1, deadline: Deadline::Passed },
+        Op::Claim { slot: 0, token: TokenRef::Known(1), part: 1 },
+        Op::HandoffStats { slot: 0, null: false },
     ];
     abi_model::run_ops(&ops);
 }

@@ -22,7 +22,11 @@ use ::mmpool::ffi::pool::*;
 use ::mmpool::ffi::process::mmpool_last_error;
 use ::mmpool::ffi::split::{mmpool_lease_merge, mmpool_lease_split};
 use ::mmpool::ffi::types::{MMPOOL_MAX_TOTAL, MMPOOL_WAIT_FOREVER};
-use ::mmpool::ffi::{mmpool, mmpool_lease, mmpool_stats, mmpool_ticket};
+use ::mmpool::ffi::{mmpool, mmpool_handoff_token, mmpool_lease, mmpool_stats, mmpool_ticket};
+
+#[path = "abi_handoff.rs"]
+mod handoff;
+pub use handoff::{Deadline, TokenRef};
 
 /// Pools driven at once; operations name one by `slot % SLOTS`.
 pub const SLOTS: usize = 3;
@@ -115,6 +119,16 @@ pub enum Op {
     Split { slot: u8, id: IdRef, size: Size },
     /// `mmpool_lease_merge` of lease `from` into lease `into`.
     Merge { slot: u8, into: IdRef, from: IdRef },
+    /// `mmpool_lease_share` of a lease in `parts` parts with `flags`
+    /// (`MMPOOL_SHARE_KEEP_LEASE`, or an unknown bit).
+    Share { slot: u8, id: IdRef, parts: u8, flags: u8, deadline: Deadline },
+    /// `mmpool_handoff_claim` of the part `part` picks (see `handoff::part`).
+    Claim { slot: u8, token: TokenRef, part: u8 },
+    Complete { slot: u8, token: TokenRef, part: u8 },
+    /// `mmpool_handoff_wait` with a timeout of 0.
+    WaitHandoff { slot: u8, token: TokenRef },
+    /// `mmpool_get_handoff_stats`, or with a NULL pointer.
+    HandoffStats { slot: u8, null: bool },
 }
 
 impl Op {
@@ -124,7 +138,7 @@ impl Op {
         let (&code, rest) = data.split_first()?;
         *data = rest;
         let slot = take_u8(data);
-        Some(match code % 16 {
+        Some(match code % 24 {
             0 => Op::Init { slot, total: take_size(data) },
             1 => Op::Acquire { slot, size: take_size(data) },
             2 => Op::AcquireNoWait { slot, size: take_size(data) },
@@ -140,7 +154,18 @@ impl Op {
             12 => Op::RefUnref { slot },
             13 => Op::Null { slot, call: take_u8(data) },
             14 => Op::Split { slot, id: take_id(data), size: take_size(data) },
-            _ => Op::Merge { slot, into: take_id(data), from: take_id(data) },
+            15 => Op::Merge { slot, into: take_id(data), from: take_id(data) },
+            16 | 17 => Op::Share {
+                slot,
+                id: take_id(data),
+                parts: take_u8(data),
+                flags: take_u8(data),
+                deadline: Deadline::decode(take_u8(data)),
+            },
+            18 => Op::Claim { slot, token: TokenRef::decode(data), part: take_u8(data) },
+            19 | 20 => Op::Complete { slot, token: TokenRef::decode(data), part: take_u8(data) },
+            21 => Op::WaitHandoff { slot, token: TokenRef::decode(data) },
+            _ => Op::HandoffStats { slot, null: take_u8(data) & 1 == 1 },
         })
     }
 
@@ -229,6 +254,26 @@ impl Op {
                 put_id(out, into);
                 put_id(out, from);
             }
+            Op::Share { slot, id, parts, flags, deadline } => {
+                out.extend([16, slot]);
+                put_id(out, id);
+                out.extend([parts, flags, deadline.encode()]);
+            }
+            Op::Claim { slot, token, part } => {
+                out.extend([18, slot]);
+                token.encode(out);
+                out.push(part);
+            }
+            Op::Complete { slot, token, part } => {
+                out.extend([19, slot]);
+                token.encode(out);
+                out.push(part);
+            }
+            Op::WaitHandoff { slot, token } => {
+                out.extend([21, slot]);
+                token.encode(out);
+            }
+            Op::HandoffStats { slot, null } => out.extend([22, slot, u8::from(null)]),
         }
     }
 }
@@ -330,6 +375,7 @@ struct Model {
     /// The ticket ids among them (a lease id is no ticket).
     tickets: HashSet<u64>,
     c: Counters,
+    handoffs: handoff::Handoffs,
 }
 
 /// What a request for bytes comes to when it is made.
@@ -352,6 +398,7 @@ impl Model {
             issued: HashSet::new(),
             tickets: HashSet::new(),
             c: Counters::default(),
+            handoffs: handoff::Handoffs::default(),
         }
     }
 
@@ -430,6 +477,8 @@ pub struct Harness {
     /// Every id the library handed out, in order, for `IdRef::Known`.
     known: Vec<u64>,
     seen: HashSet<u64>,
+    /// Every hand-off token the library handed out, in order, for `TokenRef`.
+    tokens: Vec<mmpool_handoff_token>,
     steps: u64,
 }
 
@@ -456,7 +505,7 @@ fn check_status(function: &str, got: mmpool_status, want: mmpool_status, ctx: &d
 
 impl Harness {
     pub fn new() -> Self {
-        let mut h = Harness { slots: Vec::new(), known: Vec::new(), seen: HashSet::new(), steps: 0 };
+        let mut h = Harness { slots: Vec::new(), known: Vec::new(), seen: HashSet::new(), tokens: Vec::new(), steps: 0 };
         for total in INITIAL_TOTALS {
             let handle = h.init_ok(total);
             h.slots.push(Slot { handle, model: Model::new(total) });
@@ -502,7 +551,12 @@ impl Harness {
             | Op::RefUnref { slot }
             | Op::Null { slot, .. }
             | Op::Split { slot, .. }
-            | Op::Merge { slot, .. } => usize::from(slot) % SLOTS,
+            | Op::Merge { slot, .. }
+            | Op::Share { slot, .. }
+            | Op::Claim { slot, .. }
+            | Op::Complete { slot, .. }
+            | Op::WaitHandoff { slot, .. }
+            | Op::HandoffStats { slot, .. } => usize::from(slot) % SLOTS,
         };
         let total = self.slots[slot].model.total;
         match op {
@@ -550,6 +604,23 @@ impl Harness {
                 let (into, from) = (into.resolve(&self.known), from.resolve(&self.known));
                 self.merge(slot, into, from);
             }
+            Op::Share { id, parts, flags, deadline, .. } => {
+                let id = id.resolve(&self.known);
+                self.share(slot, id, u32::from(parts), u32::from(flags), deadline);
+            }
+            Op::Claim { token, part, .. } => {
+                let token = token.resolve(&self.tokens);
+                self.claim(slot, token, handoff::part(&token, part));
+            }
+            Op::Complete { token, part, .. } => {
+                let token = token.resolve(&self.tokens);
+                self.complete(slot, token, handoff::part(&token, part));
+            }
+            Op::WaitHandoff { token, .. } => {
+                let token = token.resolve(&self.tokens);
+                self.wait_handoff(slot, token);
+            }
+            Op::HandoffStats { null, .. } => self.handoff_stats(slot, null),
         }
         self.check_all();
     }
@@ -580,6 +651,7 @@ impl Harness {
     /// (each call checked against the model), asserts that all bytes came
     /// back, then drops the handle.
     fn retire(&mut self, slot: usize) {
+        self.finish_handoffs(slot);
         loop {
             let m = &self.slots[slot].model;
             // Cancel in order of arrival; a cancel may grant the ones behind.
@@ -953,7 +1025,8 @@ impl Harness {
             assert_eq!(mmpool_total_bytes(p), m.total);
             assert_eq!(mmpool_available_bytes(p), avail);
             let held: u64 = m.leases.values().sum::<u64>()
-                + m.fates.values().map(|f| if let Fate::Granted(n) = f { *n } else { 0 }).sum::<u64>();
+                + m.fates.values().map(|f| if let Fate::Granted(n) = f { *n } else { 0 }).sum::<u64>()
+                + m.handoffs.held();
             assert_eq!(m.in_use(), held, "the model itself lost bytes");
             assert_eq!(
                 (s.total_bytes, s.available_bytes, s.in_use_bytes, s.outstanding_leases, s.waiters),
@@ -973,6 +1046,7 @@ impl Harness {
             assert_eq!(c, m.c, "slot {slot}: counters after step {}", self.steps);
             assert_eq!(s.futile_wakeups, 0, "nothing sleeps in a single thread");
             assert!(s.wait_ns_max <= s.wait_ns_total);
+            self.check_handoffs(slot);
         }
     }
 }
