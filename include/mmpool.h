@@ -23,6 +23,23 @@
 
 
 /**
+ * `mmpool_cuda_arena_new` kind: device memory (`cudaMalloc` on the device
+ * given), attached to the pool: gated allocations of the pool draw from it.
+ */
+#define MMPOOL_CUDA_ARENA_DEVICE 0
+
+/**
+ * `mmpool_cuda_arena_new` kind: pinned host memory (`cudaHostAlloc`,
+ * portable), for staging copies; not attached, not exportable.
+ */
+#define MMPOOL_CUDA_ARENA_PINNED_HOST 1
+
+/**
+ * `mmpool_cuda_exported_arena.magic`: marks an exported arena ("mmAR").
+ */
+#define MMPOOL_CUDA_ARENA_MAGIC 1380019565
+
+/**
  * `mmpool_torch_set_failure_mode`: abort the process (the default).
  */
 #define MMPOOL_TORCH_ABORT 0
@@ -59,6 +76,12 @@
  * Buckets of `mmpool_histograms.size_counts`: 25 finite bounds, then +Inf.
  */
 #define MMPOOL_SIZE_BUCKETS 26
+
+/**
+ * The alignment of a placed pool's offsets when a caller has no reason
+ * to pick another: 256 bytes.
+ */
+#define MMPOOL_DEFAULT_ALIGNMENT 256
 
 /**
  * Labels one process may hold at once in one pool.
@@ -183,6 +206,15 @@ typedef struct CUstream_st CUstream_st;
 typedef struct mmpool mmpool;
 
 /**
+ * An arena: one allocation of a placed pool's total (device memory, or
+ * pinned host memory), in which each lease of the pool lies at its offset.
+ * Opaque and thread-safe; owned by the caller of `mmpool_cuda_arena_new` /
+ * `mmpool_cuda_arena_open` until `mmpool_cuda_arena_free`. It holds a
+ * reference to its pool.
+ */
+typedef struct mmpool_cuda_arena mmpool_cuda_arena;
+
+/**
  * A notifier: a queue of decided tickets and a file descriptor (an eventfd)
  * that is readable while the queue holds any. Opaque and thread-safe: every
  * function may be called on one notifier from many threads at once, and it
@@ -191,6 +223,30 @@ typedef struct mmpool mmpool;
  * registered with it, and no thread.
  */
 typedef struct mmpool_notifier mmpool_notifier;
+
+/**
+ * An exported device arena, from `mmpool_cuda_arena_export`: a plain value
+ * of 80 bytes to send as it is to the consumer processes, which open it
+ * with `mmpool_cuda_arena_open`.
+ */
+typedef struct mmpool_cuda_exported_arena {
+  /**
+   * `MMPOOL_CUDA_ARENA_MAGIC`.
+   */
+  uint32_t magic;
+  /**
+   * The device the arena lies on.
+   */
+  int32_t device;
+  /**
+   * The arena's size in bytes.
+   */
+  uint64_t nbytes;
+  /**
+   * The `cudaIpcMemHandle_t` of the arena's memory.
+   */
+  uint8_t ipc_handle[64];
+} mmpool_cuda_exported_arena;
 
 /**
  * A grant of bytes, a plain value. `id` 0 means "no lease".
@@ -442,6 +498,18 @@ typedef struct mmpool_stats {
    * its KV cache subtracts `total_bytes + reserved_bytes`.
    */
   uint64_t reserved_bytes;
+  /**
+   * The largest request that could be granted a range now: in a placed
+   * pool (`mmpool_init_placed`) the most room a free range has from its
+   * first aligned offset; in any other pool `available_bytes`. (A placed
+   * pool's free bytes are `available_bytes`.)
+   */
+  uint64_t largest_free_range;
+  /**
+   * Free ranges of a placed pool, each maximal (free neighbours join);
+   * in any other pool 1 when `available_bytes > 0`, else 0.
+   */
+  uint64_t free_ranges;
 } mmpool_stats;
 
 /**
@@ -514,11 +582,123 @@ typedef struct mmpool_shared_options {
    * 0.
    */
   uint32_t reserved;
+  /**
+   * A placed pool's alignment (a power of two; see `mmpool_init_placed`
+   * for the rules): creates a placed pool, whose leases each hold a range
+   * of `[0, total_bytes)` (`mmpool_lease_offset`), and attaching needs
+   * the pool to be placed with this alignment. 0: a pool that is not
+   * placed when creating, either kind when attaching. A dead process's
+   * ranges come back with its bytes; a hand-off's token carries the
+   * offset, and the hand-off holds the range until its last part.
+   */
+  uint64_t alignment;
 } mmpool_shared_options;
 
 #ifdef __cplusplus
 extern "C" {
 #endif // __cplusplus
+
+/**
+ * Allocates one arena of the placed pool's total (`mmpool_init_placed`)
+ * and writes it to `*out_arena`. `kind` `MMPOOL_CUDA_ARENA_DEVICE`:
+ * `cudaMalloc` on `device` (made current for the call, then the previous
+ * device is current again), and the arena is attached to the pool in this
+ * process: from now on `mmpool_cuda_malloc`, `mmpool_cuda_malloc_async`,
+ * `mmpool_cuda_dev_malloc` and (for the global pool) `mmpool_torch_alloc`
+ * charged to this pool acquire a placed lease and return its pointer in the
+ * arena, with no `cudaMalloc`; their frees release the lease with no
+ * `cudaFree` (a stream-ordered free first waits for its stream:
+ * `cudaStreamSynchronize`). `MMPOOL_CUDA_ARENA_PINNED_HOST`:
+ * `cudaHostAlloc` (portable); `device` is not used.
+ *
+ * The arena's size is the pool's total now; a lease placed beyond it after
+ * the total grows has no pointer (`INVALID_ARGUMENT`).
+ *
+ * Errors: `NULL_ARGUMENT`, `INVALID_ARGUMENT` (a pool that is not placed,
+ * an unknown `kind`, a pool that already has a device arena in this
+ * process), `CUDA` (no runtime, or the allocation failed: the message names
+ * the CUDA error; nothing is allocated and the pool is untouched).
+ */
+enum mmpool_status mmpool_cuda_arena_new(struct mmpool *pool,
+                                         uint32_t kind,
+                                         int32_t device,
+                                         struct mmpool_cuda_arena **out_arena);
+
+/**
+ * Writes to `*out_export` what another process needs to open this device
+ * arena (`cudaIpcGetMemHandle` on the first call; later calls return the
+ * same). Send the value as it is; the arena must stay allocated while
+ * consumers use it.
+ *
+ * Errors: `NULL_ARGUMENT`, `INVALID_ARGUMENT` (a pinned host arena), `CUDA`
+ * (the runtime refused: the message names the CUDA error).
+ */
+enum mmpool_status mmpool_cuda_arena_export(const struct mmpool_cuda_arena *arena,
+                                            struct mmpool_cuda_exported_arena *out_export);
+
+/**
+ * Opens, in a consumer process, a device arena another process exported
+ * (`cudaIpcOpenMemHandle` on the exported device, made current for the
+ * call), for `pool`, a placed pool of this process: hand-off tokens resolve
+ * (`mmpool_cuda_arena_token_pointer`) only when it is the pool that issued
+ * them; leases of `pool` resolve at their offsets. Once per process: then
+ * pointers come with no CUDA call, and the opened arena is attached to the
+ * pool as `mmpool_cuda_arena_new` attaches one. CUDA cannot open an arena in
+ * the process that allocated it; use that process's arena there.
+ *
+ * Errors: `NULL_ARGUMENT`, `INVALID_ARGUMENT` (not an exported arena, a
+ * pool that is not placed or already has a device arena in this process),
+ * `CUDA` (no runtime, or `cudaIpcOpenMemHandle` failed: the message names
+ * the CUDA error).
+ */
+enum mmpool_status mmpool_cuda_arena_open(struct mmpool *pool,
+                                          const struct mmpool_cuda_exported_arena *exported,
+                                          struct mmpool_cuda_arena **out_arena);
+
+/**
+ * Writes the pointer of `lease` (a lease of the arena's pool) to `*ptr`:
+ * the arena's base plus the lease's offset. No CUDA call.
+ *
+ * Errors: `NULL_ARGUMENT`, `INVALID_LEASE` (not a live lease of the pool),
+ * `INVALID_ARGUMENT` (its range lies outside the arena).
+ */
+enum mmpool_status mmpool_cuda_arena_pointer(const struct mmpool_cuda_arena *arena,
+                                             struct mmpool_lease lease,
+                                             void **ptr);
+
+/**
+ * Writes the pointer of a hand-off's bytes to `*ptr`: the arena's base
+ * plus the offset the token carries (`MMPOOL_TOKEN_PLACED`). No CUDA call;
+ * the pool checks the token. Call it before completing the part: a
+ * finished hand-off's bytes may be granted again.
+ *
+ * Errors: `NULL_ARGUMENT`, `INVALID_LEASE` (a token the pool never issued,
+ * or one altered, or a finished hand-off), `INVALID_ARGUMENT` (a token
+ * without an offset, or whose range lies outside the arena).
+ */
+enum mmpool_status mmpool_cuda_arena_token_pointer(const struct mmpool_cuda_arena *arena,
+                                                   struct mmpool_handoff_token token,
+                                                   void **ptr);
+
+/**
+ * Writes the arena's first byte to `*out_base` and its size to
+ * `*out_nbytes` (either may be NULL). No CUDA call.
+ *
+ * Errors: `NULL_ARGUMENT` (`arena`).
+ */
+enum mmpool_status mmpool_cuda_arena_range(const struct mmpool_cuda_arena *arena,
+                                           void **out_base,
+                                           uint64_t *out_nbytes);
+
+/**
+ * Frees the caller's arena: it is detached from its pool (gated
+ * allocations go back to `cudaMalloc`), and its memory goes back to CUDA
+ * (`cudaFree`, `cudaFreeHost`, or for an opened one `cudaIpcCloseMemHandle`)
+ * once the gated allocations drawn from it are freed too. Pointers from
+ * `mmpool_cuda_arena_pointer` / `_token_pointer` must not be used after.
+ * NULL is a no-op.
+ */
+enum mmpool_status mmpool_cuda_arena_free(struct mmpool_cuda_arena *arena);
 
 /**
  * Loads the CUDA runtime if that has not happened yet and counts the devices
@@ -540,6 +720,9 @@ enum mmpool_status mmpool_cuda_load(uint32_t *out_device_count);
  *
  * `pool` NULL means the global pool (`mmpool_global`); when none is
  * installed, gating is disabled and the memory is allocated uncharged.
+ * When the pool has a device arena in this process (`mmpool_cuda_arena_new`,
+ * `mmpool_cuda_arena_open`), the memory is a placed lease's range of it and
+ * no `cudaMalloc` is made; here and in the callbacks below.
  *
  * Errors: `NULL_ARGUMENT` (`ptr`), `INVALID_ARGUMENT` (not a live pool),
  * `EXCEEDS_CAPACITY`, `TIMEOUT`, `CLOSED` (nothing reserved, nothing
@@ -554,7 +737,8 @@ enum mmpool_status mmpool_cuda_malloc(struct mmpool *pool,
 /**
  * Frees device memory from `mmpool_cuda_malloc` (`cudaFree`, which waits for
  * the device) and returns its bytes to the pool that paid for them. NULL is a
- * no-op, as for `cudaFree`. `pool` may be NULL (whichever pool paid); if not,
+ * no-op, as for `cudaFree`. A range of a device arena is released with no
+ * CUDA call and no wait: no work may use it any more. `pool` may be NULL (whichever pool paid); if not,
  * it must be the pool given at allocation.
  *
  * Errors: `INVALID_LEASE` (mmpool does not hold `ptr`: never allocated
@@ -562,7 +746,8 @@ enum mmpool_status mmpool_cuda_malloc(struct mmpool *pool,
  * (`ptr` came from another pool; nothing is done), `CUDA` (`cudaFree` failed;
  * mmpool has forgotten `ptr` and returned its bytes all the same).
  */
-enum mmpool_status mmpool_cuda_free(struct mmpool *pool, void *ptr);
+enum mmpool_status mmpool_cuda_free(struct mmpool *pool,
+                                    void *ptr);
 
 /**
  * Stream-ordered `mmpool_cuda_malloc`: acquires as it does, then allocates
@@ -614,7 +799,9 @@ int mmpool_cuda_dev_malloc(void *ctx, void **ptr, size_t size, struct CUstream_s
  * The matching free for `mmpool_cuda_dev_malloc` (`dev_free` /
  * `device_free`): `cudaFree`, then the bytes go back to the pool that paid
  * for them (the pool's record decides how many, not `size`). NULL is a
- * no-op. `stream` is not used.
+ * no-op. Memory drawn from the pool's device arena (`mmpool_cuda_arena_new`)
+ * is not freed but released after `cudaStreamSynchronize(stream)`, since its
+ * range may be granted again at once.
  *
  * Returns 0 on success, else the `mmpool_status` of the failure, logged and
  * left in `mmpool_last_error()` as for `mmpool_cuda_free`.
@@ -647,11 +834,15 @@ void *mmpool_torch_alloc(ptrdiff_t size, int device, struct CUstream_st *stream)
 
 /**
  * Free function for PyTorch's `CUDAPluggableAllocator`: `cudaFree`, then the
- * bytes go back to the pool that paid for them. NULL is a no-op; `size`,
- * `device` and `stream` are not used. PyTorch cannot hear of a failure (a
+ * bytes go back to the pool that paid for them. NULL is a no-op; `size` and
+ * `device` are not used. Memory drawn from the global pool's device arena
+ * is not freed but released after `cudaStreamSynchronize(stream)`. PyTorch cannot hear of a failure (a
  * pointer mmpool does not hold, a CUDA error), so it is logged at error level.
  */
-void mmpool_torch_free(void *ptr, ptrdiff_t size, int device, struct CUstream_st *stream);
+void mmpool_torch_free(void *ptr,
+                       ptrdiff_t size,
+                       int device,
+                       struct CUstream_st *stream);
 
 /**
  * Sets how long the allocator callbacks (`mmpool_cuda_dev_malloc`,
@@ -866,6 +1057,54 @@ void mmpool_notifier_free(struct mmpool_notifier *notifier);
  */
 enum mmpool_status mmpool_get_histograms(const struct mmpool *pool,
                                          struct mmpool_histograms *out_histograms);
+
+/**
+ * Creates a placed pool of `total_bytes` (1 to 2^60) and stores it, with
+ * one reference, in `*out_pool`. Every lease of 1 byte or more also holds
+ * the range `[offset, offset + nbytes)` of `[0, total_bytes)`, at an offset
+ * that is a multiple of `alignment` (a power of two; `MMPOOL_DEFAULT_ALIGNMENT`
+ * is 256); live ranges never overlap (`mmpool_lease_offset` reads it).
+ *
+ * Rules: a request waits in line, first come first served, until a free
+ * range of its size exists (a request at the head is never passed by a
+ * smaller one that would fit elsewhere); `mmpool_try_acquire` fails with
+ * `WOULD_BLOCK` while none does. A lease is charged its own size (not
+ * rounded up): the bytes up to the next aligned offset stay free, so
+ * `available_bytes` is the free bytes and `largest_free_range` the largest
+ * request placeable now. `mmpool_lease_resize` shrinks at once (the tail is
+ * free) and grows in place only, from the free range right after the
+ * lease while nobody waits; otherwise it fails at once with `WOULD_BLOCK`
+ * (the lease keeps its range). `mmpool_lease_split` gives the new lease the
+ * tail of the range; `mmpool_lease_merge` joins only a lease whose range
+ * directly follows `into`'s (else `INVALID_ARGUMENT`). A hand-off token
+ * carries the offset (`MMPOOL_TOKEN_PLACED`), and the hand-off holds the
+ * range until its last part. `mmpool_set_total` on a placed pool is
+ * `INVALID_ARGUMENT`: its ranges index one buffer. A 0-byte lease has no
+ * range (its offset reads 0).
+ *
+ * Errors: `NULL_ARGUMENT` (`out_pool`), `INVALID_ARGUMENT` (total 0 or
+ * above 2^60, alignment 0 or not a power of two).
+ */
+enum mmpool_status mmpool_init_placed(uint64_t total_bytes,
+                                      uint64_t alignment,
+                                      struct mmpool **out_pool);
+
+/**
+ * Writes where `lease`'s range starts in placed `pool` to `*out_offset`
+ * (0 for a 0-byte lease, which has none).
+ *
+ * Errors: `NULL_ARGUMENT`, `INVALID_ARGUMENT` (the pool is not placed),
+ * `INVALID_LEASE` (not an outstanding lease of this pool).
+ */
+enum mmpool_status mmpool_lease_offset(const struct mmpool *pool,
+                                       struct mmpool_lease lease,
+                                       uint64_t *out_offset);
+
+/**
+ * The alignment of placed `pool`'s offsets; 0 when the pool is not placed
+ * (or `pool` is NULL).
+ */
+uint64_t mmpool_alignment(const struct mmpool *pool);
 
 /**
  * Creates a pool of `total_bytes` (1 to 2^60) and stores it, with one

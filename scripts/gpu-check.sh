@@ -13,7 +13,13 @@
 #  4. if PyTorch with CUDA is importable: tensors allocated through
 #     mmpool.torch.install_allocator() are charged to the global pool, the
 #     device agrees (torch.cuda.mem_get_info), and an allocation beyond the
-#     budget aborts the process loudly.
+#     budget aborts the process loudly;
+#  5. examples/arena_ipc.c: a producer decodes a JPEG with nvJPEG into a
+#     placed shared pool's device arena (nvJPEG's buffers and the image are
+#     placed leases in it: one cudaMalloc) and hands the image off to two
+#     consumer processes, which attach the pool, open the exported arena once
+#     (CUDA IPC), turn the token into a device pointer, read back the
+#     producer's pixel sum and complete their parts.
 #
 # Without `nvidia-smi` (or with no GPU visible to it) it prints
 # "no GPU: skipped" and exits 0.
@@ -99,4 +105,21 @@ assert "mmpool: aborting: mmpool_torch_alloc" in r.stderr, r.stderr
 print("PyTorch checks passed")
 PY
 fi
+
+# $1 = how many consumer processes read the producer's image.
+arena_ipc_check() {
+    local consumers=$1 log=$OUT/gpu_arena_ipc.log
+    cuda_build_arena_example
+    "$OUT/arena_ipc" "$OUT/frame.jpg" "$consumers" 128 | tee "$log"
+    grep -q "^producer: decoded RGB 1920x1080 into the arena" "$log" || fail "arena_ipc did not decode into the arena"
+    [ "$(grep -c '^consumer .* through CUDA IPC, pixel sum .* (matches)' "$log")" -eq "$consumers" ] \
+        || fail "not every consumer read the producer's bytes through CUDA IPC"
+    grep -q "^producer: all $consumers consumers read the image and completed their parts" "$log" \
+        || fail "the hand-off did not finish"
+    grep -q "^producer: pool available=.* -> whole" "$log" || fail "the pool was not whole afterwards"
+}
+
+echo "== 5. a device arena: nvJPEG decodes into it, two consumer processes read it through CUDA IPC"
+arena_ipc_check 2
+
 echo "GPU checks passed"

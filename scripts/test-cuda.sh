@@ -10,8 +10,10 @@
 #    PyTorch's allocator signatures with no cast;
 #  * builds examples/nvjpeg_decode.c against the real nvJPEG and runs it on a
 #    generated JPEG: without a GPU it must fail cleanly with the pool whole;
-#  * runs tests/cuda_real_runtime.rs with MMPOOL_CUDART = the real
-#    libcudart.so.12: MMPOOL_ERR_CUDA naming the CUDA error, pool whole;
+#  * compiles examples/arena_ipc.c (run on a GPU by scripts/gpu-check.sh);
+#  * runs tests/cuda_real_runtime.rs and tests/cuda_arena_real_runtime.rs
+#    with MMPOOL_CUDART = the real libcudart.so.12: MMPOOL_ERR_CUDA naming
+#    the CUDA error, pool whole;
 #  * builds examples/cuda_ipc_handoff.c (a hand-off of device memory through
 #    CUDA IPC to two consumer processes) against the real runtime; without a
 #    GPU it must fail cleanly with the pool whole;
@@ -79,6 +81,14 @@ cuda_build_nvjpeg_example() {
         target/debug/libmmpool.so -L"$NV/nvjpeg/lib" -l:libnvjpeg.so.12 -L"$NV/cuda_runtime/lib" -l:libcudart.so.12
 }
 
+# examples/arena_ipc.c: a producer decoding into a device arena, consumers
+# reading it through CUDA IPC (run by scripts/gpu-check.sh).
+cuda_build_arena_example() {
+    # shellcheck disable=SC2046
+    "$CC" -std=c11 -Wall -Wextra -Werror $(cuda_includes) examples/arena_ipc.c -o "$OUT/arena_ipc" \
+        target/debug/libmmpool.so -L"$NV/nvjpeg/lib" -l:libnvjpeg.so.12 -L"$NV/cuda_runtime/lib" -l:libcudart.so.12
+}
+
 # $1 = the libcudart.so.12 to link against (a directory holding it).
 cuda_build_accounting_example() {
     # shellcheck disable=SC2046
@@ -108,6 +118,9 @@ main() {
     # shellcheck disable=SC2046
     "$CXX" -x c++ -std=c++17 -Wall -Wextra -Werror -pedantic $(cuda_includes) -c examples/allocator_types.c -o "$OUT/allocator_types_cxx.o"
 
+    echo "-- examples/arena_ipc.c builds against nvjpeg.h and cuda_runtime_api.h (-Werror)"
+    cuda_build_arena_example
+
     echo "-- examples/nvjpeg_decode.c with the real nvJPEG and libcudart.so.12, no GPU"
     cuda_build_nvjpeg_example
     cuda_make_jpeg "$OUT/sample.jpg" 64 48
@@ -125,6 +138,19 @@ main() {
         echo "-- tests/cuda_real_runtime.rs with MMPOOL_CUDART=$NV/cuda_runtime/lib/libcudart.so.12"
         MMPOOL_CUDART=$PWD/$NV/cuda_runtime/lib/libcudart.so.12 \
             cargo test --quiet --test cuda_real_runtime -- --ignored --nocapture
+        echo "-- examples/arena_ipc.c with the real libcudart.so.12, no GPU"
+        local arena_log=$OUT/arena_ipc.log arena_status=0
+        LD_LIBRARY_PATH=$OUT:$NV/nvjpeg/lib:$NV/cuda_runtime/lib "$OUT/arena_ipc" "$OUT/sample.jpg" 2 >"$arena_log" 2>&1 \
+            || arena_status=$?
+        cat "$arena_log"
+        [ "$arena_status" -eq 1 ] || fail "arena_ipc exited $arena_status, expected 1 (a clean failure)"
+        grep -q "producer: mmpool_cuda_arena_new: CUDA error: .*cudaErrorInsufficientDriver (35)" "$arena_log" \
+            || fail "arena_ipc did not name the CUDA error"
+        grep -q "producer: pool available=.* -> whole" "$arena_log" || fail "arena_ipc left the pool not whole"
+
+        echo "-- tests/cuda_arena_real_runtime.rs with the same runtime"
+        MMPOOL_CUDART=$PWD/$NV/cuda_runtime/lib/libcudart.so.12 \
+            cargo test --quiet --test cuda_arena_real_runtime -- --ignored --nocapture
     fi
 
     echo "-- examples/cuda_ipc_handoff.c with the real libcudart.so.12"

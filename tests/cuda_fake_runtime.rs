@@ -5,11 +5,12 @@
 //! test holds `serial()` for its whole run.
 #![cfg(not(loom))] // these tests use the C boundary and real threads; loom runs tests/loom.rs
 
+#[path = "support/c_errors.rs"]
+mod c_errors;
 mod fake_cudart;
 
-use std::ffi::{c_void, CStr};
+use std::ffi::c_void;
 use std::ptr;
-use std::sync::{Arc, Barrier, Mutex, MutexGuard};
 
 use ::mmpool::ffi::cuda::*;
 use ::mmpool::ffi::mmpool_status::{self, *};
@@ -17,21 +18,8 @@ use ::mmpool::ffi::pool::*;
 use ::mmpool::ffi::process::*;
 use ::mmpool::ffi::types::MMPOOL_WAIT_FOREVER;
 use ::mmpool::ffi::{mmpool, mmpool_lease, mmpool_stats};
-use fake_cudart::fake;
-
-fn serial() -> MutexGuard<'static, ()> {
-    static LOCK: Mutex<()> = Mutex::new(());
-    let guard = LOCK.lock().unwrap_or_else(|e| e.into_inner());
-    fake().set_capacity(usize::MAX);
-    assert_eq!(mmpool_set_global(ptr::null_mut()), MMPOOL_OK);
-    assert_eq!(mmpool_cuda_set_callback_timeout(MMPOOL_WAIT_FOREVER), MMPOOL_OK);
-    guard
-}
-
-fn last_error() -> String {
-    // SAFETY: never NULL; valid until the next failing call on this thread.
-    unsafe { CStr::from_ptr(mmpool_last_error()) }.to_string_lossy().into_owned()
-}
+use c_errors::{expect_fail, last_error};
+use fake_cudart::{eight_threads, fake, serial, ROUNDS, SIZE, THREADS};
 
 fn new_pool(total: u64) -> *mut mmpool {
     let mut p = ptr::null_mut();
@@ -56,10 +44,8 @@ fn malloc(p: *mut mmpool, size: usize) -> *mut c_void {
 }
 
 fn expect(status: mmpool_status, code: mmpool_status, words: &[&str]) {
-    assert_eq!(status, code, "{}", last_error());
-    let msg = last_error();
     for w in words {
-        assert!(msg.contains(w), "message `{msg}` lacks `{w}`");
+        expect_fail(status, code, w);
     }
 }
 
@@ -187,42 +173,14 @@ fn stream_ordered_allocations_are_charged_and_returned() {
 fn eight_threads_never_hold_more_device_memory_than_the_budget() {
     let _s = serial();
     let f = fake();
-    const THREADS: usize = 8;
-    const ROUNDS: usize = 200;
-    const SIZE: usize = 4096;
     let base = f.live_bytes();
     // Room for three allocations at a time: most threads wait in line.
     let total = 3 * SIZE as u64;
-    let p = new_pool(total) as usize;
-    let start = Arc::new(Barrier::new(THREADS));
-    let workers: Vec<_> = (0..THREADS)
-        .map(|t| {
-            let start = Arc::clone(&start);
-            std::thread::spawn(move || {
-                let p = p as *mut mmpool;
-                start.wait();
-                for round in 0..ROUNDS {
-                    let size = SIZE - (t * 64 + round) % 512;
-                    let d = malloc(p, size);
-                    let held = f.live_bytes() - base;
-                    assert!(held as u64 <= total, "{held} bytes on the device, budget {total}");
-                    // Host memory behind the stand-in: no two live buffers
-                    // may overlap, or another thread's pattern shows up.
-                    let pattern = (t * ROUNDS + round) as u8;
-                    // SAFETY: `d` is `size` writable bytes owned by this thread.
-                    let buf = unsafe { std::slice::from_raw_parts_mut(d.cast::<u8>(), size) };
-                    buf.fill(pattern);
-                    std::thread::yield_now();
-                    assert!(buf.iter().all(|&b| b == pattern), "buffer shared with another thread");
-                    assert_eq!(mmpool_cuda_free(p, d), MMPOOL_OK, "{}", last_error());
-                }
-            })
-        })
-        .collect();
-    for w in workers {
-        w.join().unwrap();
-    }
-    let p = p as *mut mmpool;
+    let p = new_pool(total);
+    eight_threads(p as usize, move |_, _| {
+        let held = f.live_bytes() - base;
+        assert!(held as u64 <= total, "{held} bytes on the device, budget {total}");
+    });
     let s = stats(p);
     assert_eq!(s.available_bytes, total);
     assert_eq!(s.grants, (THREADS * ROUNDS) as u64);

@@ -343,7 +343,7 @@ fn the_global_pool_takes_its_hand_off_limit_from_the_environment() {
         let limits = mmpool::pool::shared::Limits { max_handoffs: 7, ..Default::default() };
         Pool::open_shared_with(
             &name.0,
-            &mmpool::pool::shared::SharedOptions { total_bytes: TOTAL, flags: CREATE, limits },
+            &mmpool::pool::shared::SharedOptions { total_bytes: TOTAL, flags: CREATE, limits, alignment: 0 },
         )
         .unwrap()
     };
@@ -420,6 +420,7 @@ fn tokens_the_pool_never_issued_or_altered_are_refused_and_records_are_bounded()
         total_bytes: TOTAL,
         flags: CREATE,
         limits: mmpool::pool::shared::Limits { max_handoffs: 2, ..Default::default() },
+        alignment: 0,
     };
     let pool = Pool::open_shared_with(&name.0, &opts).unwrap();
     let a = pool.acquire(10, Wait::Forever).unwrap();

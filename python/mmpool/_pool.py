@@ -9,12 +9,15 @@ import threading
 import weakref
 from ctypes import byref, c_size_t, c_void_p, sizeof
 from dataclasses import dataclass
-from typing import ClassVar, Optional, Sequence, Tuple, TypeVar
+from typing import TYPE_CHECKING, ClassVar, Optional, Sequence, Tuple, TypeVar
 
-from . import _handoff, _lib
+from . import _handoff, _lib, _placed
 from ._async import AcquireAsync
 from ._lib import HistogramsStruct, ReservationStruct, StatsStruct, as_u64, check, core, lib
 from ._ticket import Ticket
+
+if TYPE_CHECKING:
+    from .cuda import CudaArena
 
 P = TypeVar("P", bound="Pool")
 
@@ -60,6 +63,13 @@ class PoolStats:
     """Bytes the attached processes hold outside any lease
     (:meth:`Pool.set_reservation`); not part of the budget: an engine sizing
     its KV cache subtracts ``total_bytes + reserved_bytes``."""
+    largest_free_range: int
+    """The largest request that could be granted a range now: in a placed
+    pool the most room a free range has from its first aligned offset; in
+    any other pool ``available_bytes``."""
+    free_ranges: int
+    """Free ranges of a placed pool (each maximal); in any other pool 1 while
+    bytes are available, else 0."""
     wait_histogram: Tuple[Tuple[float, int], ...] = ()
     """The waits of the requests that waited in line, as ``(le_seconds,
     count)`` per bucket (not cumulative): bounds 1, 2, 5 per decade from 1 µs
@@ -92,10 +102,20 @@ class Lease(core.LeaseBase):
 
     ``id``, ``nbytes``, ``pool``, ``released``, ``detached``; ``release()``
     (idempotent), ``resize(nbytes, timeout=None)``, ``detach()`` -> id,
-    ``split(nbytes)`` -> Lease, ``merge(other)``, ``share(parts, ...)`` -> token.
+    ``split(nbytes)`` -> Lease, ``merge(other)``, ``share(parts, ...)`` -> token,
+    ``offset`` (placed pools).
     """
 
     __slots__ = ()
+
+    @property
+    def offset(self) -> int:
+        """Where the lease's range starts in its placed pool
+        (``Pool(total, placed=True)``): its bytes are ``[offset, offset +
+        nbytes)`` of the pool's buffer (0 for a 0-byte lease, which has none).
+        Raises ``ValueError`` for a pool that is not placed and for a lease
+        released, merged away or shared."""
+        return _placed.lease_offset(self)
 
     def share(self, parts: int = 1, claim_deadline: Optional[float] = None, keep_lease: bool = False) -> bytes:
         """Hands the lease to ``parts`` consumers and returns the token
@@ -124,7 +144,16 @@ class Pool(core.PoolBase):
     """A byte budget with first-come-first-served waiting, backed by the C
     library: the same pool can be used from C, C++ and Python at once.
 
-    ``Pool(total_bytes)`` creates one. Every method may be called from any
+    ``Pool(total_bytes)`` creates one. ``Pool(total_bytes, placed=True,
+    alignment=256)`` creates a placed pool: every lease also holds a range of
+    ``[0, total_bytes)`` at an offset that is a multiple of ``alignment`` (a
+    power of two), read from :attr:`Lease.offset`; live ranges never overlap.
+    A request waits in line (first come, first served) until a free range of
+    its size exists; ``try_acquire`` returns ``None`` while none does. A lease
+    is charged its own size; ``Lease.resize`` shrinks at once and grows in
+    place only (else ``TimeoutError`` at once, the lease unchanged; see
+    ``mmpool_init_placed`` in mmpool.h for every rule); :meth:`resize` of the
+    total is refused. Every method may be called from any
     thread; a blocked :meth:`acquire` releases the GIL and can be interrupted
     with Ctrl-C. As a context manager, the pool is closed on exit.
 
@@ -138,10 +167,14 @@ class Pool(core.PoolBase):
     _lease_class: ClassVar[type[Lease]] = Lease
     _ticket_class: ClassVar[type[Ticket]] = Ticket
 
-    def __init__(self, total_bytes: int) -> None:
+    def __init__(self, total_bytes: int, placed: bool = False, alignment: int = _placed.DEFAULT_ALIGNMENT) -> None:
         total = as_u64(total_bytes, "total_bytes")
         handle = c_void_p()
-        check(lib.mmpool_init(total, byref(handle)), type(self).__name__)
+        if placed:
+            align = as_u64(alignment, "alignment")
+            check(lib.mmpool_init_placed(total, align, byref(handle)), type(self).__name__)
+        else:
+            check(lib.mmpool_init(total, byref(handle)), type(self).__name__)
         self._own(handle.value, True)  # an in-process pool: calls keep the GIL
         _remember(self)
 
@@ -181,6 +214,16 @@ class Pool(core.PoolBase):
         Raises ``ValueError`` (negative, above the total), ``TimeoutError``,
         :class:`PoolClosedError`."""
         return AcquireAsync(self, nbytes, timeout)
+
+    @property
+    def placed(self) -> bool:
+        """Whether the pool places its leases (``Pool(..., placed=True)``)."""
+        return self.alignment != 0
+
+    @property
+    def alignment(self) -> int:
+        """The alignment of a placed pool's offsets; 0 when it is not placed."""
+        return lib.mmpool_alignment(self.handle)
 
     @property
     def total_bytes(self) -> int:
@@ -234,6 +277,15 @@ class Pool(core.PoolBase):
             raise ValueError(f"a reservation's label holds no NUL, got {label!r}")
         where = self._where("set_reservation")
         check(lib.mmpool_set_reservation(self.handle, label.encode("utf-8"), as_u64(nbytes, "nbytes")), where)
+
+    def cuda_arena(self, kind: str = "device", device: int = 0) -> "CudaArena":
+        """One CUDA allocation of this placed pool's total (``"device"``:
+        ``cudaMalloc`` on ``device``, attached to the pool so that its gated
+        allocations draw from it; ``"pinned"``: ``cudaHostAlloc``), in which
+        each lease lies at its offset. See :mod:`mmpool.cuda`."""
+        from .cuda import CudaArena
+
+        return CudaArena(self, kind, device)
 
     def claim(self, token: bytes, part: int) -> _handoff.ClaimedPart:
         """Claims part ``part`` of the hand-off ``token`` (from
@@ -311,6 +363,13 @@ class SharedPool(Pool):
     Hand-offs work across processes: a token from :meth:`Lease.share` in one
     process is claimed and completed in any attached process; a part claimed
     by a process that dies completes by itself.
+
+    ``placed=True`` (with ``alignment``, default 256) creates a placed pool,
+    as :class:`Pool` does: the ranges live in the segment, so every process
+    sees the same offsets (:attr:`Lease.offset`), and a dead process's ranges
+    come back with its bytes; attaching with ``placed=True`` requires the
+    pool to be placed with that alignment (without it, either kind is
+    accepted). A hand-off's token carries the offset.
     """
 
     __slots__ = ("_name",)
@@ -327,6 +386,8 @@ class SharedPool(Pool):
         max_leases: int = 0,
         max_waiters: int = 0,
         max_handoffs: int = 0,
+        placed: bool = False,
+        alignment: int = _placed.DEFAULT_ALIGNMENT,
     ) -> None:
         total = as_u64(total_bytes, "total_bytes")
         flags = (SHARED_CREATE if create else 0) | (SHARED_EXCLUSIVE if exclusive else 0)
@@ -342,6 +403,10 @@ class SharedPool(Pool):
             if as_u64(value, key) >= 2**32:
                 raise ValueError(f"{key} must be below 2^32, got {value}")
             setattr(opts, key, value)
+        if placed:
+            opts.alignment = as_u64(alignment, "alignment")
+            if opts.alignment == 0:
+                raise ValueError("alignment must be a power of two, got 0")
         handle = c_void_p()
         check(lib.mmpool_open_shared_with(_shared_name(name), byref(opts), byref(handle)), "SharedPool")
         self._own(handle.value, False)  # calls take the segment's lock: they release the GIL

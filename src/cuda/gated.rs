@@ -5,10 +5,16 @@
 //! when no global pool is installed gating is disabled: the allocation goes
 //! straight to CUDA, uncharged (and is still recorded, so its free is checked
 //! like any other).
+//!
+//! When the pool has a device arena in this process ([`super::arena`]), an
+//! allocation is a placed lease of the arena and its free releases it: no
+//! `cudaMalloc` or `cudaFree` at all (a stream-ordered free waits for its
+//! stream first, as the range may be granted again at once).
 
 use std::ffi::c_void;
 use std::sync::Arc;
 
+use super::arena;
 use super::registry::{self, Record};
 use super::runtime::{runtime, Stream};
 use crate::log::{self, Level};
@@ -23,6 +29,11 @@ pub enum Order {
     /// The bytes go back to the pool when the free is enqueued, not when the
     /// stream reaches it.
     OnStream(Stream),
+    /// At once, as `Now`, for a library's allocator callback that names the
+    /// stream the memory was used on (nvJPEG, nvImageCodec, PyTorch): a free
+    /// of an arena's range, which `cudaFree` would not guard, first waits
+    /// for that stream's work.
+    NowAfter(Stream),
 }
 
 /// Acquires `size` bytes from `pool` (see the module docs for `None`), waiting
@@ -36,33 +47,29 @@ pub unsafe fn malloc(pool: Option<Arc<Pool>>, size: usize, wait: Wait, order: Or
     if size == 0 {
         return Ok(std::ptr::null_mut());
     }
-    // Without a runtime there is nothing to wait for.
-    let rt = runtime()?;
     let pool = pool.or_else(pool::global);
     let nbytes = size as u64;
+    // A pool with a device arena here: a placed lease is the allocation.
+    if let Some(arena) = pool.as_deref().and_then(arena::attached) {
+        let (ptr, record) = arena.draw(nbytes, wait)?;
+        remember(ptr, record);
+        return Ok(ptr);
+    }
+    // Without a runtime there is nothing to wait for.
+    let rt = runtime()?;
     let lease = match &pool {
         Some(pool) => pool.acquire(nbytes, wait)?.id,
         None => 0,
     };
-    let record = Record { pool, lease, nbytes };
+    let record = Record { pool, lease, nbytes, arena: None };
     let allocated = match order {
-        Order::Now => rt.malloc(size),
+        Order::Now | Order::NowAfter(_) => rt.malloc(size),
         // SAFETY: the stream per this function's contract.
         Order::OnStream(stream) => unsafe { rt.malloc_async(size, stream) },
     };
     match allocated {
         Ok(ptr) => {
-            if let Some(stale) = registry::insert(ptr, record) {
-                log::log(
-                    Level::Warn,
-                    &format!(
-                        "CUDA returned {ptr:p} while mmpool still held it: it was freed without \
-                         mmpool; its {} bytes go back to the pool now",
-                        stale.nbytes
-                    ),
-                );
-                stale.release();
-            }
+            remember(ptr, record);
             Ok(ptr)
         }
         Err(e) => {
@@ -72,6 +79,22 @@ pub unsafe fn malloc(pool: Option<Arc<Pool>>, size: usize, wait: Wait, order: Or
                 other => other,
             })
         }
+    }
+}
+
+/// Records who pays for `ptr`. An entry already there was freed behind
+/// mmpool's back: its bytes go back now.
+fn remember(ptr: *mut c_void, record: Record) {
+    if let Some(stale) = registry::insert(ptr, record) {
+        log::log(
+            Level::Warn,
+            &format!(
+                "{ptr:p} was handed out again while mmpool still held it: it was freed without \
+                 mmpool; its {} bytes go back to the pool now",
+                stale.nbytes
+            ),
+        );
+        stale.release();
     }
 }
 
@@ -100,13 +123,27 @@ pub unsafe fn free(pool: Option<Arc<Pool>>, ptr: *mut c_void, order: Order) -> R
         return Ok(());
     }
     let record = registry::take(ptr, pool.as_ref())?;
+    if record.arena.is_some() {
+        // A range of an arena: the lease was the allocation. Its range may
+        // be granted again at once, so work still queued on the stream must
+        // be done with it first.
+        let synced = match order {
+            Order::Now => Ok(()),
+            // SAFETY: the stream per this function's contract.
+            Order::OnStream(stream) | Order::NowAfter(stream) => {
+                runtime().and_then(|rt| unsafe { rt.stream_synchronize(stream) })
+            }
+        };
+        record.release();
+        return synced;
+    }
     // A record exists only for memory the loaded runtime allocated.
     let rt = runtime()?;
     let freed = match order {
         // SAFETY: the memory came from this runtime and is no longer in use
         // (this function's contract); the record was claimed, so no one
         // else frees it.
-        Order::Now => unsafe { rt.free(ptr) },
+        Order::Now | Order::NowAfter(_) => unsafe { rt.free(ptr) },
         // SAFETY: as above, and the stream per the contract.
         Order::OnStream(stream) => unsafe { rt.free_async(ptr, stream) },
     };

@@ -10,6 +10,7 @@ use std::sync::Arc;
 
 use parking_lot::Mutex;
 
+use super::arena::Arena;
 use crate::pool::{Error, Pool};
 
 /// What pays for one device allocation.
@@ -21,6 +22,9 @@ pub struct Record {
     pub lease: u64,
     /// The bytes allocated.
     pub nbytes: u64,
+    /// The arena the memory lies in (a placed lease's range, no CUDA
+    /// allocation of its own), or `None` for memory from `cudaMalloc*`.
+    pub arena: Option<Arc<Arena>>,
 }
 
 impl Record {

@@ -5,7 +5,7 @@
 //! error that names it); otherwise the sonames of CUDA 13, 12 and 11 are tried
 //! in that order. The runtime is loaded once per process and stays loaded.
 
-use std::ffi::{c_char, c_int, c_void, CStr, CString};
+use std::ffi::{c_char, c_int, c_uint, c_void, CStr, CString};
 use std::sync::OnceLock;
 
 use crate::pool::Error;
@@ -27,6 +27,25 @@ type FreeAsyncFn = unsafe extern "C" fn(*mut c_void, Stream) -> Status;
 type ErrorTextFn = unsafe extern "C" fn(Status) -> *const c_char;
 type MemGetInfoFn = unsafe extern "C" fn(*mut usize, *mut usize) -> Status;
 type DeviceCountFn = unsafe extern "C" fn(*mut c_int) -> Status;
+type SetDeviceFn = unsafe extern "C" fn(c_int) -> Status;
+type StreamSyncFn = unsafe extern "C" fn(Stream) -> Status;
+type GetDeviceFn = unsafe extern "C" fn(*mut c_int) -> Status;
+type HostAllocFn = unsafe extern "C" fn(*mut *mut c_void, usize, c_uint) -> Status;
+type IpcGetFn = unsafe extern "C" fn(*mut IpcMemHandle, *mut c_void) -> Status;
+type IpcOpenFn = unsafe extern "C" fn(*mut *mut c_void, IpcMemHandle, c_uint) -> Status;
+
+/// `cudaIpcMemHandle_t`: 64 opaque bytes naming device memory to another
+/// process, passed by value as CUDA does.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct IpcMemHandle {
+    pub reserved: [u8; 64],
+}
+
+/// `cudaHostAllocPortable`: the pinned memory counts as pinned in every CUDA context.
+const HOST_ALLOC_PORTABLE: c_uint = 1;
+/// `cudaIpcMemLazyEnablePeerAccess`, the one flag `cudaIpcOpenMemHandle` takes.
+const IPC_LAZY_ENABLE_PEER_ACCESS: c_uint = 1;
 
 /// The loaded runtime: its handle (never closed) and the entry points mmpool uses.
 pub struct Runtime {
@@ -39,6 +58,14 @@ pub struct Runtime {
     error_string: ErrorTextFn,
     mem_get_info: Option<MemGetInfoFn>,
     device_count: Option<DeviceCountFn>,
+    set_device: Option<SetDeviceFn>,
+    get_device: Option<GetDeviceFn>,
+    stream_sync: Option<StreamSyncFn>,
+    host_alloc: Option<HostAllocFn>,
+    free_host: Option<FreeFn>,
+    ipc_get: Option<IpcGetFn>,
+    ipc_open: Option<IpcOpenFn>,
+    ipc_close: Option<FreeFn>,
 }
 
 /// The runtime, loading it on first use. The outcome, failure included, is
@@ -130,6 +157,14 @@ impl Runtime {
             free_async: symbol(handle, c"cudaFreeAsync").map(|p| entry!(p, FreeAsyncFn)),
             mem_get_info: symbol(handle, c"cudaMemGetInfo").map(|p| entry!(p, MemGetInfoFn)),
             device_count: symbol(handle, c"cudaGetDeviceCount").map(|p| entry!(p, DeviceCountFn)),
+            set_device: symbol(handle, c"cudaSetDevice").map(|p| entry!(p, SetDeviceFn)),
+            get_device: symbol(handle, c"cudaGetDevice").map(|p| entry!(p, GetDeviceFn)),
+            stream_sync: symbol(handle, c"cudaStreamSynchronize").map(|p| entry!(p, StreamSyncFn)),
+            host_alloc: symbol(handle, c"cudaHostAlloc").map(|p| entry!(p, HostAllocFn)),
+            free_host: symbol(handle, c"cudaFreeHost").map(|p| entry!(p, FreeFn)),
+            ipc_get: symbol(handle, c"cudaIpcGetMemHandle").map(|p| entry!(p, IpcGetFn)),
+            ipc_open: symbol(handle, c"cudaIpcOpenMemHandle").map(|p| entry!(p, IpcOpenFn)),
+            ipc_close: symbol(handle, c"cudaIpcCloseMemHandle").map(|p| entry!(p, FreeFn)),
             path,
         })
     }
@@ -197,8 +232,87 @@ impl Runtime {
         Ok(n.max(0) as u32)
     }
 
+    /// `cudaStreamSynchronize`: waits until the work queued on `stream` is done.
+    ///
+    /// # Safety
+    /// `stream` must be NULL or a live stream.
+    pub unsafe fn stream_synchronize(&self, stream: Stream) -> Result<(), Error> {
+        let f = self.stream_sync.ok_or_else(|| self.missing("cudaStreamSynchronize"))?;
+        // SAFETY: the caller's contract.
+        self.check("cudaStreamSynchronize", unsafe { f(stream) })
+    }
+
+    /// `cudaGetDevice`: the calling thread's current device.
+    pub fn device(&self) -> Result<i32, Error> {
+        let f = self.get_device.ok_or_else(|| self.missing("cudaGetDevice"))?;
+        let mut device: c_int = 0;
+        // SAFETY: one int is written to a valid location.
+        self.check("cudaGetDevice", unsafe { f(&mut device) })?;
+        Ok(device)
+    }
+
+    /// `cudaSetDevice`: makes `device` the calling thread's current device.
+    pub fn set_device(&self, device: i32) -> Result<(), Error> {
+        let f = self.set_device.ok_or_else(|| self.missing("cudaSetDevice"))?;
+        // SAFETY: takes a number, writes nothing.
+        self.check("cudaSetDevice", unsafe { f(device) })
+    }
+
+    /// `cudaHostAlloc(size, cudaHostAllocPortable)`: pinned host memory.
+    pub fn host_alloc(&self, size: usize) -> Result<*mut c_void, Error> {
+        let f = self.host_alloc.ok_or_else(|| self.missing("cudaHostAlloc"))?;
+        let mut ptr = std::ptr::null_mut();
+        // SAFETY: one pointer is written to a valid location.
+        self.check("cudaHostAlloc", unsafe { f(&mut ptr, size, HOST_ALLOC_PORTABLE) })?;
+        Ok(ptr)
+    }
+
+    /// `cudaFreeHost`.
+    ///
+    /// # Safety
+    /// `ptr` must be pinned memory from [`Runtime::host_alloc`] not in use any more.
+    pub unsafe fn free_host(&self, ptr: *mut c_void) -> Result<(), Error> {
+        let f = self.free_host.ok_or_else(|| self.missing("cudaFreeHost"))?;
+        // SAFETY: the caller's contract.
+        self.check("cudaFreeHost", unsafe { f(ptr) })
+    }
+
+    /// `cudaIpcGetMemHandle` of the device allocation starting at `ptr`.
+    ///
+    /// # Safety
+    /// `ptr` must be the start of a live device allocation of this runtime.
+    pub unsafe fn ipc_get_mem_handle(&self, ptr: *mut c_void) -> Result<IpcMemHandle, Error> {
+        let f = self.ipc_get.ok_or_else(|| self.missing("cudaIpcGetMemHandle"))?;
+        let mut handle = IpcMemHandle { reserved: [0; 64] };
+        // SAFETY: the handle is written to a valid location; `ptr` per the
+        // caller's contract.
+        self.check("cudaIpcGetMemHandle", unsafe { f(&mut handle, ptr) })?;
+        Ok(handle)
+    }
+
+    /// `cudaIpcOpenMemHandle(handle, cudaIpcMemLazyEnablePeerAccess)`: maps
+    /// another process's device allocation into this one, on the current device.
+    pub fn ipc_open_mem_handle(&self, handle: IpcMemHandle) -> Result<*mut c_void, Error> {
+        let f = self.ipc_open.ok_or_else(|| self.missing("cudaIpcOpenMemHandle"))?;
+        let mut ptr = std::ptr::null_mut();
+        // SAFETY: one pointer is written to a valid location; the handle is
+        // a value the runtime validates.
+        self.check("cudaIpcOpenMemHandle", unsafe { f(&mut ptr, handle, IPC_LAZY_ENABLE_PEER_ACCESS) })?;
+        Ok(ptr)
+    }
+
+    /// `cudaIpcCloseMemHandle`.
+    ///
+    /// # Safety
+    /// `ptr` must come from [`Runtime::ipc_open_mem_handle`] and not be in use any more.
+    pub unsafe fn ipc_close_mem_handle(&self, ptr: *mut c_void) -> Result<(), Error> {
+        let f = self.ipc_close.ok_or_else(|| self.missing("cudaIpcCloseMemHandle"))?;
+        // SAFETY: the caller's contract.
+        self.check("cudaIpcCloseMemHandle", unsafe { f(ptr) })
+    }
+
     fn missing(&self, name: &str) -> Error {
-        Error::Cuda(format!("{} has no {name} (a CUDA runtime older than 11.2?)", self.path))
+        Error::Cuda(format!("{} has no {name} (not a CUDA runtime, or one too old for it: cudaMallocAsync needs 11.2)", self.path))
     }
 
     /// `Ok` for cudaSuccess; otherwise an error naming the call and the CUDA

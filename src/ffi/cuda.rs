@@ -56,6 +56,9 @@ pub extern "C" fn mmpool_cuda_load(out_device_count: *mut u32) -> mmpool_status 
 ///
 /// `pool` NULL means the global pool (`mmpool_global`); when none is
 /// installed, gating is disabled and the memory is allocated uncharged.
+/// When the pool has a device arena in this process (`mmpool_cuda_arena_new`,
+/// `mmpool_cuda_arena_open`), the memory is a placed lease's range of it and
+/// no `cudaMalloc` is made; here and in the callbacks below.
 ///
 /// Errors: `NULL_ARGUMENT` (`ptr`), `INVALID_ARGUMENT` (not a live pool),
 /// `EXCEEDS_CAPACITY`, `TIMEOUT`, `CLOSED` (nothing reserved, nothing
@@ -75,7 +78,8 @@ pub extern "C" fn mmpool_cuda_malloc(pool: *mut mmpool, ptr: *mut *mut c_void, s
 
 /// Frees device memory from `mmpool_cuda_malloc` (`cudaFree`, which waits for
 /// the device) and returns its bytes to the pool that paid for them. NULL is a
-/// no-op, as for `cudaFree`. `pool` may be NULL (whichever pool paid); if not,
+/// no-op, as for `cudaFree`. A range of a device arena is released with no
+/// CUDA call and no wait: no work may use it any more. `pool` may be NULL (whichever pool paid); if not,
 /// it must be the pool given at allocation.
 ///
 /// Errors: `INVALID_LEASE` (mmpool does not hold `ptr`: never allocated
@@ -169,19 +173,22 @@ pub extern "C" fn mmpool_cuda_dev_malloc(ctx: *mut c_void, ptr: *mut *mut c_void
 /// The matching free for `mmpool_cuda_dev_malloc` (`dev_free` /
 /// `device_free`): `cudaFree`, then the bytes go back to the pool that paid
 /// for them (the pool's record decides how many, not `size`). NULL is a
-/// no-op. `stream` is not used.
+/// no-op. Memory drawn from the pool's device arena (`mmpool_cuda_arena_new`)
+/// is not freed but released after `cudaStreamSynchronize(stream)`, since its
+/// range may be granted again at once.
 ///
 /// Returns 0 on success, else the `mmpool_status` of the failure, logged and
 /// left in `mmpool_last_error()` as for `mmpool_cuda_free`.
 #[no_mangle]
 pub extern "C" fn mmpool_cuda_dev_free(ctx: *mut c_void, ptr: *mut c_void, size: usize, stream: *mut CUstream_st) -> c_int {
-    let _ = (size, stream);
+    let _ = size;
     let status = boundary!("mmpool_cuda_dev_free", {
         // SAFETY: the C contract: `ctx` is NULL or a held `mmpool *`.
         let pool = unsafe { handle::clone_arc(ctx.cast()) }?;
         // SAFETY: the C contract: `ptr` is NULL or memory from
-        // mmpool_cuda_dev_malloc that no work uses any more.
-        unsafe { cuda::free(pool, ptr, Order::Now) }?;
+        // mmpool_cuda_dev_malloc that no work but `stream`'s uses any more;
+        // `stream` is NULL or live.
+        unsafe { cuda::free(pool, ptr, Order::NowAfter(stream.cast())) }?;
         Ok(())
     });
     device_callback_result(status)
@@ -231,16 +238,18 @@ pub extern "C" fn mmpool_torch_alloc(size: isize, device: c_int, stream: *mut CU
 }
 
 /// Free function for PyTorch's `CUDAPluggableAllocator`: `cudaFree`, then the
-/// bytes go back to the pool that paid for them. NULL is a no-op; `size`,
-/// `device` and `stream` are not used. PyTorch cannot hear of a failure (a
+/// bytes go back to the pool that paid for them. NULL is a no-op; `size` and
+/// `device` are not used. Memory drawn from the global pool's device arena
+/// is not freed but released after `cudaStreamSynchronize(stream)`. PyTorch cannot hear of a failure (a
 /// pointer mmpool does not hold, a CUDA error), so it is logged at error level.
 #[no_mangle]
 pub extern "C" fn mmpool_torch_free(ptr: *mut c_void, size: isize, device: c_int, stream: *mut CUstream_st) {
-    let _ = (size, device, stream);
+    let _ = (size, device);
     let status = boundary!("mmpool_torch_free", {
         // SAFETY: the C contract: `ptr` is NULL or memory from
-        // mmpool_torch_alloc that no work uses any more.
-        unsafe { cuda::free(None, ptr, Order::Now) }?;
+        // mmpool_torch_alloc that no work but `stream`'s uses any more;
+        // `stream` is NULL or live.
+        unsafe { cuda::free(None, ptr, Order::NowAfter(stream.cast())) }?;
         Ok(())
     });
     if status != mmpool_status::MMPOOL_OK {

@@ -21,7 +21,7 @@ pub const MMPOOL_NO_CLAIM_DEADLINE: u64 = u64::MAX;
 pub const MMPOOL_TOKEN_PLACED: u32 = 1;
 const _: () = assert!(MMPOOL_TOKEN_PLACED == crate::pool::TOKEN_PLACED);
 
-fn token(t: &mmpool_handoff_token) -> Token {
+pub(crate) fn token(t: &mmpool_handoff_token) -> Token {
     Token { id: t.id, nonce: t.nonce, parts: t.parts, flags: t.flags, offset: t.offset }
 }
 

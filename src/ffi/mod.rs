@@ -11,11 +11,13 @@
 
 #[macro_use]
 pub mod boundary;
+pub mod arena;
 pub mod cuda;
 pub mod handoff;
 pub mod handle;
 pub mod notify;
 pub mod histograms;
+pub mod placed;
 pub mod pool;
 pub mod process;
 pub mod reservations;
@@ -26,6 +28,7 @@ pub mod split;
 pub mod status;
 pub mod types;
 
+pub use arena::{mmpool_cuda_arena, mmpool_cuda_exported_arena};
 pub use handle::mmpool;
 pub use notify::{mmpool_event, mmpool_notifier};
 pub use histograms::mmpool_histograms;

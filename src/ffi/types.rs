@@ -73,6 +73,14 @@ pub struct mmpool_stats {
     /// (`mmpool_set_reservation`): not part of the budget; an engine sizing
     /// its KV cache subtracts `total_bytes + reserved_bytes`.
     pub reserved_bytes: u64,
+    /// The largest request that could be granted a range now: in a placed
+    /// pool (`mmpool_init_placed`) the most room a free range has from its
+    /// first aligned offset; in any other pool `available_bytes`. (A placed
+    /// pool's free bytes are `available_bytes`.)
+    pub largest_free_range: u64,
+    /// Free ranges of a placed pool, each maximal (free neighbours join);
+    /// in any other pool 1 when `available_bytes > 0`, else 0.
+    pub free_ranges: u64,
 }
 
 /// A hand-off's token from `mmpool_lease_share`: a plain value of 32 bytes to
@@ -162,6 +170,8 @@ impl From<Stats> for mmpool_stats {
             wait_ns_max: s.wait_ns_max,
             futile_wakeups: s.futile_wakeups,
             reserved_bytes: s.reserved_bytes,
+            largest_free_range: s.largest_free_range,
+            free_ranges: s.free_ranges,
         }
     }
 }

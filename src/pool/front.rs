@@ -99,6 +99,15 @@ impl Pool {
         Ok(Self::with(Backend::Local(LocalPool::new(total_bytes)?)))
     }
 
+    /// A placed pool of `total_bytes` (1 ..= 2^60) in this process: every
+    /// lease also holds a range `[offset, offset + nbytes)` of `[0, total)`
+    /// at an offset that is a multiple of `alignment` (a power of two;
+    /// `DEFAULT_ALIGNMENT` is 256), and live ranges never overlap. See
+    /// [`PoolCore::lease_offset`] and the rules in `local::placed`.
+    pub fn new_placed(total_bytes: u64, alignment: u64) -> Result<Arc<Pool>, Error> {
+        Ok(Self::with(Backend::Local(LocalPool::new_placed(total_bytes, alignment)?)))
+    }
+
     /// Creates or attaches to the pool named `name` that all processes on the
     /// host share (see [`super::shared`]). `total_bytes` 0 accepts the existing
     /// pool's total; otherwise it must equal it.
@@ -248,6 +257,36 @@ impl PoolCore {
     /// best-effort check against stale handles, never a guarantee.
     pub fn is_live(&self) -> bool {
         self.live.load(Ordering::Acquire) == LIVE
+    }
+
+    /// Whether the pool places its leases (see [`Pool::new_placed`]).
+    pub fn is_placed(&self) -> bool {
+        match self.backend() {
+            Backend::Local(b) => b.is_placed(),
+            #[cfg(not(loom))]
+            Backend::Shared(b) => b.is_placed(),
+        }
+    }
+
+    /// The alignment of a placed pool's offsets; 0 for a pool that is not
+    /// placed.
+    pub fn alignment(&self) -> u64 {
+        match self.backend() {
+            Backend::Local(b) => b.alignment(),
+            #[cfg(not(loom))]
+            Backend::Shared(b) => b.alignment(),
+        }
+    }
+
+    /// Where lease `id`'s range starts in a placed pool (a 0-byte lease
+    /// has none and reads 0). A pool that is not placed:
+    /// `InvalidArgument`; a lease not outstanding: `InvalidLease`.
+    pub fn lease_offset(&self, id: u64) -> Result<u64, Error> {
+        match self.backend() {
+            Backend::Local(b) => b.lease_offset(id),
+            #[cfg(not(loom))]
+            Backend::Shared(b) => b.lease_offset(id),
+        }
     }
 
     /// Whether the bytes live in a segment shared by processes.
@@ -586,7 +625,11 @@ impl PoolCore {
     }
 
     pub fn stats(&self) -> Stats {
-        dispatch!(self, b => b.stats())
+        match self.backend() {
+            Backend::Local(b) => b.stats(),
+            #[cfg(not(loom))]
+            Backend::Shared(b) => b.stats(),
+        }
     }
 
     /// The figures, or why there are none: a shared pool whose file was

@@ -156,6 +156,8 @@ struct Table {
 pub(crate) struct Finished {
     id: u64,
     pub(crate) nbytes: u64,
+    /// The range its bytes hold in a placed pool, which goes back with them.
+    pub(crate) offset: Option<u64>,
 }
 
 /// The hand-offs of one pool.
@@ -302,20 +304,20 @@ impl Handoffs {
     }
 
     fn finish(&self, t: &mut Table, id: u64) -> Finished {
-        let nbytes = match t.records.get_mut(&id) {
+        let (nbytes, offset) = match t.records.get_mut(&id) {
             Some(r) => {
                 r.finishing = true;
                 if r.deadline.take().is_some() {
                     self.timed.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
                 }
-                r.nbytes
+                (r.nbytes, (r.flags & TOKEN_PLACED != 0 && r.nbytes > 0).then_some(r.offset))
             }
-            None => 0,
+            None => (0, None),
         };
         t.stats.outstanding -= 1;
         t.stats.finished += 1;
         t.stats.held_bytes -= nbytes;
-        Finished { id, nbytes }
+        Finished { id, nbytes, offset }
     }
 
     /// Ends a finished hand-off once its bytes are back, wakes the producer

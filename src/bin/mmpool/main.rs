@@ -16,6 +16,8 @@ mod demo;
 #[cfg(not(loom))]
 mod demo_async;
 #[cfg(not(loom))]
+mod demo_placed;
+#[cfg(not(loom))]
 mod exporter;
 #[cfg(not(loom))]
 mod exposition;

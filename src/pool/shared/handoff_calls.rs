@@ -90,11 +90,14 @@ impl SharedPool {
         self.check_issued(id, "lease")?;
         let g = self.lock()?;
         let shared = self.own_lease(&g, id).and_then(|i| {
+            // A placed lease's range: the token carries it, and without
+            // `keep_lease` the hand-off holds it until its last part.
+            let at = g.entry_range(i);
             if keep_lease {
-                return handoffs::create(&g, 0, parts, claim_within, None);
+                return handoffs::create(&g, 0, parts, claim_within, at);
             }
             let nbytes = g.entry(i).nbytes.load(std::sync::atomic::Ordering::Relaxed);
-            let token = handoffs::create(&g, nbytes, parts, claim_within, None)?;
+            let token = handoffs::create(&g, nbytes, parts, claim_within, at)?;
             handoffs::take_lease_bytes(&g, i);
             Ok(token)
         });

@@ -41,7 +41,7 @@ use super::futex::{self, now_ns};
 use super::segment::{Segment, PROC_ATTACHED};
 use super::table::Locked;
 use crate::log::{self, Level};
-use crate::pool::handoff::{check_parts, part_error, placement, HandoffInfo, HandoffStats, Token, MAX_PARTS};
+use crate::pool::handoff::{check_parts, part_error, placement, HandoffInfo, HandoffStats, Token, MAX_PARTS, TOKEN_PLACED};
 use crate::pool::{Error, MAX_TOTAL};
 
 const PARTS: usize = MAX_PARTS as usize;
@@ -295,6 +295,9 @@ fn mark_done(g: &mut Locked<'_>, r: &HandoffRecord, bits: u64) {
         futex::wake(&r.futex, i32::MAX);
         g.seg.handoffs_head.finished.fetch_add(1, Relaxed);
         ring_watchers(g, r);
+        if r.flags.load(Relaxed) & TOKEN_PLACED != 0 && r.nbytes.load(Relaxed) > 0 {
+            g.free_range_at(r.offset.load(Relaxed));
+        }
         g.give(r.nbytes.load(Relaxed).min(MAX_TOTAL));
     }
 }
@@ -469,6 +472,14 @@ pub(crate) fn reset(seg: &Segment<'_>) -> u64 {
         c.store(0, Relaxed);
     }
     repair(seg)
+}
+
+/// The ranges live hand-offs of a placed pool hold: `(offset, nbytes)`.
+pub(crate) fn held_ranges(seg: &Segment<'_>) -> Vec<(u64, u64)> {
+    let holds = |r: &&HandoffRecord| {
+        r.state.load(Relaxed) == LIVE && r.flags.load(Relaxed) & TOKEN_PLACED != 0 && r.nbytes.load(Relaxed) > 0
+    };
+    seg.handoffs.iter().filter(holds).map(|r| (r.offset.load(Relaxed), r.nbytes.load(Relaxed))).collect()
 }
 
 /// Ends lease entry `i` without returning its bytes: they are a hand-off's now.

@@ -41,6 +41,9 @@ mod handoff_calls;
 mod handoffs;
 mod liveness;
 mod lock;
+mod placed;
+#[doc(hidden)]
+pub mod placement;
 mod segment;
 mod sigbus;
 mod split;
@@ -164,6 +167,10 @@ pub struct SharedOptions {
     pub total_bytes: u64,
     pub flags: OpenFlags,
     pub limits: Limits,
+    /// A placed pool's alignment (a power of two; see `Pool::new_placed`):
+    /// creates a placed pool, and attaching needs the pool to be placed with
+    /// it. 0: a pool that is not placed when creating, either when attaching.
+    pub alignment: u64,
 }
 
 /// Who holds the pool's lock, when a snapshot could not take it.
@@ -443,6 +450,14 @@ fn attach_by(
     let map = &pool.map;
     let has = Limits::of(&pool.map.layout());
     opts.limits.check_against(name, has)?;
+    let alignment = placed::alignment_of(seg);
+    if opts.alignment != 0 && opts.alignment != alignment {
+        return Err(Error::InvalidArgument(format!(
+            "shared pool {name:?} is {}, but a placed pool with alignment {} was asked for",
+            if alignment == 0 { "not placed".to_string() } else { format!("placed with alignment {alignment}") },
+            opts.alignment
+        )));
+    }
     let mut slot = None;
     for s in 0..seg.procs.len() {
         let claimed = liveness::try_lock(fd, PROC_LOCK_BASE + s as i64)
@@ -516,13 +531,15 @@ fn reset_abandoned(g: &mut Locked<'_>, total: u64) {
     }
     figures::reset(g.seg);
     h.available.store(total as i64 - handoffs::reset(g.seg) as i64, Relaxed);
+    // No range is held but those of the hand-offs that stay.
+    let _ = g.rebuild_placement();
 }
 
 impl SharedPool {
     /// Creates or attaches to the pool `name`. `total` 0 accepts the existing
     /// pool's total; otherwise it must equal it (or creates with it).
     pub fn open(name: &str, total: u64, flags: OpenFlags) -> Result<SharedPool, Error> {
-        Self::open_with(name, &SharedOptions { total_bytes: total, flags, limits: Limits::default() })
+        Self::open_with(name, &SharedOptions { total_bytes: total, flags, limits: Limits::default(), alignment: 0 })
     }
 
     /// Creates or attaches to the pool `name` as `opts` says.
@@ -548,7 +565,12 @@ impl SharedPool {
         if opts.total_bytes != 0 {
             check_total(opts.total_bytes)?;
         }
-        let making = file::Making { total: opts.total_bytes, flags: opts.flags, layout: opts.limits.layout()? };
+        if opts.alignment != 0 {
+            super::local::check_alignment(opts.alignment)?;
+        }
+        let layout = opts.limits.layout()?;
+        let layout = if opts.alignment != 0 { layout.placed() } else { layout };
+        let making = file::Making { total: opts.total_bytes, flags: opts.flags, layout, alignment: opts.alignment };
         let (opened, created) = file::open(name, making)?;
         let file::Opened { fd, map, identity } = opened;
         let registry = liveness::register(fd.as_raw_fd()).map_err(Error::System)?;
@@ -821,8 +843,8 @@ impl SharedPool {
         let mut g = self.lock_or_leave(Until::from_deadline(wait.deadline()), nbytes)?;
         self.check_request(&g, nbytes)?;
         if Self::take_now(&mut g, nbytes) {
-            let (_, id) = g.alloc(LEASE, nbytes)?;
-            g.take(nbytes);
+            let (i, id) = g.alloc(LEASE, nbytes)?;
+            g.take_placed(i, nbytes)?;
             return Ok(Lease { id, nbytes });
         }
         let (i, id) = g.join_line(nbytes)?;
@@ -849,8 +871,8 @@ impl SharedPool {
                 queued: g.waiting() > 0,
             });
         }
-        let (_, id) = g.alloc(LEASE, nbytes)?;
-        g.take(nbytes);
+        let (i, id) = g.alloc(LEASE, nbytes)?;
+        g.take_placed(i, nbytes)?;
         Ok(Lease { id, nbytes })
     }
 
@@ -880,8 +902,8 @@ impl SharedPool {
         let mut g = self.lock()?;
         self.check_request(&g, nbytes)?;
         let id = if Self::take_now(&mut g, nbytes) {
-            let (_, id) = g.alloc(GRANTED, nbytes)?;
-            g.take(nbytes);
+            let (i, id) = g.alloc(GRANTED, nbytes)?;
+            g.take_placed(i, nbytes)?;
             id
         } else {
             g.join_line(nbytes)?.1
@@ -921,8 +943,8 @@ impl SharedPool {
         };
         self.check_request(&g, nbytes)?;
         let real = if Self::take_now(&mut g, nbytes) {
-            let (_, real) = g.alloc(GRANTED, nbytes)?;
-            g.take(nbytes);
+            let (i, real) = g.alloc(GRANTED, nbytes)?;
+            g.take_placed(i, nbytes)?;
             real
         } else {
             g.join_line(nbytes)?.1
@@ -980,8 +1002,8 @@ impl SharedPool {
         if !Self::take_now(&mut g, nbytes) {
             return Ok(Admission::Queued(Ticket { id: g.join_line(nbytes)?.1 }));
         }
-        let (_, id) = g.alloc(LEASE, nbytes)?;
-        g.take(nbytes);
+        let (i, id) = g.alloc(LEASE, nbytes)?;
+        g.take_placed(i, nbytes)?;
         Ok(Admission::Granted(Lease { id, nbytes }))
     }
 
@@ -1023,6 +1045,9 @@ impl SharedPool {
         self.check_issued(id, "lease")?;
         let mut g = self.lock_or_leave(Until::from_deadline(wait.deadline()), new_nbytes)?;
         let i = self.own_lease(&g, id)?;
+        if g.is_placed() {
+            return self.resize_placed(&mut g, i, id, new_nbytes);
+        }
         let e = g.entry(i);
         let old = e.nbytes.load(Relaxed);
         if new_nbytes <= old {
@@ -1063,6 +1088,9 @@ impl SharedPool {
 
     pub(crate) fn set_total(&self, new_total: u64) -> Result<(), Error> {
         check_total(new_total)?;
+        if self.is_placed() {
+            return Err(Error::InvalidArgument("the total of a placed pool is fixed: its ranges index one buffer".into()));
+        }
         let mut g = self.lock()?;
         let h = self.seg().header;
         let old = h.total.swap(new_total, Relaxed);
@@ -1127,9 +1155,10 @@ impl SharedPool {
         if let Ok(g) = g.as_mut() {
             g.maybe_reap();
         }
+        let place = g.as_ref().ok().and_then(|g| g.place_stats());
         let total = h.total.load(Relaxed);
         let available = h.available.load(Relaxed);
-        Stats {
+        let stats = Stats {
             total_bytes: total,
             available_bytes: available.max(0) as u64,
             in_use_bytes: (i128::from(total) - i128::from(available)).clamp(0, i128::from(u64::MAX)) as u64,
@@ -1146,6 +1175,10 @@ impl SharedPool {
             wait_ns_max: h.wait_ns_max.load(Relaxed),
             reserved_bytes: figures::reserved_total(self.seg()),
             ..Stats::default()
+        };
+        match place {
+            Some(p) => Stats { largest_free_range: p.largest_free_range, free_ranges: p.free_ranges, ..stats },
+            None => stats.unplaced(),
         }
     }
 
