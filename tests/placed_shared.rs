@@ -45,6 +45,11 @@ fn helper() {
         return;
     };
     let args: Vec<&str> = role.split(' ').collect();
+    // Stop (SIGSTOP) inside the pool's lock, half-way through a grant.
+    if args[0] == "stop-in-lock" {
+        let pool = open(args[1], 0, 0, OpenFlags::default()).unwrap();
+        pool.shared_backend().unwrap().debug_stop_inside_lock(args[2].parse().unwrap()).unwrap();
+    }
     // Acquire and report the range, then hold it until killed.
     if args[0] == "hold" {
         let pool = open(args[1], 0, 0, OpenFlags::default()).unwrap();
@@ -208,4 +213,37 @@ fn long_random_sequence_over_a_shared_placed_pool() {
     // Fewer steps than in process: each check takes the segment lock per
     // live lease (the in-process test and the region test run 10^5).
     placed_sequence::random_sequence(&p, 7, 15_000);
+}
+
+#[test]
+fn kill_9_inside_the_lock_rebuilds_the_placement_from_the_entries() {
+    let name = Name::new("placed-inlock");
+    let p = open(&name.0, 1 << 20, 4096, CREATE).unwrap();
+    let a = p.try_acquire(1000).unwrap();
+    let b = p.try_acquire(5000).unwrap();
+    p.release(a.id).unwrap();
+    let before = p.stats();
+    // Attached before the lock is held (attaching takes it).
+    let q = open(&name.0, 0, 0, OpenFlags::default()).unwrap();
+    let mut stopped = Helper::spawn("stop-in-lock", &[&name.0, "300"], &[]);
+    stopped.wait_stopped();
+    // The next to lock takes the lock over from the dead holder and repairs
+    // the segment: the placement is rebuilt from the entries.
+    let backend = p.shared_backend().unwrap();
+    let taker = std::thread::spawn(move || {
+        let c = q.acquire(2000, Wait::Forever).unwrap();
+        (q.lease_offset(c.id).unwrap(), q)
+    });
+    let since = std::time::Instant::now();
+    while !backend.debug_lock_contended() {
+        assert!(since.elapsed() < Duration::from_secs(60), "the taker never waited on the lock");
+        std::thread::yield_now();
+    }
+    stopped.kill();
+    let (at, _q) = taker.join().unwrap();
+    assert_eq!(at, 0, "b's range at 4096 stayed taken; the free one at 0 was placed");
+    assert_eq!(p.lease_offset(b.id).unwrap(), 4096);
+    let after = p.stats();
+    assert_eq!(after.available_bytes, before.available_bytes - 2000, "the half-made grant was undone");
+    assert_eq!(after.free_ranges, before.free_ranges);
 }
