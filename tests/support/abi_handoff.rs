@@ -14,7 +14,7 @@
 use super::*;
 use ::mmpool::ffi::handoff::{
     mmpool_get_handoff_stats, mmpool_handoff_claim, mmpool_handoff_complete, mmpool_handoff_wait, mmpool_lease_share,
-    MMPOOL_NO_CLAIM_DEADLINE, MMPOOL_SHARE_KEEP_LEASE,
+    MMPOOL_NO_CLAIM_DEADLINE, MMPOOL_SHARE_KEEP_LEASE, MMPOOL_TOKEN_PLACED,
 };
 use ::mmpool::ffi::{mmpool_handoff_stats, mmpool_handoff_token};
 
@@ -55,13 +55,15 @@ impl Deadline {
 pub enum TokenRef {
     /// One of the tokens the library has handed out so far, of any pool.
     Known(u16),
+    /// One of the slot's outstanding hand-offs (a made-up token when none).
+    Open(u16),
     /// A known token with one field altered (by `kind`), or a made-up one:
     /// no pool issued it.
     Forged { of: u16, kind: u8, x: u64 },
 }
 
 impl TokenRef {
-    pub(super) fn resolve(self, known: &[mmpool_handoff_token]) -> mmpool_handoff_token {
+    pub(super) fn resolve(self, known: &[mmpool_handoff_token], h: &Handoffs) -> mmpool_handoff_token {
         let pick = |i: u16| {
             if known.is_empty() {
                 mmpool_handoff_token::default()
@@ -71,6 +73,11 @@ impl TokenRef {
         };
         match self {
             TokenRef::Known(i) => pick(i),
+            TokenRef::Open(_) if h.open.is_empty() => mmpool_handoff_token::default(),
+            TokenRef::Open(i) => {
+                let id = h.open.keys().nth(usize::from(i) % h.open.len()).expect("in range");
+                h.issued[id]
+            }
             TokenRef::Forged { of, kind, x } => {
                 let mut t = pick(of);
                 match kind % 6 {
@@ -89,7 +96,8 @@ impl TokenRef {
     pub(super) fn decode(data: &mut &[u8]) -> TokenRef {
         let of = u16::from_le_bytes([take_u8(data), take_u8(data)]);
         match take_u8(data) {
-            k @ 0..=199 => TokenRef::Known(of.wrapping_add(u16::from(k))),
+            k @ 0..=99 => TokenRef::Known(of.wrapping_add(u16::from(k))),
+            100..=199 => TokenRef::Open(of),
             k => TokenRef::Forged { of, kind: k, x: take_u64(data) },
         }
     }
@@ -99,6 +107,10 @@ impl TokenRef {
             TokenRef::Known(i) => {
                 out.extend_from_slice(&i.to_le_bytes());
                 out.push(0);
+            }
+            TokenRef::Open(i) => {
+                out.extend_from_slice(&i.to_le_bytes());
+                out.push(100);
             }
             TokenRef::Forged { of, kind, x } => {
                 out.extend_from_slice(&of.to_le_bytes());
@@ -129,6 +141,8 @@ pub(super) struct Handoff {
     claimed: u64,
     /// Its claim deadline has passed and no reap has collected it yet.
     due: bool,
+    /// The range it holds in a placed pool (taken from the lease it came from).
+    range: Option<u64>,
 }
 
 impl Handoff {
@@ -189,6 +203,9 @@ impl Model {
     fn finish_handoff(&mut self, id: u64) {
         let h = self.handoffs.open.remove(&id).expect("an open hand-off");
         self.handoffs.finished += 1;
+        if let (Some(p), Some(at)) = (self.placed.as_mut(), h.range) {
+            p.free_at(at);
+        }
         self.give(h.nbytes);
     }
 
@@ -227,6 +244,7 @@ impl Harness {
         );
         let m = &mut self.slots[slot].model;
         let keep = flags & MMPOOL_SHARE_KEEP_LEASE != 0;
+        let mut placement = (0, 0);
         let want = if flags & !MMPOOL_SHARE_KEEP_LEASE != 0 || parts == 0 || parts > 64 {
             MMPOOL_ERR_INVALID_ARGUMENT
         } else {
@@ -235,10 +253,16 @@ impl Harness {
                 None => MMPOOL_ERR_INVALID_LEASE,
                 Some(n) => {
                     let nbytes = if keep { 0 } else { n };
+                    // The token says where a placed lease lies.
+                    let at = m.placed.as_ref().and_then(|p| p.offset(id));
+                    placement = at.map_or((0, 0), |at| (MMPOOL_TOKEN_PLACED, at));
+                    let mut range = None;
                     if !keep {
                         m.leases.remove(&id);
+                        range = m.placed.as_mut().and_then(|p| p.take(id));
                     }
-                    let h = Handoff { parts, nbytes, done: 0, claimed: 0, due: deadline == Deadline::Passed };
+                    let due = deadline == Deadline::Passed;
+                    let h = Handoff { parts, nbytes, done: 0, claimed: 0, due, range };
                     m.handoffs.open.insert(out.id, h);
                     m.handoffs.shared += 1;
                     MMPOOL_OK
@@ -251,7 +275,7 @@ impl Harness {
             return;
         }
         assert_ne!(out.id, 0, "a hand-off token has id 0");
-        assert_eq!((out.parts, out.flags, out.offset), (parts, 0, 0), "token fields of an unplaced pool's hand-off");
+        assert_eq!((out.parts, out.flags, out.offset), (parts, placement.0, placement.1), "token fields");
         let m = &mut self.slots[slot].model;
         assert!(m.handoffs.issued.insert(out.id, out).is_none(), "hand-off id {:#x} issued twice", out.id);
         self.tokens.push(out);
