@@ -10,6 +10,10 @@ use mmpool::placement::{PlaceError, Placement, Store};
 use mmpool::pool::shared::placement::{nodes_for, rebuild, RegionHead, RegionNode, RegionStore};
 use proptest::prelude::*;
 
+#[path = "support/free_ranges.rs"]
+mod free_ranges;
+use free_ranges::{gaps, room};
+
 struct Rng(u64);
 
 impl Rng {
@@ -22,32 +26,6 @@ impl Rng {
     }
     fn below(&mut self, n: u64) -> u64 {
         self.next() % n
-    }
-}
-
-/// The free gaps between the model's used ranges, in address order.
-fn gaps(used: &BTreeMap<u64, u64>, total: u64) -> Vec<(u64, u64)> {
-    let mut out = Vec::new();
-    let mut at = 0;
-    for (&s, &l) in used {
-        if s > at {
-            out.push((at, s - at));
-        }
-        at = s + l;
-    }
-    if at < total {
-        out.push((at, total - at));
-    }
-    out
-}
-
-/// Room for an aligned range in a gap, counted the slow way.
-fn room(start: u64, len: u64, align: u64) -> u64 {
-    let first = start.div_ceil(align) * align;
-    if first >= start + len {
-        0
-    } else {
-        start + len - first
     }
 }
 

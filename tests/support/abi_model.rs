@@ -22,12 +22,22 @@ use ::mmpool::ffi::pool::*;
 use ::mmpool::ffi::process::mmpool_last_error;
 use ::mmpool::ffi::split::{mmpool_lease_merge, mmpool_lease_split};
 use ::mmpool::ffi::types::{MMPOOL_MAX_TOTAL, MMPOOL_WAIT_FOREVER};
-use ::mmpool::ffi::{mmpool, mmpool_lease, mmpool_stats, mmpool_ticket};
+use ::mmpool::ffi::{mmpool, mmpool_handoff_token, mmpool_lease, mmpool_stats, mmpool_ticket};
+
+#[path = "abi_handoff.rs"]
+mod handoff;
+#[path = "abi_placed.rs"]
+mod placed;
+pub use handoff::{Deadline, TokenRef};
+use placed::Placement;
 
 /// Pools driven at once; operations name one by `slot % SLOTS`.
-pub const SLOTS: usize = 3;
-/// A tight pool, a roomy one and a huge one.
-const INITIAL_TOTALS: [u64; SLOTS] = [8, 1000, 1 << 40];
+pub const SLOTS: usize = 4;
+/// The slot whose first pool is placed.
+pub const PLACED_SLOT: u8 = 3;
+/// A tight pool, a roomy one, a huge one and a placed one (total,
+/// alignment; 0: not placed).
+const INITIAL: [(u64, u64); SLOTS] = [(8, 0), (1000, 0), (1 << 40, 0), (1000, 8)];
 
 /// A byte count, mostly relative to the pool's total so that the interesting
 /// edges (exactly the total, one more) come up often.
@@ -70,15 +80,28 @@ pub enum IdRef {
     Zero,
     /// An id no pool of this process issued (its pool tag is above 2^23).
     Garbage(u64),
+    /// One of the slot's live leases or unredeemed tickets (0 when none):
+    /// in a long sequence, `Known` mostly names ids long gone.
+    Live(u16),
 }
 
 impl IdRef {
-    fn resolve(self, known: &[u64]) -> u64 {
+    fn resolve(self, known: &[u64], m: &Model) -> u64 {
         match self {
             IdRef::Known(_) if known.is_empty() => 0,
             IdRef::Known(i) => known[usize::from(i) % known.len()],
             IdRef::Zero => 0,
             IdRef::Garbage(x) => x | 1 << 63,
+            // A lease for even `i`, a ticket for odd (either when the other kind is none).
+            IdRef::Live(i) => {
+                let i = usize::from(i / 2);
+                if m.fates.is_empty() || (i % 2 == 0 && !m.leases.is_empty()) {
+                    return m.leases.keys().nth(i % m.leases.len().max(1)).copied().unwrap_or(0);
+                }
+                let mut tickets: Vec<u64> = m.fates.keys().copied().collect();
+                tickets.sort_unstable();
+                tickets[i % tickets.len()]
+            }
         }
     }
 }
@@ -115,6 +138,21 @@ pub enum Op {
     Split { slot: u8, id: IdRef, size: Size },
     /// `mmpool_lease_merge` of lease `from` into lease `into`.
     Merge { slot: u8, into: IdRef, from: IdRef },
+    /// `mmpool_lease_share` of a lease in `parts` parts with `flags`
+    /// (`MMPOOL_SHARE_KEEP_LEASE`, or an unknown bit).
+    Share { slot: u8, id: IdRef, parts: u8, flags: u8, deadline: Deadline },
+    /// `mmpool_handoff_claim` of the part `part` picks (see `handoff::part`).
+    Claim { slot: u8, token: TokenRef, part: u8 },
+    Complete { slot: u8, token: TokenRef, part: u8 },
+    /// `mmpool_handoff_wait` with a timeout of 0.
+    WaitHandoff { slot: u8, token: TokenRef },
+    /// `mmpool_get_handoff_stats`, or with a NULL pointer.
+    HandoffStats { slot: u8, null: bool },
+    /// `mmpool_init_placed` into a slot, alignment `1 << (align % 14)`, or
+    /// for `align` 250 and above an alignment no pool may have (0, 3, 6...).
+    InitPlaced { slot: u8, total: Size, align: u8 },
+    /// `mmpool_lease_offset`.
+    LeaseOffset { slot: u8, id: IdRef },
 }
 
 impl Op {
@@ -124,7 +162,7 @@ impl Op {
         let (&code, rest) = data.split_first()?;
         *data = rest;
         let slot = take_u8(data);
-        Some(match code % 16 {
+        Some(match code % 26 {
             0 => Op::Init { slot, total: take_size(data) },
             1 => Op::Acquire { slot, size: take_size(data) },
             2 => Op::AcquireNoWait { slot, size: take_size(data) },
@@ -140,7 +178,20 @@ impl Op {
             12 => Op::RefUnref { slot },
             13 => Op::Null { slot, call: take_u8(data) },
             14 => Op::Split { slot, id: take_id(data), size: take_size(data) },
-            _ => Op::Merge { slot, into: take_id(data), from: take_id(data) },
+            15 => Op::Merge { slot, into: take_id(data), from: take_id(data) },
+            16 | 17 => Op::Share {
+                slot,
+                id: take_id(data),
+                parts: take_u8(data),
+                flags: take_u8(data),
+                deadline: Deadline::decode(take_u8(data)),
+            },
+            18 => Op::Claim { slot, token: TokenRef::decode(data), part: take_u8(data) },
+            19 | 20 => Op::Complete { slot, token: TokenRef::decode(data), part: take_u8(data) },
+            21 => Op::WaitHandoff { slot, token: TokenRef::decode(data) },
+            22 => Op::HandoffStats { slot, null: take_u8(data) & 1 == 1 },
+            23 => Op::InitPlaced { slot, total: take_size(data), align: take_u8(data) },
+            _ => Op::LeaseOffset { slot, id: take_id(data) },
         })
     }
 
@@ -169,6 +220,10 @@ impl Op {
             IdRef::Garbage(x) => {
                 out.push(2);
                 out.extend_from_slice(&x.to_le_bytes());
+            }
+            IdRef::Live(i) => {
+                out.push(3);
+                out.extend_from_slice(&i.to_le_bytes());
             }
         };
         match *self {
@@ -229,6 +284,35 @@ impl Op {
                 put_id(out, into);
                 put_id(out, from);
             }
+            Op::Share { slot, id, parts, flags, deadline } => {
+                out.extend([16, slot]);
+                put_id(out, id);
+                out.extend([parts, flags, deadline.encode()]);
+            }
+            Op::Claim { slot, token, part } => {
+                out.extend([18, slot]);
+                token.encode(out);
+                out.push(part);
+            }
+            Op::Complete { slot, token, part } => {
+                out.extend([19, slot]);
+                token.encode(out);
+                out.push(part);
+            }
+            Op::WaitHandoff { slot, token } => {
+                out.extend([21, slot]);
+                token.encode(out);
+            }
+            Op::HandoffStats { slot, null } => out.extend([22, slot, u8::from(null)]),
+            Op::InitPlaced { slot, total, align } => {
+                out.extend([23, slot]);
+                put_size(out, total);
+                out.push(align);
+            }
+            Op::LeaseOffset { slot, id } => {
+                out.extend([24, slot]);
+                put_id(out, id);
+            }
         }
     }
 }
@@ -266,10 +350,11 @@ fn take_size(data: &mut &[u8]) -> Size {
 }
 
 fn take_id(data: &mut &[u8]) -> IdRef {
-    match take_u8(data) % 3 {
+    match take_u8(data) % 4 {
         0 => IdRef::Known(u16::from_le_bytes([take_u8(data), take_u8(data)])),
         1 => IdRef::Zero,
-        _ => IdRef::Garbage(take_u64(data)),
+        2 => IdRef::Garbage(take_u64(data)),
+        _ => IdRef::Live(u16::from_le_bytes([take_u8(data), take_u8(data)])),
     }
 }
 
@@ -330,6 +415,9 @@ struct Model {
     /// The ticket ids among them (a lease id is no ticket).
     tickets: HashSet<u64>,
     c: Counters,
+    handoffs: handoff::Handoffs,
+    /// The ranges of a placed pool.
+    placed: Option<Placement>,
 }
 
 /// What a request for bytes comes to when it is made.
@@ -341,7 +429,7 @@ enum Now {
 }
 
 impl Model {
-    fn new(total: u64) -> Self {
+    fn new(total: u64, placed: Option<Placement>) -> Self {
         Model {
             total,
             avail: i128::from(total),
@@ -352,11 +440,29 @@ impl Model {
             issued: HashSet::new(),
             tickets: HashSet::new(),
             c: Counters::default(),
+            handoffs: handoff::Handoffs::default(),
+            placed,
         }
     }
 
+    /// Whether `n` bytes can be granted now (in a placed pool: a free
+    /// range has room for them).
     fn fits(&self, n: u64) -> bool {
-        i128::from(n) <= self.avail
+        i128::from(n) <= self.avail && self.placed.as_ref().map_or(true, |p| p.fits(self.total, n))
+    }
+
+    /// Checks and records where a placed pool put the `n` bytes just granted to `id`.
+    fn place(&mut self, id: u64, n: u64) {
+        if let Some(p) = self.placed.as_mut() {
+            p.place(self.total, id, n);
+        }
+    }
+
+    /// Frees `id`'s range in a placed pool (before its bytes go back).
+    fn unplace(&mut self, id: u64) {
+        if let Some(p) = self.placed.as_mut() {
+            p.free(id);
+        }
     }
 
     fn in_use(&self) -> u64 {
@@ -376,6 +482,7 @@ impl Model {
             }
             self.line.pop_front();
             self.take(n);
+            self.place(ticket, n);
             self.c.waited_grants += 1;
             self.fates.insert(ticket, Fate::Granted(n));
         }
@@ -430,7 +537,11 @@ pub struct Harness {
     /// Every id the library handed out, in order, for `IdRef::Known`.
     known: Vec<u64>,
     seen: HashSet<u64>,
+    /// Every hand-off token the library handed out, in order, for `TokenRef`.
+    tokens: Vec<mmpool_handoff_token>,
     steps: u64,
+    /// Every operation goes to this slot, and only it is checked after each.
+    only: Option<usize>,
 }
 
 const SENTINEL_LEASE: mmpool_lease = mmpool_lease { id: 0x5e47_1e1e, nbytes: 0xdead_beef };
@@ -456,12 +567,38 @@ fn check_status(function: &str, got: mmpool_status, want: mmpool_status, ctx: &d
 
 impl Harness {
     pub fn new() -> Self {
-        let mut h = Harness { slots: Vec::new(), known: Vec::new(), seen: HashSet::new(), steps: 0 };
-        for total in INITIAL_TOTALS {
-            let handle = h.init_ok(total);
-            h.slots.push(Slot { handle, model: Model::new(total) });
+        let mut h = Harness { slots: Vec::new(), known: Vec::new(), seen: HashSet::new(), tokens: Vec::new(), steps: 0, only: None };
+        for (total, align) in INITIAL {
+            h.slots.push(Slot { handle: ptr::null_mut(), model: Model::new(total, None) });
+            let slot = h.slots.len() - 1;
+            if align == 0 {
+                let handle = h.init_ok(total);
+                h.slots[slot] = Slot { handle, model: Model::new(total, None) };
+            } else {
+                h.init_placed(slot, total, align);
+            }
         }
         h
+    }
+
+    /// A harness whose operations all go to the placed slot, checked alone
+    /// after each (for long sequences).
+    pub fn placed_only() -> Self {
+        Harness { only: Some(usize::from(PLACED_SLOT)), ..Harness::new() }
+    }
+
+    /// What the placed slot saw: its grants, waited grants and would-blocks.
+    pub fn placed_figures(&self) -> String {
+        let c = &self.slots[usize::from(PLACED_SLOT)].model.c;
+        format!("{} grants, {} after waiting, {} would-blocks", c.grants, c.waited_grants, c.would_blocks)
+    }
+
+    fn id(&self, slot: usize, id: IdRef) -> u64 {
+        id.resolve(&self.known, &self.slots[slot].model)
+    }
+
+    fn token(&self, slot: usize, token: TokenRef) -> mmpool_handoff_token {
+        token.resolve(&self.tokens, &self.slots[slot].model.handoffs)
     }
 
     /// Operations applied so far.
@@ -502,7 +639,14 @@ impl Harness {
             | Op::RefUnref { slot }
             | Op::Null { slot, .. }
             | Op::Split { slot, .. }
-            | Op::Merge { slot, .. } => usize::from(slot) % SLOTS,
+            | Op::Merge { slot, .. }
+            | Op::Share { slot, .. }
+            | Op::Claim { slot, .. }
+            | Op::Complete { slot, .. }
+            | Op::WaitHandoff { slot, .. }
+            | Op::HandoffStats { slot, .. }
+            | Op::InitPlaced { slot, .. }
+            | Op::LeaseOffset { slot, .. } => self.only.unwrap_or(usize::from(slot) % SLOTS),
         };
         let total = self.slots[slot].model.total;
         match op {
@@ -516,21 +660,21 @@ impl Harness {
             Op::AcquireNoWait { size, .. } => self.acquire(slot, size.bytes(total), Form::NoWait),
             Op::TryAcquire { size, .. } => self.acquire(slot, size.bytes(total), Form::Try),
             Op::Release { id, nbytes, .. } => {
-                let id = id.resolve(&self.known);
+                let id = self.id(slot, id);
                 self.release(slot, id, nbytes);
             }
             Op::Enqueue { size, .. } => self.enqueue(slot, size.bytes(total)),
             Op::TicketWait { id, forever, .. } => {
-                let id = id.resolve(&self.known);
+                let id = self.id(slot, id);
                 let settled = self.slots[slot].model.fates.get(&id) != Some(&Fate::Waiting);
                 self.ticket_wait(slot, id, forever && settled);
             }
             Op::TicketCancel { id, .. } => {
-                let id = id.resolve(&self.known);
+                let id = self.id(slot, id);
                 self.ticket_cancel(slot, id);
             }
             Op::Resize { id, size, .. } => {
-                let id = id.resolve(&self.known);
+                let id = self.id(slot, id);
                 self.resize(slot, id, size.bytes(total));
             }
             Op::SetTotal { total: size, .. } => self.set_total(slot, size.bytes(total)),
@@ -543,12 +687,37 @@ impl Harness {
             }
             Op::Null { call, .. } => self.null_call(slot, call),
             Op::Split { id, size, .. } => {
-                let id = id.resolve(&self.known);
+                let id = self.id(slot, id);
                 self.split(slot, id, size.bytes(total));
             }
             Op::Merge { into, from, .. } => {
-                let (into, from) = (into.resolve(&self.known), from.resolve(&self.known));
+                let (into, from) = (self.id(slot, into), self.id(slot, from));
                 self.merge(slot, into, from);
+            }
+            Op::Share { id, parts, flags, deadline, .. } => {
+                let id = self.id(slot, id);
+                self.share(slot, id, u32::from(parts), u32::from(flags), deadline);
+            }
+            Op::Claim { token, part, .. } => {
+                let token = self.token(slot, token);
+                self.claim(slot, token, handoff::part(&token, part));
+            }
+            Op::Complete { token, part, .. } => {
+                let token = self.token(slot, token);
+                self.complete(slot, token, handoff::part(&token, part));
+            }
+            Op::WaitHandoff { token, .. } => {
+                let token = self.token(slot, token);
+                self.wait_handoff(slot, token);
+            }
+            Op::HandoffStats { null, .. } => self.handoff_stats(slot, null),
+            Op::InitPlaced { total: size, align, .. } => {
+                let align = if align >= 250 { 3 * u64::from(align - 250) } else { 1 << (align % 14) };
+                self.init_placed(slot, size.bytes(total), align);
+            }
+            Op::LeaseOffset { id, .. } => {
+                let id = self.id(slot, id);
+                self.lease_offset(slot, id);
             }
         }
         self.check_all();
@@ -573,13 +742,14 @@ impl Harness {
         }
         check_status("mmpool_init", st, MMPOOL_OK, &total);
         self.retire(slot);
-        self.slots[slot] = Slot { handle: p, model: Model::new(total) };
+        self.slots[slot] = Slot { handle: p, model: Model::new(total, None) };
     }
 
     /// Cancels every pending ticket and releases every lease of a slot's pool
     /// (each call checked against the model), asserts that all bytes came
     /// back, then drops the handle.
     fn retire(&mut self, slot: usize) {
+        self.finish_handoffs(slot);
         loop {
             let m = &self.slots[slot].model;
             // Cancel in order of arrival; a cancel may grant the ones behind.
@@ -594,7 +764,10 @@ impl Harness {
             self.release(slot, id, 0);
         }
         let s = self.stats(slot);
-        assert_eq!((s.available_bytes, s.in_use_bytes, s.outstanding_leases, s.waiters), (s.total_bytes, 0, 0, 0));
+        assert_eq!(
+            (s.available_bytes, s.in_use_bytes, s.outstanding_leases, s.waiters, s.largest_free_range, s.free_ranges),
+            (s.total_bytes, 0, 0, 0, s.total_bytes, 1)
+        );
         mmpool_unref(self.slots[slot].handle);
         self.slots[slot].handle = ptr::null_mut();
     }
@@ -629,6 +802,12 @@ impl Harness {
             self.fresh(slot, out.id);
             let m = &mut self.slots[slot].model;
             m.leases.insert(out.id, n);
+            m.place(out.id, n);
+            if m.placed.is_some() && n > 0 {
+                // A placed pool grants through its line: the lease's id is
+                // a ticket's, and cancelling it is the no-op of an ended one.
+                m.tickets.insert(out.id);
+            }
             m.c.grants += 1;
         } else {
             assert_eq!(out, SENTINEL_LEASE, "{function} wrote its out-parameter on failure");
@@ -641,6 +820,7 @@ impl Harness {
         let want = if !m.issued.contains(&id) {
             MMPOOL_ERR_INVALID_LEASE
         } else if let Some(held) = m.leases.remove(&id) {
+            m.unplace(id);
             m.give(held);
             MMPOOL_OK
         } else if m.pending(id) {
@@ -678,6 +858,7 @@ impl Harness {
             Fate::Granted(0)
         } else if m.line.is_empty() && m.fits(n) {
             m.take(n);
+            m.place(out.id, n);
             Fate::Granted(n)
         } else {
             m.line.push_back((out.id, n));
@@ -727,7 +908,10 @@ impl Harness {
                     m.line.retain(|&(t, _)| t != id);
                     m.grant_ready();
                 }
-                Some(Fate::Granted(n)) => m.give(n),
+                Some(Fate::Granted(n)) => {
+                    m.unplace(id);
+                    m.give(n);
+                }
                 Some(Fate::Failed(_)) | None => {}
             }
             MMPOOL_OK
@@ -736,6 +920,9 @@ impl Harness {
     }
 
     fn resize(&mut self, slot: usize, id: u64, new: u64) {
+        if self.slots[slot].model.placed.is_some() {
+            return self.resize_placed(slot, id, new);
+        }
         let before = mmpool_lease { id, nbytes: 0x0dd };
         let mut lease = before;
         let st = mmpool_lease_resize(self.slots[slot].handle, &mut lease, new, 0);
@@ -765,13 +952,22 @@ impl Harness {
                 }
             },
         };
-        check_status("mmpool_lease_resize", st, want, &(id, new));
-        if want == MMPOOL_OK {
-            assert_eq!(lease, mmpool_lease { id, nbytes: new });
-        } else {
-            assert_eq!(lease, before, "mmpool_lease_resize changed the lease on failure");
-        }
+        check_resized(st, want, lease, before, new);
     }
+}
+
+/// Checks what `mmpool_lease_resize` of `before` to `new` bytes returned
+/// and left in `lease`: the new size on success, nothing changed on failure.
+fn check_resized(st: mmpool_status, want: mmpool_status, lease: mmpool_lease, before: mmpool_lease, new: u64) {
+    check_status("mmpool_lease_resize", st, want, &(before.id, new));
+    if want == MMPOOL_OK {
+        assert_eq!(lease, mmpool_lease { id: before.id, nbytes: new });
+    } else {
+        assert_eq!(lease, before, "mmpool_lease_resize changed the lease on failure");
+    }
+}
+
+impl Harness {
 
     /// A split moves bytes between leases: nothing is freed or taken, and
     /// the new lease counts as a grant.
@@ -796,6 +992,10 @@ impl Harness {
         assert_eq!((lease, out.nbytes), (mmpool_lease { id, nbytes: left }, n));
         m.leases.insert(id, left);
         m.leases.insert(out.id, n);
+        let total = m.total;
+        if let Some(p) = m.placed.as_mut() {
+            p.split(total, id, left, out.id, n);
+        }
         m.c.grants += 1;
     }
 
@@ -807,15 +1007,21 @@ impl Harness {
         let m = &mut self.slots[slot].model;
         let want = if into == from {
             MMPOOL_ERR_INVALID_ARGUMENT
-        } else if m.leases.contains_key(&into) && m.leases.contains_key(&from) {
-            MMPOOL_OK
-        } else {
+        } else if !(m.leases.contains_key(&into) && m.leases.contains_key(&from)) {
             MMPOOL_ERR_INVALID_LEASE
+        } else if m.placed.as_ref().is_some_and(|p| !p.adjacent(into, from)) {
+            // A placed pool merges only a range that directly follows.
+            MMPOOL_ERR_INVALID_ARGUMENT
+        } else {
+            MMPOOL_OK
         };
         check_status("mmpool_lease_merge", st, want, &(into, from));
         if want != MMPOOL_OK {
             assert_eq!(lease, before, "mmpool_lease_merge wrote on failure");
             return;
+        }
+        if let Some(p) = m.placed.as_mut() {
+            p.merge(into, from);
         }
         let moved = m.leases.remove(&from).unwrap_or(0);
         let merged = m.leases[&into] + moved;
@@ -826,7 +1032,8 @@ impl Harness {
     fn set_total(&mut self, slot: usize, new: u64) {
         let st = mmpool_set_total(self.slots[slot].handle, new);
         let m = &mut self.slots[slot].model;
-        let want = if new == 0 || new > MMPOOL_MAX_TOTAL {
+        // The total of a placed pool is fixed: its ranges index one buffer.
+        let want = if new == 0 || new > MMPOOL_MAX_TOTAL || m.placed.is_some() {
             MMPOOL_ERR_INVALID_ARGUMENT
         } else {
             m.avail += i128::from(new) - i128::from(m.total);
@@ -945,7 +1152,7 @@ impl Harness {
 
     /// After every step: each pool's figures are the model's.
     fn check_all(&self) {
-        for slot in 0..SLOTS {
+        for slot in self.only.map_or(0..SLOTS, |only| only..only + 1) {
             let m = &self.slots[slot].model;
             let p = self.slots[slot].handle;
             let s = self.stats(slot);
@@ -953,7 +1160,8 @@ impl Harness {
             assert_eq!(mmpool_total_bytes(p), m.total);
             assert_eq!(mmpool_available_bytes(p), avail);
             let held: u64 = m.leases.values().sum::<u64>()
-                + m.fates.values().map(|f| if let Fate::Granted(n) = f { *n } else { 0 }).sum::<u64>();
+                + m.fates.values().map(|f| if let Fate::Granted(n) = f { *n } else { 0 }).sum::<u64>()
+                + m.handoffs.held();
             assert_eq!(m.in_use(), held, "the model itself lost bytes");
             assert_eq!(
                 (s.total_bytes, s.available_bytes, s.in_use_bytes, s.outstanding_leases, s.waiters),
@@ -973,6 +1181,16 @@ impl Harness {
             assert_eq!(c, m.c, "slot {slot}: counters after step {}", self.steps);
             assert_eq!(s.futile_wakeups, 0, "nothing sleeps in a single thread");
             assert!(s.wait_ns_max <= s.wait_ns_total);
+            // The fragmentation figures, recounted from the model's ranges.
+            let figures = match &m.placed {
+                Some(placed) => {
+                    placed.check(m.in_use());
+                    placed.figures(m.total)
+                }
+                None => (avail, u64::from(avail > 0)),
+            };
+            assert_eq!((s.largest_free_range, s.free_ranges), figures, "slot {slot}: (largest free range, free ranges) after step {}", self.steps);
+            self.check_handoffs(slot);
         }
     }
 }

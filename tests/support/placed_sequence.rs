@@ -24,11 +24,9 @@ impl Rng {
     }
 }
 
-/// Room for an aligned range in a gap, counted the slow way.
-pub fn room(start: u64, len: u64, align: u64) -> u64 {
-    let first = start.div_ceil(align) * align;
-    (start + len).saturating_sub(first)
-}
+#[path = "free_ranges.rs"]
+mod free_ranges;
+pub use free_ranges::room;
 
 /// Checks the live ranges (`offset -> (id, nbytes)`, 0-byte leases left
 /// out) against the pool's figures.
