@@ -4,7 +4,8 @@
 # and the replay of the fuzz corpus in a debug build):
 #   * the stress test in a release build: 16 threads x 10^5 operations on an
 #     in-process pool, and the same on a shared pool;
-#   * the property tests in a release build with 20,000 cases.
+#   * the property tests in a release build with 20,000 cases;
+#   * 10^5 random calls on a placed shared pool (1.5 x 10^4 in `cargo test`).
 # Both print their counts. `--long` runs 10^7 stress operations and 200,000
 # property cases instead, and the shared pool's crash rounds (kill -9 of a
 # holder, of the head waiter, of a process stopped inside the lock) 2,000
@@ -34,6 +35,9 @@ MMPOOL_STRESS_OPS=$stress_ops cargo test --release --test stress -- --nocapture
 
 echo "-- property tests of the C ABI: $cases sequences, release build"
 PROPTEST_CASES=$cases cargo test --release --test proptest_abi -- --nocapture
+
+echo "-- a placed shared pool: 10^5 random calls, ranges and figures checked after each, release build"
+MMPOOL_PLACED_SHARED_STEPS=100000 cargo test --release --test placed_shared long_random_sequence -- --nocapture
 
 if [ "${1:-}" = "--long" ]; then
     echo "-- shared pool with real processes: 2000 crash rounds per case, 3000 corrupted segments, release build"

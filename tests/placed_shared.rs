@@ -206,9 +206,12 @@ fn kill_9_of_a_holder_frees_its_range() {
 fn long_random_sequence_over_a_shared_placed_pool() {
     let name = Name::new("placed-sequence");
     let p = open(&name.0, 1 << 24, 4096, CREATE).unwrap();
-    // Fewer steps than in process: each check takes the segment lock per
-    // live lease (the in-process test and the region test run 10^5).
-    placed_sequence::random_sequence(&p, 7, 15_000);
+    // Fewer steps than in process by default: each check takes the segment
+    // lock per live lease. scripts/test-reliability.sh runs 10^5 in a release
+    // build (MMPOOL_PLACED_SHARED_STEPS).
+    let steps = std::env::var("MMPOOL_PLACED_SHARED_STEPS").ok().and_then(|v| v.parse().ok()).unwrap_or(15_000);
+    println!("placed shared sequence: {steps} steps");
+    placed_sequence::random_sequence(&p, 7, steps);
 }
 
 #[test]
