@@ -9,12 +9,13 @@
 #
 #   bash scripts/test-loom.sh [FILTER]   # only the models whose name holds FILTER
 #
-# Optimised for the models' speed: release, without the release profile's LTO.
+# Optimised for the models' speed and a short build: release, without the
+# release profile's LTO and debug information.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 export RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR=target/loom LOOM_MAX_PREEMPTIONS=${LOOM_MAX_PREEMPTIONS:-3}
-export CARGO_PROFILE_RELEASE_LTO=false CARGO_PROFILE_RELEASE_CODEGEN_UNITS=16
+export CARGO_PROFILE_RELEASE_LTO=false CARGO_PROFILE_RELEASE_CODEGEN_UNITS=16 CARGO_PROFILE_RELEASE_DEBUG=false
 
 cargo test --release --test loom --no-run
 bin=$(cargo test --release --test loom --no-run --message-format=json 2>/dev/null \
