@@ -51,6 +51,15 @@ static void the_last_of_four_consumers_returns_the_bytes(void) {
     mmpool_handoff_token altered = token;
     altered.nonce ^= 2;
     CHECK_STATUS(mmpool_handoff_complete(pool, altered, 0), MMPOOL_ERR_INVALID_LEASE);
+    CHECK(sizeof(mmpool_handoff_token) == 32);
+    CHECK_U64(token.flags, 0);
+    CHECK_U64(token.offset, 0);
+    altered = token;
+    altered.flags = MMPOOL_TOKEN_PLACED;
+    CHECK_STATUS(mmpool_handoff_complete(pool, altered, 0), MMPOOL_ERR_INVALID_LEASE);
+    altered = token;
+    altered.offset = 4096;
+    CHECK_STATUS(mmpool_handoff_complete(pool, altered, 0), MMPOOL_ERR_INVALID_LEASE);
     CHECK_STATUS(mmpool_handoff_complete(pool, token, 4), MMPOOL_ERR_INVALID_LEASE);
     consumer c[4];
     pthread_t t[4];

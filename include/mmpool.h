@@ -45,6 +45,12 @@
 #define MMPOOL_NO_CLAIM_DEADLINE UINT64_MAX
 
 /**
+ * `mmpool_handoff_token.flags` bit: `offset` is the lease's offset in a
+ * placed pool.
+ */
+#define MMPOOL_TOKEN_PLACED 1
+
+/**
  * Buckets of `mmpool_histograms.wait_counts`: 25 finite bounds, then +Inf.
  */
 #define MMPOOL_WAIT_BUCKETS 26
@@ -53,6 +59,12 @@
  * Buckets of `mmpool_histograms.size_counts`: 25 finite bounds, then +Inf.
  */
 #define MMPOOL_SIZE_BUCKETS 26
+
+/**
+ * The alignment of a placed pool's offsets when a caller has no reason
+ * to pick another: 256 bytes.
+ */
+#define MMPOOL_DEFAULT_ALIGNMENT 256
 
 /**
  * Labels one process may hold at once in one pool.
@@ -202,9 +214,10 @@ typedef struct mmpool_lease {
 } mmpool_lease;
 
 /**
- * A hand-off's token from `mmpool_lease_share`: a plain value of 24 bytes to
+ * A hand-off's token from `mmpool_lease_share`: a plain value of 32 bytes to
  * send to the consumers as it is. A token this pool never issued, or one
- * with any field altered, is refused with `MMPOOL_ERR_INVALID_LEASE`.
+ * with any field altered (the nonce covers them all), is refused with
+ * `MMPOOL_ERR_INVALID_LEASE`.
  */
 typedef struct mmpool_handoff_token {
   /**
@@ -220,9 +233,15 @@ typedef struct mmpool_handoff_token {
    */
   uint32_t parts;
   /**
-   * 0.
+   * `MMPOOL_TOKEN_PLACED` when `offset` says where the lease lies; 0
+   * otherwise.
    */
-  uint32_t reserved;
+  uint32_t flags;
+  /**
+   * With `MMPOOL_TOKEN_PLACED`: the lease's offset in its placed pool
+   * (the consumer finds the bytes there); otherwise 0.
+   */
+  uint64_t offset;
 } mmpool_handoff_token;
 
 /**
@@ -429,6 +448,18 @@ typedef struct mmpool_stats {
    * its KV cache subtracts `total_bytes + reserved_bytes`.
    */
   uint64_t reserved_bytes;
+  /**
+   * The largest request that could be granted a range now: in a placed
+   * pool (`mmpool_init_placed`) the most room a free range has from its
+   * first aligned offset; in any other pool `available_bytes`. (A placed
+   * pool's free bytes are `available_bytes`.)
+   */
+  uint64_t largest_free_range;
+  /**
+   * Free ranges of a placed pool, each maximal (free neighbours join);
+   * in any other pool 1 when `available_bytes > 0`, else 0.
+   */
+  uint64_t free_ranges;
 } mmpool_stats;
 
 /**
@@ -492,6 +523,15 @@ typedef struct mmpool_shared_options {
    * `max_leases` if smaller).
    */
   uint32_t max_waiters;
+  /**
+   * Hand-offs outstanding at once (`mmpool_lease_share`): 1 to 4096,
+   * default 256.
+   */
+  uint32_t max_handoffs;
+  /**
+   * 0.
+   */
+  uint32_t reserved;
 } mmpool_shared_options;
 
 #ifdef __cplusplus
@@ -660,16 +700,23 @@ enum mmpool_status mmpool_torch_set_failure_mode(int mode);
  * producer's. Parts nobody has claimed (`mmpool_handoff_claim`) or completed
  * `claim_deadline_ns` from now expire: they count as completed, are counted
  * in `mmpool_handoff_stats.expired_parts` and logged once per hand-off.
- * `MMPOOL_NO_CLAIM_DEADLINE` means never. Expired parts are collected at
+ * `MMPOOL_NO_CLAIM_DEADLINE` means never (a shared pool's deadline is on
+ * the host's CLOCK_MONOTONIC). Expired parts are collected at
  * the deadline by requests waiting in line and by a producer waiting in
  * `mmpool_handoff_wait`, else by the pool's next hand-off call or hand-off
  * stats read.
  *
- * Shared pools do not offer hand-offs in this version (`INVALID_ARGUMENT`).
+ * On a shared pool a consumer in any attached process claims and
+ * completes parts; a part claimed by a process that then dies or detaches
+ * completes by itself (within the reclaim bound of leases), and the
+ * producer's death returns nothing the hand-off holds. At most
+ * `mmpool_shared_options.max_handoffs` hand-offs are outstanding at once
+ * (beyond: `SYSTEM`).
  *
  * Errors: `NULL_ARGUMENT`, `INVALID_LEASE` (unknown, another pool's, or
- * released lease), `INVALID_ARGUMENT` (`parts` 0 or above 64, unknown
- * `flags`, a shared pool).
+ * released lease, a shared pool's lease of another process),
+ * `INVALID_ARGUMENT` (`parts` 0 or above 64, unknown `flags`), `SYSTEM` (a
+ * shared pool's `max_handoffs` hand-offs are outstanding).
  */
 enum mmpool_status mmpool_lease_share(struct mmpool *pool,
                                       struct mmpool_lease lease,
@@ -680,7 +727,10 @@ enum mmpool_status mmpool_lease_share(struct mmpool *pool,
 
 /**
  * Claims part `part` of a hand-off: says a consumer took it up, so that it
- * does not expire at the claim deadline. Claiming it again is a no-op.
+ * does not expire at the claim deadline. Claiming it again is a no-op. On a
+ * shared pool the claim binds the part to the calling process: if that
+ * process dies or detaches before completing it, it completes by itself
+ * (the latest claimant holds it).
  *
  * Threads: any thread, at any time.
  *
@@ -698,7 +748,9 @@ enum mmpool_status mmpool_handoff_claim(struct mmpool *pool,
  * completion that leaves no part open returns the hand-off's bytes to the
  * pool and wakes a producer in `mmpool_handoff_wait`.
  *
- * Threads: any thread, at any time; completions of the same hand-off may race.
+ * Threads: any thread, at any time; completions of the same hand-off may
+ * race (on a shared pool, from any attached process: the segment's lock
+ * serializes them).
  *
  * Errors: `NULL_ARGUMENT`, `INVALID_LEASE` (a token this pool never issued
  * or one altered, `part` out of range).
@@ -710,7 +762,9 @@ enum mmpool_status mmpool_handoff_complete(struct mmpool *pool,
 /**
  * Waits up to `timeout_ns` (`MMPOOL_WAIT_FOREVER`: without limit; 0: not at
  * all) until the hand-off is finished: every part completed or expired.
- * `OK` at once for a finished one.
+ * `OK` at once for a finished one. On a shared pool the producer waits in
+ * any attached process, on the hand-off's futex word in the segment, and
+ * meanwhile reclaims dead processes (whose claimed parts complete).
  *
  * Errors: `NULL_ARGUMENT`, `INVALID_LEASE` (a token this pool never issued
  * or one altered), `TIMEOUT` (parts are still open).
@@ -726,8 +780,10 @@ enum mmpool_status mmpool_handoff_wait(struct mmpool *pool,
  * readable; a finished hand-off queues its event at once. Several notifiers
  * may watch one hand-off.
  *
- * Errors: `NULL_ARGUMENT`, `INVALID_ARGUMENT` (a freed notifier, a shared
- * pool), `INVALID_LEASE` (a token this pool never issued or one altered).
+ * Errors: `NULL_ARGUMENT`, `INVALID_ARGUMENT` (a freed notifier; a shared
+ * pool, whose hand-offs post no events in this version: wait with
+ * `mmpool_handoff_wait`), `INVALID_LEASE` (a token this pool never issued
+ * or one altered).
  */
 enum mmpool_status mmpool_handoff_notify(struct mmpool *pool,
                                          struct mmpool_handoff_token token,
@@ -824,6 +880,54 @@ void mmpool_notifier_free(struct mmpool_notifier *notifier);
  */
 enum mmpool_status mmpool_get_histograms(const struct mmpool *pool,
                                          struct mmpool_histograms *out_histograms);
+
+/**
+ * Creates a placed pool of `total_bytes` (1 to 2^60) and stores it, with
+ * one reference, in `*out_pool`. Every lease of 1 byte or more also holds
+ * the range `[offset, offset + nbytes)` of `[0, total_bytes)`, at an offset
+ * that is a multiple of `alignment` (a power of two; `MMPOOL_DEFAULT_ALIGNMENT`
+ * is 256); live ranges never overlap (`mmpool_lease_offset` reads it).
+ *
+ * Rules: a request waits in line, first come first served, until a free
+ * range of its size exists (a request at the head is never passed by a
+ * smaller one that would fit elsewhere); `mmpool_try_acquire` fails with
+ * `WOULD_BLOCK` while none does. A lease is charged its own size (not
+ * rounded up): the bytes up to the next aligned offset stay free, so
+ * `available_bytes` is the free bytes and `largest_free_range` the largest
+ * request placeable now. `mmpool_lease_resize` shrinks at once (the tail is
+ * free) and grows in place only, from the free range right after the
+ * lease while nobody waits; otherwise it fails at once with `WOULD_BLOCK`
+ * (the lease keeps its range). `mmpool_lease_split` gives the new lease the
+ * tail of the range; `mmpool_lease_merge` joins only a lease whose range
+ * directly follows `into`'s (else `INVALID_ARGUMENT`). A hand-off token
+ * carries the offset (`MMPOOL_TOKEN_PLACED`), and the hand-off holds the
+ * range until its last part. `mmpool_set_total` on a placed pool is
+ * `INVALID_ARGUMENT`: its ranges index one buffer. A 0-byte lease has no
+ * range (its offset reads 0).
+ *
+ * Errors: `NULL_ARGUMENT` (`out_pool`), `INVALID_ARGUMENT` (total 0 or
+ * above 2^60, alignment 0 or not a power of two).
+ */
+enum mmpool_status mmpool_init_placed(uint64_t total_bytes,
+                                      uint64_t alignment,
+                                      struct mmpool **out_pool);
+
+/**
+ * Writes where `lease`'s range starts in placed `pool` to `*out_offset`
+ * (0 for a 0-byte lease, which has none).
+ *
+ * Errors: `NULL_ARGUMENT`, `INVALID_ARGUMENT` (the pool is not placed),
+ * `INVALID_LEASE` (not an outstanding lease of this pool).
+ */
+enum mmpool_status mmpool_lease_offset(const struct mmpool *pool,
+                                       struct mmpool_lease lease,
+                                       uint64_t *out_offset);
+
+/**
+ * The alignment of placed `pool`'s offsets; 0 when the pool is not placed
+ * (or `pool` is NULL).
+ */
+uint64_t mmpool_alignment(const struct mmpool *pool);
 
 /**
  * Creates a pool of `total_bytes` (1 to 2^60) and stores it, with one
@@ -1124,7 +1228,8 @@ enum mmpool_status mmpool_open_shared(const char *name,
  * fork, thread rules and errors. An open that asks for limits other than
  * the pool's fails with `INVALID_ARGUMENT` naming both; limits out of range
  * give `INVALID_ARGUMENT` naming the bounds. Beyond the limits, calls fail
- * with `SYSTEM` naming the limit (`max_processes`, `max_leases`, `max_waiters`).
+ * with `SYSTEM` naming the limit (`max_processes`, `max_leases`, `max_waiters`,
+ * `max_handoffs`).
  *
  * Errors: `NULL_ARGUMENT` (`name`, `options`, `out_pool`),
  * `INVALID_ARGUMENT` (as for `mmpool_open_shared`; `options->size` not a

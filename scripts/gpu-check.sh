@@ -6,7 +6,11 @@
 #     buffers charged to an mmpool budget; the pool is whole afterwards;
 #  2. examples/cuda_accounting.c compares the pool's bytes in use with what
 #     cudaMemGetInfo says the device lost, and checks both come back;
-#  3. if PyTorch with CUDA is importable: tensors allocated through
+#  3. examples/cuda_ipc_handoff.c hands device memory to two consumer
+#     processes through CUDA IPC and a shared pool's hand-off: both read it
+#     intact, the producer frees it after the hand-off finishes, the pool is
+#     whole;
+#  4. if PyTorch with CUDA is importable: tensors allocated through
 #     mmpool.torch.install_allocator() are charged to the global pool, the
 #     device agrees (torch.cuda.mem_get_info), and an allocation beyond the
 #     budget aborts the process loudly.
@@ -43,7 +47,14 @@ echo "== 2. the pool's accounting against cudaMemGetInfo"
 cuda_build_accounting_example "$NV/cuda_runtime/lib"
 "$OUT/cuda_accounting" 256 16
 
-echo "== 3. PyTorch through mmpool.torch"
+echo "== 3. a hand-off of device memory to two processes through CUDA IPC"
+cuda_build_ipc_example
+log=$OUT/gpu_ipc.log
+"$OUT/cuda_ipc_handoff" | tee "$log"
+[ "$(grep -c 'through CUDA IPC, intact' "$log")" -eq 2 ] || fail "the consumers did not both read the frame intact"
+grep -q "^cuda_ipc_handoff: ok" "$log" || fail "cuda_ipc_handoff failed"
+
+echo "== 4. PyTorch through mmpool.torch"
 if ! "$PYTHON" -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)" 2>/dev/null; then
     echo "PyTorch with CUDA is not importable: skipped"
 else

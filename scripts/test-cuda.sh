@@ -12,6 +12,9 @@
 #    generated JPEG: without a GPU it must fail cleanly with the pool whole;
 #  * runs tests/cuda_real_runtime.rs with MMPOOL_CUDART = the real
 #    libcudart.so.12: MMPOOL_ERR_CUDA naming the CUDA error, pool whole;
+#  * builds examples/cuda_ipc_handoff.c (a hand-off of device memory through
+#    CUDA IPC to two consumer processes) against the real runtime; without a
+#    GPU it must fail cleanly with the pool whole;
 #  * runs examples/cuda_accounting.c over the stand-in runtime
 #    (tests/fake_cudart) as libcudart.so.12;
 #  * checks that `import mmpool.torch` without PyTorch fails with a clear error.
@@ -83,6 +86,12 @@ cuda_build_accounting_example() {
         target/debug/libmmpool.so -L"$1" -l:libcudart.so.12
 }
 
+cuda_build_ipc_example() {
+    # shellcheck disable=SC2046
+    "$CC" -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -pedantic $(cuda_includes) examples/cuda_ipc_handoff.c \
+        -o "$OUT/cuda_ipc_handoff" target/debug/libmmpool.so -L"$NV/cuda_runtime/lib" -l:libcudart.so.12
+}
+
 fail() {
     echo "FAIL: $*" >&2
     exit 1
@@ -116,6 +125,17 @@ main() {
         echo "-- tests/cuda_real_runtime.rs with MMPOOL_CUDART=$NV/cuda_runtime/lib/libcudart.so.12"
         MMPOOL_CUDART=$PWD/$NV/cuda_runtime/lib/libcudart.so.12 \
             cargo test --quiet --test cuda_real_runtime -- --ignored --nocapture
+    fi
+
+    echo "-- examples/cuda_ipc_handoff.c with the real libcudart.so.12"
+    cuda_build_ipc_example
+    if ! command -v nvidia-smi >/dev/null 2>&1; then
+        local ipc_log=$OUT/cuda_ipc_handoff.log ipc_status=0
+        LD_LIBRARY_PATH=$OUT:$NV/cuda_runtime/lib "$OUT/cuda_ipc_handoff" >"$ipc_log" 2>&1 || ipc_status=$?
+        cat "$ipc_log"
+        [ "$ipc_status" -eq 1 ] || fail "cuda_ipc_handoff exited $ipc_status, expected 1 (a clean failure)"
+        grep -q "producer: cudaMalloc: " "$ipc_log" || fail "cuda_ipc_handoff did not name the CUDA error"
+        grep -q "^producer: \([0-9]*\) of \1 bytes available" "$ipc_log" || fail "the pool was not whole"
     fi
 
     echo "-- examples/cuda_accounting.c over the stand-in runtime as libcudart.so.12"

@@ -13,4 +13,5 @@ pub mod cuda;
 #[cfg(not(loom))]
 pub mod ffi;
 
+pub use pool::placement;
 pub use pool::{Decision, Error, Event, Lease, Notifier, Pool, Stats, Ticket, Wait};

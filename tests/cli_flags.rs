@@ -261,3 +261,31 @@ fn output_into_a_closed_pipe_ends_the_command_without_a_panic() {
     assert_eq!(out.status.signal(), Some(libc::SIGPIPE), "{:?}: {stderr}", out.status);
     assert!(!stderr.contains("panicked"), "{stderr}");
 }
+
+/// The byte counts in a fragmentation row's parentheses: (free, largest, ranges).
+fn fragmentation(row: &str) -> (u64, u64, u64) {
+    let inside = row.rsplit_once('(').map(|(_, r)| r).unwrap_or_else(|| panic!("no figures in `{row}`"));
+    let n: Vec<u64> = inside.split(|c: char| !c.is_ascii_digit()).filter_map(|w| w.parse().ok()).collect();
+    assert_eq!(n.len(), 3, "three figures in `{row}`");
+    (n[0], n[1], n[2])
+}
+
+#[test]
+fn the_placed_demo_places_every_grant_and_reports_consistent_fragmentation() {
+    let r = demo_ok(&["--placed", "--workers", "4", "--requests", "25", "--video-share", "0.3", "--seed", "2"]);
+    let budget: u64 = 1 << 30;
+    let grants = first_number(row(&r.stdout, "grants "));
+    assert_eq!(grants, 100);
+    let placed = row(&r.stdout, "placed grants");
+    assert!(placed.starts_with("100 grants, 0 misplaced"), "{placed}");
+    for label in ["most free ranges", "smallest largest range"] {
+        let (free, largest, ranges) = fragmentation(row(&r.stdout, label));
+        assert!(free <= budget, "{label}: free {free} within the budget");
+        assert!(largest <= free, "{label}: the largest free range {largest} holds no more than the free {free}");
+        assert_eq!(ranges == 0, free == 0, "{label}: free bytes lie in free ranges");
+        assert!(ranges == 0 || largest * ranges >= free.saturating_sub(ranges * 255), "{label}: ranges of at most the largest");
+    }
+    let both = mmpool(&["demo", "--placed", "--async"]);
+    assert_eq!(both.code, 2);
+    assert!(both.stderr.contains("--placed and --async exclude each other"), "{}", both.stderr);
+}

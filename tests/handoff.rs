@@ -38,7 +38,10 @@ fn the_last_completion_returns_the_bytes_and_repeats_count_once() {
     assert_eq!(token.parts, 3);
     let s = pool.stats();
     assert_eq!((s.available_bytes, s.in_use_bytes, s.outstanding_leases), (40, 60, 0), "the bytes stay taken");
-    assert_eq!(pool.handoff_stats(), HandoffStats { outstanding: 1, held_bytes: 60, shared: 1, finished: 0, expired_parts: 0 });
+    assert_eq!(
+        pool.handoff_stats(),
+        HandoffStats { outstanding: 1, held_bytes: 60, shared: 1, finished: 0, expired_parts: 0 }
+    );
     assert_whole(&pool);
     pool.release(lease.id).unwrap(); // the lease ended when it was shared: a no-op
     assert_eq!(pool.available_bytes(), 40);
@@ -55,7 +58,10 @@ fn the_last_completion_returns_the_bytes_and_repeats_count_once() {
     pool.wait_handoff(&token, Wait::Forever).unwrap();
     pool.complete_part(&token, 1).unwrap(); // a finished hand-off: still a no-op
     assert_eq!(pool.available_bytes(), 100);
-    assert_eq!(pool.handoff_stats(), HandoffStats { outstanding: 0, held_bytes: 0, shared: 1, finished: 1, expired_parts: 0 });
+    assert_eq!(
+        pool.handoff_stats(),
+        HandoffStats { outstanding: 0, held_bytes: 0, shared: 1, finished: 1, expired_parts: 0 }
+    );
 }
 
 #[test]
@@ -70,6 +76,9 @@ fn forged_altered_and_foreign_tokens_and_parts_out_of_range_are_refused() {
         Token { parts: 64, ..token },
         Token { id: token.id + 1, ..token },
         Token { id: 0, ..token },
+        Token { flags: 1, ..token },
+        Token { offset: 4096, ..token },
+        Token { flags: 1, offset: 4096, ..token },
         theirs,
     ] {
         invalid_lease(pool.complete_part(&bad, 0));
@@ -277,14 +286,13 @@ fn a_notifier_gets_one_event_when_the_hand_off_finishes() {
 
 use c_errors::expect_fail;
 
-
 #[test]
 fn the_c_calls_write_only_on_success_and_say_why_they_fail() {
     let mut p: *mut mmpool = ptr::null_mut();
     assert_eq!(mmpool_init(100, &mut p), MMPOOL_OK);
     let mut lease = mmpool_lease::default();
     assert_eq!(mmpool_acquire(p, 70, &mut lease), MMPOOL_OK);
-    let sentinel = mmpool_handoff_token { id: 7, nonce: 8, parts: 9, reserved: 10 };
+    let sentinel = mmpool_handoff_token { id: 7, nonce: 8, parts: 9, flags: 10, offset: 11 };
     let mut t = sentinel;
     let none = MMPOOL_NO_CLAIM_DEADLINE;
     expect_fail(mmpool_lease_share(ptr::null_mut(), lease, 2, none, 0, &mut t), MMPOOL_ERR_NULL_ARGUMENT, "`pool`");
@@ -296,15 +304,22 @@ fn the_c_calls_write_only_on_success_and_say_why_they_fail() {
     expect_fail(mmpool_lease_share(p, unknown, 2, none, 0, &mut t), MMPOOL_ERR_INVALID_LEASE, "not issued");
     assert_eq!(t, sentinel);
     assert_eq!(mmpool_lease_share(p, lease, 2, none, 0, &mut t), MMPOOL_OK);
-    assert_eq!((t.parts, t.reserved), (2, 0));
+    assert_eq!((t.parts, t.flags, t.offset), (2, 0, 0));
+    assert_eq!(std::mem::size_of::<mmpool_handoff_token>(), 32);
     assert_ne!(t.id, 0);
 
     expect_fail(mmpool_handoff_complete(ptr::null_mut(), t, 0), MMPOOL_ERR_NULL_ARGUMENT, "`pool`");
     expect_fail(mmpool_handoff_claim(ptr::null_mut(), t, 0), MMPOOL_ERR_NULL_ARGUMENT, "`pool`");
     expect_fail(mmpool_handoff_wait(ptr::null_mut(), t, 0), MMPOOL_ERR_NULL_ARGUMENT, "`pool`");
     expect_fail(mmpool_handoff_complete(p, t, 2), MMPOOL_ERR_INVALID_LEASE, "out of range");
-    let altered = mmpool_handoff_token { reserved: 1, ..t };
-    expect_fail(mmpool_handoff_complete(p, altered, 0), MMPOOL_ERR_INVALID_LEASE, "altered");
+    for altered in [
+        mmpool_handoff_token { flags: MMPOOL_TOKEN_PLACED, ..t },
+        mmpool_handoff_token { flags: 2, ..t },
+        mmpool_handoff_token { offset: 1 << 20, ..t },
+        mmpool_handoff_token { parts: 3, ..t },
+    ] {
+        expect_fail(mmpool_handoff_complete(p, altered, 0), MMPOOL_ERR_INVALID_LEASE, "altered");
+    }
     let forged = mmpool_handoff_token { nonce: t.nonce.wrapping_add(2), ..t };
     expect_fail(mmpool_handoff_complete(p, forged, 0), MMPOOL_ERR_INVALID_LEASE, "not issued by this pool");
     expect_fail(mmpool_handoff_wait(p, t, 0), MMPOOL_ERR_TIMEOUT, "timed out");
@@ -325,13 +340,19 @@ fn the_c_calls_write_only_on_success_and_say_why_they_fail() {
 }
 
 #[test]
-fn a_shared_pool_refuses_hand_offs_for_now() {
+fn a_shared_pool_hands_off_but_posts_no_notifier_event() {
     let name = format!("test-{}-handoff", std::process::id());
     let _ = shared::unlink(&name);
     let pool = Pool::open_shared(&name, 10, OpenFlags { create: true, exclusive: false, group: false }).unwrap();
-    let lease = pool.acquire(1, Wait::Forever).unwrap();
-    assert!(matches!(pool.share_lease(lease.id, 1, None, false), Err(Error::InvalidArgument(_))));
-    assert_eq!(pool.lease(lease.id).map(|l| l.nbytes), Some(1));
-    pool.release(lease.id).unwrap();
+    let lease = pool.acquire(4, Wait::Forever).unwrap();
+    let token = pool.share_lease(lease.id, 1, None, false).unwrap();
+    assert_eq!(pool.available_bytes(), 6);
+    let n = Notifier::new().unwrap();
+    assert!(matches!(pool.notify_handoff(&token, &n, 1), Err(Error::InvalidArgument(m)) if m.contains("wait_handoff")));
+    pool.complete_part(&token, 0).unwrap();
+    assert_eq!(pool.available_bytes(), 10);
+    pool.release(lease.id).unwrap(); // shared away: a no-op
+    assert_eq!(pool.available_bytes(), 10);
+    drop(pool);
     let _ = shared::unlink(&name);
 }

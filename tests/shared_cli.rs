@@ -95,7 +95,7 @@ fn the_c_exports_open_use_and_unlink_a_shared_pool() {
 fn status_shows_the_limits_and_a_holder_that_keeps_the_lock() {
     use std::os::unix::fs::FileExt;
     let name = format!("cli-lock-{}", std::process::id());
-    let limits = shared::Limits { max_processes: 5, max_leases: 50, max_waiters: 7 };
+    let limits = shared::Limits { max_processes: 5, max_leases: 50, max_waiters: 7, max_handoffs: 9 };
     let opts = shared::SharedOptions { total_bytes: 100, flags: OpenFlags { create: true, ..OpenFlags::default() }, limits };
     let pool = Pool::open_shared_with(&name, &opts).unwrap();
     let (code, out, err) = mmpool_cmd(&["status", &name]);
@@ -135,6 +135,7 @@ fn the_c_export_with_options_checks_them() {
         max_processes: 0,
         max_leases,
         max_waiters: 0,
+        ..Default::default()
     };
     let mut pool: *mut mmpool = std::ptr::null_mut();
     assert_eq!(mmpool_open_shared_with(name.as_ptr(), std::ptr::null(), &mut pool), MMPOOL_ERR_NULL_ARGUMENT);
@@ -161,6 +162,44 @@ fn the_c_export_with_options_checks_them() {
     let other = options(0, 0, 65);
     assert_eq!(mmpool_open_shared_with(name.as_ptr(), &other, &mut again), MMPOOL_ERR_INVALID_ARGUMENT);
     assert!(last_error().contains("max_leases 64") && last_error().contains("65 was asked"), "{}", last_error());
+    let handoffs = mmpool_shared_options { max_handoffs: 3, ..options(0, 0, 0) };
+    assert_eq!(mmpool_open_shared_with(name.as_ptr(), &handoffs, &mut again), MMPOOL_ERR_INVALID_ARGUMENT);
+    assert!(last_error().contains("max_handoffs 256") && last_error().contains("3 was asked"), "{}", last_error());
+    let reserved = mmpool_shared_options { reserved: 1, ..options(0, 0, 0) };
+    assert_eq!(mmpool_open_shared_with(name.as_ptr(), &reserved, &mut again), MMPOOL_ERR_INVALID_ARGUMENT);
+    assert!(last_error().contains("reserved"), "{}", last_error());
     mmpool_unref(pool);
     assert_eq!(mmpool_unlink_shared(name.as_ptr()), MMPOOL_OK);
+}
+
+#[test]
+fn status_lists_outstanding_hand_offs_with_their_producer_and_claimants() {
+    let name = format!("cli-handoff-{}", std::process::id());
+    let _ = shared::unlink(&name);
+    let pool = Pool::open_shared(&name, 100, OpenFlags { create: true, ..OpenFlags::default() }).unwrap();
+    let (code, out, err) = mmpool_cmd(&["status", &name]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("hand-offs outstanding: 0"), "{out}");
+    let lease = pool.acquire(40, Wait::Forever).unwrap();
+    let token = pool.share_lease(lease.id, 3, None, false).unwrap();
+    pool.claim_part(&token, 1).unwrap();
+    pool.complete_part(&token, 2).unwrap();
+    let me = std::process::id();
+    let (code, out, err) = mmpool_cmd(&["status", &name]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("hand-offs outstanding: 1"), "{out}");
+    let row = out.lines().find(|l| l.contains(&format!("{:#x}", token.id))).unwrap_or_else(|| panic!("{out}"));
+    let cells: Vec<&str> = row.split_whitespace().collect();
+    assert_eq!(cells[1], me.to_string(), "the producer: {row}");
+    assert_eq!((cells[3], cells[4], cells[6]), ("40", "2", "3"), "bytes, parts left of parts: {row}");
+    assert_eq!(cells[7], me.to_string(), "the claimant: {row}");
+    let (code, out, err) = mmpool_cmd(&["status", &name, "--json"]);
+    assert_eq!(code, 0, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let h = &v["handoffs"][0];
+    assert_eq!((h["token_id"].as_u64(), h["producer_pid"].as_u64()), (Some(token.id), Some(u64::from(me))), "{v}");
+    assert_eq!((h["bytes"].as_u64(), h["parts_left"].as_u64()), (Some(40), Some(2)), "{v}");
+    assert_eq!(h["claimants"], serde_json::json!([me]), "{v}");
+    drop(pool);
+    shared::unlink(&name).unwrap();
 }

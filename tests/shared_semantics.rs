@@ -291,7 +291,7 @@ fn a_file_others_may_read_or_of_another_size_is_refused() {
 // ---- limits chosen at creation ----------------------------------------------------
 
 fn with_limits(name: &Name, total: u64, max_processes: u32, max_leases: u32, max_waiters: u32) -> Result<Arc<Pool>, Error> {
-    let limits = Limits { max_processes, max_leases, max_waiters };
+    let limits = Limits { max_processes, max_leases, max_waiters, ..Limits::default() };
     Pool::open_shared_with(&name.0, &SharedOptions { total_bytes: total, flags: CREATE, limits })
 }
 
@@ -300,7 +300,7 @@ fn limits_set_at_creation_are_kept_shown_and_enforced() {
     let name = Name::new("limits");
     let pool = with_limits(&name, 100, 2, 3, 1).unwrap();
     let snap = pool.shared_snapshot().unwrap().unwrap();
-    assert_eq!(snap.limits, Limits { max_processes: 2, max_leases: 3, max_waiters: 1 });
+    assert_eq!(snap.limits, Limits { max_processes: 2, max_leases: 3, max_waiters: 1, max_handoffs: 256 });
     // Processes: each handle is an attachment of its own; a third finds no slot.
     let second = Pool::open_shared(&name.0, 0, OpenFlags::default()).unwrap();
     let third = Pool::open_shared(&name.0, 0, OpenFlags::default()).map(|_| ());
@@ -328,7 +328,7 @@ fn an_attach_asking_for_other_limits_is_refused_naming_both() {
     let name = Name::new("limits-mismatch");
     let _pool = with_limits(&name, 100, 0, 64, 0).unwrap();
     let got = _pool.shared_snapshot().unwrap().unwrap().limits;
-    assert_eq!(got, Limits { max_processes: 128, max_leases: 64, max_waiters: 64 }, "defaults fill what was not asked");
+    assert_eq!(got, Limits { max_processes: 128, max_leases: 64, max_waiters: 64, max_handoffs: 256 }, "defaults fill what was not asked");
     let err = with_limits(&name, 0, 0, 65, 0).map(|_| ()).unwrap_err();
     assert!(matches!(&err, Error::InvalidArgument(m) if m.contains("max_leases 64") && m.contains("65 was asked")), "{err:?}");
     assert!(with_limits(&name, 0, 128, 64, 64).is_ok(), "the same limits attach");

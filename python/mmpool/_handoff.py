@@ -2,8 +2,11 @@
 pool when the last of them completes its part (``mmpool_lease_share`` and
 the ``mmpool_handoff_*`` calls, through ctypes: none of it is a hot path).
 
-A token is 24 ``bytes`` (the C struct ``mmpool_handoff_token``, little
-endian): send it, or pickle it, next to whatever names the memory."""
+A token is 32 ``bytes``, the C struct ``mmpool_handoff_token`` little
+endian, ``struct`` format ``"<QQIIQ"``: ``id``, ``nonce``, ``parts``,
+``flags`` (bit ``TOKEN_PLACED``: ``offset`` is the lease's offset in a
+placed pool) and ``offset``. Send it, or pickle it, next to whatever names
+the memory; altering any field makes the pool refuse it."""
 
 from __future__ import annotations
 
@@ -18,14 +21,15 @@ if TYPE_CHECKING:
     from ._pool import Lease, Pool
 
 SHARE_KEEP_LEASE = 1
+TOKEN_PLACED = 1
 NO_CLAIM_DEADLINE = U64_MAX
-_TOKEN = struct.Struct("<QQII")
+_TOKEN = struct.Struct("<QQIIQ")
 
 
 class TokenStruct(Structure):
     """``mmpool_handoff_token``."""
 
-    _fields_ = [("id", c_uint64), ("nonce", c_uint64), ("parts", c_uint32), ("reserved", c_uint32)]
+    _fields_ = [("id", c_uint64), ("nonce", c_uint64), ("parts", c_uint32), ("flags", c_uint32), ("offset", c_uint64)]
 
 
 HANDOFF_STATS_FIELDS = ("outstanding", "held_bytes", "shared", "finished", "expired_parts")
@@ -98,7 +102,7 @@ def share(lease: Lease, parts: int, claim_deadline: float | None, keep_lease: bo
     check(lib.mmpool_lease_share(lease.pool.handle, grant, n, deadline, flags, byref(out)), where)
     if not keep_lease:
         lease.detach()  # the bytes are the hand-off's now
-    return _TOKEN.pack(out.id, out.nonce, out.parts, out.reserved)
+    return _TOKEN.pack(out.id, out.nonce, out.parts, out.flags, out.offset)
 
 
 def complete(pool: Pool, token: bytes, part: int) -> None:

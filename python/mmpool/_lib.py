@@ -57,6 +57,8 @@ STATS_FIELDS = (
     "wait_ns_max",
     "futile_wakeups",
     "reserved_bytes",
+    "largest_free_range",
+    "free_ranges",
 )
 
 
@@ -108,6 +110,8 @@ class SharedOptionsStruct(Structure):
         ("max_processes", c_uint32),
         ("max_leases", c_uint32),
         ("max_waiters", c_uint32),
+        ("max_handoffs", c_uint32),
+        ("reserved", c_uint32),
     ]
 
 
@@ -117,6 +121,8 @@ _POOL = c_void_p
 # made through ctypes; leases and waits are mmpool._core's.
 PROTOTYPES: dict[str, tuple[Any, list[Any]]] = {
     "mmpool_init": (c_int, [c_uint64, POINTER(c_void_p)]),
+    "mmpool_init_placed": (c_int, [c_uint64, c_uint64, POINTER(c_void_p)]),
+    "mmpool_alignment": (c_uint64, [_POOL]),
     "mmpool_ref": (None, [_POOL]),
     "mmpool_unref": (None, [_POOL]),
     "mmpool_set_total": (c_int, [_POOL, c_uint64]),

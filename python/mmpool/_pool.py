@@ -11,7 +11,7 @@ from ctypes import byref, c_size_t, c_void_p, sizeof
 from dataclasses import dataclass
 from typing import ClassVar, Optional, Sequence, Tuple, TypeVar
 
-from . import _handoff, _lib
+from . import _handoff, _lib, _placed
 from ._async import AcquireAsync
 from ._lib import HistogramsStruct, ReservationStruct, StatsStruct, as_u64, check, core, lib
 from ._ticket import Ticket
@@ -60,6 +60,13 @@ class PoolStats:
     """Bytes the attached processes hold outside any lease
     (:meth:`Pool.set_reservation`); not part of the budget: an engine sizing
     its KV cache subtracts ``total_bytes + reserved_bytes``."""
+    largest_free_range: int
+    """The largest request that could be granted a range now: in a placed
+    pool the most room a free range has from its first aligned offset; in
+    any other pool ``available_bytes``."""
+    free_ranges: int
+    """Free ranges of a placed pool (each maximal); in any other pool 1 while
+    bytes are available, else 0."""
     wait_histogram: Tuple[Tuple[float, int], ...] = ()
     """The waits of the requests that waited in line, as ``(le_seconds,
     count)`` per bucket (not cumulative): bounds 1, 2, 5 per decade from 1 µs
@@ -92,10 +99,20 @@ class Lease(core.LeaseBase):
 
     ``id``, ``nbytes``, ``pool``, ``released``, ``detached``; ``release()``
     (idempotent), ``resize(nbytes, timeout=None)``, ``detach()`` -> id,
-    ``split(nbytes)`` -> Lease, ``merge(other)``, ``share(parts, ...)`` -> token.
+    ``split(nbytes)`` -> Lease, ``merge(other)``, ``share(parts, ...)`` -> token,
+    ``offset`` (placed pools).
     """
 
     __slots__ = ()
+
+    @property
+    def offset(self) -> int:
+        """Where the lease's range starts in its placed pool
+        (``Pool(total, placed=True)``): its bytes are ``[offset, offset +
+        nbytes)`` of the pool's buffer (0 for a 0-byte lease, which has none).
+        Raises ``ValueError`` for a pool that is not placed and for a lease
+        released, merged away or shared."""
+        return _placed.lease_offset(self)
 
     def share(self, parts: int = 1, claim_deadline: Optional[float] = None, keep_lease: bool = False) -> bytes:
         """Hands the lease to ``parts`` consumers and returns the token
@@ -124,7 +141,16 @@ class Pool(core.PoolBase):
     """A byte budget with first-come-first-served waiting, backed by the C
     library: the same pool can be used from C, C++ and Python at once.
 
-    ``Pool(total_bytes)`` creates one. Every method may be called from any
+    ``Pool(total_bytes)`` creates one. ``Pool(total_bytes, placed=True,
+    alignment=256)`` creates a placed pool: every lease also holds a range of
+    ``[0, total_bytes)`` at an offset that is a multiple of ``alignment`` (a
+    power of two), read from :attr:`Lease.offset`; live ranges never overlap.
+    A request waits in line (first come, first served) until a free range of
+    its size exists; ``try_acquire`` returns ``None`` while none does. A lease
+    is charged its own size; ``Lease.resize`` shrinks at once and grows in
+    place only (else ``TimeoutError`` at once, the lease unchanged; see
+    ``mmpool_init_placed`` in mmpool.h for every rule); :meth:`resize` of the
+    total is refused. Every method may be called from any
     thread; a blocked :meth:`acquire` releases the GIL and can be interrupted
     with Ctrl-C. As a context manager, the pool is closed on exit.
 
@@ -138,10 +164,14 @@ class Pool(core.PoolBase):
     _lease_class: ClassVar[type[Lease]] = Lease
     _ticket_class: ClassVar[type[Ticket]] = Ticket
 
-    def __init__(self, total_bytes: int) -> None:
+    def __init__(self, total_bytes: int, placed: bool = False, alignment: int = _placed.DEFAULT_ALIGNMENT) -> None:
         total = as_u64(total_bytes, "total_bytes")
         handle = c_void_p()
-        check(lib.mmpool_init(total, byref(handle)), type(self).__name__)
+        if placed:
+            align = as_u64(alignment, "alignment")
+            check(lib.mmpool_init_placed(total, align, byref(handle)), type(self).__name__)
+        else:
+            check(lib.mmpool_init(total, byref(handle)), type(self).__name__)
         self._own(handle.value, True)  # an in-process pool: calls keep the GIL
         _remember(self)
 
@@ -181,6 +211,16 @@ class Pool(core.PoolBase):
         Raises ``ValueError`` (negative, above the total), ``TimeoutError``,
         :class:`PoolClosedError`."""
         return AcquireAsync(self, nbytes, timeout)
+
+    @property
+    def placed(self) -> bool:
+        """Whether the pool places its leases (``Pool(..., placed=True)``)."""
+        return self.alignment != 0
+
+    @property
+    def alignment(self) -> int:
+        """The alignment of a placed pool's offsets; 0 when it is not placed."""
+        return lib.mmpool_alignment(self.handle)
 
     @property
     def total_bytes(self) -> int:
@@ -302,10 +342,15 @@ class SharedPool(Pool):
     The pool lives in ``/dev/shm/mmpool.<name>``, mode 0600 (0660 with
     ``group=True``); :meth:`unlink` removes the name.
 
-    ``max_processes``, ``max_leases`` (leases plus tickets) and
-    ``max_waiters`` are the limits chosen when the pool is created (0: the
-    defaults 128, 4096 and 1024); attaching with other non-zero values
-    raises ``ValueError`` naming both.
+    ``max_processes``, ``max_leases`` (leases plus tickets),
+    ``max_waiters`` and ``max_handoffs`` (outstanding hand-offs) are the
+    limits chosen when the pool is created (0: the defaults 128, 4096, 1024
+    and 256); attaching with other non-zero values raises ``ValueError``
+    naming both.
+
+    Hand-offs work across processes: a token from :meth:`Lease.share` in one
+    process is claimed and completed in any attached process; a part claimed
+    by a process that dies completes by itself.
     """
 
     __slots__ = ("_name",)
@@ -321,11 +366,17 @@ class SharedPool(Pool):
         max_processes: int = 0,
         max_leases: int = 0,
         max_waiters: int = 0,
+        max_handoffs: int = 0,
     ) -> None:
         total = as_u64(total_bytes, "total_bytes")
         flags = (SHARED_CREATE if create else 0) | (SHARED_EXCLUSIVE if exclusive else 0)
         flags |= SHARED_GROUP if group else 0
-        limits = {"max_processes": max_processes, "max_leases": max_leases, "max_waiters": max_waiters}
+        limits = {
+            "max_processes": max_processes,
+            "max_leases": max_leases,
+            "max_waiters": max_waiters,
+            "max_handoffs": max_handoffs,
+        }
         opts = _lib.SharedOptionsStruct(sizeof(_lib.SharedOptionsStruct), total, flags)
         for key, value in limits.items():
             if as_u64(value, key) >= 2**32:

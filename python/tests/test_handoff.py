@@ -54,7 +54,7 @@ def test_a_token_pickles_and_the_last_completion_returns_the_bytes():
     pool = mmpool.Pool(100)
     lease = pool.acquire(60)
     token = lease.share(parts=3, claim_deadline=600)
-    assert isinstance(token, bytes) and len(token) == 24
+    assert isinstance(token, bytes) and len(token) == 32
     assert pickle.loads(pickle.dumps(token)) == token
     assert lease.detached and pool.available_bytes == 40
     lease.release()  # the hand-off holds the bytes, not the lease
@@ -75,14 +75,17 @@ def test_a_token_pickles_and_the_last_completion_returns_the_bytes():
 def test_forged_tokens_and_parts_out_of_range_are_refused():
     pool = mmpool.Pool(10)
     token = pool.acquire(5).share(parts=2)
-    forged = bytearray(token)
-    forged[8] ^= 1
-    for bad in (bytes(forged), mmpool.Pool(10).acquire(1).share(parts=2)):
+    altered = []
+    for at in (8, 16, 20, 24):  # nonce, parts, flags, offset
+        forged = bytearray(token)
+        forged[at] ^= 1
+        altered.append(bytes(forged))
+    for bad in (*altered, mmpool.Pool(10).acquire(1).share(parts=2)):
         with pytest.raises(ValueError, match="not issued by this pool"):
             pool.complete(bad, 0)
     with pytest.raises(ValueError, match="out of range"):
         pool.complete(token, 2)
-    with pytest.raises(ValueError, match="24 bytes"):
+    with pytest.raises(ValueError, match="32 bytes"):
         pool.complete(b"short", 0)
     with pytest.raises(ValueError, match="1 to 64 parts"):
         pool.acquire(1).share(parts=0)

@@ -16,11 +16,13 @@ pub const MMPOOL_SHARE_KEEP_LEASE: u32 = 1;
 /// `claim_deadline_ns` value for parts that never expire.
 pub const MMPOOL_NO_CLAIM_DEADLINE: u64 = u64::MAX;
 
-fn token(t: &mmpool_handoff_token) -> Result<Token, Error> {
-    if t.reserved != 0 {
-        return Err(Error::InvalidLease(format!("hand-off token {:#x} was altered (reserved field not 0)", t.id)));
-    }
-    Ok(Token { id: t.id, nonce: t.nonce, parts: t.parts })
+/// `mmpool_handoff_token.flags` bit: `offset` is the lease's offset in a
+/// placed pool.
+pub const MMPOOL_TOKEN_PLACED: u32 = 1;
+const _: () = assert!(MMPOOL_TOKEN_PLACED == crate::pool::TOKEN_PLACED);
+
+fn token(t: &mmpool_handoff_token) -> Token {
+    Token { id: t.id, nonce: t.nonce, parts: t.parts, flags: t.flags, offset: t.offset }
 }
 
 /// Turns `lease` into a hand-off of `parts` parts (1 to 64) and writes its
@@ -32,16 +34,23 @@ fn token(t: &mmpool_handoff_token) -> Result<Token, Error> {
 /// producer's. Parts nobody has claimed (`mmpool_handoff_claim`) or completed
 /// `claim_deadline_ns` from now expire: they count as completed, are counted
 /// in `mmpool_handoff_stats.expired_parts` and logged once per hand-off.
-/// `MMPOOL_NO_CLAIM_DEADLINE` means never. Expired parts are collected at
+/// `MMPOOL_NO_CLAIM_DEADLINE` means never (a shared pool's deadline is on
+/// the host's CLOCK_MONOTONIC). Expired parts are collected at
 /// the deadline by requests waiting in line and by a producer waiting in
 /// `mmpool_handoff_wait`, else by the pool's next hand-off call or hand-off
 /// stats read.
 ///
-/// Shared pools do not offer hand-offs in this version (`INVALID_ARGUMENT`).
+/// On a shared pool a consumer in any attached process claims and
+/// completes parts; a part claimed by a process that then dies or detaches
+/// completes by itself (within the reclaim bound of leases), and the
+/// producer's death returns nothing the hand-off holds. At most
+/// `mmpool_shared_options.max_handoffs` hand-offs are outstanding at once
+/// (beyond: `SYSTEM`).
 ///
 /// Errors: `NULL_ARGUMENT`, `INVALID_LEASE` (unknown, another pool's, or
-/// released lease), `INVALID_ARGUMENT` (`parts` 0 or above 64, unknown
-/// `flags`, a shared pool).
+/// released lease, a shared pool's lease of another process),
+/// `INVALID_ARGUMENT` (`parts` 0 or above 64, unknown `flags`), `SYSTEM` (a
+/// shared pool's `max_handoffs` hand-offs are outstanding).
 #[no_mangle]
 pub extern "C" fn mmpool_lease_share(
     pool: *mut mmpool,
@@ -57,7 +66,8 @@ pub extern "C" fn mmpool_lease_share(
         if flags & !MMPOOL_SHARE_KEEP_LEASE != 0 {
             return Err(Error::InvalidArgument(format!("unknown flags {flags:#x}")).into());
         }
-        let deadline = (claim_deadline_ns != MMPOOL_NO_CLAIM_DEADLINE).then(|| std::time::Duration::from_nanos(claim_deadline_ns));
+        let deadline =
+            (claim_deadline_ns != MMPOOL_NO_CLAIM_DEADLINE).then(|| std::time::Duration::from_nanos(claim_deadline_ns));
         let t = pool.share_lease(lease.id, parts, deadline, flags & MMPOOL_SHARE_KEEP_LEASE != 0)?;
         *out_token = t.into();
         Ok(())
@@ -65,7 +75,10 @@ pub extern "C" fn mmpool_lease_share(
 }
 
 /// Claims part `part` of a hand-off: says a consumer took it up, so that it
-/// does not expire at the claim deadline. Claiming it again is a no-op.
+/// does not expire at the claim deadline. Claiming it again is a no-op. On a
+/// shared pool the claim binds the part to the calling process: if that
+/// process dies or detaches before completing it, it completes by itself
+/// (the latest claimant holds it).
 ///
 /// Threads: any thread, at any time.
 ///
@@ -77,7 +90,7 @@ pub extern "C" fn mmpool_handoff_claim(pool: *mut mmpool, token: mmpool_handoff_
     boundary!("mmpool_handoff_claim", {
         // SAFETY: the C contract: `pool` is a held handle.
         let pool = unsafe { borrow(pool, "pool") }?;
-        pool.claim_part(&self::token(&token)?, part)?;
+        pool.claim_part(&self::token(&token), part)?;
         Ok(())
     })
 }
@@ -87,7 +100,9 @@ pub extern "C" fn mmpool_handoff_claim(pool: *mut mmpool, token: mmpool_handoff_
 /// completion that leaves no part open returns the hand-off's bytes to the
 /// pool and wakes a producer in `mmpool_handoff_wait`.
 ///
-/// Threads: any thread, at any time; completions of the same hand-off may race.
+/// Threads: any thread, at any time; completions of the same hand-off may
+/// race (on a shared pool, from any attached process: the segment's lock
+/// serializes them).
 ///
 /// Errors: `NULL_ARGUMENT`, `INVALID_LEASE` (a token this pool never issued
 /// or one altered, `part` out of range).
@@ -96,23 +111,29 @@ pub extern "C" fn mmpool_handoff_complete(pool: *mut mmpool, token: mmpool_hando
     boundary!("mmpool_handoff_complete", {
         // SAFETY: the C contract: `pool` is a held handle.
         let pool = unsafe { borrow(pool, "pool") }?;
-        pool.complete_part(&self::token(&token)?, part)?;
+        pool.complete_part(&self::token(&token), part)?;
         Ok(())
     })
 }
 
 /// Waits up to `timeout_ns` (`MMPOOL_WAIT_FOREVER`: without limit; 0: not at
 /// all) until the hand-off is finished: every part completed or expired.
-/// `OK` at once for a finished one.
+/// `OK` at once for a finished one. On a shared pool the producer waits in
+/// any attached process, on the hand-off's futex word in the segment, and
+/// meanwhile reclaims dead processes (whose claimed parts complete).
 ///
 /// Errors: `NULL_ARGUMENT`, `INVALID_LEASE` (a token this pool never issued
 /// or one altered), `TIMEOUT` (parts are still open).
 #[no_mangle]
-pub extern "C" fn mmpool_handoff_wait(pool: *mut mmpool, token: mmpool_handoff_token, timeout_ns: u64) -> mmpool_status {
+pub extern "C" fn mmpool_handoff_wait(
+    pool: *mut mmpool,
+    token: mmpool_handoff_token,
+    timeout_ns: u64,
+) -> mmpool_status {
     boundary!("mmpool_handoff_wait", {
         // SAFETY: the C contract: `pool` is a held handle.
         let pool = unsafe { borrow(pool, "pool") }?;
-        pool.wait_handoff(&self::token(&token)?, Wait::timeout_ns(timeout_ns))?;
+        pool.wait_handoff(&self::token(&token), Wait::timeout_ns(timeout_ns))?;
         Ok(())
     })
 }
@@ -123,8 +144,10 @@ pub extern "C" fn mmpool_handoff_wait(pool: *mut mmpool, token: mmpool_handoff_t
 /// readable; a finished hand-off queues its event at once. Several notifiers
 /// may watch one hand-off.
 ///
-/// Errors: `NULL_ARGUMENT`, `INVALID_ARGUMENT` (a freed notifier, a shared
-/// pool), `INVALID_LEASE` (a token this pool never issued or one altered).
+/// Errors: `NULL_ARGUMENT`, `INVALID_ARGUMENT` (a freed notifier; a shared
+/// pool, whose hand-offs post no events in this version: wait with
+/// `mmpool_handoff_wait`), `INVALID_LEASE` (a token this pool never issued
+/// or one altered).
 #[no_mangle]
 pub extern "C" fn mmpool_handoff_notify(
     pool: *mut mmpool,
@@ -135,7 +158,7 @@ pub extern "C" fn mmpool_handoff_notify(
     boundary!("mmpool_handoff_notify", {
         // SAFETY: the C contract: `pool` is a held handle, `notifier` a live notifier.
         let (pool, n) = unsafe { (borrow(pool, "pool")?, self::notifier(notifier, "notifier")?) };
-        pool.notify_handoff(&self::token(&token)?, n, user_data)?;
+        pool.notify_handoff(&self::token(&token), n, user_data)?;
         Ok(())
     })
 }

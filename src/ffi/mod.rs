@@ -16,6 +16,7 @@ pub mod handoff;
 pub mod handle;
 pub mod notify;
 pub mod histograms;
+pub mod placed;
 pub mod pool;
 pub mod process;
 pub mod reservations;

@@ -113,6 +113,11 @@ pub struct mmpool_shared_options {
     /// Requests waiting in line at once: 1 to `max_leases`, default 1024 (or
     /// `max_leases` if smaller).
     pub max_waiters: u32,
+    /// Hand-offs outstanding at once (`mmpool_lease_share`): 1 to 4096,
+    /// default 256.
+    pub max_handoffs: u32,
+    /// 0.
+    pub reserved: u32,
 }
 
 /// `mmpool_open_shared` with every option, the limits included (see
@@ -120,7 +125,8 @@ pub struct mmpool_shared_options {
 /// fork, thread rules and errors. An open that asks for limits other than
 /// the pool's fails with `INVALID_ARGUMENT` naming both; limits out of range
 /// give `INVALID_ARGUMENT` naming the bounds. Beyond the limits, calls fail
-/// with `SYSTEM` naming the limit (`max_processes`, `max_leases`, `max_waiters`).
+/// with `SYSTEM` naming the limit (`max_processes`, `max_leases`, `max_waiters`,
+/// `max_handoffs`).
 ///
 /// Errors: `NULL_ARGUMENT` (`name`, `options`, `out_pool`),
 /// `INVALID_ARGUMENT` (as for `mmpool_open_shared`; `options->size` not a
@@ -137,7 +143,15 @@ pub extern "C" fn mmpool_open_shared_with(
         // or readable for `options->size` bytes, `out_pool` NULL or writable.
         let (name, o, out_pool) =
             unsafe { (name_arg(name)?, options_arg(options)?, out(out_pool, "out_pool")?) };
-        let limits = Limits { max_processes: o.max_processes, max_leases: o.max_leases, max_waiters: o.max_waiters };
+        if o.reserved != 0 {
+            return Err(Error::InvalidArgument(format!("options->reserved must be 0, got {}", o.reserved)).into());
+        }
+        let limits = Limits {
+            max_processes: o.max_processes,
+            max_leases: o.max_leases,
+            max_waiters: o.max_waiters,
+            max_handoffs: o.max_handoffs,
+        };
         let opts = SharedOptions { total_bytes: o.total_bytes, flags: OpenFlags::from_bits(o.flags)?, limits };
         *out_pool = handle::into_raw(Pool::open_shared_with(name, &opts)?);
         Ok(())

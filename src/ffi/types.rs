@@ -73,11 +73,20 @@ pub struct mmpool_stats {
     /// (`mmpool_set_reservation`): not part of the budget; an engine sizing
     /// its KV cache subtracts `total_bytes + reserved_bytes`.
     pub reserved_bytes: u64,
+    /// The largest request that could be granted a range now: in a placed
+    /// pool (`mmpool_init_placed`) the most room a free range has from its
+    /// first aligned offset; in any other pool `available_bytes`. (A placed
+    /// pool's free bytes are `available_bytes`.)
+    pub largest_free_range: u64,
+    /// Free ranges of a placed pool, each maximal (free neighbours join);
+    /// in any other pool 1 when `available_bytes > 0`, else 0.
+    pub free_ranges: u64,
 }
 
-/// A hand-off's token from `mmpool_lease_share`: a plain value of 24 bytes to
+/// A hand-off's token from `mmpool_lease_share`: a plain value of 32 bytes to
 /// send to the consumers as it is. A token this pool never issued, or one
-/// with any field altered, is refused with `MMPOOL_ERR_INVALID_LEASE`.
+/// with any field altered (the nonce covers them all), is refused with
+/// `MMPOOL_ERR_INVALID_LEASE`.
 #[repr(C)]
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct mmpool_handoff_token {
@@ -87,8 +96,12 @@ pub struct mmpool_handoff_token {
     pub nonce: u64,
     /// How many parts: consumers complete parts 0 to `parts - 1`.
     pub parts: u32,
-    /// 0.
-    pub reserved: u32,
+    /// `MMPOOL_TOKEN_PLACED` when `offset` says where the lease lies; 0
+    /// otherwise.
+    pub flags: u32,
+    /// With `MMPOOL_TOKEN_PLACED`: the lease's offset in its placed pool
+    /// (the consumer finds the bytes there); otherwise 0.
+    pub offset: u64,
 }
 
 /// Hand-off figures of a pool, from `mmpool_get_handoff_stats`.
@@ -109,7 +122,7 @@ pub struct mmpool_handoff_stats {
 
 impl From<Token> for mmpool_handoff_token {
     fn from(t: Token) -> Self {
-        mmpool_handoff_token { id: t.id, nonce: t.nonce, parts: t.parts, reserved: 0 }
+        mmpool_handoff_token { id: t.id, nonce: t.nonce, parts: t.parts, flags: t.flags, offset: t.offset }
     }
 }
 
@@ -157,6 +170,8 @@ impl From<Stats> for mmpool_stats {
             wait_ns_max: s.wait_ns_max,
             futile_wakeups: s.futile_wakeups,
             reserved_bytes: s.reserved_bytes,
+            largest_free_range: s.largest_free_range,
+            free_ranges: s.free_ranges,
         }
     }
 }

@@ -93,17 +93,31 @@ macro_rules! dispatch {
     };
 }
 
-/// What a hand-off call on a shared pool answers: its records are kept by
-/// this process only, so the shared backend does not offer them.
+/// What `notify_handoff` on a shared pool answers: a hand-off may finish in
+/// any process, whose relay would have to learn of hand-offs as it does of
+/// tickets; not offered yet.
 #[cfg(not(loom))]
-fn no_shared_handoffs() -> Error {
-    Error::InvalidArgument("hand-offs are available on in-process pools only, not yet on shared pools".into())
+fn no_shared_handoff_events() -> Error {
+    Error::InvalidArgument(
+        "a shared pool's hand-offs post no notifier events (yet): wait for one with wait_handoff \
+         (mmpool_handoff_wait) instead"
+            .into(),
+    )
 }
 
 impl Pool {
     /// A pool of `total_bytes` (1 ..= 2^60) in this process.
     pub fn new(total_bytes: u64) -> Result<Arc<Pool>, Error> {
         Ok(Self::with(Backend::Local(LocalPool::new(total_bytes)?)))
+    }
+
+    /// A placed pool of `total_bytes` (1 ..= 2^60) in this process: every
+    /// lease also holds a range `[offset, offset + nbytes)` of `[0, total)`
+    /// at an offset that is a multiple of `alignment` (a power of two;
+    /// `DEFAULT_ALIGNMENT` is 256), and live ranges never overlap. See
+    /// [`PoolCore::lease_offset`] and the rules in `local::placed`.
+    pub fn new_placed(total_bytes: u64, alignment: u64) -> Result<Arc<Pool>, Error> {
+        Ok(Self::with(Backend::Local(LocalPool::new_placed(total_bytes, alignment)?)))
     }
 
     /// Creates or attaches to the pool named `name` that all processes on the
@@ -255,6 +269,38 @@ impl PoolCore {
     /// best-effort check against stale handles, never a guarantee.
     pub fn is_live(&self) -> bool {
         self.live.load(Ordering::Acquire) == LIVE
+    }
+
+    /// Whether the pool places its leases (see [`Pool::new_placed`]).
+    pub fn is_placed(&self) -> bool {
+        match self.backend() {
+            Backend::Local(b) => b.is_placed(),
+            #[cfg(not(loom))]
+            Backend::Shared(_) => false,
+        }
+    }
+
+    /// The alignment of a placed pool's offsets; 0 for a pool that is not
+    /// placed.
+    pub fn alignment(&self) -> u64 {
+        match self.backend() {
+            Backend::Local(b) => b.alignment(),
+            #[cfg(not(loom))]
+            Backend::Shared(_) => 0,
+        }
+    }
+
+    /// Where lease `id`'s range starts in a placed pool (a 0-byte lease
+    /// has none and reads 0). A pool that is not placed:
+    /// `InvalidArgument`; a lease not outstanding: `InvalidLease`.
+    pub fn lease_offset(&self, id: u64) -> Result<u64, Error> {
+        match self.backend() {
+            Backend::Local(b) => b.lease_offset(id),
+            #[cfg(not(loom))]
+            Backend::Shared(_) => {
+                Err(Error::InvalidArgument("the pool is not placed: its leases have no offsets".into()))
+            }
+        }
     }
 
     /// Whether the bytes live in a segment shared by processes.
@@ -466,7 +512,15 @@ impl PoolCore {
         match self.backend() {
             Backend::Local(b) => b.share_lease(id, parts, claim_within, keep_lease),
             #[cfg(not(loom))]
-            Backend::Shared(_) => Err(no_shared_handoffs()),
+            Backend::Shared(b) => {
+                let token = b.share_lease(id, parts, claim_within, keep_lease)?;
+                if !keep_lease {
+                    // SAFETY: the lease's grant called `keep`, and the caller's
+                    // own handle keeps the pool alive past this: not the last one.
+                    unsafe { Self::drop_handle(self) };
+                }
+                Ok(token)
+            }
         }
     }
 
@@ -476,7 +530,7 @@ impl PoolCore {
         match self.backend() {
             Backend::Local(b) => b.claim_part(token, part),
             #[cfg(not(loom))]
-            Backend::Shared(_) => Err(no_shared_handoffs()),
+            Backend::Shared(b) => b.claim_part(token, part),
         }
     }
 
@@ -486,7 +540,7 @@ impl PoolCore {
         match self.backend() {
             Backend::Local(b) => b.complete_part(token, part),
             #[cfg(not(loom))]
-            Backend::Shared(_) => Err(no_shared_handoffs()),
+            Backend::Shared(b) => b.complete_part(token, part),
         }
     }
 
@@ -497,7 +551,7 @@ impl PoolCore {
         match self.backend() {
             Backend::Local(b) => b.wait_handoff(token, wait),
             #[cfg(not(loom))]
-            Backend::Shared(_) => Err(no_shared_handoffs()),
+            Backend::Shared(b) => b.wait_handoff(token, wait),
         }
     }
 
@@ -507,7 +561,7 @@ impl PoolCore {
         match self.backend() {
             Backend::Local(b) => b.notify_handoff(token, n.core(), user),
             #[cfg(not(loom))]
-            Backend::Shared(_) => Err(no_shared_handoffs()),
+            Backend::Shared(_) => Err(no_shared_handoff_events()),
         }
     }
 
@@ -516,25 +570,26 @@ impl PoolCore {
         match self.backend() {
             Backend::Local(b) => b.handoff(token),
             #[cfg(not(loom))]
-            Backend::Shared(_) => Err(no_shared_handoffs()),
+            Backend::Shared(b) => b.handoff(token),
         }
     }
 
-    /// Every outstanding hand-off, oldest first (none for a shared pool).
+    /// Every outstanding hand-off, oldest first (none for a shared pool
+    /// this process cannot read: damaged).
     pub fn handoffs(&self) -> Vec<HandoffInfo> {
         match self.backend() {
             Backend::Local(b) => b.handoffs(),
             #[cfg(not(loom))]
-            Backend::Shared(_) => Vec::new(),
+            Backend::Shared(b) => b.shared_handoffs().unwrap_or_default().into_iter().map(|h| h.info).collect(),
         }
     }
 
-    /// The hand-off figures (zeros for a shared pool).
+    /// The hand-off figures (zeros for a damaged shared pool).
     pub fn handoff_stats(&self) -> HandoffStats {
         match self.backend() {
             Backend::Local(b) => b.handoff_stats(),
             #[cfg(not(loom))]
-            Backend::Shared(_) => HandoffStats::default(),
+            Backend::Shared(b) => b.handoff_stats().unwrap_or_default(),
         }
     }
 
@@ -588,7 +643,11 @@ impl PoolCore {
     }
 
     pub fn stats(&self) -> Stats {
-        dispatch!(self, b => b.stats())
+        match self.backend() {
+            Backend::Local(b) => b.stats(),
+            #[cfg(not(loom))]
+            Backend::Shared(b) => b.stats().unplaced(),
+        }
     }
 
     /// The figures, or why there are none: a shared pool whose file was
@@ -598,7 +657,7 @@ impl PoolCore {
         match self.backend() {
             Backend::Local(b) => Ok(b.stats()),
             #[cfg(not(loom))]
-            Backend::Shared(b) => b.checked_stats(),
+            Backend::Shared(b) => b.checked_stats().map(Stats::unplaced),
         }
     }
 

@@ -31,8 +31,8 @@ use crate::log::{self, Level};
 pub const MAX_PARTS: u32 = 64;
 
 /// What a producer sends to the consumers of a hand-off: a plain value.
-/// `nonce` is derived from a secret of the pool with the other two fields,
-/// so a token this pool never issued (forged, or of another pool) is
+/// `nonce` is derived from a secret of the pool with every other field, so
+/// a token this pool never issued (forged, altered, or of another pool) is
 /// refused, and a token of a finished hand-off is still known for what it
 /// is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -42,6 +42,19 @@ pub struct Token {
     pub nonce: u64,
     /// How many parts: a consumer completes one of `0..parts`.
     pub parts: u32,
+    /// `TOKEN_PLACED`: `offset` is the lease's offset in a placed pool.
+    pub flags: u32,
+    /// The lease's offset in a placed pool (with `TOKEN_PLACED`), else 0.
+    pub offset: u64,
+}
+
+/// `Token::flags` bit: `offset` is the lease's offset in a placed pool.
+pub const TOKEN_PLACED: u32 = 1;
+
+/// Where a hand-off's lease lies, carried in its token: `Some(offset)` in
+/// a placed pool, `None` elsewhere.
+pub(crate) fn placement(offset: Option<u64>) -> (u32, u64) {
+    offset.map_or((0, 0), |at| (TOKEN_PLACED, at))
 }
 
 /// What a hand-off is now, for `handoff_state` and the status listing.
@@ -102,6 +115,9 @@ struct Record {
     done: u64,
     /// Parts claimed, one bit each.
     claimed: u64,
+    /// `Token::flags` and `Token::offset` of its token.
+    flags: u32,
+    offset: u64,
     deadline: Option<Instant>,
     since: Instant,
     bell: Arc<Bell>,
@@ -140,6 +156,8 @@ struct Table {
 pub(crate) struct Finished {
     id: u64,
     pub(crate) nbytes: u64,
+    /// The range its bytes hold in a placed pool, which goes back with them.
+    pub(crate) offset: Option<u64>,
 }
 
 /// The hand-offs of one pool.
@@ -162,21 +180,36 @@ impl Default for Handoffs {
     }
 }
 
-fn part_error(token: &Token, part: u32) -> Error {
+pub(crate) fn part_error(token: &Token, part: u32) -> Error {
     Error::InvalidLease(format!("part {part} is out of range: hand-off {:#x} has parts 0..{}", token.id, token.parts))
 }
 
 impl Handoffs {
-    fn nonce(&self, id: u64, parts: u32) -> u64 {
+    fn nonce(&self, id: u64, parts: u32, flags: u32, offset: u64) -> u64 {
         let mut h = self.secret.build_hasher();
         h.write_u64(id);
         h.write_u32(parts);
+        h.write_u32(flags);
+        h.write_u64(offset);
         h.finish() | 1
+    }
+
+    fn token(&self, id: u64, r: &Record) -> Token {
+        Token {
+            id,
+            nonce: self.nonce(id, r.parts, r.flags, r.offset),
+            parts: r.parts,
+            flags: r.flags,
+            offset: r.offset,
+        }
     }
 
     /// Refuses a token this pool never issued.
     fn check(&self, t: &Table, token: &Token) -> Result<(), Error> {
-        if token.id == 0 || token.id >= t.next || token.nonce != self.nonce(token.id, token.parts) {
+        if token.id == 0
+            || token.id >= t.next
+            || token.nonce != self.nonce(token.id, token.parts, token.flags, token.offset)
+        {
             return Err(Error::InvalidLease(format!(
                 "hand-off token {:#x} was not issued by this pool (or was altered)",
                 token.id
@@ -195,8 +228,15 @@ impl Handoffs {
 
     /// Records a hand-off of `nbytes` (moved out of a lease by the caller,
     /// or 0 when the producer keeps its lease) in `parts` parts (1 ..= 64);
-    /// unclaimed parts expire after `claim_within`.
-    pub(crate) fn create(&self, nbytes: u64, parts: u32, claim_within: Option<Duration>) -> Result<Token, Error> {
+    /// unclaimed parts expire after `claim_within`. `placed`: the lease's
+    /// offset in a placed pool, carried in the token.
+    pub(crate) fn create(
+        &self,
+        nbytes: u64,
+        parts: u32,
+        claim_within: Option<Duration>,
+        placed: Option<u64>,
+    ) -> Result<Token, Error> {
         check_parts(parts)?;
         let since = Instant::now();
         let deadline = claim_within.map(|d| since.checked_add(d).unwrap_or(since + Duration::from_secs(1 << 40)));
@@ -204,14 +244,29 @@ impl Handoffs {
         let id = t.next;
         t.next += 1;
         let bell = Arc::new(Bell::default());
-        t.records.insert(id, Record { nbytes, parts, done: 0, claimed: 0, deadline, since, bell, finishing: false, watchers: Vec::new() });
+        let (flags, offset) = placement(placed);
+        let r = Record {
+            nbytes,
+            parts,
+            done: 0,
+            claimed: 0,
+            flags,
+            offset,
+            deadline,
+            since,
+            bell,
+            finishing: false,
+            watchers: Vec::new(),
+        };
+        let token = self.token(id, &r);
+        t.records.insert(id, r);
         t.stats.shared += 1;
         t.stats.outstanding += 1;
         t.stats.held_bytes += nbytes;
         if deadline.is_some() {
             self.timed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         }
-        Ok(Token { id, nonce: self.nonce(id, parts), parts })
+        Ok(token)
     }
 
     /// Marks a part as taken up, so that it does not expire. Claiming a
@@ -221,9 +276,8 @@ impl Handoffs {
         let mut t = self.table.lock();
         self.check(&t, token)?;
         Self::check_part(token, part)?;
-        let gone = || {
-            Error::InvalidLease(format!("part {part} of hand-off {:#x} was already completed or expired", token.id))
-        };
+        let gone =
+            || Error::InvalidLease(format!("part {part} of hand-off {:#x} was already completed or expired", token.id));
         let r = t.records.get_mut(&token.id).filter(|r| !r.finishing).ok_or_else(gone)?;
         if r.done & 1 << part != 0 {
             return Err(gone());
@@ -238,7 +292,9 @@ impl Handoffs {
         let mut t = self.table.lock();
         self.check(&t, token)?;
         Self::check_part(token, part)?;
-        let Some(r) = t.records.get_mut(&token.id).filter(|r| !r.finishing) else { return Ok(None) };
+        let Some(r) = t.records.get_mut(&token.id).filter(|r| !r.finishing) else {
+            return Ok(None);
+        };
         r.done |= 1 << part;
         r.claimed &= !(1 << part);
         if r.left() > 0 {
@@ -248,20 +304,20 @@ impl Handoffs {
     }
 
     fn finish(&self, t: &mut Table, id: u64) -> Finished {
-        let nbytes = match t.records.get_mut(&id) {
+        let (nbytes, offset) = match t.records.get_mut(&id) {
             Some(r) => {
                 r.finishing = true;
                 if r.deadline.take().is_some() {
                     self.timed.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
                 }
-                r.nbytes
+                (r.nbytes, (r.flags & TOKEN_PLACED != 0 && r.nbytes > 0).then_some(r.offset))
             }
-            None => 0,
+            None => (0, None),
         };
         t.stats.outstanding -= 1;
         t.stats.finished += 1;
         t.stats.held_bytes -= nbytes;
-        Finished { id, nbytes }
+        Finished { id, nbytes, offset }
     }
 
     /// Ends a finished hand-off once its bytes are back, wakes the producer
@@ -353,7 +409,9 @@ impl Handoffs {
     /// claim deadline passed meanwhile, with `finished` given what it
     /// finished (the backend returns the bytes).
     pub(crate) fn wait(&self, token: &Token, wait: Wait, finished: impl Fn(Vec<Finished>)) -> Result<(), Error> {
-        let Some(bell) = self.bell(token)? else { return Ok(()) };
+        let Some(bell) = self.bell(token)? else {
+            return Ok(());
+        };
         let deadline = wait.deadline();
         loop {
             if bell.rung() {
@@ -380,7 +438,7 @@ impl Handoffs {
 
     fn info_of(&self, id: u64, r: &Record) -> HandoffInfo {
         HandoffInfo {
-            token: Token { id, nonce: self.nonce(id, r.parts), parts: r.parts },
+            token: self.token(id, r),
             nbytes: r.nbytes,
             parts_left: r.left(),
             claimed: r.claimed.count_ones(),

@@ -14,7 +14,10 @@
 use std::time::{Duration, Instant};
 
 mod handoff;
+mod placed;
 mod split;
+pub use placed::DEFAULT_ALIGNMENT;
+pub(crate) use placed::Placed;
 #[cfg(not(loom))]
 pub(crate) use split::{check_merge, check_split};
 
@@ -97,6 +100,9 @@ pub(crate) struct LocalPool {
     reservations: Reservations,
     loud: Loud,
     handoffs: Handoffs,
+    /// The alignment of a placed pool's offsets (its placement is in the
+    /// wait list); 0 for a pool that is not placed.
+    alignment: u64,
     _leak_check: LeakCheck,
 }
 
@@ -108,11 +114,28 @@ impl LocalPool {
     /// A pool of `total_bytes` (1 ..= 2^60).
     pub(crate) fn new(total_bytes: u64) -> Result<LocalPool, Error> {
         check_total(total_bytes)?;
+        Self::with(total_bytes, None)
+    }
+
+    /// A placed pool of `total_bytes` whose leases lie at offsets that are
+    /// multiples of `alignment` (a power of two); see `placed`.
+    pub(crate) fn new_placed(total_bytes: u64, alignment: u64) -> Result<LocalPool, Error> {
+        check_total(total_bytes)?;
+        let placed = Placed::new(total_bytes, alignment)?;
+        let pool = Self::with(total_bytes, Some(placed))?;
+        // `QUEUED` for good: every request and release takes the lock,
+        // where ranges are placed.
+        pool.state.queue_for_good();
+        Ok(pool)
+    }
+
+    fn with(total_bytes: u64, placed: Option<Placed>) -> Result<LocalPool, Error> {
+        let alignment = placed.as_ref().map_or(0, Placed::alignment);
         Ok(LocalPool {
             total: AtomicU64::new(total_bytes),
             state: State::new(total_bytes),
             leases: LeaseSlots::new()?,
-            waitlist: Mutex::new(Waitlist::default()),
+            waitlist: Mutex::new(Waitlist::with_placement(placed.map(Box::new))),
             low_water: AtomicI64::new(total_bytes as i64),
             timeouts: AtomicU64::new(0),
             would_blocks: AtomicU64::new(0),
@@ -122,6 +145,7 @@ impl LocalPool {
             reservations: Reservations::default(),
             loud: Loud::default(),
             handoffs: Handoffs::default(),
+            alignment,
             _leak_check: LeakCheck::new(),
         })
     }
@@ -172,9 +196,15 @@ impl LocalPool {
             Err(s) if s.closed => return Err(self.closed()),
             Err(_) => {}
         }
-        match self.join_line(nbytes, false)? {
-            Joined::Now(_) => {}
-            Joined::Queued(w) => self.wait_for(&w, wait, OnTimeout::Leave)?,
+        let ticket = match self.join_line(nbytes, false)? {
+            Joined::Now(ticket) => ticket,
+            Joined::Queued(w) => {
+                self.wait_for(&w, wait, OnTimeout::Leave)?;
+                w.ticket
+            }
+        };
+        if self.is_placed() {
+            return Ok(self.collect(ticket, nbytes));
         }
         self.record(nbytes)
     }
@@ -186,6 +216,7 @@ impl LocalPool {
         match self.take_now(nbytes) {
             Ok(()) => self.record(nbytes),
             Err(s) if s.closed => Err(self.closed()),
+            Err(_) if self.is_placed() => self.try_place(nbytes),
             Err(s) => {
                 bump(&self.would_blocks);
                 Err(Error::WouldBlock {
@@ -205,6 +236,9 @@ impl LocalPool {
         let mut wl = self.lock();
         match self.leases.remove(id)? {
             Removed::Now(nbytes) => {
+                if let Some(p) = wl.placed.as_mut() {
+                    p.release(id)?;
+                }
                 self.state.add(nbytes as i64);
                 self.grant_ready(&mut wl);
                 Ok(match wl.retired.as_mut() {
@@ -327,6 +361,9 @@ impl LocalPool {
         match fate {
             Fate::Waiting => self.grant_ready(&mut wl),
             Fate::Granted => {
+                if let Some(p) = wl.placed.as_mut() {
+                    p.release(ticket.id)?;
+                }
                 self.state.add(w.map_or(0, |w| w.nbytes) as i64);
                 self.grant_ready(&mut wl);
             }
@@ -350,6 +387,9 @@ impl LocalPool {
     /// Changes what a lease holds. Shrinking returns bytes at once; growing
     /// waits in line for the difference, like an acquire, up to `wait`.
     pub(crate) fn resize_lease(&self, id: u64, new_nbytes: u64, wait: Wait) -> Result<Lease, Error> {
+        if self.is_placed() {
+            return self.resize_placed(id, new_nbytes, wait);
+        }
         let old = self.leases.get(id)?;
         if new_nbytes <= old {
             let (before, after) = self.leases.update(id, |cur| cur.min(new_nbytes))?;
@@ -380,6 +420,11 @@ impl LocalPool {
     /// revokes a lease, and waiters larger than the new total fail.
     pub(crate) fn set_total(&self, new_total: u64) -> Result<(), Error> {
         check_total(new_total)?;
+        if self.is_placed() {
+            return Err(Error::InvalidArgument(
+                "the total of a placed pool is fixed: its ranges index one buffer".into(),
+            ));
+        }
         let mut wl = self.lock();
         let old = self.total.swap(new_total, Ordering::AcqRel);
         let delta = new_total as i64 - old as i64;
@@ -398,7 +443,7 @@ impl LocalPool {
         self.state.set_closed();
         let failed = wl.fail_where(None);
         self.closed_rejections.fetch_add(failed, Ordering::Relaxed);
-        if wl.retired.is_none() {
+        if wl.retired.is_none() && wl.placed.is_none() {
             self.state.clear_queued();
         }
     }
@@ -410,12 +455,13 @@ impl LocalPool {
     pub(crate) fn stats(&self) -> Stats {
         // The total and the free bytes are read together under the wait-list
         // lock, which `set_total` holds while it changes both.
-        let (waiters, counters, total, s, low) = {
+        let (waiters, counters, total, s, low, place) = {
             let wl = self.lock();
-            (wl.len() as u64, wl.counters, self.total_bytes(), self.state.load(), self.low_water.load(Ordering::Relaxed))
+            let place = wl.placed.as_ref().map(|p| p.stats());
+            (wl.len() as u64, wl.counters, self.total_bytes(), self.state.load(), self.low_water.load(Ordering::Relaxed), place)
         };
         let (outstanding, _, grants) = self.leases.totals();
-        Stats {
+        let stats = Stats {
             total_bytes: total,
             available_bytes: s.available.max(0) as u64,
             in_use_bytes: (total as i64 - s.available).max(0) as u64,
@@ -432,6 +478,11 @@ impl LocalPool {
             wait_ns_max: counters.wait_ns_max,
             futile_wakeups: self.futile_wakeups.load(Ordering::Relaxed),
             reserved_bytes: self.reservations.total(),
+            ..Stats::default()
+        };
+        match place {
+            Some(p) => Stats { largest_free_range: p.largest_free_range, free_ranges: p.free_ranges, ..stats },
+            None => stats.unplaced(),
         }
     }
 
@@ -544,6 +595,15 @@ impl LocalPool {
     /// Under the lock: grants from the head of the line while the bytes reach.
     fn grant_ready(&self, wl: &mut Waitlist) {
         while let Some(head) = wl.head() {
+            if wl.placed.is_some() {
+                let (ticket, nbytes) = (head.ticket, head.nbytes);
+                // A damaged placement (a bug) keeps the line waiting.
+                if !self.place_locked(wl, ticket, nbytes).unwrap_or(false) {
+                    return;
+                }
+                wl.grant_head();
+                continue;
+            }
             match self.state.take_locked(head.nbytes) {
                 Some(left) => {
                     self.note_low(left);
@@ -552,8 +612,9 @@ impl LocalPool {
                 None => return,
             }
         }
-        // A retired pool keeps `QUEUED` so that releases keep coming here.
-        if wl.retired.is_none() {
+        // A retired pool keeps `QUEUED` so that releases keep coming here,
+        // and so does a placed pool.
+        if wl.retired.is_none() && wl.placed.is_none() {
             self.state.clear_queued();
         }
     }
@@ -571,6 +632,8 @@ impl LocalPool {
             true
         } else if !wl.is_empty() {
             false
+        } else if wl.placed.is_some() {
+            self.place_locked(&mut wl, ticket, nbytes)?
         } else {
             match self.state.take_or_queue(nbytes) {
                 Ok(left) => {

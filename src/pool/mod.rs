@@ -16,6 +16,7 @@ mod handoff;
 mod lease;
 mod local;
 mod notify;
+pub mod placement;
 pub mod reservations;
 #[cfg(not(loom))]
 pub mod shared;
@@ -27,11 +28,11 @@ mod waitlist;
 
 pub use error::Error;
 pub use front::{Pool, PoolCore};
-pub use handoff::{HandoffInfo, HandoffStats, Token, MAX_PARTS};
+pub use handoff::{HandoffInfo, HandoffStats, Token, MAX_PARTS, TOKEN_PLACED};
 #[cfg(not(loom))]
 pub use global::{global, init_global, set_global, split_budget};
 pub use lease::{Admission, Lease, Ticket};
-pub use local::Wait;
+pub use local::{Wait, DEFAULT_ALIGNMENT};
 pub use notify::{Decision, Event, Notifier};
 pub use state::MAX_TOTAL;
 pub use stats::Stats;

@@ -175,4 +175,10 @@ impl State {
     pub(crate) fn retire(&self) {
         self.word.fetch_or(CLOSED | QUEUED, Ordering::AcqRel);
     }
+
+    /// At creation of a placed pool: `QUEUED` for good, so that every
+    /// request and release takes the wait-list lock, where ranges are placed.
+    pub(crate) fn queue_for_good(&self) {
+        self.word.fetch_or(QUEUED, Ordering::AcqRel);
+    }
 }

@@ -38,4 +38,22 @@ pub struct Stats {
     /// Bytes the attached processes hold outside any lease (fixed
     /// reservations, see `Pool::set_reservation`); not part of the budget.
     pub reserved_bytes: u64,
+    /// The largest request that could be placed now: for a placed pool the
+    /// most room a free range has from its first aligned offset; for any
+    /// other pool the available bytes.
+    pub largest_free_range: u64,
+    /// Free ranges of a placed pool (free neighbours coalesce, so each is
+    /// maximal); for any other pool 1 when bytes are available, else 0.
+    pub free_ranges: u64,
+}
+
+impl Stats {
+    /// A pool that is not placed: its free bytes count as one range.
+    pub(crate) fn unplaced(self) -> Stats {
+        Stats {
+            largest_free_range: self.available_bytes,
+            free_ranges: u64::from(self.available_bytes > 0),
+            ..self
+        }
+    }
 }

@@ -15,6 +15,7 @@ use super::error::Error;
 use super::histogram::{wait_bucket, WAIT_BUCKETS};
 use super::lease::IdMap;
 use super::notify::{Core, Decision, Registrations, Rings};
+use super::local::Placed;
 use super::sync::{Arc, AtomicU64, Ordering, Parker, ASLEEP};
 
 const WAITING: u64 = 0;
@@ -162,12 +163,19 @@ pub(crate) struct Waitlist {
     notify: Registrations,
     /// Threads to wake and notifiers to ring once the lock is let go.
     wakes: Wakes,
+    /// A placed pool's placement (see `local::placed`).
+    pub(crate) placed: Option<Box<Placed>>,
 }
 
 /// Spare records kept at most.
 const SPARES: usize = 64;
 
 impl Waitlist {
+    /// An empty line; `placed` for a placed pool.
+    pub(crate) fn with_placement(placed: Option<Box<Placed>>) -> Waitlist {
+        Waitlist { placed, ..Waitlist::default() }
+    }
+
     /// Numbers the next ticket (from 1).
     pub(crate) fn next_ticket_seq(&mut self) -> u64 {
         self.tickets_issued += 1;

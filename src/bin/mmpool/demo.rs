@@ -16,10 +16,11 @@ use mmpool::pool::MAX_TOTAL;
 use mmpool::{Pool, Stats, Wait};
 
 use crate::args::{count, parse_bytes, settle, unknown, Args};
+use crate::demo_placed::Fragmentation;
 
 const HELP: &str = "\
 usage: mmpool demo [--budget BYTES] [--workers N] [--duration SECONDS | --requests N]
-                   [--video-share F] [--seed N] [--async [--executor N]]
+                   [--video-share F] [--seed N] [--async [--executor N] | --placed]
 
 Worker threads decode a random mix of images (1-8 MiB) and video batches
 (100-800 MiB) through one budget; a table then shows the peak against the
@@ -42,6 +43,10 @@ budget, who waited and how long. Flags take `--flag value` or `--flag=value`.
                        (one notifier fd for all), and only a granted decode goes
                        to a small executor of threads, which decode and release
   --executor N         with --async: the executor's threads, 1 to 1024 (default 4)
+  --placed             a placed pool: every grant also gets a range of the budget
+                       at a 256-byte aligned offset, as in one preallocated buffer;
+                       the table adds the fragmentation at its worst (free bytes,
+                       largest free range, free ranges), sampled at each grant
   --version            print the version";
 
 const MIB: u64 = 1 << 20;
@@ -67,6 +72,8 @@ pub struct Config {
     pub seed: u64,
     /// `--async`: the executor's threads.
     executor: Option<usize>,
+    /// `--placed`.
+    placed: bool,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -114,6 +121,7 @@ fn parse(args: &[String]) -> Result<Option<Config>, String> {
         video_share: 0.1,
         seed: 1,
         executor: None,
+        placed: false,
     };
     let (mut duration, mut requests, mut workers, mut executor, mut asynchronous) = (None, None, None, None, false);
     while let Some(flag) = a.next_flag() {
@@ -121,6 +129,7 @@ fn parse(args: &[String]) -> Result<Option<Config>, String> {
             "--budget" => c.budget = budget(&a.value(&flag)?)?,
             "--workers" => workers = Some(a.value(&flag)?),
             "--async" => asynchronous = true,
+            "--placed" => c.placed = true,
             "--executor" => executor = Some(a.number_in(&flag, 1..=MAX_WORKERS)?),
             "--duration" => duration = Some(a.number_in(&flag, 0.001..=MAX_SECONDS)?),
             "--requests" => requests = Some(a.number_in(&flag, 1..=MAX_REQUESTS)?),
@@ -144,6 +153,9 @@ fn parse(args: &[String]) -> Result<Option<Config>, String> {
             _ if asynchronous => return Err(format!("--workers must be from 1 to {most}, got `{w}`")),
             _ => return Err(format!("--workers must be from 1 to {most}, got `{w}` (up to {MAX_COROUTINES} with --async)")),
         };
+    }
+    if c.placed && asynchronous {
+        return Err("--placed and --async exclude each other: give one".into());
     }
     if executor.is_some() && !asynchronous {
         return Err("--executor needs --async".into());
@@ -180,7 +192,9 @@ pub fn main(args: &[String]) -> i32 {
 }
 
 fn run(c: &Config) -> Result<(), String> {
-    let pool = Pool::new(c.budget).map_err(|e| e.to_string())?;
+    let pool = if c.placed { Pool::new_placed(c.budget, crate::demo_placed::ALIGNMENT) } else { Pool::new(c.budget) }
+        .map_err(|e| e.to_string())?;
+    let fragmentation = c.placed.then(|| Arc::new(crate::demo_placed::Fragmentation::default()));
     let length = match c.length {
         Length::For(d) => format!(" for {:.1} s", d.as_secs_f64()),
         Length::Requests(n) => format!(", {} each", count(n, "request")),
@@ -210,7 +224,7 @@ fn run(c: &Config) -> Result<(), String> {
     }
     let stop = Arc::new(AtomicBool::new(false));
     let started = Instant::now();
-    let workers = match start_workers(c, &pool, &stop) {
+    let workers = match start_workers(c, &pool, &stop, &fragmentation) {
         Ok(w) => w,
         Err((started, e)) => {
             stop.store(true, Ordering::Relaxed);
@@ -247,24 +261,30 @@ fn run(c: &Config) -> Result<(), String> {
     let elapsed = started.elapsed();
     // The last line: every decode has ended, so its grants are the table's.
     progress(&pool.stats(), started, live, true);
-    report(&pool, &samples, elapsed)
+    report(&pool, &samples, elapsed)?;
+    fragmentation.map_or(Ok(()), |f| f.report())
 }
 
 type Worker = JoinHandle<Vec<Sample>>;
 
 /// One thread per worker; on failure, the ones started and why.
-fn start_workers(c: &Config, pool: &Arc<Pool>, stop: &Arc<AtomicBool>) -> Result<Vec<Worker>, (Vec<Worker>, String)> {
+fn start_workers(
+    c: &Config,
+    pool: &Arc<Pool>,
+    stop: &Arc<AtomicBool>,
+    fragmentation: &Option<Arc<Fragmentation>>,
+) -> Result<Vec<Worker>, (Vec<Worker>, String)> {
     let requests = match c.length {
         Length::For(_) => u64::MAX,
         Length::Requests(n) => n,
     };
     let mut workers = Vec::with_capacity(c.workers);
     for w in 0..c.workers {
-        let (pool, stop) = (pool.clone(), stop.clone());
+        let (pool, stop, fragmentation) = (pool.clone(), stop.clone(), fragmentation.clone());
         let (rng, share) = (Rng::for_worker(c.seed, w), c.video_share);
         let spawned = thread::Builder::new()
             .name(format!("decode-{w}"))
-            .spawn(move || decode_loop(&pool, &stop, rng, share, requests));
+            .spawn(move || decode_loop(&pool, &stop, rng, share, requests, fragmentation.as_deref()));
         match spawned {
             Ok(handle) => workers.push(handle),
             Err(e) => return Err((workers, format!("cannot start worker {} of {}: {e}", w + 1, c.workers))),
@@ -293,7 +313,14 @@ pub fn progress(s: &Stats, started: Instant, live: bool, last: bool) {
     }
 }
 
-fn decode_loop(pool: &Arc<Pool>, stop: &AtomicBool, mut rng: Rng, video_share: f64, requests: u64) -> Vec<Sample> {
+fn decode_loop(
+    pool: &Arc<Pool>,
+    stop: &AtomicBool,
+    mut rng: Rng,
+    video_share: f64,
+    requests: u64,
+    fragmentation: Option<&Fragmentation>,
+) -> Vec<Sample> {
     let mut out = Vec::new();
     for _ in 0..requests {
         if stop.load(Ordering::Relaxed) {
@@ -309,6 +336,9 @@ fn decode_loop(pool: &Arc<Pool>, stop: &AtomicBool, mut rng: Rng, video_share: f
             }
         };
         let waited = asked.elapsed();
+        if let Some(f) = fragmentation {
+            f.note(pool, &lease);
+        }
         thread::sleep(decode_time(nbytes));
         let _ = pool.release(lease.id);
         out.push(Sample { class, nbytes, waited });

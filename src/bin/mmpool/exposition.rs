@@ -210,8 +210,9 @@ mod tests {
             procs: two_processes("nvdec \"x\""),
             lock_recoveries: 0,
             reaped_procs: 0,
-            limits: Limits { max_processes: 3, max_leases: 40, max_waiters: 5 },
+            limits: Limits { max_processes: 3, max_leases: 40, max_waiters: 5, max_handoffs: 6 },
             lock_holder: None,
+            handoffs: Vec::new(),
         }
     }
 

@@ -15,10 +15,13 @@ mod bench_shared;
 mod demo;
 #[cfg(not(loom))]
 mod demo_async;
+mod demo_placed;
 #[cfg(not(loom))]
 mod exporter;
 #[cfg(not(loom))]
 mod exposition;
+#[cfg(not(loom))]
+mod handoff_rows;
 #[cfg(not(loom))]
 mod status;
 

@@ -5,13 +5,16 @@ use mmpool::pool::reservations;
 use mmpool::pool::shared::{self, LockHolder, SharedPool, SharedSnapshot};
 
 use crate::exposition::{render, PoolFigures};
+use crate::handoff_rows;
 
 const STATUS_USAGE: &str = "\
 usage: mmpool status NAME [--json | --prometheus]
 
 Prints the shared pool NAME (/dev/shm/mmpool.NAME): total, in use, peak,
 waiters, counters, the limits chosen at its creation, and a table of the
-attached processes (pid, leases, bytes held, requests waiting). Processes that
+attached processes (pid, leases, bytes held, requests waiting), then the
+outstanding hand-offs (token id, producer pid, age, bytes, parts left, the pids
+holding claimed parts). Processes that
 died are reclaimed first. If a process keeps the pool's lock, the figures are
 read without it and the holder's pid is shown with how long it has held it.
 --json prints one JSON object instead; --prometheus the figures in Prometheus'
@@ -61,8 +64,8 @@ fn text(s: &SharedSnapshot) -> String {
         (
             "limits",
             format!(
-                "{} processes, {} leases and tickets, {} waiters",
-                s.limits.max_processes, s.limits.max_leases, s.limits.max_waiters
+                "{} processes, {} leases and tickets, {} waiters, {} hand-offs",
+                s.limits.max_processes, s.limits.max_leases, s.limits.max_waiters, s.limits.max_handoffs
             ),
         ),
         (
@@ -91,7 +94,7 @@ fn text(s: &SharedSnapshot) -> String {
             }
         }
     }
-    out
+    out + &handoff_rows::text(&s.handoffs)
 }
 
 fn lock_text(holder: Option<&LockHolder>) -> String {
@@ -176,6 +179,7 @@ fn json(s: &SharedSnapshot) -> String {
         ("max_processes", u64::from(s.limits.max_processes)),
         ("max_leases", u64::from(s.limits.max_leases)),
         ("max_waiters", u64::from(s.limits.max_waiters)),
+        ("max_handoffs", u64::from(s.limits.max_handoffs)),
     ];
     let mut fields = vec![
         format!("\"name\":{}", json_string(&s.name)),
@@ -185,6 +189,7 @@ fn json(s: &SharedSnapshot) -> String {
     fields.extend(numbers.iter().map(|(k, v)| format!("\"{k}\":{v}")));
     fields.push(format!("\"lock_holder\":{}", lock_json(s.lock_holder.as_ref())));
     fields.push(format!("\"processes\":[{}]", procs.join(",")));
+    fields.push(format!("\"handoffs\":{}", handoff_rows::json(&s.handoffs)));
     format!("{{{}}}", fields.join(","))
 }
 
@@ -295,8 +300,9 @@ mod tests {
             procs: crate::exposition::two_processes("cuda-context"),
             lock_recoveries: 0,
             reaped_procs: 2,
-            limits: Limits { max_processes: 3, max_leases: 40, max_waiters: 5 },
+            limits: Limits { max_processes: 3, max_leases: 40, max_waiters: 5, max_handoffs: 6 },
             lock_holder: None,
+            handoffs: Vec::new(),
         };
         let j = json(&s);
         assert!(j.starts_with("{\"name\":\"a\\\"b\""), "{j}");
@@ -311,7 +317,7 @@ mod tests {
         assert!(text(&s).contains("processes attached: 1"));
         assert!(j.contains("\"max_processes\":3,\"max_leases\":40,\"max_waiters\":5"), "{j}");
         assert!(j.contains("\"lock_holder\":null"), "{j}");
-        assert!(text(&s).contains("limits      3 processes, 40 leases and tickets, 5 waiters"), "{}", text(&s));
+        assert!(text(&s).contains("limits      3 processes, 40 leases and tickets, 5 waiters, 6 hand-offs"), "{}", text(&s));
     }
 
     #[test]

@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 use super::super::error::Error;
 use super::super::handoff::{check_parts, Finished, HandoffInfo, HandoffStats, Token};
 use super::super::notify::Core;
-use super::super::sync::Arc;
 use super::super::slots::Removed;
+use super::super::sync::Arc;
 use super::{LocalPool, Wait};
 
 impl LocalPool {
@@ -27,18 +27,21 @@ impl LocalPool {
         self.reap_handoffs();
         if keep_lease {
             self.leases.get(id)?;
-            return self.handoffs.create(0, parts, claim_within);
+            let at = self.placed_offset(id)?;
+            return self.handoffs.create(0, parts, claim_within, at);
         }
         let mut wl = self.lock();
         let nbytes = match self.leases.remove(id)? {
             Removed::Now(nbytes) => nbytes,
             Removed::Already => return Err(Error::InvalidLease(format!("lease {id:#x} was already released"))),
         };
+        // A placed lease's range stays taken: the hand-off holds it now.
+        let at = wl.placed.as_mut().and_then(|p| p.take_offset(id));
         if let Some(outstanding) = wl.retired.as_mut() {
             *outstanding -= 1;
         }
         drop(wl);
-        self.handoffs.create(nbytes, parts, claim_within)
+        self.handoffs.create(nbytes, parts, claim_within, at)
     }
 
     /// Marks a part as taken up, so that it does not expire.
@@ -93,7 +96,10 @@ impl LocalPool {
     }
 
     fn finish_handoff(&self, f: Finished) {
-        self.give_back(f.nbytes);
+        match f.offset {
+            Some(at) => self.give_back_range(at, f.nbytes),
+            None => self.give_back(f.nbytes),
+        }
         self.handoffs.announce(f);
     }
 }

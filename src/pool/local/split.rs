@@ -39,6 +39,14 @@ impl LocalPool {
         let (_, left) = self.leases.try_update(id, |held| check_split(id, nbytes, held))?;
         match self.leases.insert(nbytes) {
             Ok(new) => {
+                if let Some(p) = wl.placed.as_mut() {
+                    // The new lease gets the tail of the range.
+                    if let Err(e) = p.split(id, left, new) {
+                        let _ = self.leases.remove(new);
+                        let _ = self.leases.update(id, |held| held + nbytes);
+                        return Err(e);
+                    }
+                }
                 if let Some(outstanding) = wl.retired.as_mut() {
                     *outstanding += 1;
                 }
@@ -62,6 +70,11 @@ impl LocalPool {
         check_merge(into, from)?;
         let mut wl = self.lock();
         self.leases.get(into)?;
+        if let Some(p) = wl.placed.as_mut() {
+            // Placed leases are removed under this lock only: both stay.
+            self.leases.get(from)?;
+            p.merge(into, from)?;
+        }
         let nbytes = match self.leases.remove(from)? {
             Removed::Now(nbytes) => nbytes,
             Removed::Already => {

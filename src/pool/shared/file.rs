@@ -252,6 +252,7 @@ pub(crate) fn initialise(h: &Header, layout: &Layout, total: u64) {
     h.max_procs.store(layout.procs as u32, Relaxed);
     h.max_entries.store(layout.entries as u32, Relaxed);
     h.max_waiters.store(layout.waiters as u32, Relaxed);
+    h.max_handoffs.store(layout.handoffs as u32, Relaxed);
     h.lock.store(0, Relaxed);
     let nonce = (now_ns() ^ u64::from(std::process::id()).rotate_left(17)) as u32;
     h.nonce.store(nonce.wrapping_mul(0x9e37_79b9) >> 21 & NONCE_MASK, Relaxed);

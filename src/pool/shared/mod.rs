@@ -33,9 +33,13 @@ mod doorbell;
 mod figures;
 mod file;
 mod futex;
+mod handoff_calls;
+mod handoffs;
 mod inside;
 mod liveness;
 mod lock;
+#[doc(hidden)]
+pub mod placement;
 mod segment;
 mod sigbus;
 mod split;
@@ -47,6 +51,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 pub use file::{path_of, unlink, validate_name};
+pub use handoffs::SharedHandoff;
 
 use super::bottleneck::{Loud, Scene};
 use super::error::Error;
@@ -78,12 +83,18 @@ pub struct Limits {
     /// Requests waiting in line at once (1 to `max_leases`; default 1024, or
     /// `max_leases` if that is smaller).
     pub max_waiters: u32,
+    /// Hand-offs outstanding at once (1 to 4096; default 256).
+    pub max_handoffs: u32,
 }
 
 impl Limits {
     /// What a pool gets when its creator chooses nothing.
-    pub const DEFAULT: Limits =
-        Limits { max_processes: DEFAULT_PROCS, max_leases: DEFAULT_ENTRIES, max_waiters: DEFAULT_WAITERS };
+    pub const DEFAULT: Limits = Limits {
+        max_processes: DEFAULT_PROCS,
+        max_leases: DEFAULT_ENTRIES,
+        max_waiters: DEFAULT_WAITERS,
+        max_handoffs: DEFAULT_HANDOFFS,
+    };
 
     /// The layout a creator asking for these makes (0s become defaults).
     fn layout(self) -> Result<Layout, Error> {
@@ -91,11 +102,17 @@ impl Limits {
         let procs = pick(self.max_processes, DEFAULT_PROCS);
         let entries = pick(self.max_leases, DEFAULT_ENTRIES);
         let waiters = pick(self.max_waiters, DEFAULT_WAITERS.min(entries));
-        Layout::new(procs, entries, waiters).map_err(|why| Error::InvalidArgument(format!("shared pool limits: {why}")))
+        let handoffs = pick(self.max_handoffs, DEFAULT_HANDOFFS);
+        Layout::new(procs, entries, waiters, handoffs).map_err(|why| Error::InvalidArgument(format!("shared pool limits: {why}")))
     }
 
     fn of(layout: &Layout) -> Limits {
-        Limits { max_processes: layout.procs as u32, max_leases: layout.entries as u32, max_waiters: layout.waiters as u32 }
+        Limits {
+            max_processes: layout.procs as u32,
+            max_leases: layout.entries as u32,
+            max_waiters: layout.waiters as u32,
+            max_handoffs: layout.handoffs as u32,
+        }
     }
 
     /// Refuses an attach whose requested limits differ from the pool's.
@@ -104,6 +121,7 @@ impl Limits {
             ("max_processes", self.max_processes, has.max_processes),
             ("max_leases", self.max_leases, has.max_leases),
             ("max_waiters", self.max_waiters, has.max_waiters),
+            ("max_handoffs", self.max_handoffs, has.max_handoffs),
         ];
         for (what, asked, existing) in pairs {
             if asked != 0 && asked != existing {
@@ -131,7 +149,7 @@ impl Limits {
                 *slot = text.trim().parse().map_err(|e| Error::InvalidArgument(format!("{key}={text:?}: {e}")))?;
             }
         }
-        Ok(Limits { max_processes: v[0], max_leases: v[1], max_waiters: v[2] })
+        Ok(Limits { max_processes: v[0], max_leases: v[1], max_waiters: v[2], max_handoffs: 0 })
     }
 }
 
@@ -239,6 +257,8 @@ pub struct SharedSnapshot {
     /// Set when the lock could not be taken for the snapshot (the figures
     /// were then read without it).
     pub lock_holder: Option<LockHolder>,
+    /// Outstanding hand-offs, oldest first.
+    pub handoffs: Vec<SharedHandoff>,
 }
 
 /// What a one-call wait does when its time runs out.
@@ -487,6 +507,7 @@ fn reset_abandoned(g: &mut Locked<'_>, total: u64) {
         c.store(0, Relaxed);
     }
     figures::reset(g.seg);
+    handoffs::reset(g.seg);
 }
 
 impl SharedPool {
@@ -666,6 +687,7 @@ impl SharedPool {
         if self.any_abandoned.load(Relaxed) {
             self.free_abandoned(&mut g);
         }
+        handoffs::expire_due(&mut g);
         self.intact()?;
         Ok(g)
     }
@@ -1193,6 +1215,7 @@ impl SharedPool {
             reaped_procs: h.reaped_procs.load(Relaxed),
             limits: self.limits(),
             lock_holder,
+            handoffs: handoffs::list(seg),
         }
     }
 
@@ -1323,6 +1346,8 @@ impl SharedPool {
             let seen = e.futex.load(Ordering::Acquire);
             drop(g);
             let slice = deadline.map_or(RECLAIM_INTERVAL, |at| (at - now).min(RECLAIM_INTERVAL));
+            // A claim deadline may free what this ticket waits for.
+            let slice = handoffs::until_deadline(self.seg(), slice);
             slept_out = futex::wait(&e.futex, seen, slice);
         }
     }

@@ -11,11 +11,12 @@
 use std::sync::atomic::{AtomicI64, AtomicU32, AtomicU64};
 
 use super::figures::ProcFigures;
+use super::handoffs::{HandoffRecord, HandoffsHead};
 
 /// "MMPOOLSH", little-endian.
 pub(crate) const MAGIC: u64 = u64::from_le_bytes(*b"MMPOOLSH");
 /// Bumped whenever the layout below changes.
-pub(crate) const LAYOUT_VERSION: u32 = 3;
+pub(crate) const LAYOUT_VERSION: u32 = 4;
 
 /// The sizes of a segment's tables, chosen by its creator (see `Limits`).
 /// Bounds: processes 1 ..= 254 (a slot must fit the lock word's byte and
@@ -27,6 +28,9 @@ pub(crate) const ENTRIES_RANGE: (u32, u32) = (1, 1 << ENTRY_BITS);
 pub(crate) const DEFAULT_PROCS: u32 = 128;
 pub(crate) const DEFAULT_ENTRIES: u32 = 4096;
 pub(crate) const DEFAULT_WAITERS: u32 = 1024;
+/// Hand-off records: 1 ..= 4096, default 256 (`handoffs.rs`).
+pub(crate) const HANDOFFS_RANGE: (u32, u32) = (1, 4096);
+pub(crate) const DEFAULT_HANDOFFS: u32 = 256;
 
 /// `Header::init_state`: the creator writes `READY` last.
 pub(crate) const INIT_READY: u32 = 0x5245_4459;
@@ -103,6 +107,8 @@ pub(crate) struct Header {
     /// The last such word reported in the log (each is reported once).
     pub(crate) lock_reported_word: AtomicU32,
     pub(crate) lock_seen_ns: AtomicU64,
+    /// Hand-off records (`handoffs.rs`), chosen at creation.
+    pub(crate) max_handoffs: AtomicU32,
 }
 
 /// An attached process. Whether it lives is decided by its byte lock on the
@@ -148,6 +154,8 @@ pub(crate) struct Segment<'a> {
     pub(crate) ring: &'a [AtomicU64],
     /// One record per process slot, then the departed processes' record.
     pub(crate) figures: &'a [ProcFigures],
+    pub(crate) handoffs_head: &'a HandoffsHead,
+    pub(crate) handoffs: &'a [HandoffRecord],
 }
 
 /// Where the tables of a segment with given limits lie, and its size.
@@ -161,6 +169,9 @@ pub(crate) struct Layout {
     pub(crate) ring_at: usize,
     /// `procs + 1` records of `ProcFigures`.
     pub(crate) figures_at: usize,
+    pub(crate) handoffs: usize,
+    /// A `HandoffsHead`, then `handoffs` records.
+    pub(crate) handoffs_at: usize,
     /// Bytes of the file: a whole number of pages.
     pub(crate) size: usize,
 }
@@ -173,8 +184,9 @@ const fn round_up(n: usize, to: usize) -> usize {
 }
 
 impl Layout {
-    /// The layout for `(procs, entries, waiters)`, or why they are out of bounds.
-    pub(crate) fn new(procs: u32, entries: u32, waiters: u32) -> Result<Layout, String> {
+    /// The layout for `(procs, entries, waiters, handoffs)`, or why they are
+    /// out of bounds.
+    pub(crate) fn new(procs: u32, entries: u32, waiters: u32, handoffs: u32) -> Result<Layout, String> {
         let within = |what: &str, v: u32, (lo, hi): (u32, u32)| {
             if v < lo || v > hi {
                 Err(format!("{what} {v} is out of range ({lo} to {hi})"))
@@ -185,21 +197,28 @@ impl Layout {
         within("max processes", procs, PROCS_RANGE)?;
         within("max leases and tickets", entries, ENTRIES_RANGE)?;
         within("max waiters", waiters, (1, entries))?;
-        let (procs, entries, waiters) = (procs as usize, entries as usize, waiters as usize);
+        within("max hand-offs", handoffs, HANDOFFS_RANGE)?;
+        let (procs, entries, waiters, handoffs) = (procs as usize, entries as usize, waiters as usize, handoffs as usize);
         let procs_at = round_up(HEADER_SIZE, 64);
         let entries_at = round_up(procs_at + procs * std::mem::size_of::<Proc>(), 64);
         let ring_at = entries_at + entries * std::mem::size_of::<Entry>();
         let figures_at = round_up(ring_at + waiters * 8, 64);
-        let size = round_up(figures_at + (procs + 1) * std::mem::size_of::<ProcFigures>(), PAGE);
-        Ok(Layout { procs, entries, waiters, procs_at, entries_at, ring_at, figures_at, size })
+        let handoffs_at = round_up(figures_at + (procs + 1) * std::mem::size_of::<ProcFigures>(), 64);
+        let size = round_up(handoffs_at + HandoffsHead::span(handoffs), PAGE);
+        Ok(Layout { procs, entries, waiters, procs_at, entries_at, ring_at, figures_at, handoffs, handoffs_at, size })
     }
 
     /// The layout a header declares, checked against the bounds and against
     /// the size it records.
     pub(crate) fn of_header(h: &Header) -> Result<Layout, String> {
         use std::sync::atomic::Ordering::Relaxed;
-        let l = Layout::new(h.max_procs.load(Relaxed), h.max_entries.load(Relaxed), h.max_waiters.load(Relaxed))
-            .map_err(|why| format!("its header is corrupt: {why}"))?;
+        let l = Layout::new(
+            h.max_procs.load(Relaxed),
+            h.max_entries.load(Relaxed),
+            h.max_waiters.load(Relaxed),
+            h.max_handoffs.load(Relaxed),
+        )
+        .map_err(|why| format!("its header is corrupt: {why}"))?;
         let recorded = h.segment_size.load(Relaxed);
         if recorded != l.size as u64 {
             return Err(format!("segment size is {recorded}, its limits make it {}", l.size));
@@ -224,6 +243,11 @@ impl Layout {
                 entries: std::slice::from_raw_parts(base.add(self.entries_at).cast::<Entry>(), self.entries),
                 ring: std::slice::from_raw_parts(base.add(self.ring_at).cast::<AtomicU64>(), self.waiters),
                 figures: std::slice::from_raw_parts(base.add(self.figures_at).cast::<ProcFigures>(), self.procs + 1),
+                handoffs_head: &*base.add(self.handoffs_at).cast::<HandoffsHead>(),
+                handoffs: std::slice::from_raw_parts(
+                    base.add(self.handoffs_at + HandoffsHead::span(0)).cast::<HandoffRecord>(),
+                    self.handoffs,
+                ),
             }
         }
     }
@@ -322,13 +346,16 @@ mod tests {
     fn layouts_are_whole_pages_and_refuse_limits_out_of_bounds() {
         assert_eq!(std::mem::size_of::<Entry>(), 64);
         assert_eq!(std::mem::size_of::<Proc>(), 24);
-        let l = Layout::new(DEFAULT_PROCS, DEFAULT_ENTRIES, DEFAULT_WAITERS).unwrap();
+        let l = Layout::new(DEFAULT_PROCS, DEFAULT_ENTRIES, DEFAULT_WAITERS, DEFAULT_HANDOFFS).unwrap();
         assert_eq!(l.size % PAGE, 0);
         assert!(l.ring_at + 8 * 1024 <= l.figures_at && l.entries_at % 64 == 0 && l.figures_at % 64 == 0);
-        assert!(l.figures_at + 129 * std::mem::size_of::<ProcFigures>() <= l.size);
-        assert!(Layout::new(1, 1, 1).is_ok() && Layout::new(254, 65536, 65536).is_ok());
-        for (p, e, w) in [(0, 1, 1), (255, 1, 1), (1, 0, 1), (1, 65537, 1), (1, 4, 0), (1, 4, 5)] {
-            assert!(Layout::new(p, e, w).is_err(), "({p}, {e}, {w})");
+        assert!(l.figures_at + 129 * std::mem::size_of::<ProcFigures>() <= l.handoffs_at);
+        assert!(l.handoffs_at % 64 == 0 && l.handoffs_at + HandoffsHead::span(256) <= l.size);
+        assert!(Layout::new(1, 1, 1, 1).is_ok() && Layout::new(254, 65536, 65536, 4096).is_ok());
+        for (p, e, w, o) in
+            [(0, 1, 1, 1), (255, 1, 1, 1), (1, 0, 1, 1), (1, 65537, 1, 1), (1, 4, 0, 1), (1, 4, 5, 1), (1, 1, 1, 0), (1, 1, 1, 4097)]
+        {
+            assert!(Layout::new(p, e, w, o).is_err(), "({p}, {e}, {w}, {o})");
         }
     }
 }

@@ -2,7 +2,8 @@
 //! line, grants, entries, reaping dead processes and repair.
 //!
 //! Invariant (restored by `repair` after a holder died inside the lock):
-//! `available == total - (bytes of LEASE and GRANTED entries)`, `waiting` and
+//! `available == total - (bytes of LEASE and GRANTED entries and of
+//! hand-off records)`, `waiting` and
 //! `leases` count their entries, and the ring holds every WAITING entry's id
 //! in order of arrival (plus holes: ids whose entry moved on, skipped).
 
@@ -12,6 +13,7 @@ use std::sync::atomic::Ordering::Relaxed;
 use super::doorbell;
 use super::figures;
 use super::futex::{self, now_ns};
+use super::handoffs;
 use super::inside::{Inside, Mark};
 use super::liveness::{self, PROC_LOCK_BASE};
 use super::lock;
@@ -339,6 +341,7 @@ impl<'a> Locked<'a> {
     /// one's slot), so its histograms join the departed record.
     pub(crate) fn release_owner(&mut self, slot: usize) {
         figures::depart(self.seg, slot);
+        handoffs::release_claims(self, slot);
         for i in 0..self.seg.entries.len() {
             let e = &self.seg.entries[i];
             if e.state.load(Relaxed) != FREE && e.owner.load(Relaxed) as usize == slot {
@@ -415,6 +418,7 @@ impl<'a> Locked<'a> {
             }
             leases += u64::from(state == LEASE);
         }
+        held += i128::from(handoffs::repair(self.seg));
         h.available.store(sat(i128::from(total) - held), Relaxed);
         h.leases.store(leases, Relaxed);
         h.alloc_hint.store(h.alloc_hint.load(Relaxed) % self.seg.entries.len() as u32, Relaxed);
