@@ -9,8 +9,8 @@
 //! The compare-and-swap that takes the lock orders the store: a waiter whose
 //! load of the word reads that swap (or a later change of the same word)
 //! sees the cell set. Threads beyond the cells (more than `CELLS` alive at
-//! once that use shared pools) count in a shared counter instead, as every
-//! thread did before.
+//! once that use shared pools) count in a counter the attachment shares
+//! instead (a read-modify-write each way).
 //!
 //! Indices are claimed from a bitmap with atomic operations only, no lock:
 //! a child made by `fork` keeps the forking thread's index, and the indices
