@@ -5,6 +5,7 @@
  * a hand-off's token, and the misuses of mmpool_lease_offset.
  */
 #include <stddef.h>
+#include <unistd.h>
 
 #include "check.h"
 
@@ -132,10 +133,51 @@ static void resize_split_merge_and_hand_off_keep_ranges(void) {
     mmpool_unref(pool);
 }
 
+static void a_shared_placed_pool_keeps_its_ranges_in_the_segment(void) {
+    char name[64];
+    snprintf(name, sizeof name, "ctest-placed-%d", (int)getpid());
+    (void)mmpool_unlink_shared(name);
+    mmpool_shared_options o;
+    memset(&o, 0, sizeof o);
+    o.size = sizeof o;
+    o.total_bytes = 4096;
+    o.flags = MMPOOL_SHARED_CREATE;
+    o.alignment = 3;
+    mmpool *pool = NULL, *other = NULL;
+    CHECK_STATUS(mmpool_open_shared_with(name, &o, &pool), MMPOOL_ERR_INVALID_ARGUMENT);
+    o.alignment = 256;
+    CHECK_OK(mmpool_open_shared_with(name, &o, &pool));
+    CHECK_U64(mmpool_alignment(pool), 256);
+    /* An older caller's struct, without `alignment`: either kind attaches. */
+    o.size = offsetof(mmpool_shared_options, alignment);
+    o.total_bytes = 0;
+    CHECK_OK(mmpool_open_shared_with(name, &o, &other));
+    CHECK_U64(mmpool_alignment(other), 256);
+    mmpool_lease a, b;
+    CHECK_OK(mmpool_acquire(pool, 100, &a));
+    CHECK_OK(mmpool_acquire(other, 100, &b));
+    CHECK_U64(offset_of(pool, a), 0);
+    CHECK_U64(offset_of(pool, b), 256);
+    mmpool_stats s = get_stats(other);
+    CHECK_U64(s.free_ranges, 2);
+    CHECK_U64(s.largest_free_range, 4096 - 512);
+    mmpool_handoff_token token;
+    CHECK_OK(mmpool_lease_share(pool, a, 1, MMPOOL_NO_CLAIM_DEADLINE, 0, &token));
+    CHECK_U64(token.flags, MMPOOL_TOKEN_PLACED);
+    CHECK_U64(token.offset, 0);
+    CHECK_OK(mmpool_handoff_complete(other, token, 0));
+    CHECK_OK(mmpool_release(other, b));
+    CHECK_U64(get_stats(pool).largest_free_range, 4096);
+    mmpool_unref(other);
+    mmpool_unref(pool);
+    CHECK_OK(mmpool_unlink_shared(name));
+}
+
 int main(void) {
     offsets_are_aligned_and_disjoint();
     a_large_head_is_not_passed();
     resize_split_merge_and_hand_off_keep_ranges();
+    a_shared_placed_pool_keeps_its_ranges_in_the_segment();
     puts("test_placed: ok");
     return 0;
 }

@@ -21,9 +21,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
+#include "consumer_processes.h"
 #include "mmpool.h"
 
 #define FRAME_BYTES (8u << 20)
@@ -48,7 +48,8 @@ static int cuda_fail(const char *who, const char *what, cudaError_t e) {
     return 1;
 }
 
-static int consume(const char *name, int in, uint32_t part) {
+static int consume(int in, uint32_t part, void *pool_name) {
+    const char *name = pool_name;
     char who[32];
     snprintf(who, sizeof who, "consumer %u", part);
     message m;
@@ -105,12 +106,7 @@ static int share_frame(mmpool *pool, mmpool_lease lease, const int out[CONSUMERS
         mm_fail(who, "share", s);
         goto done;
     }
-    for (uint32_t part = 0; part < CONSUMERS; part++) {
-        if (write(out[part], &m, sizeof m) != (ssize_t)sizeof m) {
-            perror("producer: write the message");
-            goto done;
-        }
-    }
+    if (send_to_consumers(CONSUMERS, out, &m, sizeof m) != 0) goto done;
     /* The consumers read the memory until the hand-off finishes. */
     s = mmpool_handoff_wait(pool, m.token, 60 * SECOND_NS);
     rc = s == MMPOOL_OK ? 0 : mm_fail(who, "wait", s);
@@ -140,33 +136,9 @@ int main(void) {
 
     int out[CONSUMERS];
     pid_t child[CONSUMERS];
-    for (uint32_t part = 0; part < CONSUMERS; part++) {
-        int pipe_fd[2];
-        if (pipe(pipe_fd) != 0) {
-            perror("pipe");
-            return 1;
-        }
-        fflush(stdout);
-        child[part] = fork();
-        if (child[part] < 0) {
-            perror("fork");
-            return 1;
-        }
-        if (child[part] == 0) {
-            close(pipe_fd[1]);
-            int rc = consume(name, pipe_fd[0], part);
-            fflush(stdout);
-            _exit(rc);
-        }
-        close(pipe_fd[0]);
-        out[part] = pipe_fd[1];
-    }
+    if (fork_consumers(CONSUMERS, consume, name, child, out) != 0) return 1;
     int ok = produce(pool, out) == 0;
-    for (uint32_t part = 0; part < CONSUMERS; part++) close(out[part]); /* a failed producer ends the consumers */
-    for (uint32_t part = 0; part < CONSUMERS; part++) {
-        int status = 0;
-        ok &= waitpid(child[part], &status, 0) == child[part] && WIFEXITED(status) && WEXITSTATUS(status) == 0;
-    }
+    ok &= consumers_succeeded(CONSUMERS, out, child); /* after a failed producer: they read no message */
     uint64_t available = mmpool_available_bytes(pool);
     printf("producer: %" PRIu64 " of %" PRIu64 " bytes available\n", available, total);
     ok &= available == total;

@@ -23,9 +23,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
+#include "consumer_processes.h"
 #include "mmpool.h"
 
 #define FRAME_BYTES (256u * 1024u)
@@ -39,8 +39,16 @@ static int fail(const char *what, mmpool_status s) {
     return 1;
 }
 
-/* A consumer process: the token comes through `in`, the frame is `frame_fd`. */
-static int consume(const char *name, int in, int frame_fd, uint32_t part) {
+/* What every consumer is given. */
+typedef struct frame_info {
+    const char *pool_name;
+    int fd;
+} frame_info;
+
+/* A consumer process: the token comes through `in`, the frame is `arg`'s fd. */
+static int consume(int in, uint32_t part, void *arg) {
+    const char *name = ((frame_info *)arg)->pool_name;
+    int frame_fd = ((frame_info *)arg)->fd;
     mmpool_handoff_token token;
     if (read(in, &token, sizeof token) != (ssize_t)sizeof token) {
         fprintf(stderr, "consumer %u: no token\n", part);
@@ -93,39 +101,14 @@ int main(void) {
     if (s != MMPOOL_OK) return fail("share", s);
 
     pid_t child[CONSUMERS];
-    for (uint32_t part = 0; part < CONSUMERS; part++) {
-        int pipe_fd[2];
-        if (pipe(pipe_fd) != 0) {
-            perror("pipe");
-            return 1;
-        }
-        fflush(stdout);
-        child[part] = fork();
-        if (child[part] < 0) {
-            perror("fork");
-            return 1;
-        }
-        if (child[part] == 0) {
-            close(pipe_fd[1]);
-            int rc = consume(name, pipe_fd[0], frame_fd, part);
-            fflush(stdout);
-            _exit(rc);
-        }
-        close(pipe_fd[0]);
-        if (write(pipe_fd[1], &token, sizeof token) != (ssize_t)sizeof token) {
-            perror("write the token");
-            return 1;
-        }
-        close(pipe_fd[1]);
-    }
+    int out[CONSUMERS];
+    frame_info info = {name, frame_fd};
+    if (fork_consumers(CONSUMERS, consume, &info, child, out) != 0) return 1;
+    int ok = send_to_consumers(CONSUMERS, out, &token, sizeof token) == 0;
 
     /* Wait for both consumers; then the bytes are back. */
-    int ok = 1;
     if ((s = mmpool_handoff_wait(pool, token, 30 * SECOND_NS)) != MMPOOL_OK) ok = !fail("wait for the hand-off", s);
-    for (uint32_t part = 0; part < CONSUMERS; part++) {
-        int status = 0;
-        ok &= waitpid(child[part], &status, 0) == child[part] && WIFEXITED(status) && WEXITSTATUS(status) == 0;
-    }
+    ok &= consumers_succeeded(CONSUMERS, out, child);
     mmpool_handoff_stats hs;
     if ((s = mmpool_get_handoff_stats(pool, &hs)) != MMPOOL_OK) return fail("hand-off stats", s);
     uint64_t available = mmpool_available_bytes(pool);

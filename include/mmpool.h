@@ -532,6 +532,16 @@ typedef struct mmpool_shared_options {
    * 0.
    */
   uint32_t reserved;
+  /**
+   * A placed pool's alignment (a power of two; see `mmpool_init_placed`
+   * for the rules): creates a placed pool, whose leases each hold a range
+   * of `[0, total_bytes)` (`mmpool_lease_offset`), and attaching needs
+   * the pool to be placed with this alignment. 0: a pool that is not
+   * placed when creating, either kind when attaching. A dead process's
+   * ranges come back with its bytes; a hand-off's token carries the
+   * offset, and the hand-off holds the range until its last part.
+   */
+  uint64_t alignment;
 } mmpool_shared_options;
 
 #ifdef __cplusplus
@@ -780,10 +790,14 @@ enum mmpool_status mmpool_handoff_wait(struct mmpool *pool,
  * readable; a finished hand-off queues its event at once. Several notifiers
  * may watch one hand-off.
  *
- * Errors: `NULL_ARGUMENT`, `INVALID_ARGUMENT` (a freed notifier; a shared
- * pool, whose hand-offs post no events in this version: wait with
- * `mmpool_handoff_wait`), `INVALID_LEASE` (a token this pool never issued
- * or one altered).
+ * On a shared pool the hand-off may finish in any process: the event comes
+ * through this process's relay thread for the pool (the one ticket events
+ * use, started by the first registration), woken by the finishing process;
+ * a watch still open when this process's handle of the pool goes ends with
+ * one event `{ticket = {token.id}, user_data, MMPOOL_ERR_CLOSED}`.
+ *
+ * Errors: `NULL_ARGUMENT`, `INVALID_ARGUMENT` (a freed notifier),
+ * `INVALID_LEASE` (a token this pool never issued or one altered).
  */
 enum mmpool_status mmpool_handoff_notify(struct mmpool *pool,
                                          struct mmpool_handoff_token token,
@@ -1234,7 +1248,7 @@ enum mmpool_status mmpool_open_shared(const char *name,
  * Errors: `NULL_ARGUMENT` (`name`, `options`, `out_pool`),
  * `INVALID_ARGUMENT` (as for `mmpool_open_shared`; `options->size` not a
  * multiple of 8 or 0, or longer than this library knows with bytes past it
- * not 0; limits), `SYSTEM`.
+ * not 0; `options->reserved` not 0; limits), `SYSTEM`.
  */
 enum mmpool_status mmpool_open_shared_with(const char *name,
                                            const struct mmpool_shared_options *options,

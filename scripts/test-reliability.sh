@@ -9,7 +9,9 @@
 # property cases instead, and the shared pool's crash rounds (kill -9 of a
 # holder, of the head waiter, of a process stopped inside the lock) 2,000
 # times each instead of the 200 of every `cargo test`, with 3,000 corrupted
-# segments instead of 300.
+# segments instead of 300, and 500 hand-off rounds (consumer processes that
+# complete, die after claiming, idle until the deadline or die inside the
+# lock) instead of 20.
 #
 # A separate target dir keeps these builds from thrashing target/debug; LTO
 # is switched off here because it only lengthens the build of a test.
@@ -37,4 +39,6 @@ if [ "${1:-}" = "--long" ]; then
     echo "-- shared pool with real processes: 2000 crash rounds per case, 3000 corrupted segments, release build"
     MMPOOL_SHARED_ROUNDS=2000 MMPOOL_SHARED_FUZZ_CASES=3000 \
         cargo test --release --test shared_processes -- --nocapture
+    echo "-- shared pool hand-offs with real processes: 500 rounds, release build"
+    MMPOOL_SHARED_ROUNDS=500 cargo test --release --test shared_handoff -- --nocapture
 fi

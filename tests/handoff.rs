@@ -340,7 +340,7 @@ fn the_c_calls_write_only_on_success_and_say_why_they_fail() {
 }
 
 #[test]
-fn a_shared_pool_hands_off_but_posts_no_notifier_event() {
+fn a_shared_pool_hands_off_and_posts_the_notifier_event() {
     let name = format!("test-{}-handoff", std::process::id());
     let _ = shared::unlink(&name);
     let pool = Pool::open_shared(&name, 10, OpenFlags { create: true, exclusive: false, group: false }).unwrap();
@@ -348,9 +348,21 @@ fn a_shared_pool_hands_off_but_posts_no_notifier_event() {
     let token = pool.share_lease(lease.id, 1, None, false).unwrap();
     assert_eq!(pool.available_bytes(), 6);
     let n = Notifier::new().unwrap();
-    assert!(matches!(pool.notify_handoff(&token, &n, 1), Err(Error::InvalidArgument(m)) if m.contains("wait_handoff")));
+    pool.notify_handoff(&token, &n, 1).unwrap();
+    invalid_lease(pool.notify_handoff(&Token { nonce: 1, ..token }, &n, 9));
+    let mut events = Vec::new();
+    assert_eq!(n.drain(&mut events, 8), 0, "not finished yet");
     pool.complete_part(&token, 0).unwrap();
     assert_eq!(pool.available_bytes(), 10);
+    // The relay thread posts it; this wait ends at once if it has.
+    let mut fd = libc::pollfd { fd: n.fd(), events: libc::POLLIN, revents: 0 };
+    // SAFETY: poll(2) on one valid pollfd.
+    assert_eq!(unsafe { libc::poll(&mut fd, 1, 20_000) }, 1, "the event comes");
+    assert_eq!(n.drain(&mut events, 8), 1);
+    assert_eq!(events[0], Event { ticket: Ticket { id: token.id }, user: 1, decision: Decision::HandoffFinished });
+    pool.notify_handoff(&token, &n, 2).unwrap(); // finished: at once
+    assert_eq!(n.drain(&mut events, 8), 1);
+    assert_eq!(events[1].user, 2);
     pool.release(lease.id).unwrap(); // shared away: a no-op
     assert_eq!(pool.available_bytes(), 10);
     drop(pool);

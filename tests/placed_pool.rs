@@ -5,6 +5,9 @@
 //! ranges ever overlap.
 #![cfg(not(loom))]
 
+#[path = "support/placed_sequence.rs"]
+mod placed_sequence;
+
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::thread;
@@ -77,57 +80,7 @@ fn leases_get_aligned_disjoint_offsets() {
 #[test]
 fn fragmentation_blocks_a_fitting_byte_count_and_fifo_holds() {
     let p = Pool::new_placed(1024, 256).unwrap();
-    let l: Vec<_> = (0..4).map(|_| p.try_acquire(256).unwrap()).collect();
-    p.release(l[0].id).unwrap();
-    p.release(l[2].id).unwrap();
-    // 512 bytes free, but in two ranges of 256.
-    assert_eq!(p.available_bytes(), 512);
-    assert_eq!(p.stats().largest_free_range, 256);
-    assert!(matches!(
-        p.try_acquire(512),
-        Err(Error::WouldBlock { queued: false, .. })
-    ));
-    assert!(matches!(p.acquire(512, now()), Err(Error::Timeout { .. })));
-    assert!(matches!(
-        p.try_acquire(1025),
-        Err(Error::ExceedsCapacity { .. })
-    ));
-    // The large request waits at the head; a small one that would fit in
-    // either hole waits behind it.
-    let big = p.enqueue(512).unwrap();
-    assert!(matches!(
-        p.wait_ticket(big, now()),
-        Err(Error::Timeout { .. })
-    ));
-    assert!(matches!(
-        p.try_acquire(1),
-        Err(Error::WouldBlock { queued: true, .. })
-    ));
-    let small = p.enqueue(200).unwrap();
-    assert!(matches!(
-        p.wait_ticket(small, now()),
-        Err(Error::Timeout { .. })
-    ));
-    assert_eq!(p.stats().waiters, 2);
-    // Freeing the lease between the holes makes [0, 768) one range.
-    p.release(l[1].id).unwrap();
-    let got = p.wait_ticket(big, now()).unwrap();
-    assert_eq!(p.lease_offset(got.id).unwrap(), 0);
-    let got_small = p.wait_ticket(small, now()).unwrap();
-    assert_eq!(p.lease_offset(got_small.id).unwrap(), 512);
-    p.release(got.id).unwrap();
-    p.release(got_small.id).unwrap();
-    p.release(l[3].id).unwrap();
-    let s = p.stats();
-    assert_eq!(
-        (
-            s.available_bytes,
-            s.free_ranges,
-            s.largest_free_range,
-            s.outstanding_leases
-        ),
-        (1024, 1, 1024, 0)
-    );
+    placed_sequence::a_large_head_is_not_passed(&p, &p);
 }
 
 #[test]
@@ -206,161 +159,10 @@ fn split_gives_the_tail_and_merge_takes_adjacent_only() {
     );
 }
 
-struct Rng(u64);
-
-impl Rng {
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        (z ^ (z >> 31)) % n.max(1)
-    }
-}
-
-/// Room for an aligned range in a gap, counted the slow way.
-fn room(start: u64, len: u64, align: u64) -> u64 {
-    let first = start.div_ceil(align) * align;
-    (start + len).saturating_sub(first)
-}
-
-/// Checks the live ranges (`offset -> (id, nbytes)`, 0-byte leases left
-/// out) against the pool's figures.
-fn check(p: &Pool, live: &BTreeMap<u64, (u64, u64)>, total: u64, align: u64) {
-    let mut at = 0;
-    let mut gaps = Vec::new();
-    for (&off, &(id, n)) in live {
-        assert!(off >= at, "ranges overlap at {off}");
-        assert!(off + n <= total, "inside");
-        assert_eq!(p.lease_offset(id).unwrap(), off);
-        if off > at {
-            gaps.push((at, off - at));
-        }
-        at = off + n;
-    }
-    if at < total {
-        gaps.push((at, total - at));
-    }
-    let used: u64 = live.values().map(|v| v.1).sum();
-    let s = p.stats();
-    assert_eq!(s.in_use_bytes, used);
-    assert_eq!(s.available_bytes + p.leased_bytes(), total);
-    assert_eq!(s.free_ranges, gaps.len() as u64);
-    assert_eq!(
-        s.largest_free_range,
-        gaps.iter()
-            .map(|g| room(g.0, g.1, align))
-            .max()
-            .unwrap_or(0)
-    );
-}
-
 #[test]
 fn long_random_sequence_keeps_ranges_disjoint_and_figures_exact() {
-    let (total, align) = (1u64 << 24, 4096);
-    let p = Pool::new_placed(total, align).unwrap();
-    let mut rng = Rng(42);
-    let mut live: BTreeMap<u64, (u64, u64)> = BTreeMap::new();
-    let mut grants = 0;
-    for step in 0..100_000u32 {
-        let picks: Vec<(u64, (u64, u64))> = live.iter().map(|(&o, &v)| (o, v)).collect();
-        let op = if live.len() > 40 { 3 } else { rng.below(8) };
-        let size = if rng.below(4) == 0 {
-            1 + rng.below(total / 3)
-        } else {
-            1 + rng.below(total / 40)
-        };
-        match op {
-            0 | 1 => {
-                let got = if op == 0 {
-                    p.try_acquire(size)
-                } else {
-                    p.acquire(size, now())
-                };
-                match got {
-                    Ok(l) => {
-                        grants += 1;
-                        let off = p.lease_offset(l.id).unwrap();
-                        assert_eq!(off % align, 0);
-                        live.insert(off, (l.id, size));
-                    }
-                    Err(Error::WouldBlock { .. }) | Err(Error::Timeout { .. }) => {
-                        assert!(
-                            p.stats().largest_free_range < size,
-                            "refused while a range fits"
-                        );
-                    }
-                    Err(e) => panic!("step {step}: {e}"),
-                }
-            }
-            2 => {
-                // A ticket that leaves the line (timeout) or is cancelled.
-                let t = p.enqueue(size).unwrap();
-                match p.wait_ticket_or_leave(t, now()) {
-                    Ok(l) => {
-                        let off = p.lease_offset(l.id).unwrap();
-                        live.insert(off, (l.id, size));
-                    }
-                    Err(Error::Timeout { .. }) => p.cancel_ticket(t).unwrap(),
-                    Err(e) => panic!("{e}"),
-                }
-            }
-            3 | 4 if !picks.is_empty() => {
-                let (off, (id, _)) = picks[rng.below(picks.len() as u64) as usize];
-                p.release(id).unwrap();
-                live.remove(&off);
-            }
-            5 if !picks.is_empty() => {
-                let (off, (id, n)) = picks[rng.below(picks.len() as u64) as usize];
-                let new = if rng.below(2) == 0 {
-                    1 + rng.below(n)
-                } else {
-                    n + 1 + rng.below(total / 20)
-                };
-                match p.resize_lease(id, new, now()) {
-                    Ok(l) => {
-                        assert_eq!(l.nbytes, new);
-                        live.insert(off, (id, new));
-                    }
-                    Err(Error::WouldBlock { .. }) | Err(Error::ExceedsCapacity { .. }) => {
-                        assert!(new > n)
-                    }
-                    Err(e) => panic!("{e}"),
-                }
-            }
-            6 if !picks.is_empty() => {
-                let (off, (id, n)) = picks[rng.below(picks.len() as u64) as usize];
-                if n > 1 {
-                    let keep = 1 + rng.below(n - 1);
-                    let (_, tail) = p.split_lease(id, n - keep).unwrap();
-                    live.insert(off, (id, keep));
-                    live.insert(off + keep, (tail.id, n - keep));
-                }
-            }
-            7 if !picks.is_empty() => {
-                let (off, (id, n)) = picks[rng.below(picks.len() as u64) as usize];
-                match live.get(&(off + n)).copied() {
-                    Some((next, m)) => {
-                        assert_eq!(p.merge_leases(id, next).unwrap().nbytes, n + m);
-                        live.remove(&(off + n));
-                        live.insert(off, (id, n + m));
-                    }
-                    None => {
-                        let (_, (other, _)) = picks[rng.below(picks.len() as u64) as usize];
-                        if other != id {
-                            assert!(matches!(
-                                p.merge_leases(id, other),
-                                Err(Error::InvalidArgument(_))
-                            ));
-                        }
-                    }
-                }
-            }
-            _ => {}
-        }
-        check(&p, &live, total, align);
-    }
-    assert!(grants > 1000);
+    let p = Pool::new_placed(1 << 24, 4096).unwrap();
+    placed_sequence::random_sequence(&p, 42, 100_000);
 }
 
 #[test]
@@ -372,7 +174,7 @@ fn threads_never_hold_overlapping_ranges() {
         for t in 0..4u64 {
             let (p, held) = (&p, &held);
             s.spawn(move || {
-                let mut rng = Rng(t + 1);
+                let mut rng = placed_sequence::Rng(t + 1);
                 for _ in 0..3000 {
                     let size = if rng.below(8) == 0 {
                         total / 2

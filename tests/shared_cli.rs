@@ -96,7 +96,7 @@ fn status_shows_the_limits_and_a_holder_that_keeps_the_lock() {
     use std::os::unix::fs::FileExt;
     let name = format!("cli-lock-{}", std::process::id());
     let limits = shared::Limits { max_processes: 5, max_leases: 50, max_waiters: 7, max_handoffs: 9 };
-    let opts = shared::SharedOptions { total_bytes: 100, flags: OpenFlags { create: true, ..OpenFlags::default() }, limits };
+    let opts = shared::SharedOptions { total_bytes: 100, flags: OpenFlags { create: true, ..OpenFlags::default() }, limits, alignment: 0 };
     let pool = Pool::open_shared_with(&name, &opts).unwrap();
     let (code, out, err) = mmpool_cmd(&["status", &name]);
     assert_eq!(code, 0, "{err}");

@@ -292,7 +292,7 @@ fn a_file_others_may_read_or_of_another_size_is_refused() {
 
 fn with_limits(name: &Name, total: u64, max_processes: u32, max_leases: u32, max_waiters: u32) -> Result<Arc<Pool>, Error> {
     let limits = Limits { max_processes, max_leases, max_waiters, ..Limits::default() };
-    Pool::open_shared_with(&name.0, &SharedOptions { total_bytes: total, flags: CREATE, limits })
+    Pool::open_shared_with(&name.0, &SharedOptions { total_bytes: total, flags: CREATE, limits, alignment: 0 })
 }
 
 #[test]

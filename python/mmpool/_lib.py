@@ -112,6 +112,7 @@ class SharedOptionsStruct(Structure):
         ("max_waiters", c_uint32),
         ("max_handoffs", c_uint32),
         ("reserved", c_uint32),
+        ("alignment", c_uint64),
     ]
 
 

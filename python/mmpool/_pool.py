@@ -351,6 +351,13 @@ class SharedPool(Pool):
     Hand-offs work across processes: a token from :meth:`Lease.share` in one
     process is claimed and completed in any attached process; a part claimed
     by a process that dies completes by itself.
+
+    ``placed=True`` (with ``alignment``, default 256) creates a placed pool,
+    as :class:`Pool` does: the ranges live in the segment, so every process
+    sees the same offsets (:attr:`Lease.offset`), and a dead process's ranges
+    come back with its bytes; attaching with ``placed=True`` requires the
+    pool to be placed with that alignment (without it, either kind is
+    accepted). A hand-off's token carries the offset.
     """
 
     __slots__ = ("_name",)
@@ -367,6 +374,8 @@ class SharedPool(Pool):
         max_leases: int = 0,
         max_waiters: int = 0,
         max_handoffs: int = 0,
+        placed: bool = False,
+        alignment: int = _placed.DEFAULT_ALIGNMENT,
     ) -> None:
         total = as_u64(total_bytes, "total_bytes")
         flags = (SHARED_CREATE if create else 0) | (SHARED_EXCLUSIVE if exclusive else 0)
@@ -382,6 +391,10 @@ class SharedPool(Pool):
             if as_u64(value, key) >= 2**32:
                 raise ValueError(f"{key} must be below 2^32, got {value}")
             setattr(opts, key, value)
+        if placed:
+            opts.alignment = as_u64(alignment, "alignment")
+            if opts.alignment == 0:
+                raise ValueError("alignment must be a power of two, got 0")
         handle = c_void_p()
         check(lib.mmpool_open_shared_with(_shared_name(name), byref(opts), byref(handle)), "SharedPool")
         self._own(handle.value, False)  # calls take the segment's lock: they release the GIL

@@ -7,6 +7,8 @@ import subprocess
 import sys
 import textwrap
 
+import pytest
+
 import mmpool
 
 CONSUMER = """
@@ -76,3 +78,18 @@ def test_a_killed_claimant_completes_by_itself_and_a_waiting_producer_releases(s
     lease.release()
     assert pool.available_bytes == 1000
     assert pool.handoff_stats().expired_parts == 0
+
+
+def test_max_handoffs_is_a_limit_chosen_at_creation(shared_name):
+    pool = mmpool.SharedPool(shared_name, 100, max_handoffs=1)
+    with pytest.raises(ValueError, match="max_handoffs 1, but 2 was asked"):
+        mmpool.SharedPool(shared_name, 0, create=False, max_handoffs=2)
+    token = pool.acquire(10).share(parts=1)
+    second = pool.acquire(10)
+    with pytest.raises(OSError, match="max_handoffs"):
+        second.share(parts=1)
+    assert not second.detached, "a refused share keeps the lease"
+    pool.complete(token, 0)
+    assert pool.available_bytes == 90
+    second.release()
+    assert pool.available_bytes == 100

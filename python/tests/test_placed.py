@@ -84,3 +84,25 @@ def test_resize_split_merge_and_share_keep_ranges():
     s = pool.stats()
     assert (s.free_ranges, s.available_bytes) == (1, 8192 - 512)
     a.release()
+
+
+def test_shared_placed_pool_shares_its_ranges(tmp_path):
+    import os
+    import uuid
+
+    name = f"pytest-placed-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    pool = mmpool.SharedPool(name, 4096, placed=True, alignment=512)
+    try:
+        other = mmpool.SharedPool(name, 0)
+        assert (other.placed, other.alignment) == (True, 512)
+        with pytest.raises(ValueError, match="alignment"):
+            mmpool.SharedPool(name, 0, placed=True, alignment=256)
+        a, b = pool.acquire(100), other.acquire(100)
+        assert (a.offset, b.offset) == (0, 512)
+        s = other.stats()
+        assert (s.available_bytes, s.free_ranges, s.largest_free_range) == (4096 - 200, 2, 4096 - 1024)
+        a.release()
+        b.release()
+        assert pool.stats().free_ranges == 1
+    finally:
+        mmpool.SharedPool.unlink(name)

@@ -144,10 +144,14 @@ pub extern "C" fn mmpool_handoff_wait(
 /// readable; a finished hand-off queues its event at once. Several notifiers
 /// may watch one hand-off.
 ///
-/// Errors: `NULL_ARGUMENT`, `INVALID_ARGUMENT` (a freed notifier; a shared
-/// pool, whose hand-offs post no events in this version: wait with
-/// `mmpool_handoff_wait`), `INVALID_LEASE` (a token this pool never issued
-/// or one altered).
+/// On a shared pool the hand-off may finish in any process: the event comes
+/// through this process's relay thread for the pool (the one ticket events
+/// use, started by the first registration), woken by the finishing process;
+/// a watch still open when this process's handle of the pool goes ends with
+/// one event `{ticket = {token.id}, user_data, MMPOOL_ERR_CLOSED}`.
+///
+/// Errors: `NULL_ARGUMENT`, `INVALID_ARGUMENT` (a freed notifier),
+/// `INVALID_LEASE` (a token this pool never issued or one altered).
 #[no_mangle]
 pub extern "C" fn mmpool_handoff_notify(
     pool: *mut mmpool,

@@ -118,6 +118,14 @@ pub struct mmpool_shared_options {
     pub max_handoffs: u32,
     /// 0.
     pub reserved: u32,
+    /// A placed pool's alignment (a power of two; see `mmpool_init_placed`
+    /// for the rules): creates a placed pool, whose leases each hold a range
+    /// of `[0, total_bytes)` (`mmpool_lease_offset`), and attaching needs
+    /// the pool to be placed with this alignment. 0: a pool that is not
+    /// placed when creating, either kind when attaching. A dead process's
+    /// ranges come back with its bytes; a hand-off's token carries the
+    /// offset, and the hand-off holds the range until its last part.
+    pub alignment: u64,
 }
 
 /// `mmpool_open_shared` with every option, the limits included (see
@@ -131,7 +139,7 @@ pub struct mmpool_shared_options {
 /// Errors: `NULL_ARGUMENT` (`name`, `options`, `out_pool`),
 /// `INVALID_ARGUMENT` (as for `mmpool_open_shared`; `options->size` not a
 /// multiple of 8 or 0, or longer than this library knows with bytes past it
-/// not 0; limits), `SYSTEM`.
+/// not 0; `options->reserved` not 0; limits), `SYSTEM`.
 #[no_mangle]
 pub extern "C" fn mmpool_open_shared_with(
     name: *const c_char,
@@ -152,7 +160,8 @@ pub extern "C" fn mmpool_open_shared_with(
             max_waiters: o.max_waiters,
             max_handoffs: o.max_handoffs,
         };
-        let opts = SharedOptions { total_bytes: o.total_bytes, flags: OpenFlags::from_bits(o.flags)?, limits };
+        let flags = OpenFlags::from_bits(o.flags)?;
+        let opts = SharedOptions { total_bytes: o.total_bytes, flags, limits, alignment: o.alignment };
         *out_pool = handle::into_raw(Pool::open_shared_with(name, &opts)?);
         Ok(())
     })

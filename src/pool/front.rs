@@ -93,18 +93,6 @@ macro_rules! dispatch {
     };
 }
 
-/// What `notify_handoff` on a shared pool answers: a hand-off may finish in
-/// any process, whose relay would have to learn of hand-offs as it does of
-/// tickets; not offered yet.
-#[cfg(not(loom))]
-fn no_shared_handoff_events() -> Error {
-    Error::InvalidArgument(
-        "a shared pool's hand-offs post no notifier events (yet): wait for one with wait_handoff \
-         (mmpool_handoff_wait) instead"
-            .into(),
-    )
-}
-
 impl Pool {
     /// A pool of `total_bytes` (1 ..= 2^60) in this process.
     pub fn new(total_bytes: u64) -> Result<Arc<Pool>, Error> {
@@ -276,7 +264,7 @@ impl PoolCore {
         match self.backend() {
             Backend::Local(b) => b.is_placed(),
             #[cfg(not(loom))]
-            Backend::Shared(_) => false,
+            Backend::Shared(b) => b.is_placed(),
         }
     }
 
@@ -286,7 +274,7 @@ impl PoolCore {
         match self.backend() {
             Backend::Local(b) => b.alignment(),
             #[cfg(not(loom))]
-            Backend::Shared(_) => 0,
+            Backend::Shared(b) => b.alignment(),
         }
     }
 
@@ -297,9 +285,7 @@ impl PoolCore {
         match self.backend() {
             Backend::Local(b) => b.lease_offset(id),
             #[cfg(not(loom))]
-            Backend::Shared(_) => {
-                Err(Error::InvalidArgument("the pool is not placed: its leases have no offsets".into()))
-            }
+            Backend::Shared(b) => b.lease_offset(id),
         }
     }
 
@@ -558,11 +544,7 @@ impl PoolCore {
     /// Posts one event on `n` when the hand-off finishes (at once if it
     /// has): `{ticket: Ticket { id: token.id }, user, HandoffFinished}`.
     pub fn notify_handoff(&self, token: &Token, n: &Notifier, user: u64) -> Result<(), Error> {
-        match self.backend() {
-            Backend::Local(b) => b.notify_handoff(token, n.core(), user),
-            #[cfg(not(loom))]
-            Backend::Shared(_) => Err(no_shared_handoff_events()),
-        }
+        dispatch!(self, b => b.notify_handoff(token, n.core(), user))
     }
 
     /// What an outstanding hand-off is now; `None` once it finished.
@@ -646,7 +628,7 @@ impl PoolCore {
         match self.backend() {
             Backend::Local(b) => b.stats(),
             #[cfg(not(loom))]
-            Backend::Shared(b) => b.stats().unplaced(),
+            Backend::Shared(b) => b.stats(),
         }
     }
 
@@ -657,7 +639,7 @@ impl PoolCore {
         match self.backend() {
             Backend::Local(b) => Ok(b.stats()),
             #[cfg(not(loom))]
-            Backend::Shared(b) => b.checked_stats().map(Stats::unplaced),
+            Backend::Shared(b) => b.checked_stats(),
         }
     }
 

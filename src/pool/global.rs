@@ -68,7 +68,7 @@ fn from_env() -> Option<Arc<Pool>> {
         let group = std::env::var(ENV_GROUP).is_ok_and(|v| matches!(v.trim(), "1" | "true" | "yes"));
         let flags = OpenFlags { create: total != 0, exclusive: false, group };
         let limits = Limits::from_env()?;
-        Pool::open_shared_with(&name, &SharedOptions { total_bytes: total, flags, limits })
+        Pool::open_shared_with(&name, &SharedOptions { total_bytes: total, flags, limits, alignment: 0 })
     });
     match opened {
         Ok(pool) => {

@@ -468,7 +468,7 @@ pub(crate) fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant
     }
 }
 
-fn finished_event(id: u64, user: u64) -> Event {
+pub(crate) fn finished_event(id: u64, user: u64) -> Event {
     Event { ticket: Ticket { id }, user, decision: Decision::HandoffFinished }
 }
 

@@ -17,6 +17,8 @@ mod handoff;
 mod placed;
 mod split;
 pub use placed::DEFAULT_ALIGNMENT;
+#[cfg(not(loom))]
+pub(crate) use placed::check_alignment;
 pub(crate) use placed::Placed;
 #[cfg(not(loom))]
 pub(crate) use split::{check_merge, check_split};

@@ -85,11 +85,24 @@ pub trait Store {
     }
 }
 
-/// An in-process store: a `Vec` that doubles when full.
+/// An in-process store: a `Vec` that doubles when full, or (`fixed`) keeps its
+/// size, as a segment's region does.
 #[derive(Debug, Clone, Default)]
 pub struct VecStore {
     nodes: Vec<Node>,
     header: Header,
+    fixed: bool,
+}
+
+impl VecStore {
+    /// A store of `nodes` nodes that never grows.
+    pub fn fixed(nodes: usize) -> VecStore {
+        VecStore {
+            nodes: vec![Node::default(); nodes],
+            header: Header::default(),
+            fixed: true,
+        }
+    }
 }
 
 impl Store for VecStore {
@@ -111,7 +124,7 @@ impl Store for VecStore {
     fn grow(&mut self) -> bool {
         let n = self.nodes.len();
         let more = n.max(4);
-        if n + more >= NIL as usize {
+        if self.fixed || n + more >= NIL as usize {
             return false;
         }
         self.nodes.resize(n + more, Node::default());
@@ -207,6 +220,7 @@ impl Placement<VecStore> {
             VecStore {
                 nodes: vec![Node::default(); 4],
                 header: Header::default(),
+                fixed: false,
             },
             total,
             alignment,
@@ -267,6 +281,12 @@ impl<S: Store> Placement<S> {
             _pad: 0,
         });
         Ok(Placement { store })
+    }
+
+    /// Wraps a store set up before without checking it: every call checks
+    /// what it reads (for a store under a lock, looked at call by call).
+    pub fn over(store: S) -> Self {
+        Placement { store }
     }
 
     /// Takes over a store set up before (by `init`, perhaps in another
@@ -934,42 +954,9 @@ mod tests {
         assert_eq!(used(&p), vec![(0, 10), (5120, 256)]);
     }
 
-    /// A fixed store: a slice borrowed from elsewhere, as a segment's region.
-    struct Fixed<'a> {
-        nodes: &'a mut [Node],
-        header: Header,
-    }
-
-    impl Store for Fixed<'_> {
-        fn capacity(&self) -> u32 {
-            self.nodes.len() as u32
-        }
-        fn load(&self, i: u32) -> Node {
-            self.nodes[i as usize]
-        }
-        fn save(&mut self, i: u32, node: Node) {
-            self.nodes[i as usize] = node;
-        }
-        fn header(&self) -> Header {
-            self.header
-        }
-        fn set_header(&mut self, h: Header) {
-            self.header = h;
-        }
-    }
-
     #[test]
     fn fixed_store_runs_out_of_nodes_cleanly() {
-        let mut nodes = [Node::default(); 5];
-        let mut p = Placement::init(
-            Fixed {
-                nodes: &mut nodes,
-                header: Header::default(),
-            },
-            1 << 16,
-            16,
-        )
-        .unwrap();
+        let mut p = Placement::init(VecStore::fixed(5), 1 << 16, 16).unwrap();
         // 5 nodes hold 2 used ranges in any arrangement.
         assert_eq!(p.alloc(8).unwrap(), 0);
         assert_eq!(p.alloc(8).unwrap(), 16);
@@ -984,16 +971,7 @@ mod tests {
 
     #[test]
     fn damaged_indices_are_errors() {
-        let mut nodes = [Node::default(); 8];
-        let mut p = Placement::init(
-            Fixed {
-                nodes: &mut nodes,
-                header: Header::default(),
-            },
-            4096,
-            256,
-        )
-        .unwrap();
+        let mut p = Placement::init(VecStore::fixed(8), 4096, 256).unwrap();
         p.alloc(100).unwrap();
         let mut s = p.into_store();
         let mut h = s.header();

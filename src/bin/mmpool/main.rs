@@ -15,6 +15,7 @@ mod bench_shared;
 mod demo;
 #[cfg(not(loom))]
 mod demo_async;
+#[cfg(not(loom))]
 mod demo_placed;
 #[cfg(not(loom))]
 mod exporter;

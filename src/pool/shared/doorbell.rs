@@ -33,7 +33,11 @@ use crate::pool::notify::{Core, Decision, Registrations, Rings};
 /// Under the lock, from `set_fate`: bumps the doorbell of `e`'s owner if it
 /// listens, and notes its slot in `slots` for `wake`.
 pub(crate) fn bump(seg: &Segment<'_>, e: &Entry, slots: &mut Vec<usize>) {
-    let slot = e.owner.load(Relaxed) as usize;
+    bump_slot(seg, e.owner.load(Relaxed) as usize, slots);
+}
+
+/// `bump` for the process in `slot` (a hand-off it watches finished).
+pub(crate) fn bump_slot(seg: &Segment<'_>, slot: usize, slots: &mut Vec<usize>) {
     let Some(p) = seg.procs.get(slot) else { return };
     if p.listening.load(Relaxed) == 0 {
         return;
@@ -161,7 +165,7 @@ impl Relay {
     }
 
     /// Starts this attachment's relay thread unless it runs.
-    fn ensure(&self, pool: &SharedPool) -> Result<(), Error> {
+    pub(super) fn ensure(&self, pool: &SharedPool) -> Result<(), Error> {
         let a = pool.me()?;
         let mut running = self.running.try_lock_for(FORK_SAFE_WAIT).ok_or_else(held_at_fork)?;
         if let Some(r) = running.as_ref() {
@@ -215,6 +219,7 @@ impl Relay {
         }
         let _ = r.thread.join();
         self.close_all();
+        pool.handoff_watches.close_all();
     }
 }
 
@@ -234,10 +239,12 @@ fn relay_main(pool: &SharedPool, slot: usize, stop: &AtomicBool) {
             return;
         }
         pool.relay.scan(pool, slept_out);
+        pool.handoff_watches.scan(pool);
         if stop.load(Acquire) {
             return;
         }
-        let slice = if pool.relay.any_pending() { RECLAIM_INTERVAL } else { IDLE_SLEEP };
+        let waiting = pool.relay.any_pending() || pool.handoff_watches.any();
+        let slice = if waiting { RECLAIM_INTERVAL } else { IDLE_SLEEP };
         slept_out = futex::wait(&p.doorbell, seen, slice);
     }
 }

@@ -253,6 +253,7 @@ pub(crate) fn initialise(h: &Header, layout: &Layout, total: u64) {
     h.max_entries.store(layout.entries as u32, Relaxed);
     h.max_waiters.store(layout.waiters as u32, Relaxed);
     h.max_handoffs.store(layout.handoffs as u32, Relaxed);
+    h.placement_nodes.store(layout.placement_nodes as u32, Relaxed);
     h.lock.store(0, Relaxed);
     let nonce = (now_ns() ^ u64::from(std::process::id()).rotate_left(17)) as u32;
     h.nonce.store(nonce.wrapping_mul(0x9e37_79b9) >> 21 & NONCE_MASK, Relaxed);
@@ -269,6 +270,8 @@ pub(crate) struct Making {
     pub(crate) total: u64,
     pub(crate) flags: OpenFlags,
     pub(crate) layout: Layout,
+    /// A placed pool's alignment (its layout has a placement region), else 0.
+    pub(crate) alignment: u64,
 }
 
 /// The temporary name a creator builds under: `mmpool.NAME~PID~NS.tmp`. `~`
@@ -316,6 +319,7 @@ fn build(path: &str, making: Making) -> Result<(Opened, String), Error> {
         let mut map = Mapping::new(fd.as_raw_fd(), &tmp, making.layout.size).map_err(remove)?;
         initialise(map.header(), &making.layout, making.total);
         map.check(&tmp).map_err(remove)?;
+        super::placed::init_region(map.segment(), making.total, making.alignment).map_err(remove)?;
         return Ok((Opened { fd, map, identity }, tmp));
     }
     Err(Error::System(format!("could not claim a temporary file for {path} in {BUILD_ATTEMPTS} attempts")))

@@ -21,6 +21,9 @@
 //!   expire (`expire_due`): whoever takes the lock after it (the head's
 //!   `next_deadline_ns` says when with one load), waiters in line, which
 //!   wake for it, and producers waiting for their hand-off.
+//! * Notifiers: a record marks the process slots watching it; the
+//!   completion that finishes it rings their doorbells, and each one's relay
+//!   thread posts the events (`handoff_calls::Watches`).
 //! * Damage: every field read from here is untrusted; a record whose fields
 //!   cannot be right is dropped by `repair` (its bytes come back) and never
 //!   indexes anything unchecked.
@@ -33,11 +36,12 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::sync::atomic::{AtomicU32, AtomicU64};
 use std::time::Duration;
 
+use super::doorbell;
 use super::futex::{self, now_ns};
 use super::segment::{Segment, PROC_ATTACHED};
 use super::table::Locked;
 use crate::log::{self, Level};
-use crate::pool::handoff::{check_parts, part_error, placement, HandoffInfo, HandoffStats, Token, MAX_PARTS};
+use crate::pool::handoff::{check_parts, part_error, placement, HandoffInfo, HandoffStats, Token, MAX_PARTS, TOKEN_PLACED};
 use crate::pool::{Error, MAX_TOTAL};
 
 const PARTS: usize = MAX_PARTS as usize;
@@ -49,6 +53,9 @@ const INDEX_BITS: u32 = 16;
 const _: () = assert!(super::segment::HANDOFFS_RANGE.1 <= 1 << INDEX_BITS);
 /// `Claimant::slot` of a part nobody claimed.
 const NOBODY: u32 = u32::MAX;
+/// Words of `HandoffRecord::watchers`: a bit per process slot.
+const WATCHER_WORDS: usize = 4;
+const _: () = assert!(super::segment::PROCS_RANGE.1 as usize <= WATCHER_WORDS * 64);
 
 /// Who claimed a part.
 #[repr(C)]
@@ -79,6 +86,9 @@ pub(crate) struct HandoffRecord {
     deadline_ns: AtomicU64,
     since_ns: AtomicU64,
     claimants: [Claimant; PARTS],
+    /// Process slots whose notifiers watch it (`mmpool_handoff_notify`),
+    /// one bit each: their doorbells ring when it finishes.
+    watchers: [AtomicU64; WATCHER_WORDS],
 }
 
 /// The region's own header, before the records.
@@ -204,7 +214,8 @@ pub(crate) fn create(
         )));
     };
     fresh_secret(h);
-    let seq = h.next_seq.load(Relaxed).max(1);
+    // Past 2^48 hand-offs (or a damaged count) the ids would lose bits.
+    let seq = h.next_seq.load(Relaxed).clamp(1, (1 << (64 - INDEX_BITS)) - 2);
     h.next_seq.store(seq + 1, Relaxed);
     let now = now_ns();
     let deadline = claim_within.map_or(0, |d| now.saturating_add(d.as_nanos().min(u128::from(u64::MAX)) as u64).max(1));
@@ -225,6 +236,9 @@ pub(crate) fn create(
     r.since_ns.store(now, Relaxed);
     for c in &r.claimants {
         c.slot.store(NOBODY, Relaxed);
+    }
+    for w in &r.watchers {
+        w.store(0, Relaxed);
     }
     r.state.store(LIVE, Relaxed);
     h.shared.fetch_add(1, Relaxed);
@@ -280,8 +294,33 @@ fn mark_done(g: &mut Locked<'_>, r: &HandoffRecord, bits: u64) {
         r.futex.fetch_add(1, Relaxed);
         futex::wake(&r.futex, i32::MAX);
         g.seg.handoffs_head.finished.fetch_add(1, Relaxed);
+        if r.flags.load(Relaxed) & TOKEN_PLACED != 0 && r.nbytes.load(Relaxed) > 0 {
+            g.free_range_at(r.offset.load(Relaxed));
+        }
+        ring_watchers(g, r);
         g.give(r.nbytes.load(Relaxed).min(MAX_TOTAL));
     }
+}
+
+/// Rings the doorbells of the processes watching a finished hand-off.
+fn ring_watchers(g: &mut Locked<'_>, r: &HandoffRecord) {
+    for (k, w) in r.watchers.iter().enumerate() {
+        let bits = w.swap(0, Relaxed);
+        for b in (0..64).filter(|b| bits & 1 << b != 0) {
+            doorbell::bump_slot(g.seg, k * 64 + b, &mut g.doorbells);
+        }
+    }
+}
+
+/// Marks this process as watching the hand-off, whose finish then rings
+/// its doorbell; `true` when it has finished already.
+pub(crate) fn watch(g: &Locked<'_>, token: &Token) -> Result<bool, Error> {
+    let index = check(g.seg, token)?;
+    let Some(r) = live(g.seg, index, token) else { return Ok(true) };
+    if let Some(w) = r.watchers.get(g.me / 64) {
+        w.fetch_or(1 << (g.me % 64), Relaxed);
+    }
+    Ok(false)
 }
 
 /// Expires what is due, if a claim deadline has passed (one load when none).
@@ -381,10 +420,12 @@ pub(crate) fn repair(seg: &Segment<'_>) -> u64 {
         if state == FREE {
             continue;
         }
-        let parts = r.parts.load(Relaxed);
+        let (parts, id) = (r.parts.load(Relaxed), r.id.load(Relaxed));
         let sound = state == LIVE
             && (1..=MAX_PARTS).contains(&parts)
-            && (r.id.load(Relaxed) & ((1 << INDEX_BITS) - 1)) as usize == i
+            && (id & ((1 << INDEX_BITS) - 1)) as usize == i
+            && id >> INDEX_BITS != 0
+            && id >> INDEX_BITS < seg.handoffs_head.next_seq.load(Relaxed)
             && r.nbytes.load(Relaxed) <= MAX_TOTAL;
         if !sound {
             r.state.store(FREE, Relaxed);
@@ -421,17 +462,24 @@ pub(crate) fn repair(seg: &Segment<'_>) -> u64 {
     held.min(MAX_TOTAL)
 }
 
-/// Ends every hand-off and zeroes the counters (an abandoned pool starting
-/// over); the key and the count of tokens stay, so no old token is taken
-/// for a new one.
-pub(crate) fn reset(seg: &Segment<'_>) {
+/// Zeroes the counters of an abandoned pool starting over (the key and the
+/// count of tokens stay, so no old token is taken for a new one); the
+/// outstanding hand-offs stay too, made whole as by `repair`: returns the
+/// bytes they hold.
+pub(crate) fn reset(seg: &Segment<'_>) -> u64 {
     let h = seg.handoffs_head;
-    for r in seg.handoffs {
-        r.state.store(FREE, Relaxed);
-    }
-    for c in [&h.shared, &h.finished, &h.expired_parts, &h.next_deadline_ns] {
+    for c in [&h.shared, &h.finished, &h.expired_parts] {
         c.store(0, Relaxed);
     }
+    repair(seg)
+}
+
+/// The ranges live hand-offs of a placed pool hold: `(offset, nbytes)`.
+pub(crate) fn held_ranges(seg: &Segment<'_>) -> Vec<(u64, u64)> {
+    let holds = |r: &&HandoffRecord| {
+        r.state.load(Relaxed) == LIVE && r.flags.load(Relaxed) & TOKEN_PLACED != 0 && r.nbytes.load(Relaxed) > 0
+    };
+    seg.handoffs.iter().filter(holds).map(|r| (r.offset.load(Relaxed), r.nbytes.load(Relaxed))).collect()
 }
 
 /// Ends lease entry `i` without returning its bytes: they are a hand-off's now.

@@ -18,6 +18,10 @@
 //!   who take it over and rebuild what can be derived from the entries.
 //! * fork: a child does not inherit its parent's attachment; on first use it
 //!   attaches afresh, with its own slot, leases and tickets.
+//! * Hand-offs: a lease shared with consumers in any process lives in a
+//!   record of the segment's hand-off region (`handoffs.rs`, the calls in
+//!   `handoff_calls.rs`), owned by no process: the producer's death leaves
+//!   it, a claimant's death completes the parts it claimed.
 //!
 //! * Damage: a segment file truncated under the mappings would end every
 //!   attached process with SIGBUS; `sigbus.rs` turns such a fault into a
@@ -38,6 +42,7 @@ mod handoffs;
 mod inside;
 mod liveness;
 mod lock;
+mod placed;
 #[doc(hidden)]
 pub mod placement;
 mod segment;
@@ -138,18 +143,22 @@ impl Limits {
 impl Limits {
     /// Environment variables that set the limits of the global pool
     /// (`MMPOOL_SHARED_NAME`): unset or 0 means as `Limits` says for 0.
-    pub const ENV: [&'static str; 3] =
-        ["MMPOOL_SHARED_MAX_PROCESSES", "MMPOOL_SHARED_MAX_LEASES", "MMPOOL_SHARED_MAX_WAITERS"];
+    pub const ENV: [&'static str; 4] = [
+        "MMPOOL_SHARED_MAX_PROCESSES",
+        "MMPOOL_SHARED_MAX_LEASES",
+        "MMPOOL_SHARED_MAX_WAITERS",
+        "MMPOOL_SHARED_MAX_HANDOFFS",
+    ];
 
     /// The limits the environment asks for; an unparsable value is named.
     pub fn from_env() -> Result<Limits, Error> {
-        let mut v = [0u32; 3];
+        let mut v = [0u32; 4];
         for (slot, key) in v.iter_mut().zip(Self::ENV) {
             if let Ok(text) = std::env::var(key) {
                 *slot = text.trim().parse().map_err(|e| Error::InvalidArgument(format!("{key}={text:?}: {e}")))?;
             }
         }
-        Ok(Limits { max_processes: v[0], max_leases: v[1], max_waiters: v[2], max_handoffs: 0 })
+        Ok(Limits { max_processes: v[0], max_leases: v[1], max_waiters: v[2], max_handoffs: v[3] })
     }
 }
 
@@ -160,6 +169,10 @@ pub struct SharedOptions {
     pub total_bytes: u64,
     pub flags: OpenFlags,
     pub limits: Limits,
+    /// A placed pool's alignment (a power of two; see `Pool::new_placed`):
+    /// creates a placed pool, and attaching needs the pool to be placed with
+    /// it. 0: a pool that is not placed when creating, either when attaching.
+    pub alignment: u64,
 }
 
 /// Who holds the pool's lock, when a snapshot could not take it.
@@ -321,6 +334,9 @@ pub struct SharedPool {
     /// Tickets registered with notifiers, and the thread that relays their
     /// decisions (`doorbell.rs`).
     relay: doorbell::Relay,
+    /// Hand-offs watched by notifiers of this process (the relay posts
+    /// their events).
+    handoff_watches: handoff_calls::Watches,
 }
 
 fn generation() -> u16 {
@@ -436,6 +452,14 @@ fn attach_by(
     let map = &pool.map;
     let has = Limits::of(&pool.map.layout());
     opts.limits.check_against(name, has)?;
+    let alignment = placed::alignment_of(seg);
+    if opts.alignment != 0 && opts.alignment != alignment {
+        return Err(Error::InvalidArgument(format!(
+            "shared pool {name:?} is {}, but a placed pool with alignment {} was asked for",
+            if alignment == 0 { "not placed".to_string() } else { format!("placed with alignment {alignment}") },
+            opts.alignment
+        )));
+    }
     let mut slot = None;
     for s in 0..seg.procs.len() {
         let claimed = liveness::try_lock(fd, PROC_LOCK_BASE + s as i64)
@@ -491,7 +515,8 @@ fn attach_by(
 }
 
 /// Starts an abandoned pool over: no process is attached, so nothing it
-/// records is held by anyone.
+/// records is held by anyone, except the outstanding hand-offs, whose tokens
+/// may still be on their way to consumers: they and their bytes stay.
 fn reset_abandoned(g: &mut Locked<'_>, total: u64) {
     let h = g.seg.header;
     for e in g.seg.entries {
@@ -507,14 +532,16 @@ fn reset_abandoned(g: &mut Locked<'_>, total: u64) {
         c.store(0, Relaxed);
     }
     figures::reset(g.seg);
-    handoffs::reset(g.seg);
+    h.available.store(total as i64 - handoffs::reset(g.seg) as i64, Relaxed);
+    // No entry holds a range; the hand-offs kept keep theirs.
+    g.rebuild_placement();
 }
 
 impl SharedPool {
     /// Creates or attaches to the pool `name`. `total` 0 accepts the existing
     /// pool's total; otherwise it must equal it (or creates with it).
     pub fn open(name: &str, total: u64, flags: OpenFlags) -> Result<SharedPool, Error> {
-        Self::open_with(name, &SharedOptions { total_bytes: total, flags, limits: Limits::default() })
+        Self::open_with(name, &SharedOptions { total_bytes: total, flags, limits: Limits::default(), alignment: 0 })
     }
 
     /// Creates or attaches to the pool `name` as `opts` says.
@@ -540,7 +567,12 @@ impl SharedPool {
         if opts.total_bytes != 0 {
             check_total(opts.total_bytes)?;
         }
-        let making = file::Making { total: opts.total_bytes, flags: opts.flags, layout: opts.limits.layout()? };
+        if opts.alignment != 0 {
+            super::local::check_alignment(opts.alignment)?;
+        }
+        let layout = opts.limits.layout()?;
+        let layout = if opts.alignment != 0 { layout.placed() } else { layout };
+        let making = file::Making { total: opts.total_bytes, flags: opts.flags, layout, alignment: opts.alignment };
         let (opened, created) = file::open(name, making)?;
         let file::Opened { fd, map, identity } = opened;
         let registry = liveness::register(fd.as_raw_fd()).map_err(Error::System)?;
@@ -559,6 +591,7 @@ impl SharedPool {
             moved_logged: AtomicBool::new(false),
             loud: Loud::default(),
             relay: doorbell::Relay::default(),
+            handoff_watches: handoff_calls::Watches::default(),
         };
         Ok((pool, fd, registry, created))
     }
@@ -812,8 +845,8 @@ impl SharedPool {
         let mut g = self.lock_or_leave(Until::from_deadline(wait.deadline()), nbytes)?;
         self.check_request(&g, nbytes)?;
         if Self::take_now(&mut g, nbytes) {
-            let (_, id) = g.alloc(LEASE, nbytes)?;
-            g.take(nbytes);
+            let (i, id) = g.alloc(LEASE, nbytes)?;
+            g.take_placed(i, nbytes)?;
             return Ok(Lease { id, nbytes });
         }
         let (i, id) = g.join_line(nbytes)?;
@@ -840,8 +873,8 @@ impl SharedPool {
                 queued: g.waiting() > 0,
             });
         }
-        let (_, id) = g.alloc(LEASE, nbytes)?;
-        g.take(nbytes);
+        let (i, id) = g.alloc(LEASE, nbytes)?;
+        g.take_placed(i, nbytes)?;
         Ok(Lease { id, nbytes })
     }
 
@@ -871,8 +904,8 @@ impl SharedPool {
         let mut g = self.lock()?;
         self.check_request(&g, nbytes)?;
         let id = if Self::take_now(&mut g, nbytes) {
-            let (_, id) = g.alloc(GRANTED, nbytes)?;
-            g.take(nbytes);
+            let (i, id) = g.alloc(GRANTED, nbytes)?;
+            g.take_placed(i, nbytes)?;
             id
         } else {
             g.join_line(nbytes)?.1
@@ -912,8 +945,8 @@ impl SharedPool {
         };
         self.check_request(&g, nbytes)?;
         let real = if Self::take_now(&mut g, nbytes) {
-            let (_, real) = g.alloc(GRANTED, nbytes)?;
-            g.take(nbytes);
+            let (i, real) = g.alloc(GRANTED, nbytes)?;
+            g.take_placed(i, nbytes)?;
             real
         } else {
             g.join_line(nbytes)?.1
@@ -971,8 +1004,8 @@ impl SharedPool {
         if !Self::take_now(&mut g, nbytes) {
             return Ok(Admission::Queued(Ticket { id: g.join_line(nbytes)?.1 }));
         }
-        let (_, id) = g.alloc(LEASE, nbytes)?;
-        g.take(nbytes);
+        let (i, id) = g.alloc(LEASE, nbytes)?;
+        g.take_placed(i, nbytes)?;
         Ok(Admission::Granted(Lease { id, nbytes }))
     }
 
@@ -1014,6 +1047,9 @@ impl SharedPool {
         self.check_issued(id, "lease")?;
         let mut g = self.lock_or_leave(Until::from_deadline(wait.deadline()), new_nbytes)?;
         let i = self.own_lease(&g, id)?;
+        if g.is_placed() {
+            return self.resize_placed(&mut g, i, id, new_nbytes);
+        }
         let e = g.entry(i);
         let old = e.nbytes.load(Relaxed);
         if new_nbytes <= old {
@@ -1054,6 +1090,9 @@ impl SharedPool {
 
     pub(crate) fn set_total(&self, new_total: u64) -> Result<(), Error> {
         check_total(new_total)?;
+        if self.is_placed() {
+            return Err(Error::InvalidArgument("the total of a placed pool is fixed: its ranges index one buffer".into()));
+        }
         let mut g = self.lock()?;
         let h = self.seg().header;
         let old = h.total.swap(new_total, Relaxed);
@@ -1118,9 +1157,10 @@ impl SharedPool {
         if let Ok(g) = g.as_mut() {
             g.maybe_reap();
         }
+        let place = g.as_ref().ok().and_then(|g| g.place_stats());
         let total = h.total.load(Relaxed);
         let available = h.available.load(Relaxed);
-        Stats {
+        let stats = Stats {
             total_bytes: total,
             available_bytes: available.max(0) as u64,
             in_use_bytes: (i128::from(total) - i128::from(available)).clamp(0, i128::from(u64::MAX)) as u64,
@@ -1137,6 +1177,10 @@ impl SharedPool {
             wait_ns_max: h.wait_ns_max.load(Relaxed),
             reserved_bytes: figures::reserved_total(self.seg()),
             ..Stats::default()
+        };
+        match place {
+            Some(p) => Stats { largest_free_range: p.largest_free_range, free_ranges: p.free_ranges, ..stats },
+            None => stats.unplaced(),
         }
     }
 

@@ -12,6 +12,7 @@ use std::sync::atomic::{AtomicI64, AtomicU32, AtomicU64};
 
 use super::figures::ProcFigures;
 use super::handoffs::{HandoffRecord, HandoffsHead};
+use super::placement::{self, RegionHead, RegionNode};
 
 /// "MMPOOLSH", little-endian.
 pub(crate) const MAGIC: u64 = u64::from_le_bytes(*b"MMPOOLSH");
@@ -109,6 +110,9 @@ pub(crate) struct Header {
     pub(crate) lock_seen_ns: AtomicU64,
     /// Hand-off records (`handoffs.rs`), chosen at creation.
     pub(crate) max_handoffs: AtomicU32,
+    /// Nodes of a placed pool's placement region (`placement.rs`); 0 for a
+    /// pool that is not placed.
+    pub(crate) placement_nodes: AtomicU32,
 }
 
 /// An attached process. Whether it lives is decided by its byte lock on the
@@ -142,7 +146,13 @@ pub(crate) struct Entry {
     pub(crate) owner: AtomicU32,
     /// Bumped whenever the ticket's fate changes; its waiters sleep on it.
     pub(crate) futex: AtomicU32,
+    /// In a placed pool, where the range of a lease or granted ticket
+    /// starts (`NO_RANGE`: it has none).
+    pub(crate) offset: AtomicU64,
 }
+
+/// `Entry::offset` of an entry without a range.
+pub(crate) const NO_RANGE: u64 = u64::MAX;
 
 /// A mapped segment seen through its tables, whose lengths are the
 /// segment's limits (checked against the file when it was mapped).
@@ -156,6 +166,8 @@ pub(crate) struct Segment<'a> {
     pub(crate) figures: &'a [ProcFigures],
     pub(crate) handoffs_head: &'a HandoffsHead,
     pub(crate) handoffs: &'a [HandoffRecord],
+    /// A placed pool's placement region.
+    pub(crate) placement: Option<(&'a RegionHead, &'a [RegionNode])>,
 }
 
 /// Where the tables of a segment with given limits lie, and its size.
@@ -172,6 +184,9 @@ pub(crate) struct Layout {
     pub(crate) handoffs: usize,
     /// A `HandoffsHead`, then `handoffs` records.
     pub(crate) handoffs_at: usize,
+    /// A placed pool's placement region: nodes (0: not placed) and where.
+    pub(crate) placement_nodes: usize,
+    pub(crate) placement_at: usize,
     /// Bytes of the file: a whole number of pages.
     pub(crate) size: usize,
 }
@@ -205,7 +220,28 @@ impl Layout {
         let figures_at = round_up(ring_at + waiters * 8, 64);
         let handoffs_at = round_up(figures_at + (procs + 1) * std::mem::size_of::<ProcFigures>(), 64);
         let size = round_up(handoffs_at + HandoffsHead::span(handoffs), PAGE);
-        Ok(Layout { procs, entries, waiters, procs_at, entries_at, ring_at, figures_at, handoffs, handoffs_at, size })
+        Ok(Layout {
+            procs,
+            entries,
+            waiters,
+            procs_at,
+            entries_at,
+            ring_at,
+            figures_at,
+            handoffs,
+            handoffs_at,
+            placement_nodes: 0,
+            placement_at: 0,
+            size,
+        })
+    }
+
+    /// This layout with a placement region after the other tables.
+    pub(crate) fn placed(self) -> Layout {
+        let placement_nodes = placement::nodes_for(self.entries + self.handoffs);
+        let placement_at = round_up(self.handoffs_at + HandoffsHead::span(self.handoffs), 64);
+        let size = round_up(placement_at + placement::span(placement_nodes), PAGE);
+        Layout { placement_nodes, placement_at, size, ..self }
     }
 
     /// The layout a header declares, checked against the bounds and against
@@ -219,6 +255,11 @@ impl Layout {
             h.max_handoffs.load(Relaxed),
         )
         .map_err(|why| format!("its header is corrupt: {why}"))?;
+        let l = match h.placement_nodes.load(Relaxed) {
+            0 => l,
+            n if n as usize == l.placed().placement_nodes => l.placed(),
+            n => return Err(format!("its header is corrupt: {n} placement nodes")),
+        };
         let recorded = h.segment_size.load(Relaxed);
         if recorded != l.size as u64 {
             return Err(format!("segment size is {recorded}, its limits make it {}", l.size));
@@ -248,6 +289,16 @@ impl Layout {
                     base.add(self.handoffs_at + HandoffsHead::span(0)).cast::<HandoffRecord>(),
                     self.handoffs,
                 ),
+                placement: (self.placement_nodes > 0).then(|| {
+                    let head = base.add(self.placement_at);
+                    (
+                        &*head.cast::<RegionHead>(),
+                        std::slice::from_raw_parts(
+                            head.add(std::mem::size_of::<RegionHead>()).cast::<RegionNode>(),
+                            self.placement_nodes,
+                        ),
+                    )
+                }),
             }
         }
     }

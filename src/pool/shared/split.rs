@@ -32,10 +32,16 @@ impl SharedPool {
     fn split_lease_in(&self, id: u64, nbytes: u64) -> Result<(Lease, Lease), Error> {
         self.check_issued(id, "lease")?;
         let g = self.lock()?;
-        let e = g.entry(self.own_lease(&g, id)?);
+        let i = self.own_lease(&g, id)?;
+        let e = g.entry(i);
         let left = check_split(id, nbytes, e.nbytes.load(Relaxed))?;
-        let (_, new) = g.alloc(LEASE, nbytes)?;
+        let (j, new) = g.alloc(LEASE, nbytes)?;
         e.nbytes.store(left, Relaxed);
+        if let Err(err) = g.split_range(i, left, j) {
+            // The new lease's bytes go back into `id`.
+            g.merge_into(i, j);
+            return Err(err);
+        }
         Ok((Lease { id, nbytes: left }, Lease { id: new, nbytes }))
     }
 
@@ -51,6 +57,7 @@ impl SharedPool {
         self.check_issued(from, "lease")?;
         let g = self.lock()?;
         let (a, b) = (self.own_lease(&g, into)?, self.own_lease(&g, from)?);
+        g.merge_ranges(a, b)?;
         Ok(Lease { id: into, nbytes: g.merge_into(a, b) })
     }
 }

@@ -106,7 +106,7 @@ impl<'a> Locked<'a> {
 
     /// Whether `nbytes` can be granted now without jumping the line.
     pub(crate) fn grantable_now(&self, nbytes: u64) -> bool {
-        self.waiting() == 0 && self.available() >= 0 && nbytes <= self.available() as u64
+        self.waiting() == 0 && self.available() >= 0 && nbytes <= self.available() as u64 && self.placeable(nbytes)
     }
 
     /// Takes `nbytes` from what is available (the caller checked they fit).
@@ -149,6 +149,7 @@ impl<'a> Locked<'a> {
             e.pos.store(h.next_pos.load(Relaxed), Relaxed);
             h.next_pos.store(h.next_pos.load(Relaxed).wrapping_add(1), Relaxed);
             e.since_ns.store(now_ns(), Relaxed);
+            e.offset.store(NO_RANGE, Relaxed);
             e.state.store(state, Relaxed);
             h.alloc_hint.store(if i + 1 < n { i as u32 + 1 } else { 0 }, Relaxed);
             match state {
@@ -209,9 +210,13 @@ impl<'a> Locked<'a> {
         match state {
             LEASE => {
                 h.leases.store(h.leases.load(Relaxed).saturating_sub(1), Relaxed);
+                self.unplace(i);
                 self.give(e.nbytes.load(Relaxed).min(MAX_TOTAL));
             }
-            GRANTED => self.give(e.nbytes.load(Relaxed).min(MAX_TOTAL)),
+            GRANTED => {
+                self.unplace(i);
+                self.give(e.nbytes.load(Relaxed).min(MAX_TOTAL));
+            }
             WAITING => {
                 h.waiting.store(h.waiting.load(Relaxed).saturating_sub(1), Relaxed);
                 // Those behind it may fit now.
@@ -272,7 +277,7 @@ impl<'a> Locked<'a> {
         while let Some(i) = self.head() {
             let e = self.entry(i);
             let nbytes = e.nbytes.load(Relaxed);
-            if self.available() < 0 || nbytes > self.available() as u64 {
+            if self.available() < 0 || nbytes > self.available() as u64 || !self.place(i, nbytes) {
                 return;
             }
             self.take(nbytes);
@@ -419,6 +424,13 @@ impl<'a> Locked<'a> {
             leases += u64::from(state == LEASE);
         }
         held += i128::from(handoffs::repair(self.seg));
+        for i in self.rebuild_placement() {
+            // Its range overlaps another's or lies outside: it cannot be right.
+            let e = &self.seg.entries[i];
+            held -= i128::from(e.nbytes.load(Relaxed));
+            leases -= u64::from(e.state.load(Relaxed) == LEASE);
+            e.state.store(FREE, Relaxed);
+        }
         h.available.store(sat(i128::from(total) - held), Relaxed);
         h.leases.store(leases, Relaxed);
         h.alloc_hint.store(h.alloc_hint.load(Relaxed) % self.seg.entries.len() as u32, Relaxed);
