@@ -4,7 +4,10 @@
 #      table, figures in target/bench.json;
 #   2. instructions per uncontended acquire+release under callgrind, if valgrind
 #      is installed (stable on noisy machines, unlike nanoseconds);
-#   3. the Python rows (python/bench/bench_with.py), if the package imports.
+#   3. the Python rows (python/bench/bench_with.py), if the package imports;
+#   4. fragmentation of placed pools: one line of the demo's requests placed
+#      by mmpool's allocator, first fit, offset-allocator and rlsf (simulated
+#      time, so the same figures on every machine).
 #
 #   scripts/bench.sh [--quick]        # --quick: short runs, for a smoke check
 #
@@ -48,14 +51,15 @@ if command -v valgrind >/dev/null; then
     }
     printf '%-16s %12s %10s\n' implementation "instr/pair" "x floor"
     floor=""
-    for impl in floor mmpool ref-std ref-parking_lot tokio; do
+    for impl in floor mmpool ref-std ref-parking_lot tokio mmpool-shared; do
         base=$(instructions "$impl" 0)
         full=$(instructions "$impl" "$PAIRS")
         per=$(awk -v a="$base" -v b="$full" -v n="$PAIRS" 'BEGIN { printf "%.1f", (b - a) / n }')
         [ -z "$floor" ] && floor=$per
         printf '%-16s %12s %10s\n' "$impl" "$per" "$(awk -v p="$per" -v f="$floor" 'BEGIN { printf "%.2f", p / f }')"
     done
-    echo "(valgrind --tool=callgrind; (Ir of $PAIRS pairs - Ir of 0 pairs) / $PAIRS, same binary)"
+    echo "(valgrind --tool=callgrind; (Ir of $PAIRS pairs - Ir of 0 pairs) / $PAIRS, same binary;"
+    echo " mmpool-shared: a pool shared between processes, through the same C functions)"
 
     section "instructions per hand-off: a release granting a sleeping waiter, and its wake-up (callgrind)"
     ROUNDS=1000
@@ -86,3 +90,6 @@ if [ -f python/bench/bench_with.py ] &&
 else
     echo "skipped: python/bench/bench_with.py is missing or the mmpool package does not import"
 fi
+
+section "placement: fragmentation on the demo's size mix"
+"$BIN" --fragmentation $QUICK

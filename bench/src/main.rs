@@ -10,6 +10,7 @@
 
 mod baselines;
 mod block_on;
+mod frag;
 mod heap;
 mod mmpool_c;
 mod report;
@@ -19,7 +20,7 @@ mod subject;
 use std::time::Duration;
 
 use baselines::{Floor, RefParkingLot, RefStd, Tokio};
-use mmpool_c::MmpoolC;
+use mmpool_c::{MmpoolC, MmpoolSharedC};
 use report::Report;
 use scenarios::{Contended, Hold, Memory, Starvation, Wakeups};
 use subject::Subject;
@@ -32,6 +33,7 @@ static ALLOCATOR: heap::Counting = heap::Counting;
 const HELP: &str = "\
 usage: mmpool-bench [--quick] [--json PATH] [--hold-us N]
        mmpool-bench --callgrind-pair NAME [--pairs N]
+       mmpool-bench --fragmentation [--quick]
 
 Runs floor, mmpool (through its C functions), the reference algorithm on std
 and on parking_lot, and tokio's Semaphore over six scenarios and prints one
@@ -43,13 +45,17 @@ table; with --json, the figures also go to a JSON file. Build with --release.
                          (default 2; longer holds show the cost of handing
                          bytes to a sleeping thread fade)
   --callgrind-pair NAME  only run N uncontended acquire+release pairs of NAME
-                         (floor, mmpool, ref-std, ref-parking_lot, tokio), for
-                         counting instructions under valgrind --tool=callgrind
+                         (floor, mmpool, ref-std, ref-parking_lot, tokio, or
+                         mmpool-shared: a shared pool), for counting
+                         instructions under valgrind --tool=callgrind
   --pairs N              pairs for --callgrind-pair (default 100000)
   --callgrind-handoff NAME  only run N rounds of two threads handing the
                          whole pool to each other (each release grants the
                          other thread, asleep in acquire), for valgrind
-  --rounds N             rounds for --callgrind-handoff (default 1000)";
+  --rounds N             rounds for --callgrind-handoff (default 1000)
+  --fragmentation        only the placement scenario: one FIFO line of the
+                         demo's requests placed by each allocator in turn
+                         (simulated time), as a table";
 
 /// How long and how often each scenario runs.
 pub struct Plan {
@@ -156,6 +162,14 @@ fn entries() -> Vec<Entry> {
     vec![entry::<Floor>(), entry::<MmpoolC>(), entry::<RefStd>(), entry::<RefParkingLot>(), entry::<Tokio>()]
 }
 
+/// The implementations the callgrind modes know: the table's, and mmpool's
+/// shared pool (whose scenarios are `mmpool bench-shared`'s).
+fn callgrind_entries() -> Vec<Entry> {
+    let mut all = entries();
+    all.push(entry::<MmpoolSharedC>());
+    all
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     std::process::exit(run_main(&args));
@@ -176,6 +190,7 @@ fn run_main(args: &[String]) -> i32 {
     let mut pairs: u64 = 100_000;
     let mut help = false;
     let mut hold_us: Option<u64> = None;
+    let mut fragmentation = false;
     let mut a = args.iter();
     let parsed: Result<(), String> = (|| {
         while let Some(flag) = a.next() {
@@ -187,6 +202,7 @@ fn run_main(args: &[String]) -> i32 {
                 "--callgrind-handoff" => handoff = Some(value_of("--callgrind-handoff", a.next())?),
                 "--rounds" => rounds = value_of("--rounds", a.next())?,
                 "--hold-us" => hold_us = Some(value_of("--hold-us", a.next())?),
+                "--fragmentation" => fragmentation = true,
                 "--help" | "-h" => help = true,
                 other => return Err(format!("unknown option `{other}`")),
             }
@@ -201,8 +217,12 @@ fn run_main(args: &[String]) -> i32 {
         println!("{HELP}");
         return 0;
     }
+    if fragmentation {
+        print!("{}", fragmentation_table(quick));
+        return 0;
+    }
     if let Some(name) = handoff {
-        return match entries().into_iter().find(|e| e.name == name && e.blocks) {
+        return match callgrind_entries().into_iter().find(|e| e.name == name && e.blocks) {
             Some(e) => {
                 (e.handoffs)(rounds);
                 println!("{name}: {rounds} rounds of two hand-offs");
@@ -215,7 +235,7 @@ fn run_main(args: &[String]) -> i32 {
         };
     }
     if let Some(name) = callgrind {
-        return match entries().into_iter().find(|e| e.name == name) {
+        return match callgrind_entries().into_iter().find(|e| e.name == name) {
             Some(e) => {
                 (e.pairs)(pairs);
                 println!("{name}: {pairs} pairs (+1000 warm-up)");
@@ -238,6 +258,19 @@ fn run_main(args: &[String]) -> i32 {
             1
         }
     }
+}
+
+/// The placement scenario's table: every allocator over the same line.
+fn fragmentation_table(quick: bool) -> String {
+    let line = frag::Line::new(quick);
+    let outcomes = vec![
+        frag::run::<frag::BytesOnly>(&line),
+        frag::run::<frag::MmpoolPlacement>(&line),
+        frag::run::<frag::FirstFit>(&line),
+        frag::run::<frag::OffsetAllocator>(&line),
+        frag::run::<frag::Rlsf>(&line),
+    ];
+    frag::table(&line, &outcomes)
 }
 
 fn progress(step: &str) {

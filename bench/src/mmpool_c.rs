@@ -1,26 +1,36 @@
 //! mmpool as a C program uses it: every call goes through the exported
 //! `extern "C"` functions, boundary (argument checks, panic catching) included.
 
+use std::ffi::CString;
 use std::time::Instant;
 
 use ::mmpool::ffi::pool::{
     mmpool_acquire, mmpool_acquire_timeout, mmpool_get_stats, mmpool_init, mmpool_release, mmpool_unref,
 };
+use ::mmpool::ffi::shared::{mmpool_open_shared, mmpool_unlink_shared, MMPOOL_SHARED_CREATE};
 use ::mmpool::ffi::{mmpool, mmpool_lease, mmpool_stats, mmpool_status};
 
 use super::subject::{Grant, Subject};
 
-pub struct MmpoolC {
+/// `SHARED`: a pool shared between processes (a segment of its own, named
+/// after this process and removed with the subject) instead of an
+/// in-process one; the calls are the same.
+pub struct MmpoolC<const SHARED: bool = false> {
     handle: *mut mmpool,
+    /// The shared pool's name.
+    name: Option<CString>,
 }
+
+/// mmpool's shared pool, through the same C functions.
+pub type MmpoolSharedC = MmpoolC<true>;
 
 // SAFETY: an `mmpool` handle may be used from many threads at once (the C
 // contract); this struct holds one reference and only passes the pointer on.
-unsafe impl Send for MmpoolC {}
+unsafe impl<const SHARED: bool> Send for MmpoolC<SHARED> {}
 // SAFETY: as above: every export is thread-safe on a shared handle.
-unsafe impl Sync for MmpoolC {}
+unsafe impl<const SHARED: bool> Sync for MmpoolC<SHARED> {}
 
-impl MmpoolC {
+impl<const SHARED: bool> MmpoolC<SHARED> {
     fn stats(&self) -> mmpool_stats {
         let mut s = mmpool_stats { size: std::mem::size_of::<mmpool_stats>() as u64, ..Default::default() };
         check(mmpool_get_stats(self.handle, &mut s), "mmpool_get_stats");
@@ -32,13 +42,19 @@ fn check(status: mmpool_status, what: &str) {
     assert_eq!(status, mmpool_status::MMPOOL_OK, "{what} failed");
 }
 
-impl Subject for MmpoolC {
-    const NAME: &'static str = "mmpool";
+impl<const SHARED: bool> Subject for MmpoolC<SHARED> {
+    const NAME: &'static str = if SHARED { "mmpool-shared" } else { "mmpool" };
 
     fn new(total: u64) -> Self {
         let mut handle = std::ptr::null_mut();
-        check(mmpool_init(total, &mut handle), "mmpool_init");
-        MmpoolC { handle }
+        if !SHARED {
+            check(mmpool_init(total, &mut handle), "mmpool_init");
+            return MmpoolC { handle, name: None };
+        }
+        let name = CString::new(format!("mmpool-bench-{}", std::process::id())).expect("no NUL in the name");
+        mmpool_unlink_shared(name.as_ptr());
+        check(mmpool_open_shared(name.as_ptr(), total, MMPOOL_SHARED_CREATE, &mut handle), "mmpool_open_shared");
+        MmpoolC { handle, name: Some(name) }
     }
 
     fn acquire(&self, nbytes: u64) -> Grant {
@@ -73,8 +89,11 @@ impl Subject for MmpoolC {
     }
 }
 
-impl Drop for MmpoolC {
+impl<const SHARED: bool> Drop for MmpoolC<SHARED> {
     fn drop(&mut self) {
         mmpool_unref(self.handle);
+        if let Some(name) = &self.name {
+            mmpool_unlink_shared(name.as_ptr());
+        }
     }
 }

@@ -87,6 +87,9 @@ fn callgrind_mode_runs_the_pairs_it_is_asked_for_and_refuses_unknown_names() {
     let (ok, stdout, stderr) = bench(&["--callgrind-pair", "mmpool", "--pairs", "10"]);
     assert!(ok, "{stderr}");
     assert_eq!(stdout.trim(), "mmpool: 10 pairs (+1000 warm-up)");
+    let (ok, stdout, stderr) = bench(&["--callgrind-pair", "mmpool-shared", "--pairs", "10"]);
+    assert!(ok, "{stderr}");
+    assert_eq!(stdout.trim(), "mmpool-shared: 10 pairs (+1000 warm-up)");
     let (ok, _, stderr) = bench(&["--callgrind-pair", "nothing-by-this-name"]);
     assert!(!ok);
     assert!(stderr.contains("nothing-by-this-name"), "{stderr}");
@@ -95,6 +98,11 @@ fn callgrind_mode_runs_the_pairs_it_is_asked_for_and_refuses_unknown_names() {
     assert_eq!(stdout.trim(), "mmpool: 3 rounds of two hand-offs");
     let (ok, _, stderr) = bench(&["--callgrind-handoff", "floor"]);
     assert!(!ok && stderr.contains("no blocking implementation"), "the floor cannot hand off: {stderr}");
+    let (ok, stdout, stderr) = bench(&["--fragmentation", "--quick"]);
+    assert!(ok, "{stderr}");
+    for name in ["bytes only", "mmpool", "first-fit", "offset-allocator", "rlsf"] {
+        assert!(stdout.lines().nth(2).is_some_and(|header| header.contains(name)), "{name}: {stdout}");
+    }
     let (ok, _, stderr) = bench(&["--frobnicate"]);
     assert!(!ok && stderr.contains("unknown option"), "{stderr}");
 }
@@ -117,7 +125,11 @@ fn a_file_is_written_only_when_asked() {
         while let Some(d) = dirs.pop() {
             for entry in std::fs::read_dir(d).unwrap() {
                 let path = entry.unwrap().path();
-                if path.is_dir() { dirs.push(path) } else { out.push(path) }
+                if path.is_dir() {
+                    dirs.push(path)
+                } else {
+                    out.push(path)
+                }
             }
         }
         out

@@ -59,24 +59,26 @@ pub fn wait_bucket(ns: u64) -> usize {
 /// The bucket of a request of `nbytes`: the smallest `4096 * 4^i` that is at
 /// least `nbytes` (0 for anything up to 4 KiB), for every size up to 2^63
 /// (no grant is larger than 2^60; a size above 2^63 lands in bucket 0). A
-/// subtraction, a leading-zero count and a byte from a table.
+/// subtraction, a bit scan and a byte from a table.
 #[inline(always)]
 pub fn size_bucket(nbytes: u64) -> usize {
-    // 0 wraps to all ones: no leading zeros, which the table maps to 0.
-    SIZE_BUCKET_BY_ZEROS[nbytes.wrapping_sub(1).leading_zeros() as usize] as usize
+    // 0 wraps to all ones, whose top bit (63) the table maps to 0. The low
+    // bit set makes the scanned value never 0 (`nbytes` 1 then scans as 2
+    // does: both bucket 0), so the scan needs no test for it.
+    SIZE_BUCKET_BY_TOP_BIT[(nbytes.wrapping_sub(1) | 1).ilog2() as usize] as usize
 }
 
-/// `size_bucket` by the leading zeros of `nbytes - 1`, whose bit length is
-/// `ceil(log2(nbytes))` for `nbytes >= 2` (and 0 for 1). No leading zeros
+/// `size_bucket` by the top bit of `nbytes - 1`, one less than its bit
+/// length `ceil(log2(nbytes))` (for `nbytes >= 2`). The top bit 63
 /// (`nbytes` 0, or above 2^63) is bucket 0.
-const SIZE_BUCKET_BY_ZEROS: [u8; 65] = {
-    let mut table = [0u8; 65];
-    let mut zeros = 1;
-    while zeros <= 64 {
-        let log2 = 64 - zeros as u32;
+const SIZE_BUCKET_BY_TOP_BIT: [u8; 64] = {
+    let mut table = [0u8; 64];
+    let mut top = 0;
+    while top < 63 {
+        let log2 = top as u32 + 1;
         let i = (log2.saturating_sub(SIZE_FIRST_LOG2) as usize + 1) / 2;
-        table[zeros] = if i < SIZE_FINITE { i as u8 } else { SIZE_FINITE as u8 };
-        zeros += 1;
+        table[top] = if i < SIZE_FINITE { i as u8 } else { SIZE_FINITE as u8 };
+        top += 1;
     }
     table
 };

@@ -104,7 +104,8 @@ pub(crate) enum Removed {
 
 /// A slot claimed for a lease about to be granted, and its word before.
 #[derive(Clone, Copy)]
-pub(crate) struct Claim {
+pub(crate) struct Claim<'a> {
+    slot: &'a Slot,
     index: usize,
     word: u64,
 }
@@ -211,13 +212,13 @@ impl LeaseSlots {
     /// stays small; [`insert`](Self::insert) probes further. Lock-free;
     /// nothing in it can panic.
     #[inline(always)]
-    pub(crate) fn claim_home(&self) -> Option<Claim> {
+    pub(crate) fn claim_home(&self) -> Option<Claim<'_>> {
         self.claim_at(home_slot())
     }
 
     /// Claims slot `index` if it is free.
     #[inline(always)]
-    fn claim_at(&self, index: usize) -> Option<Claim> {
+    fn claim_at(&self, index: usize) -> Option<Claim<'_>> {
         let slot = &self.slots[index & (SLOTS - 1)];
         let word = slot.word.load(Ordering::Relaxed);
         // Free (state 0) and below the last generation, in one comparison:
@@ -225,27 +226,37 @@ impl LeaseSlots {
         if word.rotate_right(2) >= GEN_MAX {
             return None;
         }
-        slot.word.compare_exchange(word, ((word >> 2) + 1) << 2 | BUSY, Ordering::Acquire, Ordering::Relaxed).ok()?;
-        Some(Claim { index: index & (SLOTS - 1), word })
+        // The state is `FREE` (0): the word is the generation shifted, and
+        // the next generation's words are plain sums.
+        slot.word.compare_exchange(word, word + (1 << 2) + BUSY, Ordering::Acquire, Ordering::Relaxed).ok()?;
+        Some(Claim { slot, index: index & (SLOTS - 1), word })
     }
 
     /// Records a lease of `nbytes` in a claimed slot; returns its id.
     #[inline(always)]
-    pub(crate) fn fill(&self, claim: Claim, nbytes: u64) -> u64 {
-        let slot = &self.slots[claim.index];
-        let gen = (claim.word >> 2) + 1;
+    pub(crate) fn fill(&self, claim: Claim<'_>, nbytes: u64) -> u64 {
+        let slot = claim.slot;
+        // `claim.word` is `FREE` (see `claim_at`): the new generation,
+        // shifted by 2, is one generation more.
+        let gen_shifted = claim.word + (1 << 2);
         slot.nbytes.store(nbytes, Ordering::Relaxed);
         // The slot is `BUSY`: this thread is the only one counting into its
         // record until the store below lets go of it.
         slot.sizes.count_exclusive(nbytes);
-        slot.word.store(gen << 2 | HELD, Ordering::Release);
-        self.prefix | gen << SLOT_BITS | claim.index as u64
+        slot.word.store(gen_shifted + HELD, Ordering::Release);
+        // `gen << SLOT_BITS` from `gen << 2`, whose low bits are 0.
+        let gen_bits = if SLOT_BITS >= 2 {
+            gen_shifted << SLOT_BITS.saturating_sub(2)
+        } else {
+            gen_shifted >> (2 - SLOT_BITS.min(2))
+        };
+        self.prefix | gen_bits | claim.index as u64
     }
 
     /// Gives a claimed slot back unused.
     #[inline(always)]
-    pub(crate) fn unclaim(&self, claim: Claim) {
-        self.slots[claim.index].word.store(claim.word, Ordering::Release);
+    pub(crate) fn unclaim(&self, claim: Claim<'_>) {
+        claim.slot.word.store(claim.word, Ordering::Release);
     }
 
     /// Records a lease of `nbytes` and returns its new id: in a slot, or in

@@ -110,7 +110,9 @@ impl State {
     pub(crate) fn take_from(&self, seen: (u64, i64), nbytes: u64) -> Option<i64> {
         let (mut w, mut left) = seen;
         loop {
-            match self.word.compare_exchange_weak(w, encode(w, left), Ordering::AcqRel, Ordering::Acquire) {
+            // `would_take` passed only a word with no flag set: the new word
+            // is the bytes left, shifted, with no flag either.
+            match self.word.compare_exchange_weak(w, (left << SHIFT) as u64, Ordering::AcqRel, Ordering::Acquire) {
                 Ok(_) => return Some(left),
                 Err(now) => (w, left) = Self::would_take(now, nbytes)?,
             }
@@ -121,7 +123,14 @@ impl State {
     /// nothing changes and the caller must give them back under the lock.
     #[inline(always)]
     pub(crate) fn try_give(&self, nbytes: u64) -> bool {
-        self.update(|s, w| (!s.queued).then(|| encode(w, s.available + nbytes as i64))).1
+        // The bytes sit above the flags, so adding them shifted keeps the
+        // flags as they are (`CLOSED` may be set) and cannot carry out of
+        // the word: a lease holds at most `MAX_TOTAL`, and available plus
+        // it stays within the signed 62 bits.
+        let more = nbytes << SHIFT;
+        self.word
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |w| (w & QUEUED == 0).then(|| w.wrapping_add(more)))
+            .is_ok()
     }
 
     /// Under the wait-list lock: takes `nbytes` if they fit (ignoring `QUEUED`,

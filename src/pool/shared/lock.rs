@@ -13,18 +13,19 @@
 //! A holder named by the word is judged after every slice the word stayed
 //! the same (`judge`): a dead process's word is taken over; so is a word
 //! naming this very process when none of its threads holds or is taking the
-//! lock (`inside`, counted per attachment: a corrupt word, or one left by a
-//! predecessor in the slot). A word naming a live process that does not let
+//! lock (`inside`: a cell per thread of the attachment, see `inside.rs`; a
+//! corrupt word, or one left by a predecessor in the slot). A word naming a live process that does not let
 //! go cannot be taken from it; calls with a deadline give up at it.
 //!
 //! Not a process-shared condition variable, nor a pthread mutex: it never
 //! loses a wake-up after a crash and a corrupt word cannot hang a call that
 //! has a deadline.
 
-use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use super::futex;
+use super::inside::{Inside, Mark};
 
 const OWNER_MASK: u32 = 0xff;
 const SEQ_ONE: u32 = 1 << 8;
@@ -87,38 +88,41 @@ impl Until {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct TimedOut(pub(crate) u32);
 
-/// Takes the lock for process slot `me`, waiting as `until` says.
-/// `inside` counts this attachment's threads that hold the lock or are
-/// swapping the word to take it; `judge(owner, word)` says whether a holder
-/// other than `me` is gone, asked after each full slice the word stayed at
-/// `word`. A word naming `me` is taken over when `inside` shows that no
-/// thread of this attachment holds it.
+/// Takes the lock for process slot `me`, waiting as `until` says, and
+/// returns how, with the calling thread's mark in `inside` (which the
+/// unlock ends). `inside` holds this attachment's threads that hold the
+/// lock or are swapping the word to take it; `judge(owner, word)` says
+/// whether a holder other than `me` is gone, asked after each full slice
+/// the word stayed at `word`. A word naming `me` is taken over when
+/// `inside` shows that no thread of this attachment holds it.
 pub(crate) fn lock(
     word: &AtomicU32,
     me: usize,
-    inside: &AtomicUsize,
+    inside: &Inside,
     until: Until,
     judge: impl Fn(usize, u32) -> bool,
-) -> Result<Acquired, TimedOut> {
+) -> Result<(Acquired, Mark), TimedOut> {
     let mut slept = false;
     // For `Until::Unchanged`: the word (without CONTENDED) and since when.
     let mut kept: Option<(u32, Instant)> = None;
-    // A swap of the word counts in `inside` from before it until the unlock
-    // (or its failure): whoever sees the word name `me` and then `inside` at
-    // 0 knows that no thread of `me` swapped it in and still holds it.
+    // A swap of the word is marked in `inside` from before it until the
+    // unlock (or its failure): whoever sees the word name `me`, then no
+    // mark, knows that no thread of `me` swapped it in and still holds it
+    // (the swap orders the mark before it: a load that reads the word it
+    // wrote also sees the mark).
     let swap = |from: u32, to: u32| {
-        inside.fetch_add(1, Ordering::SeqCst);
-        let ok = word.compare_exchange(from, to, Ordering::SeqCst, Ordering::Relaxed).is_ok();
-        if !ok {
-            inside.fetch_sub(1, Ordering::SeqCst);
+        let mark = inside.enter();
+        if word.compare_exchange(from, to, Ordering::SeqCst, Ordering::Relaxed).is_ok() {
+            return Some(mark);
         }
-        ok
+        inside.leave(mark);
+        None
     };
     loop {
         let seen = word.load(Ordering::SeqCst);
         let Some(owner) = holder(seen) else {
-            if swap(seen, word_for(me, seen, slept)) {
-                return Ok(Acquired::Clean);
+            if let Some(mark) = swap(seen, word_for(me, seen, slept)) {
+                return Ok((Acquired::Clean, mark));
             }
             continue;
         };
@@ -161,17 +165,19 @@ pub(crate) fn lock(
         if !timed_out || word.load(Ordering::SeqCst) != now {
             continue;
         }
-        let gone = if owner == me { inside.load(Ordering::SeqCst) == 0 } else { judge(owner, now) };
-        if gone && swap(now, word_for(me, now, true)) {
-            return Ok(Acquired::TakenOver(owner));
+        let gone = if owner == me { !inside.any() } else { judge(owner, now) };
+        if gone {
+            if let Some(mark) = swap(now, word_for(me, now, true)) {
+                return Ok((Acquired::TakenOver(owner), mark));
+            }
         }
     }
 }
 
-/// Releases the lock; wakes one sleeper if any.
-pub(crate) fn unlock(word: &AtomicU32, inside: &AtomicUsize) {
+/// Releases the lock taken with `mark`; wakes one sleeper if any.
+pub(crate) fn unlock(word: &AtomicU32, inside: &Inside, mark: Mark) {
     let before = word.fetch_and(SEQ_MASK, Ordering::SeqCst);
-    inside.fetch_sub(1, Ordering::SeqCst);
+    inside.leave(mark);
     if before & CONTENDED != 0 {
         futex::wake(word, 1);
     }
@@ -187,65 +193,84 @@ pub(crate) fn is_contended(word: &AtomicU32) -> bool {
 mod tests {
     use super::*;
 
-    fn take(word: &AtomicU32, me: usize, inside: &AtomicUsize, judge: impl Fn(usize, u32) -> bool) -> Acquired {
+    fn take(word: &AtomicU32, me: usize, inside: &Inside, judge: impl Fn(usize, u32) -> bool) -> (Acquired, Mark) {
         lock(word, me, inside, Until::Forever, judge).unwrap()
     }
 
     #[test]
     fn a_dead_holder_is_taken_over_and_a_live_one_is_not() {
-        let (word, a, b) = (AtomicU32::new(0), AtomicUsize::new(0), AtomicUsize::new(0));
-        assert_eq!(take(&word, 3, &a, |_, _| panic!("no holder to ask about")), Acquired::Clean);
+        let (word, a, b) = (AtomicU32::new(0), Inside::new(), Inside::new());
+        assert_eq!(take(&word, 3, &a, |_, _| panic!("no holder to ask about")).0, Acquired::Clean);
         assert_eq!(holder(word.load(Ordering::Relaxed)), Some(3));
-        assert_eq!(a.load(Ordering::Relaxed), 1, "the holder counts in its attachment");
+        assert!(a.any(), "the holder is marked in its attachment");
         // Slot 3 "dies" holding it: slot 5 takes it over after one slice.
-        assert_eq!(take(&word, 5, &b, |slot, _| slot == 3), Acquired::TakenOver(3));
+        let (how, mark) = take(&word, 5, &b, |slot, _| slot == 3);
+        assert_eq!(how, Acquired::TakenOver(3));
         assert_eq!(holder(word.load(Ordering::Relaxed)), Some(5));
-        unlock(&word, &b);
+        unlock(&word, &b, mark);
         assert_eq!(holder(word.load(Ordering::Relaxed)), None);
-        assert_eq!(b.load(Ordering::Relaxed), 0);
+        assert!(!b.any());
     }
 
     #[test]
     fn every_acquisition_changes_the_word() {
-        let (word, inside) = (AtomicU32::new(0), AtomicUsize::new(0));
-        take(&word, 0, &inside, |_, _| false);
+        let (word, inside) = (AtomicU32::new(0), Inside::new());
+        let (_, mark) = take(&word, 0, &inside, |_, _| false);
         let first = word.load(Ordering::Relaxed);
-        unlock(&word, &inside);
+        unlock(&word, &inside, mark);
         take(&word, 0, &inside, |_, _| false);
         assert_ne!(word.load(Ordering::Relaxed), first, "the sequence must differ");
     }
 
     #[test]
     fn a_corrupt_holder_beyond_the_table_is_taken_over() {
-        let (word, inside) = (AtomicU32::new(0xfe), AtomicUsize::new(0));
-        assert_eq!(take(&word, 1, &inside, |slot, _| slot >= 128), Acquired::TakenOver(253));
+        let (word, inside) = (AtomicU32::new(0xfe), Inside::new());
+        assert_eq!(take(&word, 1, &inside, |slot, _| slot >= 128).0, Acquired::TakenOver(253));
     }
 
     #[test]
     fn a_word_naming_me_is_mine_only_while_a_thread_of_mine_is_inside() {
         // Nobody of slot 2 is inside: the word is stale, taken over.
-        let (word, inside) = (AtomicU32::new(3 | SEQ_ONE), AtomicUsize::new(0));
-        assert_eq!(take(&word, 2, &inside, |_, _| panic!("not asked about itself")), Acquired::TakenOver(2));
-        // A thread of slot 2 holds it (inside 1): another one of slot 2 waits,
-        // here until its deadline.
-        let at = Instant::now() + Duration::from_millis(120);
-        assert_eq!(lock(&word, 2, &inside, Until::Deadline(at), |_, _| true).map(|_| ()), Err(TimedOut(word.load(Ordering::Relaxed))));
-        assert!(Instant::now() >= at);
+        let (word, inside) = (AtomicU32::new(3 | SEQ_ONE), Inside::new());
+        let (how, mark) = take(&word, 2, &inside, |_, _| panic!("not asked about itself"));
+        assert_eq!(how, Acquired::TakenOver(2));
+        unlock(&word, &inside, mark);
+        // Another thread of slot 2 holds it: this one waits, here until its
+        // deadline, and the holder's unlock then finds its word.
+        let (held, release) = (std::sync::Barrier::new(2), std::sync::Barrier::new(2));
+        std::thread::scope(|s| {
+            let holder_thread = s.spawn(|| {
+                let (how, mark) = take(&word, 2, &inside, |_, _| panic!("the lock is free"));
+                held.wait();
+                release.wait();
+                unlock(&word, &inside, mark);
+                how
+            });
+            held.wait();
+            let at = Instant::now() + Duration::from_millis(120);
+            let r = lock(&word, 2, &inside, Until::Deadline(at), |_, _| true).map(|_| ());
+            assert_eq!(r, Err(TimedOut(word.load(Ordering::Relaxed))));
+            assert!(Instant::now() >= at);
+            release.wait();
+            assert_eq!(holder_thread.join().unwrap(), Acquired::Clean);
+        });
+        assert_eq!(holder(word.load(Ordering::Relaxed)), None, "the holder let go of its own word");
+        assert!(!inside.any());
     }
 
     #[test]
     fn a_live_holder_keeps_it_until_the_deadline() {
-        let (word, inside) = (AtomicU32::new(8 | SEQ_ONE), AtomicUsize::new(0));
+        let (word, inside) = (AtomicU32::new(8 | SEQ_ONE), Inside::new());
         let at = Instant::now() + Duration::from_millis(80);
         assert!(lock(&word, 1, &inside, Until::Deadline(at), |slot, _| slot != 7).is_err());
         assert!(Instant::now() >= at, "returned at the deadline, not before");
-        assert_eq!(inside.load(Ordering::Relaxed), 0, "a call that timed out leaves no count behind");
+        assert!(!inside.any(), "a call that timed out leaves no mark behind");
         assert_eq!(holder(word.load(Ordering::Relaxed)), Some(7));
     }
 
     #[test]
     fn a_bound_on_one_holder_resets_when_the_lock_changes_hands() {
-        let (word, inside) = (AtomicU32::new(8 | SEQ_ONE), AtomicUsize::new(0));
+        let (word, inside) = (AtomicU32::new(8 | SEQ_ONE), Inside::new());
         let started = Instant::now();
         let r = std::thread::scope(|scope| {
             scope.spawn(|| {

@@ -39,6 +39,7 @@ mod file;
 mod futex;
 mod handoff_calls;
 mod handoffs;
+mod inside;
 mod liveness;
 mod lock;
 mod placed;
@@ -51,7 +52,7 @@ mod table;
 
 use std::os::fd::{AsRawFd, IntoRawFd, RawFd};
 use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 pub use file::{path_of, unlink, validate_name};
@@ -67,6 +68,7 @@ use super::stats::Stats;
 use crate::log::{self, Level};
 use file::Mapping;
 use liveness::PROC_LOCK_BASE;
+use inside::Inside;
 use lock::{Acquired, Until};
 use segment::*;
 
@@ -314,7 +316,7 @@ pub struct SharedPool {
     attachment: AtomicU64,
     reattach: parking_lot::Mutex<()>,
     /// Threads of this attachment inside the lock (see `lock.rs`).
-    inside: AtomicUsize,
+    inside: Inside,
     /// Tickets whose wait ran out while the lock could not be taken: freed
     /// by this process the next time it holds the lock.
     abandoned: parking_lot::Mutex<Vec<u64>>,
@@ -350,11 +352,11 @@ fn lock_segment<'a>(
     map: &'a Mapping,
     me: usize,
     fd: RawFd,
-    inside: &'a AtomicUsize,
+    inside: &'a Inside,
     until: Until,
 ) -> Result<Locked<'a>, lock::TimedOut> {
     let seg = map.segment();
-    let how = lock::lock(&seg.header.lock, me, inside, until, |slot, word| {
+    let (how, mark) = lock::lock(&seg.header.lock, me, inside, until, |slot, word| {
         if file::shrunk(fd, map.len()) {
             map.damage();
             return true;
@@ -365,7 +367,7 @@ fn lock_segment<'a>(
         }
         dead
     })?;
-    let mut g = Locked::new(seg, me, fd, inside);
+    let mut g = Locked::new(seg, me, fd, (inside, mark));
     if let Acquired::TakenOver(holder) = how {
         repair_after_takeover(&mut g, holder);
     }
@@ -474,7 +476,7 @@ fn attach_by(
         )));
     };
     // A fresh slot: no thread of this attachment is inside the lock.
-    pool.inside.store(0, Relaxed);
+    pool.inside.clear();
     let registered = (|| {
         let mut g =
             lock_segment(map, me, fd, &pool.inside, until).map_err(|_| Error::Timeout { requested: 0 })?;
@@ -581,7 +583,7 @@ impl SharedPool {
             identity,
             attachment: AtomicU64::new(NO_SLOT),
             reattach: parking_lot::Mutex::new(()),
-            inside: AtomicUsize::new(0),
+            inside: Inside::new(),
             abandoned: parking_lot::Mutex::new(Vec::new()),
             any_abandoned: AtomicBool::new(false),
             deferred: parking_lot::Mutex::new(std::collections::HashMap::new()),

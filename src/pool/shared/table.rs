@@ -8,13 +8,13 @@
 //! in order of arrival (plus holes: ids whose entry moved on, skipped).
 
 use std::os::fd::RawFd;
-use std::sync::atomic::AtomicUsize;
 use std::sync::atomic::Ordering::Relaxed;
 
 use super::doorbell;
 use super::figures;
 use super::futex::{self, now_ns};
 use super::handoffs;
+use super::inside::{Inside, Mark};
 use super::liveness::{self, PROC_LOCK_BASE};
 use super::lock;
 use super::segment::*;
@@ -31,8 +31,9 @@ pub(crate) struct Locked<'a> {
     pub(crate) me: usize,
     /// This process's descriptor of the segment file (for liveness probes).
     pub(crate) fd: RawFd,
-    /// The attachment's count of threads inside the lock (see `lock.rs`).
-    inside: &'a AtomicUsize,
+    /// The attachment's threads inside the lock, and this one's mark there
+    /// (see `lock.rs`).
+    inside: (&'a Inside, Mark),
     woken: Vec<usize>,
     /// Slots whose doorbell was bumped (`doorbell::bump`).
     pub(crate) doorbells: Vec<usize>,
@@ -46,7 +47,7 @@ impl Drop for Locked<'_> {
             // A bug interrupted an update: leave the segment consistent.
             let _ = self.repair();
         }
-        lock::unlock(&self.seg.header.lock, self.inside);
+        lock::unlock(&self.seg.header.lock, self.inside.0, self.inside.1);
         for &i in &self.woken {
             if let Some(e) = self.seg.entries.get(i) {
                 futex::wake(&e.futex, i32::MAX);
@@ -63,7 +64,7 @@ fn sat(v: i128) -> i64 {
 
 impl<'a> Locked<'a> {
     /// Wraps a lock the caller has just taken.
-    pub(crate) fn new(seg: &'a Segment<'a>, me: usize, fd: RawFd, inside: &'a AtomicUsize) -> Self {
+    pub(crate) fn new(seg: &'a Segment<'a>, me: usize, fd: RawFd, inside: (&'a Inside, Mark)) -> Self {
         Locked { seg, me, fd, inside, woken: Vec::new(), doorbells: Vec::new(), rings: Rings::default() }
     }
 
