@@ -63,11 +63,12 @@ impl Locked<'_> {
     /// In a placed pool, places a range for entry `i` (1 byte or more);
     /// `false` when none fits. Other pools: `true`.
     pub(crate) fn place(&self, i: usize, nbytes: u64) -> bool {
-        let e = self.entry(i);
-        e.offset.store(NO_RANGE, Relaxed);
+        // Entries of other pools keep the NO_RANGE of their allocation.
         let Some(mut p) = region(self.seg) else {
             return true;
         };
+        let e = self.entry(i);
+        e.offset.store(NO_RANGE, Relaxed);
         if nbytes == 0 {
             return true;
         }
@@ -109,9 +110,15 @@ impl Locked<'_> {
 
     /// Frees entry `i`'s range, if it has one.
     pub(crate) fn unplace(&self, i: usize) {
+        let Some(mut p) = region(self.seg) else {
+            return;
+        };
+        // Under the segment's lock nobody else changes the entry: a load and
+        // a store, not a locked swap.
         let e = self.entry(i);
-        let at = e.offset.swap(NO_RANGE, Relaxed);
-        if let (Some(mut p), true) = (region(self.seg), at != NO_RANGE) {
+        let at = e.offset.load(Relaxed);
+        e.offset.store(NO_RANGE, Relaxed);
+        if at != NO_RANGE {
             // A damaged region keeps the range; the bytes still go back.
             let _ = p.free(at);
         }
