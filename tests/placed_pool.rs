@@ -162,7 +162,8 @@ fn split_gives_the_tail_and_merge_takes_adjacent_only() {
 #[test]
 fn long_random_sequence_keeps_ranges_disjoint_and_figures_exact() {
     let p = Pool::new_placed(1 << 24, 4096).unwrap();
-    placed_sequence::random_sequence(&p, 42, 100_000);
+    let sum = placed_sequence::random_sequence(&p, 42, 100_000);
+    assert!(sum.handoffs_finished > 0);
 }
 
 #[test]

@@ -62,6 +62,21 @@ fn helper() {
         say(&format!("held {}", pool.lease_offset(lease.id).unwrap()));
         park();
     }
+    // Try to acquire each size, report the ranges granted, hold them until
+    // killed.
+    if args[0] == "grab" {
+        let pool = open(args[1], 0, 0, OpenFlags::default()).unwrap();
+        let got: Vec<String> = args[2..]
+            .iter()
+            .filter_map(|n| {
+                let n: u64 = n.parse().unwrap();
+                let l = pool.try_acquire(n).ok()?;
+                Some(format!("{}:{n}", pool.lease_offset(l.id).unwrap()))
+            })
+            .collect();
+        say(&format!("got {}", got.join(" ")));
+        park();
+    }
 }
 
 #[test]
@@ -202,6 +217,60 @@ fn kill_9_of_a_holder_frees_its_range() {
     );
 }
 
+/// Another process attaches to pool `name`, takes ranges of the sizes
+/// `sizes` with try, reports them and is killed (SIGKILL): while it lives
+/// its ranges are aligned, inside, disjoint from `mine` (the ranges this
+/// process holds) and from each other, and counted; once the reaper has
+/// seen it die (waited for with a deadline) its bytes are free again.
+/// The caller then checks the free ranges and this process's leases.
+/// Returns how many ranges the child held.
+fn crash_a_holder(name: &str, p: &Pool, mine: &[(u64, u64)], sizes: &[u64]) -> u64 {
+    let (total, align) = (p.total_bytes(), p.alignment());
+    let args: Vec<String> = std::iter::once(name.to_string())
+        .chain(sizes.iter().map(u64::to_string))
+        .collect();
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let mut child = Helper::spawn("grab", &args, &[]);
+    let report = child.report();
+    let theirs: Vec<(u64, u64)> = report
+        .strip_prefix("got")
+        .unwrap_or_else(|| panic!("helper said {report:?}"))
+        .split_whitespace()
+        .map(|r| {
+            let (off, n) = r.split_once(':').unwrap();
+            (off.parse().unwrap(), n.parse().unwrap())
+        })
+        .collect();
+    let mut all: Vec<(u64, u64, bool)> = mine.iter().map(|&(o, n)| (o, n, false)).collect();
+    all.extend(theirs.iter().map(|&(o, n)| (o, n, true)));
+    all.sort_unstable();
+    let mut at = 0;
+    for &(off, n, child_range) in &all {
+        assert!(
+            off >= at,
+            "ranges overlap at {off} (the child's: {child_range})"
+        );
+        assert!(off + n <= total, "inside");
+        at = off + n;
+    }
+    for &(off, _) in &theirs {
+        assert_eq!(off % align, 0, "the child's range is aligned");
+    }
+    let mine_bytes: u64 = mine.iter().map(|r| r.1).sum();
+    let their_bytes: u64 = theirs.iter().map(|r| r.1).sum();
+    assert_eq!(p.available_bytes(), total - mine_bytes - their_bytes);
+    child.kill();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while p.stats().available_bytes != total - mine_bytes {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the dead child's {their_bytes} bytes never came back"
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    theirs.len() as u64
+}
+
 #[test]
 fn long_random_sequence_over_a_shared_placed_pool() {
     let name = Name::new("placed-sequence");
@@ -209,9 +278,21 @@ fn long_random_sequence_over_a_shared_placed_pool() {
     // Fewer steps than in process by default: each check takes the segment
     // lock per live lease. scripts/test-reliability.sh runs 10^5 in a release
     // build (MMPOOL_PLACED_SHARED_STEPS).
-    let steps = std::env::var("MMPOOL_PLACED_SHARED_STEPS").ok().and_then(|v| v.parse().ok()).unwrap_or(15_000);
-    println!("placed shared sequence: {steps} steps");
-    placed_sequence::random_sequence(&p, 7, steps);
+    let steps = std::env::var("MMPOOL_PLACED_SHARED_STEPS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(15_000);
+    // Every 1,000 steps a holder in another process dies.
+    let mut rng = placed_sequence::Rng(11);
+    let sum = placed_sequence::random_sequence_with(&p, 7, steps, 1_000, &mut |p, mine| {
+        let sizes: Vec<u64> = (0..1 + rng.below(4))
+            .map(|_| 1 + rng.below(p.total_bytes() / 20))
+            .collect();
+        crash_a_holder(&name.0, p, mine, &sizes)
+    });
+    assert_eq!(sum.crashes, u64::from(steps / 1_000));
+    assert!(sum.crash_ranges > 0, "no dead holder held a range");
+    assert!(sum.handoffs_finished > 0);
 }
 
 #[test]
