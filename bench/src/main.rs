@@ -282,6 +282,29 @@ fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
+/// One cell of scenario 2 for every implementation: `plan.contended_rounds`
+/// runs each, interleaved across implementations.
+fn contended_cells(blocking: &[&Entry], plan: &Plan, threads: usize, run_for: Duration, hold: Hold) -> Vec<Vec<Contended>> {
+    let mut cells: Vec<Vec<Contended>> = (0..blocking.len()).map(|_| Vec::new()).collect();
+    for _ in 0..plan.contended_rounds {
+        for (e, c) in blocking.iter().zip(&mut cells) {
+            c.push((e.contended)(threads, run_for, hold, false));
+        }
+    }
+    cells
+}
+
+/// The medians of each implementation's runs: throughput and the workers'
+/// context switches per operation.
+fn add_contended(report: &mut Report, scenario: &'static str, blocking: &[&Entry], threads: usize, cells: Vec<Vec<Contended>>) {
+    for (e, runs) in blocking.iter().zip(cells) {
+        let of = |f: fn(&Contended) -> f64| median(runs.iter().map(f).collect());
+        report.add(scenario, e.name, Some(threads), "ops_per_s", Some(of(|c| c.ops_per_s)));
+        report.add(scenario, e.name, Some(threads), "voluntary_switches_per_op", Some(of(|c| c.voluntary_per_op)));
+        report.add(scenario, e.name, Some(threads), "involuntary_switches_per_op", Some(of(|c| c.involuntary_per_op)));
+    }
+}
+
 fn run(plan: &Plan, json_path: Option<&str>) -> Result<(), String> {
     if cfg!(debug_assertions) && !plan.quick {
         eprintln!("mmpool-bench: this is a debug build; figures need `cargo run --release -p mmpool-bench`");
@@ -303,29 +326,15 @@ fn run(plan: &Plan, json_path: Option<&str>) -> Result<(), String> {
     let blocking: Vec<&Entry> = all.iter().filter(|e| e.blocks).collect();
     progress("2/6 contended throughput");
     for &t in plan.threads {
-        let mut samples: Vec<Vec<f64>> = vec![Vec::new(); blocking.len()];
-        for _ in 0..plan.contended_rounds {
-            for (e, s) in blocking.iter().zip(&mut samples) {
-                s.push((e.contended)(t, plan.contended_for, Hold::Busy(plan.hold), false).ops_per_s);
-            }
-        }
-        for (e, s) in blocking.iter().zip(samples) {
-            report.add("contended", e.name, Some(t), "ops_per_s", Some(median(s)));
-        }
+        let cells = contended_cells(&blocking, plan, t, plan.contended_for, Hold::Busy(plan.hold));
+        add_contended(&mut report, "contended", &blocking, t, cells);
     }
 
     for &(scenario, hold) in plan.long_holds {
         progress(&format!("2/6 contended throughput, {}", hold.label()));
         for &t in plan.long_threads {
-            let mut samples: Vec<Vec<f64>> = vec![Vec::new(); blocking.len()];
-            for _ in 0..plan.contended_rounds {
-                for (e, s) in blocking.iter().zip(&mut samples) {
-                    s.push((e.contended)(t, plan.long_for, hold, false).ops_per_s);
-                }
-            }
-            for (e, s) in blocking.iter().zip(samples) {
-                report.add(scenario, e.name, Some(t), "ops_per_s", Some(median(s)));
-            }
+            let cells = contended_cells(&blocking, plan, t, plan.long_for, hold);
+            add_contended(&mut report, scenario, &blocking, t, cells);
         }
     }
 

@@ -142,6 +142,7 @@ impl Report {
                 self.metric_line(&mut out, &label, scenario, Some(t), "ops_per_s", 1e-3, 2);
             }
         }
+        self.switch_lines(&mut out);
         self.metric_line(
             &mut out,
             &format!("3 futile wake-ups per release, {} waiting", self.waiters),
@@ -177,6 +178,33 @@ impl Report {
         out
     }
 
+    /// The workers' context switches per operation in the busy rows of
+    /// scenario 2, "voluntary+involuntary": a FIFO pool hands each grant to a
+    /// sleeping thread, so each operation puts a worker to sleep; a pool that
+    /// lets the releaser take the bytes straight back does not.
+    fn switch_lines(&self, out: &mut String) {
+        let busy = [("contended", format!("hold {}us", self.hold_us))].into_iter().chain(
+            self.long_holds
+                .iter()
+                .filter(|(_, h)| matches!(h, crate::scenarios::Hold::Busy(_)))
+                .map(|&(s, h)| (s, h.label())),
+        );
+        let _ = writeln!(out, "  context switches per operation, voluntary+involuntary:");
+        for (scenario, label) in busy {
+            for (i, &t) in self.long_threads.iter().enumerate() {
+                let name = if i == 0 { format!("{label}:") } else { String::new() };
+                let row = format!("{:>37}{t:>2} thr", name);
+                self.line(out, &row, |n| {
+                    let at = |m| self.get_at(scenario, n, Some(t), m);
+                    match (at("voluntary_switches_per_op"), at("involuntary_switches_per_op")) {
+                        (Some(v), Some(i)) => format!("{v:.2}+{i:.2}"),
+                        _ => "-".into(),
+                    }
+                });
+            }
+        }
+    }
+
     /// Each goal of mmpool with its measured ratio; never a pass/fail of the run.
     fn goals(&self) -> String {
         let mut out = String::from("goals (measured, not asserted):\n");
@@ -189,6 +217,7 @@ impl Report {
         for &t in &self.threads {
             if let Some((m, n, b)) = self.against_best("contended", t) {
                 let _ = writeln!(out, "  contended, {t:>2} threads, >= best baseline ({n:<15}) {:>6.2}x  {}", m / b, verdict(m >= b));
+                self.against_fifo_peer(&mut out, "contended", t, n);
             }
         }
         for &(scenario, hold) in self.long_holds {
@@ -196,6 +225,7 @@ impl Report {
                 if let Some((m, n, b)) = self.against_best(scenario, t) {
                     let what = format!("{}, {t:>2} threads, >= 0.97x best ({n})", hold.label());
                     let _ = writeln!(out, "  {what:<52} {:>6.2}x  {}", m / b, verdict(m >= 0.97 * b));
+                    self.against_fifo_peer(&mut out, scenario, t, n);
                 }
             }
         }
@@ -208,6 +238,15 @@ impl Report {
             let _ = writeln!(out, "  90% request granted within 2x the small hold:         not granted  MISSED");
         }
         out
+    }
+
+    /// Where the best baseline is not FIFO, mmpool against tokio's
+    /// Semaphore, the FIFO baseline, in the same cell (a figure, not a goal).
+    fn against_fifo_peer(&self, out: &mut String, scenario: &str, t: usize, best: &str) {
+        let at = |n| self.get_at(scenario, n, Some(t), "ops_per_s");
+        if let (false, Some(m), Some(f)) = (best == "tokio", at("mmpool"), at("tokio")) {
+            let _ = writeln!(out, "  {:<52} {:>6.2}x", "    ... against tokio, FIFO like mmpool", m / f);
+        }
     }
 
     /// mmpool's figure of `scenario` at `t` threads, and the best other

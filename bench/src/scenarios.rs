@@ -103,6 +103,24 @@ pub struct Contended {
     pub ops_per_s: f64,
     /// Nanoseconds each acquire took, sorted (only when asked to record).
     pub waits_ns: Vec<u64>,
+    /// Context switches of the workers per operation: voluntary (the worker
+    /// went to sleep, in acquire or in a blocked hold) and involuntary (the
+    /// scheduler took its core away).
+    pub voluntary_per_op: f64,
+    pub involuntary_per_op: f64,
+}
+
+/// This thread's context switches so far: (voluntary, involuntary).
+fn switches() -> (u64, u64) {
+    // SAFETY: an all-zero `rusage` is a valid value for the kernel to fill,
+    // and the pointer is to a live local for the duration of the call.
+    let mut u: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: `u` is a valid, writable `rusage`; RUSAGE_THREAD names the
+    // calling thread.
+    if unsafe { libc::getrusage(libc::RUSAGE_THREAD, &mut u) } != 0 {
+        return (0, 0);
+    }
+    (u.ru_nvcsw as u64, u.ru_nivcsw as u64)
 }
 
 /// Scenarios 2 and 5: `threads` workers loop acquire(UNIT), busy `hold`, release, on a
@@ -119,6 +137,7 @@ pub fn contended<S: Subject>(threads: usize, run_for: Duration, hold: Hold, reco
                 let mut waits = Vec::with_capacity(if record { 1 << 16 } else { 0 });
                 let mut ops = 0u64;
                 start.wait();
+                let before = switches();
                 while !stop.load(Ordering::Relaxed) {
                     let grant = if record {
                         let t = Instant::now();
@@ -132,7 +151,8 @@ pub fn contended<S: Subject>(threads: usize, run_for: Duration, hold: Hold, reco
                     s.release(grant);
                     ops += 1;
                 }
-                (ops, waits)
+                let after = switches();
+                (ops, waits, (after.0 - before.0, after.1 - before.1))
             })
         })
         .collect();
@@ -142,14 +162,18 @@ pub fn contended<S: Subject>(threads: usize, run_for: Duration, hold: Hold, reco
     stop.store(true, Ordering::Relaxed);
     let mut ops = 0;
     let mut waits_ns = Vec::new();
+    let (mut voluntary, mut involuntary) = (0, 0);
     for w in workers {
-        let (n, waits) = w.join().expect("a worker panicked");
+        let (n, waits, (v, i)) = w.join().expect("a worker panicked");
         ops += n;
         waits_ns.extend(waits);
+        voluntary += v;
+        involuntary += i;
     }
     let elapsed = t0.elapsed().as_secs_f64();
     waits_ns.sort_unstable();
-    Contended { ops_per_s: ops as f64 / elapsed, waits_ns }
+    let per_op = |n: u64| n as f64 / ops.max(1) as f64;
+    Contended { ops_per_s: ops as f64 / elapsed, waits_ns, voluntary_per_op: per_op(voluntary), involuntary_per_op: per_op(involuntary) }
 }
 
 /// The value at quantile `q` (0..=1) of sorted samples.

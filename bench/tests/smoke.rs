@@ -62,16 +62,30 @@ fn quick_run_covers_every_implementation_and_scenario() {
     for name in &IMPLEMENTATIONS[1..] {
         for threads in [2, 4, 8, 16] {
             let ops = rows(&doc, "contended", name)
-                .find(|r| r["count"] == threads)
+                .find(|r| r["count"] == threads && r["metric"] == "ops_per_s")
                 .and_then(|r| r["value"].as_f64())
                 .unwrap_or_else(|| panic!("{name}: no throughput at {threads} threads"));
             assert!(ops > 0.0, "{name}: {ops} ops/s at {threads} threads");
         }
         for scenario in ["contended_200us", "contended_2ms"] {
             for threads in [8, 16] {
-                let ops = rows(&doc, scenario, name).find(|r| r["count"] == threads).and_then(|r| r["value"].as_f64());
+                let at = |metric: &str| {
+                    rows(&doc, scenario, name)
+                        .find(|r| r["count"] == threads && r["metric"] == metric)
+                        .and_then(|r| r["value"].as_f64())
+                };
+                let ops = at("ops_per_s");
                 assert!(ops.is_some_and(|o| o > 0.0), "{name}: {ops:?} ops/s in {scenario} at {threads} threads");
+                assert!(at("voluntary_switches_per_op").is_some(), "{name}: no switch count in {scenario}");
             }
+        }
+        // A blocked hold sleeps, so each operation puts its worker to sleep
+        // at least once: the switch count is read, and from the right field.
+        for threads in [8, 16] {
+            let voluntary = rows(&doc, "contended_200us_blocked", name)
+                .find(|r| r["count"] == threads && r["metric"] == "voluntary_switches_per_op")
+                .and_then(|r| r["value"].as_f64());
+            assert!(voluntary.is_some_and(|v| v >= 1.0), "{name}: {voluntary:?} voluntary switches per blocked hold");
         }
         assert_eq!(value(&doc, "wakeups", name, "granted"), Some(16.0), "{name}: every waiter is granted");
     }
