@@ -115,13 +115,18 @@ impl Plan {
     }
 }
 
-/// The realistic holds of scenario 2's second part: busy on a core, and
-/// blocked (the worker asleep, as a decode waiting for its GPU). With more
-/// holders than cores a busy hold also competes for the processor, which
-/// the blocked rows take out of the comparison.
-const LONG_HOLDS: [(&str, Hold); 4] = [
+/// The realistic holds of scenario 2's second part: busy on a core for a
+/// wall-clock time, busy for an amount of processor time (a decode on the
+/// CPU), and blocked (the worker asleep, as a decode waiting for its GPU).
+/// With more holders than cores a busy hold also competes for the
+/// processor, which the blocked rows take out of the comparison; a
+/// wall-clock hold also progresses while its thread is off the core, which
+/// the work rows take out.
+const LONG_HOLDS: [(&str, Hold); 6] = [
     ("contended_200us", Hold::Busy(Duration::from_micros(200))),
     ("contended_2ms", Hold::Busy(Duration::from_millis(2))),
+    ("contended_200us_work", Hold::Work(Duration::from_micros(200))),
+    ("contended_2ms_work", Hold::Work(Duration::from_millis(2))),
     ("contended_200us_blocked", Hold::Blocked(Duration::from_micros(200))),
     ("contended_2ms_blocked", Hold::Blocked(Duration::from_millis(2))),
 ];

@@ -32,11 +32,13 @@ pub struct Report {
     long_threads: Vec<usize>,
 }
 
-pub const SCENARIOS: [&str; 10] = [
+pub const SCENARIOS: [&str; 12] = [
     "uncontended",
     "contended",
     "contended_200us",
     "contended_2ms",
+    "contended_200us_work",
+    "contended_2ms_work",
     "contended_200us_blocked",
     "contended_2ms_blocked",
     "wakeups",
@@ -186,7 +188,7 @@ impl Report {
         let busy = [("contended", format!("hold {}us", self.hold_us))].into_iter().chain(
             self.long_holds
                 .iter()
-                .filter(|(_, h)| matches!(h, crate::scenarios::Hold::Busy(_)))
+                .filter(|(_, h)| h.busy())
                 .map(|&(s, h)| (s, h.label())),
         );
         let _ = writeln!(out, "  context switches per operation, voluntary+involuntary:");

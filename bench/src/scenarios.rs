@@ -65,7 +65,9 @@ pub fn handoffs<S: Subject>(rounds: u64) {
     other.join().expect("the other thread panicked");
 }
 
-/// Busy for `d` (the "work" done while a lease is held).
+/// Busy for `d` of wall-clock time (the "work" done while a lease is held).
+/// Time off the core counts too: a spin descheduled half way is done when
+/// it gets its core back, whatever it did.
 pub fn spin_for(d: Duration) {
     let end = Instant::now() + d;
     while Instant::now() < end {
@@ -73,11 +75,34 @@ pub fn spin_for(d: Duration) {
     }
 }
 
-/// How a worker holds its lease: busy on a core, or blocked (asleep, as a
-/// decode is while it waits for the GPU to finish).
+/// This thread's processor time so far.
+fn thread_cpu_time() -> Duration {
+    let mut t = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: `t` is a valid, writable `timespec` for the duration of the
+    // call; CLOCK_THREAD_CPUTIME_ID names the calling thread's clock.
+    if unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut t) } != 0 {
+        panic!("clock_gettime(CLOCK_THREAD_CPUTIME_ID): {}", std::io::Error::last_os_error());
+    }
+    Duration::new(t.tv_sec as u64, t.tv_nsec as u32)
+}
+
+/// Busy until this thread has run on a core for `d`: a fixed amount of
+/// work, as a decode on the CPU is, that does not progress while the
+/// thread waits for a core.
+pub fn work_for(d: Duration) {
+    let end = thread_cpu_time() + d;
+    while thread_cpu_time() < end {
+        std::hint::spin_loop();
+    }
+}
+
+/// How a worker holds its lease: busy on a core for a wall-clock time, busy
+/// for an amount of processor time (work), or blocked (asleep, as a decode
+/// is while it waits for the GPU to finish).
 #[derive(Clone, Copy, Debug)]
 pub enum Hold {
     Busy(Duration),
+    Work(Duration),
     Blocked(Duration),
 }
 
@@ -85,16 +110,23 @@ impl Hold {
     pub fn run(self) {
         match self {
             Hold::Busy(d) => spin_for(d),
+            Hold::Work(d) => work_for(d),
             Hold::Blocked(d) => thread::sleep(d),
         }
     }
 
-    /// E.g. "hold 200us" or "blocked 200us".
+    /// E.g. "hold 200us", "work 200us" or "blocked 200us".
     pub fn label(self) -> String {
         match self {
             Hold::Busy(d) => format!("hold {}us", d.as_micros()),
+            Hold::Work(d) => format!("work {}us", d.as_micros()),
             Hold::Blocked(d) => format!("blocked {}us", d.as_micros()),
         }
+    }
+
+    /// Whether the hold keeps its thread on a core.
+    pub fn busy(self) -> bool {
+        !matches!(self, Hold::Blocked(_))
     }
 }
 

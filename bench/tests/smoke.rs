@@ -8,11 +8,13 @@ use std::process::Command;
 use serde_json::Value;
 
 const IMPLEMENTATIONS: [&str; 5] = ["floor", "mmpool", "ref-std", "ref-parking_lot", "tokio"];
-const SCENARIOS: [&str; 10] = [
+const SCENARIOS: [&str; 12] = [
     "uncontended",
     "contended",
     "contended_200us",
     "contended_2ms",
+    "contended_200us_work",
+    "contended_2ms_work",
     "contended_200us_blocked",
     "contended_2ms_blocked",
     "wakeups",
@@ -67,7 +69,7 @@ fn quick_run_covers_every_implementation_and_scenario() {
                 .unwrap_or_else(|| panic!("{name}: no throughput at {threads} threads"));
             assert!(ops > 0.0, "{name}: {ops} ops/s at {threads} threads");
         }
-        for scenario in ["contended_200us", "contended_2ms"] {
+        for scenario in ["contended_200us", "contended_2ms", "contended_200us_work", "contended_2ms_work"] {
             for threads in [8, 16] {
                 let at = |metric: &str| {
                     rows(&doc, scenario, name)
