@@ -346,3 +346,56 @@ fn limits_out_of_bounds_are_refused_naming_the_bounds() {
     let big = with_limits(&name, 100, 254, 65536, 65536).unwrap();
     assert_eq!(big.shared_snapshot().unwrap().unwrap().limits.max_leases, 65536);
 }
+
+#[test]
+fn threads_racing_fast_and_full_paths_keep_the_budget_and_exact_counts() {
+    // Uncontended calls take the fast path, contended ones (the lock held by
+    // another thread, requests in line) the full one; the two interleave here.
+    use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
+    const THREADS: u64 = 4;
+    const ROUNDS: u64 = 2_000;
+    let name = Name::new("fastrace");
+    let pool = open(&name, 10);
+    let held = AtomicU64::new(0);
+    let (granted, refused) = (AtomicU64::new(0), AtomicU64::new(0));
+    std::thread::scope(|s| {
+        for t in 0..THREADS {
+            let (pool, held, granted, refused) = (&pool, &held, &granted, &refused);
+            s.spawn(move || {
+                for k in 0..ROUNDS {
+                    let nbytes = 1 + (t * 7 + k * 3) % 6;
+                    let lease = if k % 3 == 0 {
+                        match pool.try_acquire(nbytes) {
+                            Ok(l) => l,
+                            Err(Error::WouldBlock { .. }) => {
+                                refused.fetch_add(1, SeqCst);
+                                continue;
+                            }
+                            Err(e) => panic!("try_acquire: {e:?}"),
+                        }
+                    } else {
+                        pool.acquire(nbytes, Wait::Forever).unwrap()
+                    };
+                    assert_eq!(lease.nbytes, nbytes);
+                    granted.fetch_add(1, SeqCst);
+                    // Counted after the grant and before the release: never
+                    // more than the pool actually lends, so never over its total.
+                    let now = held.fetch_add(nbytes, SeqCst) + nbytes;
+                    assert!(now <= 10, "{now} bytes held at once in a pool of 10");
+                    std::thread::yield_now();
+                    held.fetch_sub(nbytes, SeqCst);
+                    pool.release(lease.id).unwrap();
+                    pool.release(lease.id).unwrap(); // released: a no-op
+                }
+            });
+        }
+    });
+    let s = pool.stats();
+    assert_eq!((s.available_bytes, s.outstanding_leases, s.waiters), (10, 0, 0), "{s:?}");
+    assert_eq!(s.grants, granted.load(SeqCst));
+    assert_eq!(s.would_blocks, refused.load(SeqCst));
+    assert!(s.peak_in_use_bytes <= 10 && s.peak_in_use_bytes >= 6, "{s:?}");
+    let sizes: u64 = pool.histograms().unwrap().sizes.iter().sum();
+    assert_eq!(sizes, s.grants, "every grant counted once in the size histogram");
+    assert_whole(&pool);
+}

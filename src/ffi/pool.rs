@@ -164,7 +164,8 @@ pub extern "C" fn mmpool_release(pool: *mut mmpool, lease: mmpool_lease) -> mmpo
     // SAFETY: the C contract: `pool` is NULL or a handle the caller holds, or
     // the pool of an outstanding lease.
     if let Some(p) = unsafe { handle::peek(pool) } {
-        if p.release_fast(lease.id) {
+        // SAFETY: as above.
+        if unsafe { PoolCore::release_fast(p, lease.id) } {
             return mmpool_status::MMPOOL_OK;
         }
     }

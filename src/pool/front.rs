@@ -243,7 +243,7 @@ impl PoolCore {
             }
             #[cfg(not(loom))]
             Backend::Shared(b) => {
-                if b.release(id)? {
+                if b.release_fast(id) || b.release(id)? {
                     // SAFETY: a lease was removed and its grant kept a handle
                     // (`keep`); this is the call's last use of the core.
                     unsafe { Self::drop_handle(this) };
@@ -323,27 +323,55 @@ impl PoolCore {
         dispatch!(self, b => b.available_bytes())
     }
 
-    /// The uncontended acquire of an in-process pool, for the C boundary's
-    /// fast path: a lease, or `None` to call [`Pool::acquire`] or
-    /// [`Pool::try_acquire`] (nothing is held then). Never panics.
+    /// The uncontended acquire, for the C boundary's fast path: a lease, or
+    /// `None` to call [`Pool::acquire`] or [`Pool::try_acquire`] (nothing is
+    /// held then). A shared pool's lease holds a handle, as its full path's
+    /// does (see `Pool`). Never panics.
     #[inline]
     pub fn acquire_fast(&self, nbytes: u64) -> Option<Lease> {
         match self.backend() {
             Backend::Local(b) => b.acquire_fast(nbytes),
             #[cfg(not(loom))]
-            Backend::Shared(_) => None,
+            Backend::Shared(b) => {
+                // The caller holds a handle, so the count is not 0 (a pool
+                // with none left goes to the full path, which says so).
+                if self.handle.strong_count() == 0 {
+                    return None;
+                }
+                let lease = b.acquire_fast(nbytes)?;
+                // SAFETY: the handles' `Arc` is live with a count of 1 or
+                // more (the caller's, above); this adds the lease's, which
+                // its release drops (`drop_handle`).
+                unsafe { Arc::increment_strong_count(self.handle.as_ptr()) };
+                Some(lease)
+            }
         }
     }
 
-    /// The uncontended release of an in-process pool's lease, for the C
-    /// boundary's fast path: `true` when done, `false` to call
-    /// [`Pool::release`] (which also handles every misuse). Never panics.
+    /// The uncontended release, for the C boundary's fast path: `true` when
+    /// done, `false` to call [`PoolCore::release_raw`] (which also handles
+    /// every misuse). Never panics. A shared pool's release drops the
+    /// lease's handle, which may be the last: hence the core's address.
+    ///
+    /// # Safety
+    /// As for `release_raw`.
     #[inline]
-    pub fn release_fast(&self, id: u64) -> bool {
-        match self.backend() {
+    pub unsafe fn release_fast(this: *const PoolCore, id: u64) -> bool {
+        // SAFETY: the contract above; `core` is not used once the pool may
+        // be freed (below).
+        let core = unsafe { &*this };
+        match core.backend() {
             Backend::Local(b) => b.release_fast(id),
             #[cfg(not(loom))]
-            Backend::Shared(_) => false,
+            Backend::Shared(b) => {
+                if !b.release_fast(id) {
+                    return false;
+                }
+                // SAFETY: a lease was removed and its grant kept a handle;
+                // this is the call's last use of the core.
+                unsafe { Self::drop_handle(this) };
+                true
+            }
         }
     }
 
@@ -358,7 +386,7 @@ impl PoolCore {
                 Ok,
             ),
             #[cfg(not(loom))]
-            Backend::Shared(b) => kept(self, b.acquire(nbytes, wait)),
+            Backend::Shared(b) => self.acquire_fast(nbytes).map_or_else(|| kept(self, b.acquire(nbytes, wait)), Ok),
         }
     }
 
@@ -367,7 +395,7 @@ impl PoolCore {
         match self.backend() {
             Backend::Local(b) => b.acquire_fast(nbytes).map_or_else(|| b.try_acquire(nbytes), Ok),
             #[cfg(not(loom))]
-            Backend::Shared(b) => kept(self, b.try_acquire(nbytes)),
+            Backend::Shared(b) => self.acquire_fast(nbytes).map_or_else(|| kept(self, b.try_acquire(nbytes)), Ok),
         }
     }
 

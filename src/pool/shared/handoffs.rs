@@ -323,6 +323,15 @@ pub(crate) fn watch(g: &Locked<'_>, token: &Token) -> Result<bool, Error> {
     Ok(false)
 }
 
+/// Whether a claim deadline has passed (one load, no clock read, when no
+/// deadline is set): for the fast paths, which leave expiring to the full
+/// path's `expire_due`.
+#[inline(always)]
+pub(crate) fn any_due(seg: &Segment<'_>) -> bool {
+    let next = seg.handoffs_head.next_deadline_ns.load(Relaxed);
+    next != 0 && now_ns() >= next
+}
+
 /// Expires what is due, if a claim deadline has passed (one load when none).
 #[inline]
 pub(crate) fn expire_due(g: &mut Locked<'_>) {

@@ -105,23 +105,10 @@ pub(crate) fn lock(
     let mut slept = false;
     // For `Until::Unchanged`: the word (without CONTENDED) and since when.
     let mut kept: Option<(u32, Instant)> = None;
-    // A swap of the word is marked in `inside` from before it until the
-    // unlock (or its failure): whoever sees the word name `me`, then no
-    // mark, knows that no thread of `me` swapped it in and still holds it
-    // (the swap orders the mark before it: a load that reads the word it
-    // wrote also sees the mark).
-    let swap = |from: u32, to: u32| {
-        let mark = inside.enter();
-        if word.compare_exchange(from, to, Ordering::SeqCst, Ordering::Relaxed).is_ok() {
-            return Some(mark);
-        }
-        inside.leave(mark);
-        None
-    };
     loop {
         let seen = word.load(Ordering::SeqCst);
         let Some(owner) = holder(seen) else {
-            if let Some(mark) = swap(seen, word_for(me, seen, slept)) {
+            if let Some(mark) = swap(word, inside, seen, word_for(me, seen, slept)) {
                 return Ok((Acquired::Clean, mark));
             }
             continue;
@@ -167,11 +154,38 @@ pub(crate) fn lock(
         }
         let gone = if owner == me { !inside.any() } else { judge(owner, now) };
         if gone {
-            if let Some(mark) = swap(now, word_for(me, now, true)) {
+            if let Some(mark) = swap(word, inside, now, word_for(me, now, true)) {
                 return Ok((Acquired::TakenOver(owner), mark));
             }
         }
     }
+}
+
+/// Swaps the word from `from` to `to`, marked in `inside` from before the
+/// swap until the unlock (or the swap's failure): whoever sees the word name
+/// `me`, then no mark, knows that no thread of `me` swapped it in and still
+/// holds it (the swap orders the mark before it: a load that reads the word
+/// it wrote also sees the mark).
+#[inline(always)]
+fn swap(word: &AtomicU32, inside: &Inside, from: u32, to: u32) -> Option<Mark> {
+    let mark = inside.enter();
+    if word.compare_exchange(from, to, Ordering::SeqCst, Ordering::Relaxed).is_ok() {
+        return Some(mark);
+    }
+    inside.leave(mark);
+    None
+}
+
+/// The first step of `lock`, alone: takes a free lock for `me` (cleanly,
+/// as `Acquired::Clean`) if no other thread swaps the word first; `None`,
+/// the lock held or contested, changes nothing (call `lock` then).
+#[inline(always)]
+pub(crate) fn try_lock(word: &AtomicU32, me: usize, inside: &Inside) -> Option<Mark> {
+    let seen = word.load(Ordering::SeqCst);
+    if holder(seen).is_some() {
+        return None;
+    }
+    swap(word, inside, seen, word_for(me, seen, false))
 }
 
 /// Releases the lock taken with `mark`; wakes one sleeper if any.

@@ -34,6 +34,7 @@
 //! once; past them a request fails with `Error::System` naming the limit.
 
 mod doorbell;
+mod fast;
 mod figures;
 mod file;
 mod futex;

@@ -19,7 +19,7 @@ use super::super::placement::{PlaceError, PlaceStats, Placement};
 use super::handoffs;
 use super::placement::RegionStore;
 use super::segment::{Segment, GRANTED, LEASE, NO_RANGE};
-use super::table::Locked;
+use super::table::{Held, Locked};
 use super::SharedPool;
 
 fn internal(e: PlaceError) -> Error {
@@ -49,7 +49,7 @@ pub(crate) fn alignment_of(seg: &Segment<'_>) -> u64 {
     region(seg).map_or(0, |p| p.alignment())
 }
 
-impl Locked<'_> {
+impl Held<'_> {
     pub(crate) fn is_placed(&self) -> bool {
         self.seg.placement.is_some()
     }
@@ -79,19 +79,6 @@ impl Locked<'_> {
             }
             Err(_) => false,
         }
-    }
-
-    /// Takes the bytes of a new entry granted at once, with its range.
-    pub(crate) fn take_placed(&mut self, i: usize, nbytes: u64) -> Result<(), Error> {
-        self.take(nbytes);
-        if self.place(i, nbytes) {
-            return Ok(());
-        }
-        // Checked as placeable under this lock: only damage gets here.
-        self.free(i);
-        Err(Error::System(
-            "the shared pool's placement region refused a range it reported free".into(),
-        ))
     }
 
     /// Where entry `i`'s range starts, in a placed pool, if it has one.
@@ -195,6 +182,21 @@ impl Locked<'_> {
             let _ = p.claim(at, n);
         }
         dropped
+    }
+}
+
+impl Locked<'_> {
+    /// Takes the bytes of a new entry granted at once, with its range.
+    pub(crate) fn take_placed(&mut self, i: usize, nbytes: u64) -> Result<(), Error> {
+        self.take(nbytes);
+        if self.place(i, nbytes) {
+            return Ok(());
+        }
+        // Checked as placeable under this lock: only damage gets here.
+        self.free(i);
+        Err(Error::System(
+            "the shared pool's placement region refused a range it reported free".into(),
+        ))
     }
 }
 

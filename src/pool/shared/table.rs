@@ -7,7 +7,9 @@
 //! `leases` count their entries, and the ring holds every WAITING entry's id
 //! in order of arrival (plus holes: ids whose entry moved on, skipped).
 
+use std::ops::Deref;
 use std::os::fd::RawFd;
+use std::sync::atomic::AtomicU64;
 use std::sync::atomic::Ordering::Relaxed;
 
 use super::doorbell;
@@ -22,13 +24,21 @@ use crate::pool::notify::Rings;
 use crate::pool::MAX_TOTAL;
 use crate::pool::Error;
 
+/// The segment and this process's slot, while this process holds the
+/// segment's lock: what the table's plain updates need. `Locked` derefs to
+/// it; the fast paths (`fast.rs`) hold only this, in a `Quick`.
+#[derive(Clone, Copy)]
+pub(crate) struct Held<'a> {
+    pub(crate) seg: &'a Segment<'a>,
+    /// This process's slot.
+    pub(crate) me: usize,
+}
+
 /// The segment while this process holds its lock. Unlocks on drop, then wakes
 /// the tickets whose fate it changed, the doorbells of the processes that
 /// own them, and this process's notifiers with events queued meanwhile.
 pub(crate) struct Locked<'a> {
-    pub(crate) seg: &'a Segment<'a>,
-    /// This process's slot.
-    pub(crate) me: usize,
+    held: Held<'a>,
     /// This process's descriptor of the segment file (for liveness probes).
     pub(crate) fd: RawFd,
     /// The attachment's threads inside the lock, and this one's mark there
@@ -39,6 +49,14 @@ pub(crate) struct Locked<'a> {
     pub(crate) doorbells: Vec<usize>,
     /// Notifiers to ring (events queued under the lock).
     pub(crate) rings: Rings,
+}
+
+impl<'a> Deref for Locked<'a> {
+    type Target = Held<'a>;
+    #[inline(always)]
+    fn deref(&self) -> &Held<'a> {
+        &self.held
+    }
 }
 
 impl Drop for Locked<'_> {
@@ -58,6 +76,46 @@ impl Drop for Locked<'_> {
     }
 }
 
+/// The lock as a fast path holds it (`fast.rs`): taken at the first try,
+/// from a free word, by `try_take`; no lists of tickets to wake (a fast path
+/// decides no ticket's fate). Unlocks on drop.
+pub(crate) struct Quick<'a> {
+    held: Held<'a>,
+    fd: RawFd,
+    inside: &'a Inside,
+    mark: Mark,
+}
+
+impl<'a> Quick<'a> {
+    /// The lock, if its word is free now and stays so for one swap; `None`
+    /// changes nothing (the full path waits for it).
+    #[inline(always)]
+    pub(crate) fn try_take(seg: &'a Segment<'a>, me: usize, fd: RawFd, inside: &'a Inside) -> Option<Quick<'a>> {
+        let mark = lock::try_lock(&seg.header.lock, me, inside)?;
+        Some(Quick { held: Held { seg, me }, fd, inside, mark })
+    }
+}
+
+impl<'a> Deref for Quick<'a> {
+    type Target = Held<'a>;
+    #[inline(always)]
+    fn deref(&self) -> &Held<'a> {
+        &self.held
+    }
+}
+
+impl Drop for Quick<'_> {
+    #[inline(always)]
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            // As `Locked` does: repair, then unlock (its drop does both).
+            drop(Locked::new(self.seg, self.me, self.fd, (self.inside, self.mark)));
+            return;
+        }
+        lock::unlock(&self.seg.header.lock, self.inside, self.mark);
+    }
+}
+
 fn sat(v: i128) -> i64 {
     v.clamp(-(MAX_TOTAL as i128) * 4, MAX_TOTAL as i128 * 4) as i64
 }
@@ -65,9 +123,11 @@ fn sat(v: i128) -> i64 {
 impl<'a> Locked<'a> {
     /// Wraps a lock the caller has just taken.
     pub(crate) fn new(seg: &'a Segment<'a>, me: usize, fd: RawFd, inside: (&'a Inside, Mark)) -> Self {
-        Locked { seg, me, fd, inside, woken: Vec::new(), doorbells: Vec::new(), rings: Rings::default() }
+        Locked { held: Held { seg, me }, fd, inside, woken: Vec::new(), doorbells: Vec::new(), rings: Rings::default() }
     }
+}
 
+impl<'a> Held<'a> {
     pub(crate) fn entry(&self, i: usize) -> &'a Entry {
         // Callers pass indices below the length; the rest wrap (no division
         // on the common path).
@@ -104,25 +164,20 @@ impl<'a> Locked<'a> {
         }
     }
 
-    /// Whether `nbytes` can be granted now without jumping the line.
-    pub(crate) fn grantable_now(&self, nbytes: u64) -> bool {
-        self.waiting() == 0 && self.available() >= 0 && nbytes <= self.available() as u64 && self.placeable(nbytes)
-    }
-
     /// Takes `nbytes` from what is available (the caller checked they fit).
     pub(crate) fn take(&self, nbytes: u64) {
         self.add_available(-i128::from(nbytes));
         self.note_peak();
     }
 
-    pub(crate) fn give(&mut self, nbytes: u64) {
-        self.add_available(i128::from(nbytes));
-        if self.waiting() > 0 {
-            self.grant_ready();
-        }
+    /// Adds one to a counter that only holders of the lock change: a load
+    /// and a store, no locked instruction.
+    fn count(c: &AtomicU64, n: u64) {
+        c.store(c.load(Relaxed).wrapping_add(n), Relaxed);
     }
 
     /// The entry holding `id`, if it still does.
+    #[inline]
     pub(crate) fn find(&self, id: u64) -> Option<usize> {
         let parts = parse_id(id, self.seg.header.nonce.load(Relaxed))?;
         let e = self.seg.entries.get(parts.entry)?;
@@ -131,6 +186,13 @@ impl<'a> Locked<'a> {
 
     /// Records a new entry owned by this process; `state` is stored last.
     pub(crate) fn alloc(&self, state: u32, nbytes: u64) -> Result<(usize, u64), Error> {
+        self.alloc_entry(state, nbytes).ok_or_else(|| self.table_full())
+    }
+
+    /// `alloc`, `None` when every entry is taken. A lease's entry records no
+    /// arrival time (only tickets' waits are timed): no clock is read.
+    #[inline]
+    pub(crate) fn alloc_entry(&self, state: u32, nbytes: u64) -> Option<(usize, u64)> {
         let h = self.seg.header;
         let n = self.seg.entries.len();
         let start = h.alloc_hint.load(Relaxed) as usize % n;
@@ -147,28 +209,94 @@ impl<'a> Locked<'a> {
             e.nbytes.store(nbytes, Relaxed);
             e.owner.store(self.me as u32, Relaxed);
             e.pos.store(h.next_pos.load(Relaxed), Relaxed);
-            h.next_pos.store(h.next_pos.load(Relaxed).wrapping_add(1), Relaxed);
-            e.since_ns.store(now_ns(), Relaxed);
+            Self::count(&h.next_pos, 1);
+            e.since_ns.store(if state == LEASE { 0 } else { now_ns() }, Relaxed);
             e.offset.store(NO_RANGE, Relaxed);
             e.state.store(state, Relaxed);
             h.alloc_hint.store(if i + 1 < n { i as u32 + 1 } else { 0 }, Relaxed);
             match state {
-                LEASE => {
-                    h.leases.fetch_add(1, Relaxed);
-                    h.grants.fetch_add(1, Relaxed);
-                    figures::count_size(self.seg, self.me, nbytes);
-                }
-                WAITING => {
-                    h.waiting.fetch_add(1, Relaxed);
-                }
+                LEASE => self.count_grant(self.me, nbytes),
+                WAITING => Self::count(&h.waiting, 1),
                 _ => {}
             }
-            return Ok((i, id));
+            return Some((i, id));
         }
-        Err(Error::System(format!(
-            "all {n} lease and ticket records of the shared pool are in use (its limit max_leases, chosen at \
-             creation); release leases or cancel tickets, or create the pool with a larger max_leases"
-        )))
+        None
+    }
+
+    #[cold]
+    fn table_full(&self) -> Error {
+        Error::System(format!(
+            "all {} lease and ticket records of the shared pool are in use (its limit max_leases, chosen at \
+             creation); release leases or cancel tickets, or create the pool with a larger max_leases",
+            self.seg.entries.len()
+        ))
+    }
+
+    /// A new lease of `nbytes` for the process in `owner`: counted and
+    /// recorded in its size histogram.
+    fn count_grant(&self, owner: usize, nbytes: u64) {
+        let h = self.seg.header;
+        Self::count(&h.leases, 1);
+        Self::count(&h.grants, 1);
+        figures::count_size(self.seg, owner, nbytes);
+    }
+
+    /// Frees entry `i` and fixes the counts: a lease's or grant's bytes come
+    /// back to what is available (the range of a placed pool's too). Returns
+    /// the state it had. Granting to the line is the caller's (`free`).
+    #[inline]
+    pub(crate) fn free_entry(&self, i: usize) -> u32 {
+        let e = self.entry(i);
+        let h = self.seg.header;
+        let state = e.state.load(Relaxed);
+        e.state.store(FREE, Relaxed);
+        match state {
+            LEASE | GRANTED => {
+                if state == LEASE {
+                    h.leases.store(h.leases.load(Relaxed).saturating_sub(1), Relaxed);
+                }
+                self.unplace(i);
+                self.add_available(i128::from(e.nbytes.load(Relaxed).min(MAX_TOTAL)));
+            }
+            WAITING => h.waiting.store(h.waiting.load(Relaxed).saturating_sub(1), Relaxed),
+            _ => {}
+        }
+        state
+    }
+
+    /// Moves the bytes of lease entry `from` into lease entry `into` and
+    /// frees `from`, the pool's free bytes unchanged; returns what `into`
+    /// holds now.
+    pub(crate) fn merge_into(&self, into: usize, from: usize) -> u64 {
+        let h = self.seg.header;
+        let (a, b) = (self.entry(into), self.entry(from));
+        let merged = a.nbytes.load(Relaxed).saturating_add(b.nbytes.load(Relaxed)).min(MAX_TOTAL);
+        a.nbytes.store(merged, Relaxed);
+        b.state.store(FREE, Relaxed);
+        h.leases.store(h.leases.load(Relaxed).saturating_sub(1), Relaxed);
+        merged
+    }
+
+    /// Turns a collected GRANTED entry into a lease.
+    pub(crate) fn make_lease(&self, i: usize) {
+        let e = self.entry(i);
+        e.state.store(LEASE, Relaxed);
+        self.count_grant(e.owner.load(Relaxed) as usize, e.nbytes.load(Relaxed));
+    }
+}
+
+impl<'a> Locked<'a> {
+    /// Whether `nbytes` can be granted now without jumping the line.
+    pub(crate) fn grantable_now(&self, nbytes: u64) -> bool {
+        self.waiting() == 0 && self.available() >= 0 && nbytes <= self.available() as u64 && self.placeable(nbytes)
+    }
+
+    pub(crate) fn give(&mut self, nbytes: u64) {
+        self.add_available(i128::from(nbytes));
+        if self.waiting() > 0 {
+            self.grant_ready();
+        }
     }
 
     /// Puts a new WAITING entry at the end of the line.
@@ -201,52 +329,15 @@ impl<'a> Locked<'a> {
         doorbell::bump(self.seg, e, &mut self.doorbells);
     }
 
-    /// Frees an entry, returning its bytes if it held any, and fixing counts.
+    /// Frees an entry, returning its bytes if it held any, and fixing counts;
+    /// grants to the line what it let through.
     pub(crate) fn free(&mut self, i: usize) {
-        let e = self.entry(i);
-        let h = self.seg.header;
-        let state = e.state.load(Relaxed);
-        e.state.store(FREE, Relaxed);
-        match state {
-            LEASE => {
-                h.leases.store(h.leases.load(Relaxed).saturating_sub(1), Relaxed);
-                self.unplace(i);
-                self.give(e.nbytes.load(Relaxed).min(MAX_TOTAL));
-            }
-            GRANTED => {
-                self.unplace(i);
-                self.give(e.nbytes.load(Relaxed).min(MAX_TOTAL));
-            }
-            WAITING => {
-                h.waiting.store(h.waiting.load(Relaxed).saturating_sub(1), Relaxed);
-                // Those behind it may fit now.
-                self.grant_ready();
-            }
+        match self.free_entry(i) {
+            // Those behind it may fit now.
+            WAITING => self.grant_ready(),
+            LEASE | GRANTED if self.waiting() > 0 => self.grant_ready(),
             _ => {}
         }
-    }
-
-    /// Moves the bytes of lease entry `from` into lease entry `into` and
-    /// frees `from`, the pool's free bytes unchanged; returns what `into`
-    /// holds now.
-    pub(crate) fn merge_into(&self, into: usize, from: usize) -> u64 {
-        let h = self.seg.header;
-        let (a, b) = (self.entry(into), self.entry(from));
-        let merged = a.nbytes.load(Relaxed).saturating_add(b.nbytes.load(Relaxed)).min(MAX_TOTAL);
-        a.nbytes.store(merged, Relaxed);
-        b.state.store(FREE, Relaxed);
-        h.leases.store(h.leases.load(Relaxed).saturating_sub(1), Relaxed);
-        merged
-    }
-
-    /// Turns a collected GRANTED entry into a lease.
-    pub(crate) fn make_lease(&self, i: usize) {
-        let h = self.seg.header;
-        let e = self.entry(i);
-        e.state.store(LEASE, Relaxed);
-        h.leases.fetch_add(1, Relaxed);
-        h.grants.fetch_add(1, Relaxed);
-        figures::count_size(self.seg, e.owner.load(Relaxed) as usize, e.nbytes.load(Relaxed));
     }
 
     /// The id at the head of the line, skipping holes.
