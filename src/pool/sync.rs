@@ -193,6 +193,17 @@ impl Parker {
     }
 }
 
+/// Nanoseconds on the monotonic clock (the one `Instant` reads), as one
+/// number, so that a wait's length is a subtraction: the wait-time figures
+/// read it once when a request joins the line and once at its grant.
+pub(crate) fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: clock_gettime writes only the timespec it is given, a valid
+    // local; CLOCK_MONOTONIC exists on every system the futex needs.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    (ts.tv_sec as u64).wrapping_mul(1_000_000_000).wrapping_add(ts.tv_nsec as u64)
+}
+
 /// Under loom, a value whose leak fails the model: the engine holds one, so
 /// a pool never freed (a lifetime bug) is reported. Nothing outside loom.
 #[derive(Default)]

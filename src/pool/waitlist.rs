@@ -16,7 +16,7 @@ use super::histogram::{wait_bucket, WAIT_BUCKETS};
 use super::lease::IdMap;
 use super::notify::{Core, Decision, Registrations, Rings};
 use super::local::Placed;
-use super::sync::{Arc, AtomicU64, Ordering, Parker, ASLEEP};
+use super::sync::{monotonic_ns, Arc, AtomicU64, Ordering, Parker, ASLEEP};
 
 const WAITING: u64 = 0;
 const GRANTED: u64 = 1;
@@ -30,7 +30,13 @@ const TOTAL_SHIFT: u32 = 3;
 pub(crate) struct Waiter {
     pub(crate) ticket: u64,
     pub(crate) nbytes: u64,
-    since: Instant,
+    /// When it joined the line (`monotonic_ns`).
+    since_ns: u64,
+    /// How long it waited in line, written by the thread that granted it
+    /// (from the clock reading it counted the wait with) before the fate,
+    /// so that the waiting thread reads the figure without a clock of its
+    /// own. Only the fate orders it.
+    waited_ns: std::sync::atomic::AtomicU64,
     /// `WAITING` (`ASLEEP` while its thread sleeps on it), or a fate:
     /// `GRANTED`, `CLOSED`, `CANCELLED`, `total << 3 | TOO_LARGE` (none has
     /// `ASLEEP`'s low half, as `Parker` needs). The fate is written once,
@@ -50,13 +56,27 @@ pub(crate) enum Fate {
 }
 
 impl Waiter {
-    fn new(ticket: u64, nbytes: u64, word: u64) -> Waiter {
-        Waiter { ticket, nbytes, since: Instant::now(), word: AtomicU64::new(word), parker: Parker::default() }
+    /// A record that joined the line at `since_ns` (0 for one granted
+    /// without waiting) with the fate word `word`.
+    fn new(ticket: u64, nbytes: u64, word: u64, since_ns: u64) -> Waiter {
+        Waiter {
+            ticket,
+            nbytes,
+            since_ns,
+            waited_ns: std::sync::atomic::AtomicU64::new(0),
+            word: AtomicU64::new(word),
+            parker: Parker::default(),
+        }
     }
 
-    /// How long ago the request joined the line.
+    /// How long it waited in line: until its grant for a granted request
+    /// (the granter's figure: 0 when granted without waiting), until now
+    /// otherwise.
     pub(crate) fn waited_ns(&self) -> u64 {
-        self.since.elapsed().as_nanos().min(u128::from(u64::MAX)) as u64
+        match self.word.load(Ordering::Acquire) {
+            GRANTED => self.waited_ns.load(std::sync::atomic::Ordering::Relaxed),
+            _ => monotonic_ns().saturating_sub(self.since_ns),
+        }
     }
 
     /// Its fate; read without the lock (a fate, once written, never changes).
@@ -189,7 +209,7 @@ impl Waitlist {
     /// Puts a request at the end of the line; a two-phase ticket is also
     /// kept by id.
     pub(crate) fn push(&mut self, ticket: u64, nbytes: u64, two_phase: bool) -> Arc<Waiter> {
-        let w = self.record(Waiter::new(ticket, nbytes, WAITING));
+        let w = self.record(Waiter::new(ticket, nbytes, WAITING, monotonic_ns()));
         self.line.push_back(Arc::clone(&w));
         if two_phase {
             self.tickets.insert(ticket, Arc::clone(&w));
@@ -199,7 +219,7 @@ impl Waitlist {
 
     /// Records a two-phase ticket that was granted without waiting.
     pub(crate) fn granted_at_once(&mut self, ticket: u64, nbytes: u64) {
-        let w = self.record(Waiter::new(ticket, nbytes, GRANTED));
+        let w = self.record(Waiter::new(ticket, nbytes, GRANTED, 0));
         self.tickets.insert(ticket, w);
     }
 
@@ -277,7 +297,8 @@ impl Waitlist {
     /// `GRANTED`, and its thread wakes.
     pub(crate) fn grant_head(&mut self) {
         if let Some(w) = self.line.pop_front() {
-            let waited = w.since.elapsed().as_nanos().min(u128::from(u64::MAX)) as u64;
+            let waited = monotonic_ns().saturating_sub(w.since_ns);
+            w.waited_ns.store(waited, std::sync::atomic::Ordering::Relaxed);
             let c = &mut self.counters;
             c.waited_grants += 1;
             c.wait_ns_total = c.wait_ns_total.saturating_add(waited);
