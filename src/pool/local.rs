@@ -731,9 +731,18 @@ impl DerefMut for Held<'_> {
 impl Drop for Held<'_> {
     fn drop(&mut self) {
         if let Some(mut guard) = self.0.take() {
-            if let Some(wakes) = guard.take_wakes() {
-                drop(guard);
-                wakes.run();
+            match guard.take_wake() {
+                Ok(one) => {
+                    drop(guard);
+                    if let Some(w) = one {
+                        w.wake();
+                    }
+                }
+                Err(()) => {
+                    let wakes = guard.take_wakes();
+                    drop(guard);
+                    wakes.run();
+                }
             }
         }
     }

@@ -107,6 +107,11 @@ impl Waiter {
         self.parker.sleep(&self.word, deadline);
     }
 
+    /// Wakes its thread (after a `settle` that said it sleeps).
+    pub(crate) fn wake(&self) {
+        self.parker.wake(&self.word);
+    }
+
 }
 
 /// A fate word (not `WAITING`) as a notifier's decision.
@@ -132,13 +137,11 @@ pub(crate) struct Wakes {
 }
 
 impl Wakes {
-    pub(crate) fn is_empty(&self) -> bool {
-        self.list[0].is_none() && self.rings.is_empty()
-    }
-
+    /// Runs the wakes; the lock must have been let go.
+    #[inline(never)]
     pub(crate) fn run(self) {
         for w in self.list.iter().map_while(Option::as_ref) {
-            w.parker.wake(&w.word);
+            w.wake();
         }
         self.rings.run();
     }
@@ -147,11 +150,12 @@ impl Wakes {
 /// Under the lock: writes `w`'s fate; its thread, if asleep, is woken later
 /// (or at once when `wakes` is full), and its notifier, if registered, gets
 /// its event.
+#[inline]
 fn settle(wakes: &mut Wakes, notify: &mut Registrations, w: &Arc<Waiter>, fate: u64) {
     if w.parker.settle(&w.word, fate) {
         match wakes.list.iter_mut().find(|e| e.is_none()) {
             Some(e) => *e = Some(Arc::clone(w)),
-            None => w.parker.wake(&w.word),
+            None => w.wake(),
         }
     }
     notify.decide(w.ticket, decision_of(fate), &mut wakes.rings);
@@ -324,10 +328,22 @@ impl Waitlist {
         (before - self.line.len()) as u64
     }
 
-    /// The threads to wake, taken out before the lock is let go; `None`
-    /// when there are none (the common case, kept cheap).
-    pub(crate) fn take_wakes(&mut self) -> Option<Wakes> {
-        (!self.wakes.is_empty()).then(|| std::mem::take(&mut self.wakes))
+    /// The one thread to wake, if that is all there is to do once the lock
+    /// is let go (the common case: a release that grants one waiter), taken
+    /// out; `Err` when there is more (see `take_wakes`).
+    #[inline]
+    pub(crate) fn take_wake(&mut self) -> Result<Option<Arc<Waiter>>, ()> {
+        let wakes = &mut self.wakes;
+        if wakes.list[1].is_none() && wakes.rings.is_empty() {
+            return Ok(wakes.list[0].take());
+        }
+        Err(())
+    }
+
+    /// All the threads to wake and notifiers to ring, taken out before the
+    /// lock is let go.
+    pub(crate) fn take_wakes(&mut self) -> Wakes {
+        std::mem::take(&mut self.wakes)
     }
 
     /// Forgets every two-phase ticket (nobody can redeem them any more) and
