@@ -696,13 +696,15 @@ impl LocalPool {
             // A hand-off whose claim deadline passes may return the bytes
             // this request waits for: wake then too, and collect them.
             let expiry = self.handoffs.next_claim_deadline();
-            w.sleep(earliest(deadline, expiry));
-            let now = Instant::now();
-            if expiry.is_some_and(|at| now >= at) {
+            let until = earliest(deadline, expiry);
+            w.sleep(until);
+            // The clock is read only when a deadline could have passed.
+            let now = until.map(|_| Instant::now());
+            if expiry.zip(now).is_some_and(|(at, now)| now >= at) {
                 self.reap_handoffs();
                 continue;
             }
-            if w.is_waiting() && deadline.map_or(true, |at| now < at) {
+            if w.is_waiting() && deadline.zip(now).map_or(true, |(at, now)| now < at) {
                 bump(&self.futile_wakeups);
             }
         }
@@ -729,9 +731,18 @@ impl DerefMut for Held<'_> {
 impl Drop for Held<'_> {
     fn drop(&mut self) {
         if let Some(mut guard) = self.0.take() {
-            if let Some(wakes) = guard.take_wakes() {
-                drop(guard);
-                wakes.run();
+            match guard.take_wake() {
+                Ok(one) => {
+                    drop(guard);
+                    if let Some(w) = one {
+                        w.wake();
+                    }
+                }
+                Err(()) => {
+                    let wakes = guard.take_wakes();
+                    drop(guard);
+                    wakes.run();
+                }
             }
         }
     }

@@ -231,7 +231,16 @@ impl Rings {
         self.list.is_empty()
     }
 
+    /// Rings each notifier (none, in the common case: one test, inline).
+    #[inline]
     pub(crate) fn run(self) {
+        if !self.list.is_empty() {
+            self.ring_all();
+        }
+    }
+
+    #[inline(never)]
+    fn ring_all(self) {
         for core in &self.list {
             core.ring();
         }
@@ -280,10 +289,16 @@ impl Registrations {
 
     /// `ticket` was decided: queues its event if it is registered and has
     /// not had one.
+    /// With no registration (the common case), one test, inline.
+    #[inline]
     pub(crate) fn decide(&mut self, ticket: u64, decision: Decision, rings: &mut Rings) {
-        if self.map.is_empty() {
-            return;
+        if !self.map.is_empty() {
+            self.decide_registered(ticket, decision, rings);
         }
+    }
+
+    #[inline(never)]
+    fn decide_registered(&mut self, ticket: u64, decision: Decision, rings: &mut Rings) {
         let Some(r) = self.map.get_mut(&ticket) else { return };
         if let Some(core) = r.core.take() {
             if core.push(Event { ticket: Ticket { id: r.shown }, user: r.user, decision }) {

@@ -370,6 +370,20 @@ impl LeaseSlots {
     /// Removes a lease: its bytes if it was outstanding, `Already` if it was
     /// released before, an error for an id this pool never granted.
     pub(crate) fn remove(&self, id: u64) -> Result<Removed, Error> {
+        // An outstanding slot lease that nobody holds busy (the common case)
+        // in one pass; anything else is decided below.
+        let mut nbytes = 0;
+        if self.remove_fast(id, |n| {
+            nbytes = n;
+            true
+        }) {
+            return Ok(Removed::Now(nbytes));
+        }
+        self.remove_decided(id)
+    }
+
+    #[inline(never)]
+    fn remove_decided(&self, id: u64) -> Result<Removed, Error> {
         let kind = self.kind(id);
         match kind {
             IdKind::Slot { slot: index, gen } => match self.lock_held(index, gen) {

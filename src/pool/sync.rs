@@ -111,6 +111,40 @@ fn low_half(word: &AtomicU64) -> *mut u32 {
     }
 }
 
+/// futex(2) on `addr` with `op`, `val` and `timeout` (FUTEX_WAIT's; other
+/// operations ignore it); the result is not needed (callers re-check the
+/// word). On x86-64 the system call is made inline: glibc's variadic
+/// `syscall()` costs as many instructions again, twice per hand-off.
+///
+/// # Safety
+/// `addr` is a live, aligned futex word of this process; `timeout` is NULL
+/// or a valid timespec.
+#[cfg(not(loom))]
+unsafe fn futex(addr: *mut u32, op: libc::c_int, val: u32, timeout: *const libc::timespec) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: the caller's contract; the kernel reads `*addr` and
+    // `*timeout` only, and the instruction clobbers rcx and r11 alone
+    // (declared), besides the result in rax.
+    unsafe {
+        std::arch::asm!(
+            "syscall",
+            inlateout("rax") libc::SYS_futex => _,
+            in("rdi") addr,
+            in("rsi") op,
+            in("rdx") val,
+            in("r10") timeout,
+            lateout("rcx") _,
+            lateout("r11") _,
+            options(nostack),
+        );
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    // SAFETY: as above.
+    unsafe {
+        libc::syscall(libc::SYS_futex, addr, op, val, timeout, std::ptr::null::<u32>(), 0u32);
+    }
+}
+
 impl Parker {
     /// Sleeps while `word` shows no fate (0 or `ASLEEP`), until woken or
     /// `deadline`. Spurious returns are allowed (a signal, the deadline);
@@ -139,17 +173,7 @@ impl Parker {
             // private to this process; `ts` is NULL or a valid timespec.
             // FUTEX_WAIT only reads the word, and sleeps only while it shows
             // `ASLEEP`'s low half.
-            unsafe {
-                libc::syscall(
-                    libc::SYS_futex,
-                    low_half(word),
-                    libc::FUTEX_WAIT | libc::FUTEX_PRIVATE_FLAG,
-                    ASLEEP as u32,
-                    ts,
-                    std::ptr::null::<u32>(),
-                    0u32,
-                );
-            }
+            unsafe { futex(low_half(word), libc::FUTEX_WAIT | libc::FUTEX_PRIVATE_FLAG, ASLEEP as u32, ts) };
         }
         #[cfg(loom)]
         {
@@ -173,17 +197,7 @@ impl Parker {
     pub(crate) fn wake(&self, word: &AtomicU64) {
         #[cfg(not(loom))]
         // SAFETY: as in `sleep`; FUTEX_WAKE uses the address only as a key.
-        unsafe {
-            libc::syscall(
-                libc::SYS_futex,
-                low_half(word),
-                libc::FUTEX_WAKE | libc::FUTEX_PRIVATE_FLAG,
-                i32::MAX,
-                0usize,
-                0usize,
-                0u32,
-            );
-        }
+        unsafe { futex(low_half(word), libc::FUTEX_WAKE | libc::FUTEX_PRIVATE_FLAG, i32::MAX as u32, std::ptr::null()) };
         #[cfg(loom)]
         {
             let _ = word;
@@ -191,6 +205,17 @@ impl Parker {
             self.cv.notify_all();
         }
     }
+}
+
+/// Nanoseconds on the monotonic clock (the one `Instant` reads), as one
+/// number, so that a wait's length is a subtraction: the wait-time figures
+/// read it once when a request joins the line and once at its grant.
+pub(crate) fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: clock_gettime writes only the timespec it is given, a valid
+    // local; CLOCK_MONOTONIC exists on every system the futex needs.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    (ts.tv_sec as u64).wrapping_mul(1_000_000_000).wrapping_add(ts.tv_nsec as u64)
 }
 
 /// Under loom, a value whose leak fails the model: the engine holds one, so

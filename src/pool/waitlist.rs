@@ -16,7 +16,7 @@ use super::histogram::{wait_bucket, WAIT_BUCKETS};
 use super::lease::IdMap;
 use super::notify::{Core, Decision, Registrations, Rings};
 use super::local::Placed;
-use super::sync::{Arc, AtomicU64, Ordering, Parker, ASLEEP};
+use super::sync::{monotonic_ns, Arc, AtomicU64, Ordering, Parker, ASLEEP};
 
 const WAITING: u64 = 0;
 const GRANTED: u64 = 1;
@@ -30,7 +30,13 @@ const TOTAL_SHIFT: u32 = 3;
 pub(crate) struct Waiter {
     pub(crate) ticket: u64,
     pub(crate) nbytes: u64,
-    since: Instant,
+    /// When it joined the line (`monotonic_ns`).
+    since_ns: u64,
+    /// How long it waited in line, written by the thread that granted it
+    /// (from the clock reading it counted the wait with) before the fate,
+    /// so that the waiting thread reads the figure without a clock of its
+    /// own. Only the fate orders it.
+    waited_ns: std::sync::atomic::AtomicU64,
     /// `WAITING` (`ASLEEP` while its thread sleeps on it), or a fate:
     /// `GRANTED`, `CLOSED`, `CANCELLED`, `total << 3 | TOO_LARGE` (none has
     /// `ASLEEP`'s low half, as `Parker` needs). The fate is written once,
@@ -50,13 +56,27 @@ pub(crate) enum Fate {
 }
 
 impl Waiter {
-    fn new(ticket: u64, nbytes: u64, word: u64) -> Waiter {
-        Waiter { ticket, nbytes, since: Instant::now(), word: AtomicU64::new(word), parker: Parker::default() }
+    /// A record that joined the line at `since_ns` (0 for one granted
+    /// without waiting) with the fate word `word`.
+    fn new(ticket: u64, nbytes: u64, word: u64, since_ns: u64) -> Waiter {
+        Waiter {
+            ticket,
+            nbytes,
+            since_ns,
+            waited_ns: std::sync::atomic::AtomicU64::new(0),
+            word: AtomicU64::new(word),
+            parker: Parker::default(),
+        }
     }
 
-    /// How long ago the request joined the line.
+    /// How long it waited in line: until its grant for a granted request
+    /// (the granter's figure: 0 when granted without waiting), until now
+    /// otherwise.
     pub(crate) fn waited_ns(&self) -> u64 {
-        self.since.elapsed().as_nanos().min(u128::from(u64::MAX)) as u64
+        match self.word.load(Ordering::Acquire) {
+            GRANTED => self.waited_ns.load(std::sync::atomic::Ordering::Relaxed),
+            _ => monotonic_ns().saturating_sub(self.since_ns),
+        }
     }
 
     /// Its fate; read without the lock (a fate, once written, never changes).
@@ -87,6 +107,11 @@ impl Waiter {
         self.parker.sleep(&self.word, deadline);
     }
 
+    /// Wakes its thread (after a `settle` that said it sleeps).
+    pub(crate) fn wake(&self) {
+        self.parker.wake(&self.word);
+    }
+
 }
 
 /// A fate word (not `WAITING`) as a notifier's decision.
@@ -112,13 +137,11 @@ pub(crate) struct Wakes {
 }
 
 impl Wakes {
-    pub(crate) fn is_empty(&self) -> bool {
-        self.list[0].is_none() && self.rings.is_empty()
-    }
-
+    /// Runs the wakes; the lock must have been let go.
+    #[inline(never)]
     pub(crate) fn run(self) {
         for w in self.list.iter().map_while(Option::as_ref) {
-            w.parker.wake(&w.word);
+            w.wake();
         }
         self.rings.run();
     }
@@ -127,11 +150,12 @@ impl Wakes {
 /// Under the lock: writes `w`'s fate; its thread, if asleep, is woken later
 /// (or at once when `wakes` is full), and its notifier, if registered, gets
 /// its event.
+#[inline]
 fn settle(wakes: &mut Wakes, notify: &mut Registrations, w: &Arc<Waiter>, fate: u64) {
     if w.parker.settle(&w.word, fate) {
         match wakes.list.iter_mut().find(|e| e.is_none()) {
             Some(e) => *e = Some(Arc::clone(w)),
-            None => w.parker.wake(&w.word),
+            None => w.wake(),
         }
     }
     notify.decide(w.ticket, decision_of(fate), &mut wakes.rings);
@@ -189,7 +213,7 @@ impl Waitlist {
     /// Puts a request at the end of the line; a two-phase ticket is also
     /// kept by id.
     pub(crate) fn push(&mut self, ticket: u64, nbytes: u64, two_phase: bool) -> Arc<Waiter> {
-        let w = self.record(Waiter::new(ticket, nbytes, WAITING));
+        let w = self.record(Waiter::new(ticket, nbytes, WAITING, monotonic_ns()));
         self.line.push_back(Arc::clone(&w));
         if two_phase {
             self.tickets.insert(ticket, Arc::clone(&w));
@@ -199,7 +223,7 @@ impl Waitlist {
 
     /// Records a two-phase ticket that was granted without waiting.
     pub(crate) fn granted_at_once(&mut self, ticket: u64, nbytes: u64) {
-        let w = self.record(Waiter::new(ticket, nbytes, GRANTED));
+        let w = self.record(Waiter::new(ticket, nbytes, GRANTED, 0));
         self.tickets.insert(ticket, w);
     }
 
@@ -277,7 +301,8 @@ impl Waitlist {
     /// `GRANTED`, and its thread wakes.
     pub(crate) fn grant_head(&mut self) {
         if let Some(w) = self.line.pop_front() {
-            let waited = w.since.elapsed().as_nanos().min(u128::from(u64::MAX)) as u64;
+            let waited = monotonic_ns().saturating_sub(w.since_ns);
+            w.waited_ns.store(waited, std::sync::atomic::Ordering::Relaxed);
             let c = &mut self.counters;
             c.waited_grants += 1;
             c.wait_ns_total = c.wait_ns_total.saturating_add(waited);
@@ -303,10 +328,22 @@ impl Waitlist {
         (before - self.line.len()) as u64
     }
 
-    /// The threads to wake, taken out before the lock is let go; `None`
-    /// when there are none (the common case, kept cheap).
-    pub(crate) fn take_wakes(&mut self) -> Option<Wakes> {
-        (!self.wakes.is_empty()).then(|| std::mem::take(&mut self.wakes))
+    /// The one thread to wake, if that is all there is to do once the lock
+    /// is let go (the common case: a release that grants one waiter), taken
+    /// out; `Err` when there is more (see `take_wakes`).
+    #[inline]
+    pub(crate) fn take_wake(&mut self) -> Result<Option<Arc<Waiter>>, ()> {
+        let wakes = &mut self.wakes;
+        if wakes.list[1].is_none() && wakes.rings.is_empty() {
+            return Ok(wakes.list[0].take());
+        }
+        Err(())
+    }
+
+    /// All the threads to wake and notifiers to ring, taken out before the
+    /// lock is let go.
+    pub(crate) fn take_wakes(&mut self) -> Wakes {
+        std::mem::take(&mut self.wakes)
     }
 
     /// Forgets every two-phase ticket (nobody can redeem them any more) and
