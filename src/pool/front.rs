@@ -332,20 +332,26 @@ impl PoolCore {
         match self.backend() {
             Backend::Local(b) => b.acquire_fast(nbytes),
             #[cfg(not(loom))]
-            Backend::Shared(b) => {
-                // The caller holds a handle, so the count is not 0 (a pool
-                // with none left goes to the full path, which says so).
-                if self.handle.strong_count() == 0 {
-                    return None;
-                }
-                let lease = b.acquire_fast(nbytes)?;
-                // SAFETY: the handles' `Arc` is live with a count of 1 or
-                // more (the caller's, above); this adds the lease's, which
-                // its release drops (`drop_handle`).
-                unsafe { Arc::increment_strong_count(self.handle.as_ptr()) };
-                Some(lease)
-            }
+            Backend::Shared(b) => self.acquire_fast_shared(b, nbytes),
         }
+    }
+
+    /// `acquire_fast` of a shared pool, out of line so that the in-process
+    /// pool's fast path stays as small as it was.
+    #[cfg(not(loom))]
+    #[inline(never)]
+    fn acquire_fast_shared(&self, b: &SharedPool, nbytes: u64) -> Option<Lease> {
+        // The caller holds a handle, so the count is not 0 (a pool with none
+        // left goes to the full path, which says so).
+        if self.handle.strong_count() == 0 {
+            return None;
+        }
+        let lease = b.acquire_fast(nbytes)?;
+        // SAFETY: the handles' `Arc` is live with a count of 1 or more (the
+        // caller's, above); this adds the lease's, which its release drops
+        // (`drop_handle`).
+        unsafe { Arc::increment_strong_count(self.handle.as_ptr()) };
+        Some(lease)
     }
 
     /// The uncontended release, for the C boundary's fast path: `true` when
@@ -363,16 +369,26 @@ impl PoolCore {
         match core.backend() {
             Backend::Local(b) => b.release_fast(id),
             #[cfg(not(loom))]
-            Backend::Shared(b) => {
-                if !b.release_fast(id) {
-                    return false;
-                }
-                // SAFETY: a lease was removed and its grant kept a handle;
-                // this is the call's last use of the core.
-                unsafe { Self::drop_handle(this) };
-                true
-            }
+            // SAFETY: the contract above, passed on.
+            Backend::Shared(b) => unsafe { Self::release_fast_shared(this, b, id) },
         }
+    }
+
+    /// `release_fast` of a shared pool, out of line so that the in-process
+    /// pool's fast path stays as small as it was.
+    ///
+    /// # Safety
+    /// As for `release_fast`; `b` is `this`'s backend.
+    #[cfg(not(loom))]
+    #[inline(never)]
+    unsafe fn release_fast_shared(this: *const PoolCore, b: &SharedPool, id: u64) -> bool {
+        if !b.release_fast(id) {
+            return false;
+        }
+        // SAFETY: a lease was removed and its grant kept a handle; this is
+        // the call's last use of the core.
+        unsafe { Self::drop_handle(this) };
+        true
     }
 
     /// Waits in line for `nbytes`, up to `wait`.
