@@ -70,10 +70,7 @@ impl Held<'_> {
     #[inline(always)]
     fn grant_now(&self, nbytes: u64) -> Option<Lease> {
         let h = self.seg.header;
-        let available = h.available.load(Relaxed);
-        let fits = available >= 0 && nbytes <= available as u64 && nbytes <= h.total.load(Relaxed);
-        if !fits || h.waiting.load(Relaxed) != 0 || h.closed.load(Relaxed) != 0 || self.is_placed()
-        {
+        if self.is_placed() || self.closed() || nbytes > h.total.load(Relaxed) || !self.grantable_now(nbytes) {
             return None;
         }
         let (_, id) = self.alloc_entry(LEASE, nbytes)?;

@@ -164,6 +164,12 @@ impl<'a> Held<'a> {
         }
     }
 
+    /// Whether `nbytes` can be granted now without jumping the line.
+    #[inline(always)]
+    pub(crate) fn grantable_now(&self, nbytes: u64) -> bool {
+        self.waiting() == 0 && self.available() >= 0 && nbytes <= self.available() as u64 && self.placeable(nbytes)
+    }
+
     /// Takes `nbytes` from what is available (the caller checked they fit).
     pub(crate) fn take(&self, nbytes: u64) {
         self.add_available(-i128::from(nbytes));
@@ -287,11 +293,6 @@ impl<'a> Held<'a> {
 }
 
 impl<'a> Locked<'a> {
-    /// Whether `nbytes` can be granted now without jumping the line.
-    pub(crate) fn grantable_now(&self, nbytes: u64) -> bool {
-        self.waiting() == 0 && self.available() >= 0 && nbytes <= self.available() as u64 && self.placeable(nbytes)
-    }
-
     pub(crate) fn give(&mut self, nbytes: u64) {
         self.add_available(i128::from(nbytes));
         if self.waiting() > 0 {
