@@ -21,6 +21,9 @@
 #     (CUDA IPC), turn the token into a device pointer, read back the
 #     producer's pixel sum and complete their parts.
 #
+# CUDA wheels already in target/cuda-wheels (see scripts/test-cuda.sh) are not
+# downloaded again, so a machine without network access can be given them.
+#
 # Without `nvidia-smi` (or with no GPU visible to it) it prints
 # "no GPU: skipped" and exits 0.
 set -euo pipefail
@@ -35,7 +38,15 @@ nvidia-smi -L
 # shellcheck source=scripts/test-cuda.sh
 source scripts/test-cuda.sh
 
-cargo build --quiet
+# A GPU machine without a Rust toolchain can run this on a library built
+# elsewhere (same architecture): bring target/debug/libmmpool.so along.
+if command -v cargo >/dev/null 2>&1; then
+    cargo build --quiet
+elif [ -f target/debug/libmmpool.so ]; then
+    echo "no cargo here: using the prebuilt target/debug/libmmpool.so"
+else
+    fail "no cargo to build the library, and no prebuilt target/debug/libmmpool.so"
+fi
 cuda_install_wheels
 cuda_stage_library
 export LD_LIBRARY_PATH=$PWD/$OUT:$PWD/$NV/nvjpeg/lib:$PWD/$NV/cuda_runtime/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
