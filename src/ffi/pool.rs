@@ -5,7 +5,7 @@ use super::sized::write_sized;
 use super::handle::{self, borrow, mmpool};
 use super::status::mmpool_status;
 use super::types::{mmpool_lease, mmpool_stats, mmpool_ticket};
-use crate::pool::{Pool, PoolCore, Ticket, Wait};
+use crate::pool::{Lease, Pool, PoolCore, Ticket, Wait};
 
 /// Creates a pool of `total_bytes` (1 to 2^60) and stores it, with one
 /// reference, in `*out_pool`.
@@ -51,7 +51,7 @@ pub extern "C" fn mmpool_unref(pool: *mut mmpool) {
 #[no_mangle]
 pub extern "C" fn mmpool_acquire(pool: *mut mmpool, nbytes: u64, out_lease: *mut mmpool_lease) -> mmpool_status {
     // SAFETY: the C contract: `pool` is NULL or a held handle, `out_lease` NULL or writable.
-    if unsafe { acquire_fast(pool, nbytes, out_lease) } {
+    if unsafe { grant_fast(pool, out_lease, |p| p.acquire_fast(nbytes)) } {
         return mmpool_status::MMPOOL_OK;
     }
     acquire_full(pool, nbytes, out_lease)
@@ -77,7 +77,7 @@ pub extern "C" fn mmpool_acquire_timeout(
     out_lease: *mut mmpool_lease,
 ) -> mmpool_status {
     // SAFETY: as in `mmpool_acquire`.
-    if unsafe { acquire_fast(pool, nbytes, out_lease) } {
+    if unsafe { grant_fast(pool, out_lease, |p| p.acquire_fast(nbytes)) } {
         return mmpool_status::MMPOOL_OK;
     }
     acquire_timeout_full(pool, nbytes, timeout_ns, out_lease)
@@ -98,7 +98,7 @@ extern "C" fn acquire_timeout_full(pool: *mut mmpool, nbytes: u64, timeout_ns: u
 #[no_mangle]
 pub extern "C" fn mmpool_try_acquire(pool: *mut mmpool, nbytes: u64, out_lease: *mut mmpool_lease) -> mmpool_status {
     // SAFETY: as in `mmpool_acquire`.
-    if unsafe { acquire_fast(pool, nbytes, out_lease) } {
+    if unsafe { grant_fast(pool, out_lease, |p| p.acquire_fast(nbytes)) } {
         return mmpool_status::MMPOOL_OK;
     }
     try_acquire_full(pool, nbytes, out_lease)
@@ -112,20 +112,20 @@ extern "C" fn try_acquire_full(pool: *mut mmpool, nbytes: u64, out_lease: *mut m
     acquire("mmpool_try_acquire", pool, nbytes, None, out_lease)
 }
 
-/// The engine's uncontended acquire, outside the boundary (it cannot panic):
-/// `true` when it granted and wrote `*out_lease`; `false` leaves everything to
-/// the full path.
+/// One of the engine's uncontended acquires (`fast`), outside the boundary (it
+/// cannot panic): `true` when it granted and wrote `*out_lease`; `false`
+/// leaves everything to the next path.
 ///
 /// # Safety
 /// `pool` is NULL or a held handle; `out_lease` is NULL or writable.
 #[inline(always)]
-unsafe fn acquire_fast(pool: *mut mmpool, nbytes: u64, out_lease: *mut mmpool_lease) -> bool {
+unsafe fn grant_fast(pool: *mut mmpool, out_lease: *mut mmpool_lease, fast: impl FnOnce(&PoolCore) -> Option<Lease>) -> bool {
     // SAFETY: the contract above.
     let Some(p) = (unsafe { handle::peek(pool) }) else { return false };
     if out_lease.is_null() {
         return false;
     }
-    let Some(lease) = p.acquire_fast(nbytes) else { return false };
+    let Some(lease) = fast(p) else { return false };
     // SAFETY: `out_lease` is non-NULL and writable per the contract.
     unsafe { out_lease.write(lease.into()) };
     true
@@ -140,6 +140,11 @@ fn acquire(
     wait: Option<Wait>,
     out_lease: *mut mmpool_lease,
 ) -> mmpool_status {
+    // A shared pool's uncontended acquire, before the boundary's checks.
+    // SAFETY: as in `mmpool_acquire`.
+    if unsafe { grant_fast(pool, out_lease, |p| p.acquire_fast_shared(nbytes)) } {
+        return mmpool_status::MMPOOL_OK;
+    }
     boundary!(name, {
         // SAFETY: the C contract: `pool` is a held handle, `out_lease` writable.
         let (pool, out_lease) = unsafe { (borrow(pool, "pool")?, out(out_lease, "out_lease")?) };
@@ -164,8 +169,7 @@ pub extern "C" fn mmpool_release(pool: *mut mmpool, lease: mmpool_lease) -> mmpo
     // SAFETY: the C contract: `pool` is NULL or a handle the caller holds, or
     // the pool of an outstanding lease.
     if let Some(p) = unsafe { handle::peek(pool) } {
-        // SAFETY: as above.
-        if unsafe { PoolCore::release_fast(p, lease.id) } {
+        if p.release_fast(lease.id) {
             return mmpool_status::MMPOOL_OK;
         }
     }
@@ -176,6 +180,14 @@ pub extern "C" fn mmpool_release(pool: *mut mmpool, lease: mmpool_lease) -> mmpo
 #[cold]
 #[inline(never)]
 extern "C" fn release(pool: *mut mmpool, lease: mmpool_lease) -> mmpool_status {
+    // A shared pool's uncontended release, before the boundary's checks.
+    // SAFETY: as in `mmpool_release`.
+    if let Some(p) = unsafe { handle::peek(pool) } {
+        // SAFETY: as above.
+        if unsafe { PoolCore::release_fast_shared(p, lease.id) } {
+            return mmpool_status::MMPOOL_OK;
+        }
+    }
     boundary!("mmpool_release", {
         // SAFETY: the C contract: `pool` is a held handle, or the pool of an
         // outstanding lease.

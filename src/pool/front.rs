@@ -323,72 +323,92 @@ impl PoolCore {
         dispatch!(self, b => b.available_bytes())
     }
 
-    /// The uncontended acquire, for the C boundary's fast path: a lease, or
-    /// `None` to call [`Pool::acquire`] or [`Pool::try_acquire`] (nothing is
-    /// held then). A shared pool's lease holds a handle, as its full path's
-    /// does (see `Pool`). Never panics.
+    /// The uncontended acquire of an in-process pool, for the C boundary's
+    /// fast path, inlined into each export: a lease, or `None` to go on to
+    /// [`PoolCore::acquire_fast_shared`] and the full path (nothing is held
+    /// then). Never panics.
+    ///
+    /// A shared pool answers `None`: a call to its fast path from here would
+    /// make every export save and restore registers around it, which the
+    /// in-process pair pays for; the shared pool's is tried out of line.
     #[inline]
     pub fn acquire_fast(&self, nbytes: u64) -> Option<Lease> {
         match self.backend() {
             Backend::Local(b) => b.acquire_fast(nbytes),
             #[cfg(not(loom))]
-            Backend::Shared(b) => self.acquire_fast_shared(b, nbytes),
+            Backend::Shared(_) => None,
         }
     }
 
-    /// `acquire_fast` of a shared pool, out of line so that the in-process
-    /// pool's fast path stays as small as it was.
-    #[cfg(not(loom))]
+    /// The uncontended acquire of a shared pool, out of line: the C
+    /// boundary tries it before its full path's checks, and the full paths
+    /// ([`Pool::acquire`], [`Pool::try_acquire`]) before they wait or give
+    /// up. A lease, or `None` (nothing held; always for an in-process pool).
+    /// Its lease holds a handle, as the full path's does (see `Pool`).
+    /// Never panics.
     #[inline(never)]
-    fn acquire_fast_shared(&self, b: &SharedPool, nbytes: u64) -> Option<Lease> {
-        // The caller holds a handle, so the count is not 0 (a pool with none
-        // left goes to the full path, which says so).
-        if self.handle.strong_count() == 0 {
-            return None;
+    #[cfg_attr(loom, allow(unused_variables))] // no shared pools under loom
+    pub fn acquire_fast_shared(&self, nbytes: u64) -> Option<Lease> {
+        match self.backend() {
+            Backend::Local(_) => None,
+            #[cfg(not(loom))]
+            Backend::Shared(b) => {
+                // The caller holds a handle, so the count is not 0 (a pool
+                // with none left goes to the full path, which says so).
+                if self.handle.strong_count() == 0 {
+                    return None;
+                }
+                let lease = b.acquire_fast(nbytes)?;
+                // SAFETY: the handles' `Arc` is live with a count of 1 or
+                // more (the caller's, above); this adds the lease's, which
+                // its release drops (`drop_handle`).
+                unsafe { Arc::increment_strong_count(self.handle.as_ptr()) };
+                Some(lease)
+            }
         }
-        let lease = b.acquire_fast(nbytes)?;
-        // SAFETY: the handles' `Arc` is live with a count of 1 or more (the
-        // caller's, above); this adds the lease's, which its release drops
-        // (`drop_handle`).
-        unsafe { Arc::increment_strong_count(self.handle.as_ptr()) };
-        Some(lease)
     }
 
-    /// The uncontended release, for the C boundary's fast path: `true` when
-    /// done, `false` to call [`PoolCore::release_raw`] (which also handles
-    /// every misuse). Never panics. A shared pool's release drops the
-    /// lease's handle, which may be the last: hence the core's address.
+    /// The uncontended release of an in-process pool's lease, for the C
+    /// boundary's fast path: `true` when done, `false` to go on to
+    /// [`PoolCore::release_fast_shared`] and [`PoolCore::release_raw`]
+    /// (which also handles every misuse). Never panics. A shared pool
+    /// answers `false`, as in `acquire_fast`.
+    #[inline]
+    pub fn release_fast(&self, id: u64) -> bool {
+        match self.backend() {
+            Backend::Local(b) => b.release_fast(id),
+            #[cfg(not(loom))]
+            Backend::Shared(_) => false,
+        }
+    }
+
+    /// The uncontended release of a shared pool's lease, out of line (see
+    /// `acquire_fast_shared`): `true` when done, `false` to call
+    /// [`PoolCore::release_raw`] (always for an in-process pool). It drops
+    /// the lease's handle, which may be the last: hence the core's address.
+    /// Never panics.
     ///
     /// # Safety
     /// As for `release_raw`.
-    #[inline]
-    pub unsafe fn release_fast(this: *const PoolCore, id: u64) -> bool {
+    #[inline(never)]
+    #[cfg_attr(loom, allow(unused_variables))] // no shared pools under loom
+    pub unsafe fn release_fast_shared(this: *const PoolCore, id: u64) -> bool {
         // SAFETY: the contract above; `core` is not used once the pool may
         // be freed (below).
         let core = unsafe { &*this };
         match core.backend() {
-            Backend::Local(b) => b.release_fast(id),
+            Backend::Local(_) => false,
             #[cfg(not(loom))]
-            // SAFETY: the contract above, passed on.
-            Backend::Shared(b) => unsafe { Self::release_fast_shared(this, b, id) },
+            Backend::Shared(b) => {
+                if !b.release_fast(id) {
+                    return false;
+                }
+                // SAFETY: a lease was removed and its grant kept a handle;
+                // this is the call's last use of the core.
+                unsafe { Self::drop_handle(this) };
+                true
+            }
         }
-    }
-
-    /// `release_fast` of a shared pool, out of line so that the in-process
-    /// pool's fast path stays as small as it was.
-    ///
-    /// # Safety
-    /// As for `release_fast`; `b` is `this`'s backend.
-    #[cfg(not(loom))]
-    #[inline(never)]
-    unsafe fn release_fast_shared(this: *const PoolCore, b: &SharedPool, id: u64) -> bool {
-        if !b.release_fast(id) {
-            return false;
-        }
-        // SAFETY: a lease was removed and its grant kept a handle; this is
-        // the call's last use of the core.
-        unsafe { Self::drop_handle(this) };
-        true
     }
 
     /// Waits in line for `nbytes`, up to `wait`.
@@ -402,7 +422,7 @@ impl PoolCore {
                 Ok,
             ),
             #[cfg(not(loom))]
-            Backend::Shared(b) => self.acquire_fast(nbytes).map_or_else(|| kept(self, b.acquire(nbytes, wait)), Ok),
+            Backend::Shared(b) => self.acquire_fast_shared(nbytes).map_or_else(|| kept(self, b.acquire(nbytes, wait)), Ok),
         }
     }
 
@@ -411,7 +431,7 @@ impl PoolCore {
         match self.backend() {
             Backend::Local(b) => b.acquire_fast(nbytes).map_or_else(|| b.try_acquire(nbytes), Ok),
             #[cfg(not(loom))]
-            Backend::Shared(b) => self.acquire_fast(nbytes).map_or_else(|| kept(self, b.try_acquire(nbytes)), Ok),
+            Backend::Shared(b) => self.acquire_fast_shared(nbytes).map_or_else(|| kept(self, b.try_acquire(nbytes)), Ok),
         }
     }
 
