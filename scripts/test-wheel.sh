@@ -59,8 +59,9 @@ if bash scripts/build-wheel.sh --check "$canary/$(basename "$wheel")" >"$canary/
     cat "$canary/check.log"
     fail "the check passed a wheel whose program needs the host's glibc"
 fi
-grep -E "FAILED: auditwheel reports platform tag 'manylinux_2_[0-9]+_x86_64', not manylinux_2_17_x86_64" "$canary/check.log" \
+refusal=$(grep -oE "auditwheel reports platform tag 'manylinux_2_[0-9]+_x86_64', not manylinux_2_17_x86_64" "$canary/check.log") \
     || { cat "$canary/check.log"; fail "the canary failed for another reason than its glibc"; }
+echo "canary refused, as it must be: $refusal"
 
 echo "--- install into a fresh venv, with no Rust on PATH"
 # Every directory of PATH that holds cargo or rustc is left out.
