@@ -44,6 +44,15 @@ def granted_after_a_wait(pool: mmpool.Pool, nbytes: int, timeout: float | None =
     return got[0]
 
 
+def ctrl_c_raises(code: str) -> str:
+    """``code`` (dedented) for a child that must turn SIGINT into
+    KeyboardInterrupt, as at a terminal. Python installs that handler only
+    when SIGINT is not ignored at start, and a shell without job control
+    starts background commands with SIGINT ignored; so the child installs it
+    itself instead of trusting what the test run inherited."""
+    return "import signal\nsignal.signal(signal.SIGINT, signal.default_int_handler)\n" + textwrap.dedent(code)
+
+
 def run_python(code: str, timeout: float = 60.0) -> subprocess.CompletedProcess[str]:
     """Runs ``code`` in a child interpreter (same environment); a hang becomes
     a failure instead of a stuck test run."""

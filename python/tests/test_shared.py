@@ -11,7 +11,7 @@ import textwrap
 import pytest
 
 import mmpool
-from conftest import wait_until
+from conftest import ctrl_c_raises, wait_until
 
 
 @pytest.fixture
@@ -82,18 +82,25 @@ def test_ctrl_c_in_a_shared_wait_loses_no_bytes(name):
     pool = mmpool.SharedPool(name, 10)
     held = pool.acquire(10)
     proc = child(
-        f"""
-        import mmpool
-        pool = mmpool.SharedPool({name!r})
-        try:
-            pool.acquire(5)
-        except KeyboardInterrupt:
-            print("interrupted", pool.stats().waiters, flush=True)
-        """
+        ctrl_c_raises(
+            f"""
+            import mmpool
+            pool = mmpool.SharedPool({name!r})
+            try:
+                pool.acquire(5)
+            except KeyboardInterrupt:
+                print("interrupted", pool.stats().waiters, flush=True)
+            """
+        )
     )
-    wait_until(lambda: pool.stats().waiters == 1, "the child to wait in line")
-    proc.send_signal(signal.SIGINT)
-    out, err = proc.communicate(timeout=30)
+    try:
+        wait_until(lambda: pool.stats().waiters == 1, "the child to wait in line")
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
     assert out.split() == ["interrupted", "0"], err
     held.release()
     assert pool.available_bytes == 10

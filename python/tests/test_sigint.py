@@ -6,10 +6,12 @@ import os
 import signal
 import subprocess
 import sys
-import textwrap
+import threading
 import time
 
-CHILD = textwrap.dedent(
+from conftest import ctrl_c_raises
+
+CHILD = ctrl_c_raises(
     """
     import sys, threading, time, mmpool
     pool = mmpool.Pool(100)
@@ -37,6 +39,10 @@ def test_sigint_interrupts_a_blocked_acquire_and_no_bytes_are_lost():
     child = subprocess.Popen(
         [sys.executable, "-c", CHILD], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
+    # A child that never prints (or is never interrupted) is killed, so its
+    # readline() ends with EOF and the test fails instead of hanging the run.
+    watchdog = threading.Timer(60, child.kill)
+    watchdog.start()
     try:
         assert child.stdout.readline().strip() == "WAITING"
         sent = time.monotonic()
@@ -45,6 +51,7 @@ def test_sigint_interrupts_a_blocked_acquire_and_no_bytes_are_lost():
         latency = time.monotonic() - sent
         child.wait(30)
     finally:
+        watchdog.cancel()
         if child.poll() is None:
             child.kill()
     # Interrupted: nobody left in line, the held 100 bytes still out, and all
